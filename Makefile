@@ -1,0 +1,52 @@
+# kubesalt developer entry points. Run as root on Debian 12.
+#   make test   install what the suite needs (apt + .venv), lint, run every tier
+#   make setup  only the installation part
+#   make lint   ruff (check + format)
+#   make bench  benchmarks: print a table, write bench/results/*.json
+SHELL := /bin/bash
+PYTHON ?= /usr/bin/python3
+VENV ?= .venv
+PYTEST_ARGS ?=
+APT_PACKAGES := python3-venv etcd-server etcd-client systemd-container debootstrap bird2 openssl \
+                iproute2
+
+.PHONY: setup apt venv test lint clean
+
+setup: apt venv
+
+# Installs only what is missing, so a second `make setup` is quick and offline.
+apt:
+	@missing=""; for p in $(APT_PACKAGES); do \
+	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q 'install ok installed' || missing="$$missing $$p"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+	  echo "setup: apt-get install$$missing"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
+	else echo "setup: apt packages present"; fi
+
+venv: $(VENV)/.installed
+
+$(VENV)/.installed: setup.cfg pyproject.toml requirements/constraints.txt
+	@echo "setup: creating $(VENV) with pinned salt (about a minute the first time)"
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install -q -c requirements/constraints.txt setuptools -e '.[test]'
+	@touch $@
+
+lint: venv
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+test: setup lint
+	$(VENV)/bin/python -m pytest $(PYTEST_ARGS)
+
+clean:
+	rm -rf $(VENV) build *.egg-info .pytest_cache .ruff_cache
+
+.PHONY: bench
+bench: setup
+	$(VENV)/bin/python bench/validate.py
+
+.PHONY: lab lab-down
+lab lab-down:
+	@echo "make $@: the lab (systemd-nspawn hosts converged by a real salt-master) is not built yet" >&2
+	@exit 2

@@ -1,0 +1,536 @@
+"""The kubesalt pillar model: merge with the formula defaults, validate, look up roles.
+
+Pure functions without Salt dunders, shared by ``_modules/kubesalt.py`` and
+``_states/kubesalt.py`` and unit-tested on their own. Everything here works on plain
+dicts as Salt hands them over (YAML already parsed).
+
+A problem names the pillar key it is about in the colon notation that ``pillar.get``
+accepts (``kubesalt:nodes:worker-1:roles:0``) and says what was expected.
+"""
+
+import difflib
+import ipaddress
+import re
+from dataclasses import dataclass
+
+PILLAR_KEY = "kubesalt"
+ROLES = ("master", "worker", "router")
+# Components with a pinned version (kube-* share "kubernetes"; felix, confd and typha share
+# "calico").
+COMPONENTS = (
+    "kubernetes",
+    "etcd",
+    "calico",
+    "containerd",
+    "runc",
+    "cni_plugins",
+    "crictl",
+    "ingress_nginx",
+)
+ARTIFACT_SOURCES = ("url", "package", "path")
+PATH_KEYS = (
+    "config_dir",
+    "kubernetes_dir",
+    "pki_dir",
+    "etcd_config_dir",
+    "etcd_data_dir",
+    "systemd_dir",
+    "bin_dir",
+)
+# Kubernetes refuses a larger IPv4 service range (kube-apiserver: "mask must be >= 12").
+MAX_SERVICE_PREFIX_V4 = 12
+# 0, 23456 (AS_TRANS), 65535 and 4294967295 are reserved (RFC 7607, 6793, 7300).
+RESERVED_ASNS = (0, 23456, 65535, 4294967295)
+
+ERROR = "error"
+WARNING = "warning"
+
+_VERSION_RE = re.compile(r"^v?\d+\.\d+\.\d+(?:[-+][0-9A-Za-z.-]+)?$")
+_DNS_LABEL_RE = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
+_SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One finding about the pillar: the key it is about, what is wrong, how bad."""
+
+    key: str
+    message: str
+    level: str = ERROR
+
+    def __str__(self):
+        return f"{self.key}: {self.message}"
+
+
+# --- merging -------------------------------------------------------------------------------
+
+
+def merge(defaults, override):
+    """Return ``defaults`` updated recursively with ``override``.
+
+    Mappings merge key by key; any other value (lists included) in ``override`` replaces
+    the default, so pillar can always say exactly which roles or sources it wants.
+    """
+    if not isinstance(defaults, dict) or not isinstance(override, dict):
+        return override
+    merged = dict(defaults)
+    for key, value in override.items():
+        merged[key] = merge(defaults[key], value) if key in defaults else value
+    return merged
+
+
+def resolve_paths(paths):
+    """Prefix every path with ``paths['root']`` (``/`` in production, a temp dir in tests)."""
+    root = paths.get("root") or "/"
+    resolved = {"root": root}
+    for key, value in paths.items():
+        if key != "root":
+            resolved[key] = root.rstrip("/") + value if root != "/" else value
+    return resolved
+
+
+# --- leaf checks: each returns (parsed value or None, [Problem]) ----------------------------
+
+
+def _kind(value):
+    return "nothing" if value is None else type(value).__name__
+
+
+def _missing(key, expected):
+    return [Problem(key, f"missing; expected {expected}")]
+
+
+def _check_dns_label(value, key):
+    expected = "a DNS label (lowercase letters, digits and '-', at most 63 characters)"
+    if value is None:
+        return None, _missing(key, expected)
+    if not isinstance(value, str) or not _DNS_LABEL_RE.match(value):
+        return None, [Problem(key, f"{value!r} is not {expected}")]
+    return value, []
+
+
+def _check_dns_domain(value, key):
+    expected = "a DNS domain such as 'cluster.local'"
+    if value is None:
+        return None, _missing(key, expected)
+    labels = value.split(".") if isinstance(value, str) else []
+    if not labels or len(value) > 253 or not all(_DNS_LABEL_RE.match(x) for x in labels):
+        return None, [Problem(key, f"{value!r} is not {expected}")]
+    return value, []
+
+
+def _check_as_number(value, key):
+    expected = "an AS number, an integer from 1 to 4294967294 (64512-65534 for a private AS)"
+    if value is None:
+        return None, _missing(key, expected)
+    if isinstance(value, bool) or not isinstance(value, int):
+        return None, [Problem(key, f"{value!r} is a {_kind(value)}; expected {expected}")]
+    if not 1 <= value <= 4294967294:
+        return None, [Problem(key, f"{value} is out of range; expected {expected}")]
+    if value in RESERVED_ASNS:
+        return None, [Problem(key, f"{value} is a reserved AS number; expected {expected}")]
+    return value, []
+
+
+def _check_cidr(value, key):
+    expected = "an IPv4 network in CIDR notation such as '198.18.0.0/24'"
+    if value is None:
+        return None, _missing(key, expected)
+    if not isinstance(value, str) or "/" not in value:
+        return None, [Problem(key, f"{value!r} is not {expected}")]
+    try:
+        net = ipaddress.IPv4Network(value, strict=False)
+    except ValueError:
+        return None, [Problem(key, f"{value!r} is not {expected}")]
+    if str(net) != value:
+        return None, [
+            Problem(key, f"{value!r} has host bits set; expected the network address {net}")
+        ]
+    return net, []
+
+
+def _check_ip(value, key):
+    expected = "an IPv4 address such as '198.18.0.10'"
+    if value is None:
+        return None, _missing(key, expected)
+    try:
+        return ipaddress.IPv4Address(value), []
+    except (ValueError, TypeError):
+        return None, [Problem(key, f"{value!r} is not {expected}")]
+
+
+def _check_version(value, key):
+    expected = "a version string such as '1.37.0' (quote it in YAML)"
+    if value is None or value == "":
+        return None, _missing(key, expected)
+    if not isinstance(value, str) or not _VERSION_RE.match(value):
+        return None, [Problem(key, f"{value!r} is not {expected}")]
+    return value, []
+
+
+def _check_abs_path(value, key):
+    expected = "an absolute path"
+    if value is None or value == "":
+        return None, _missing(key, expected)
+    if not isinstance(value, str) or not value.startswith("/"):
+        return None, [Problem(key, f"{value!r} is not {expected}")]
+    return value, []
+
+
+def _check_optional(check):
+    def optional(value, key):
+        return (None, []) if value is None else check(value, key)
+
+    return optional
+
+
+# --- mappings ---------------------------------------------------------------------------------
+
+
+def _unknown_key(key, name, allowed):
+    expected = ", ".join(sorted(allowed))
+    hint = difflib.get_close_matches(str(name), allowed, n=1)
+    suffix = f" (did you mean '{hint[0]}'?)" if hint else ""
+    return Problem(f"{key}:{name}", f"unknown key; expected one of: {expected}{suffix}")
+
+
+def _check_fields(value, key, fields):
+    """Check a mapping with a fixed set of keys; returns ({name: parsed}, [Problem])."""
+    if not isinstance(value, dict):
+        if value is None:
+            return None, _missing(key, "a mapping")
+        return None, [Problem(key, f"expected a mapping, got {_kind(value)}")]
+    problems = [_unknown_key(key, name, fields) for name in value if name not in fields]
+    parsed = {}
+    for name, check in fields.items():
+        parsed[name], found = check(value.get(name), f"{key}:{name}")
+        problems += found
+    return parsed, problems
+
+
+def _mapping(fields):
+    return lambda value, key: _check_fields(value, key, fields)
+
+
+# --- artifacts --------------------------------------------------------------------------------
+
+_ARTIFACT_FIELDS = {
+    "url": {"url": None, "sha256": None},
+    "package": {"package": None},
+    "path": {"path": None},
+}
+
+
+def _check_artifact(value, key):
+    if not isinstance(value, dict):
+        return None, [Problem(key, f"expected a mapping with 'source', got {_kind(value)}")]
+    source = value.get("source")
+    if source not in ARTIFACT_SOURCES:
+        choices = ", ".join(ARTIFACT_SOURCES)
+        return None, [Problem(f"{key}:source", f"{source!r} is not one of: {choices}")]
+    allowed = {"source", *_ARTIFACT_FIELDS[source]}
+    problems = [_unknown_key(key, name, allowed) for name in value if name not in allowed]
+    if source == "url":
+        url = value.get("url")
+        if not isinstance(url, str) or not re.match(r"^(https?|file)://", url):
+            problems.append(Problem(f"{key}:url", f"{url!r} is not an http(s):// or file:// URL"))
+        sha = value.get("sha256")
+        if not isinstance(sha, str) or not _SHA256_RE.match(sha):
+            expected = "a sha256 (64 lowercase hex digits, quoted in YAML)"
+            problems.append(Problem(f"{key}:sha256", f"{sha!r} is not {expected}"))
+    elif source == "package":
+        if not isinstance(value.get("package"), str) or not value.get("package"):
+            problems += _missing(f"{key}:package", "the name of a distribution package")
+    else:
+        problems += _check_abs_path(value.get("path"), f"{key}:path")[1]
+    return value, problems
+
+
+def _check_artifacts(value, key):
+    if value is None:
+        return {}, []
+    if not isinstance(value, dict):
+        expected = "a mapping of component to source"
+        return None, [Problem(key, f"expected {expected}, got {_kind(value)}")]
+    problems = []
+    for name, spec in value.items():
+        problems += _check_artifact(spec, f"{key}:{name}")[1]
+    return value, problems
+
+
+# --- nodes ------------------------------------------------------------------------------------
+
+
+def _check_roles(value, key):
+    expected = "a list of roles from: " + ", ".join(ROLES)
+    if value is None:
+        return None, _missing(key, expected)
+    if not isinstance(value, list):
+        return None, [Problem(key, f"expected {expected}, got {_kind(value)} {value!r}")]
+    if not value:
+        return None, [Problem(key, f"empty; expected {expected}")]
+    problems = []
+    for index, role in enumerate(value):
+        if role not in ROLES:
+            hint = difflib.get_close_matches(str(role), ROLES, n=1)
+            suffix = f" (did you mean '{hint[0]}'?)" if hint else ""
+            problems.append(
+                Problem(
+                    f"{key}:{index}",
+                    f"unknown role {role!r}; expected one of: {', '.join(ROLES)}{suffix}",
+                )
+            )
+        elif role in value[:index]:
+            problems.append(Problem(f"{key}:{index}", f"role {role!r} is listed twice"))
+    if {"router", "worker"} <= set(value):
+        problems.append(
+            Problem(
+                key,
+                "roles 'router' and 'worker' cannot share a host: both run a BGP "
+                "speaker on port 179; put the route reflector on its own host",
+            )
+        )
+    return (value if not problems else None), problems
+
+
+_NODE_FIELDS = {"roles": _check_roles, "ip": _check_ip}
+
+
+def _node_name_problem(minion_id, key):
+    """Minion ids become Kubernetes node names (RFC 1123 subdomains)."""
+    labels = minion_id.split(".")
+    if len(minion_id) <= 253 and all(_DNS_LABEL_RE.match(x) for x in labels):
+        return []
+    return [
+        Problem(
+            key,
+            f"minion id {minion_id!r} is not a valid Kubernetes node name; expected "
+            "lowercase letters, digits, '-' and '.' (RFC 1123)",
+        )
+    ]
+
+
+def _check_nodes(value, key):
+    """Check ``nodes``: {minion id: node}; returns ({id: parsed node}, [Problem])."""
+    if value is None or value == {}:
+        return {}, [
+            Problem(key, "no nodes; expected a mapping of minion id to {roles: [...], ip: ...}")
+        ]
+    if not isinstance(value, dict):
+        return None, [Problem(key, f"expected a mapping of minion id to node, got {_kind(value)}")]
+    problems, parsed, seen = [], {}, {}
+    for minion_id, node in value.items():
+        if minion_id is None or not str(minion_id).strip():
+            problems.append(
+                Problem(
+                    key,
+                    f"a node has an empty minion id ({minion_id!r}); "
+                    "expected the minion's id as the key",
+                )
+            )
+            continue
+        minion_id = str(minion_id)
+        node_key = f"{key}:{minion_id}"
+        problems += _node_name_problem(minion_id, node_key)
+        canonical = minion_id.strip().rstrip(".").lower()
+        if canonical in seen:
+            problems.append(
+                Problem(
+                    node_key,
+                    f"duplicate minion id: {minion_id!r} names the "
+                    f"same node as {seen[canonical]!r}",
+                )
+            )
+        seen.setdefault(canonical, minion_id)
+        parsed[minion_id], found = _check_fields(node, node_key, _NODE_FIELDS)
+        problems += found
+    return parsed, problems
+
+
+# --- the whole pillar ---------------------------------------------------------------------------
+
+SCHEMA = {
+    "cluster": _mapping({"name": _check_dns_label, "domain": _check_dns_domain}),
+    "network": _mapping(
+        {
+            "as_number": _check_as_number,
+            "node_cidr": _check_cidr,
+            "pod_cidr": _check_cidr,
+            "service_cidr": _check_cidr,
+            "cluster_dns_ip": _check_ip,
+        }
+    ),
+    "versions": _mapping(dict.fromkeys(COMPONENTS, _check_version)),
+    "artifacts": _check_artifacts,
+    "paths": _mapping({"root": _check_abs_path, **dict.fromkeys(PATH_KEYS, _check_abs_path)}),
+    "nodes": _check_nodes,
+}
+
+
+def validate(config):
+    """Return every :class:`Problem` in a merged kubesalt config (empty list: valid)."""
+    if not isinstance(config, dict):
+        return [Problem(PILLAR_KEY, f"expected a mapping, got {_kind(config)}")]
+    parsed, problems = _check_fields(config, PILLAR_KEY, SCHEMA)
+    network = parsed.get("network") or {}
+    nodes = parsed.get("nodes") or {}
+    problems += _check_network_layout(network)
+    problems += _check_node_addresses(nodes, network)
+    problems += _check_role_counts(nodes)
+    return problems
+
+
+def _check_network_layout(net):
+    key = f"{PILLAR_KEY}:network"
+    problems = []
+    ranges = [(name, net.get(name)) for name in ("node_cidr", "pod_cidr", "service_cidr")]
+    ranges = [(name, cidr) for name, cidr in ranges if cidr is not None]
+    for i, (name_a, a) in enumerate(ranges):
+        for name_b, b in ranges[i + 1 :]:
+            if a.overlaps(b):
+                problems.append(
+                    Problem(
+                        f"{key}:{name_b}",
+                        f"{b} overlaps {name_a} {a}; "
+                        "expected node, pod and service ranges to be disjoint",
+                    )
+                )
+    service, dns = net.get("service_cidr"), net.get("cluster_dns_ip")
+    if service is not None and service.prefixlen < MAX_SERVICE_PREFIX_V4:
+        problems.append(
+            Problem(
+                f"{key}:service_cidr",
+                f"/{service.prefixlen} is too large; "
+                f"kube-apiserver expects a prefix of /{MAX_SERVICE_PREFIX_V4} "
+                "or longer",
+            )
+        )
+    if service is not None and dns is not None:
+        if dns not in service:
+            problems.append(
+                Problem(
+                    f"{key}:cluster_dns_ip",
+                    f"{dns} is outside service_cidr {service}; expected an address inside it",
+                )
+            )
+        elif dns in (service.network_address, service.broadcast_address, service[1]):
+            problems.append(
+                Problem(
+                    f"{key}:cluster_dns_ip",
+                    f"{dns} is reserved in "
+                    f"{service} (network, broadcast or the kubernetes service "
+                    f"{service[1]}); expected another address",
+                )
+            )
+    return problems
+
+
+def _check_node_addresses(nodes, net):
+    problems, owners = [], {}
+    for minion_id, node in nodes.items():
+        ip = (node or {}).get("ip")
+        if ip is None:
+            continue
+        key = f"{PILLAR_KEY}:nodes:{minion_id}:ip"
+        if ip in owners:
+            problems.append(
+                Problem(
+                    key,
+                    f"duplicate node IP {ip}: already used by "
+                    f"{owners[ip]!r}; expected one address per node",
+                )
+            )
+        owners.setdefault(ip, minion_id)
+        node_cidr = net.get("node_cidr")
+        if node_cidr is not None:
+            if ip not in node_cidr:
+                problems.append(Problem(key, f"{ip} is outside node_cidr {node_cidr}"))
+            elif ip in (node_cidr.network_address, node_cidr.broadcast_address):
+                problems.append(
+                    Problem(
+                        key,
+                        f"{ip} is the network or broadcast address of "
+                        f"node_cidr {node_cidr}; expected a host address",
+                    )
+                )
+        for name in ("pod_cidr", "service_cidr"):
+            cidr = net.get(name)
+            if cidr is not None and ip in cidr:
+                problems.append(
+                    Problem(
+                        key,
+                        f"{ip} lies inside {name} {cidr}; expected a "
+                        "node address outside pod and service ranges",
+                    )
+                )
+    return problems
+
+
+def _check_role_counts(nodes):
+    key = f"{PILLAR_KEY}:nodes"
+    if not nodes:
+        return []
+    masters = sorted(i for i, n in nodes.items() if "master" in ((n or {}).get("roles") or []))
+    workers = [i for i, n in nodes.items() if "worker" in ((n or {}).get("roles") or [])]
+    if not masters:
+        return [Problem(key, "no node has the role 'master'; expected 1, 3 or 5 masters")]
+    problems = []
+    if len(masters) % 2 == 0:
+        problems.append(
+            Problem(
+                key,
+                f"{len(masters)} masters ({', '.join(masters)}): an even "
+                f"number of etcd members tolerates no more failures than "
+                f"{len(masters) - 1}; expected an odd number",
+                WARNING,
+            )
+        )
+    if not workers:
+        problems.append(
+            Problem(key, "no node has the role 'worker': pods have nowhere to run", WARNING)
+        )
+    return problems
+
+
+def errors(problems):
+    """Only the problems that must stop a run."""
+    return [p for p in problems if p.level == ERROR]
+
+
+# --- roles and what a minion gets -------------------------------------------------------------
+
+
+def _node_entry(config, minion_id):
+    nodes = config.get("nodes") if isinstance(config, dict) else None
+    entry = nodes.get(minion_id) if isinstance(nodes, dict) else None
+    return entry if isinstance(entry, dict) else None
+
+
+def roles_of(config, minion_id):
+    """Roles of ``minion_id`` as pillar states them, in ROLES order; [] when unknown."""
+    declared = (_node_entry(config, minion_id) or {}).get("roles")
+    if not isinstance(declared, list):
+        return []
+    return [role for role in ROLES if role in declared]
+
+
+def node_of(config, minion_id):
+    """``minion_id``'s entry under ``nodes`` with its id and roles; {} when unknown."""
+    entry = _node_entry(config, minion_id)
+    if entry is None:
+        return {}
+    return {**entry, "id": minion_id, "roles": roles_of(config, minion_id)}
+
+
+def assigned_states(pillar_present, problems, roles, formula="kubesalt"):
+    """Decide which SLS a minion's highstate gets.
+
+    - no kubesalt pillar, or a minion not under ``nodes``: only the notice, no component;
+    - an invalid pillar: only the validation state, which fails and stops the run;
+    - otherwise validation first, then one SLS per role.
+    """
+    if not pillar_present or (not roles and not errors(problems)):
+        return [f"{formula}.unassigned"]
+    if errors(problems):
+        return [f"{formula}.validate"]
+    return [f"{formula}.validate", *(f"{formula}.{role}" for role in roles)]

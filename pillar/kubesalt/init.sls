@@ -1,0 +1,39 @@
+# The lab cluster: 3 masters, 2 workers, 1 route reflector, all addresses in 198.18.0.0/15
+# (reserved for benchmarking, never routed out). `make lab` builds exactly these hosts.
+kubesalt:
+  cluster:
+    name: lab
+    domain: cluster.local
+  network:
+    as_number: 64512
+    node_cidr: 198.18.0.0/24
+    pod_cidr: 198.19.0.0/16
+    service_cidr: 198.18.16.0/20
+    cluster_dns_ip: 198.18.16.10
+  artifacts:
+    # What Debian ships on the lab hosts; kube-* and Calico binaries are not available there.
+    etcd:
+      source: package
+      package: etcd-server
+    containerd:
+      source: package
+      package: containerd
+  nodes:
+    master-1:
+      roles: [master]
+      ip: 198.18.0.11
+    master-2:
+      roles: [master]
+      ip: 198.18.0.12
+    master-3:
+      roles: [master]
+      ip: 198.18.0.13
+    worker-1:
+      roles: [worker]
+      ip: 198.18.0.21
+    worker-2:
+      roles: [worker]
+      ip: 198.18.0.22
+    router-1:
+      roles: [router]
+      ip: 198.18.0.31

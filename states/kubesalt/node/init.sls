@@ -1,0 +1,3 @@
+{#- What every cluster node gets, whatever its roles. #}
+include:
+  - .config

@@ -1,0 +1,113 @@
+"""A real salt-master and minions, file_roots and pillar_roots from this repo."""
+
+import pytest
+import yaml
+
+from tests.conftest import CLUSTER_MINIONS, STRANGER_MINION
+
+VALIDATE_ID = "kubesalt-pillar-validated"
+
+
+def _states(ret):
+    """A state.apply return as a list of dicts (id, result, changes, comment), in run order."""
+    assert isinstance(ret.data, dict), f"no state return: {ret.stdout}\n{ret.stderr}"
+    states = [{"id": v["__id__"], **v} for v in ret.data.values()]
+    return sorted(states, key=lambda s: s["__run_num__"])
+
+
+@pytest.fixture(scope="module")
+def synced(salt_cli, salt_minions):
+    """saltutil.sync_all on every minion: the file_roots route for the custom modules."""
+    ret = salt_cli.run("saltutil.sync_all", minion_tgt="*")
+    assert ret.returncode == 0, ret.stderr
+    return ret.data
+
+
+@pytest.mark.parametrize("minion_id", [*CLUSTER_MINIONS, STRANGER_MINION])
+def test_sync_all_delivers_the_modules_from_file_roots(synced, salt_cli, salt_minions, minion_id):
+    synced_here = synced[minion_id]
+    assert "modules.kubesalt" in synced_here["modules"]
+    assert "states.kubesalt" in synced_here["states"]
+    assert "utils.kubesalt_pillar" in synced_here["utils"]
+    ret = salt_cli.run("kubesalt.loaded_from", minion_tgt=minion_id)
+    extmods = salt_minions[minion_id].config["extension_modules"]
+    assert ret.data == f"{extmods}/modules"
+    ret = salt_cli.run("sys.list_state_functions", "kubesalt", minion_tgt=minion_id)
+    assert ret.data == ["kubesalt.unassigned", "kubesalt.validated"]
+
+
+def test_pillar_validates_on_every_minion(synced, salt_cli):
+    ret = salt_cli.run("kubesalt.validate", minion_tgt="*")
+    for minion_id in (*CLUSTER_MINIONS, STRANGER_MINION):
+        assert ret.data[minion_id] == {"valid": True, "errors": [], "warnings": []}
+
+
+@pytest.mark.parametrize("minion_id", CLUSTER_MINIONS)
+def test_highstate_dry_run_then_apply_then_nothing_left(synced, salt_cli, node_roots, minion_id):
+    node_file = node_roots / minion_id / "etc" / "kubesalt" / "node.yaml"
+    role = minion_id.split("-")[0]
+
+    dry = _states(salt_cli.run("state.apply", "test=True", minion_tgt=minion_id))
+    assert dry[0]["id"] == VALIDATE_ID and dry[0]["result"] is True
+    would_change = [s["id"] for s in dry if s["changes"]]
+    assert would_change == [
+        "kubesalt-node-config-dir-managed",
+        "kubesalt-node-identity-file-managed",
+    ]
+    assert all(s["result"] is None for s in dry if s["changes"])
+    assert not node_file.exists()
+
+    applied = salt_cli.run("state.apply", minion_tgt=minion_id)
+    assert applied.returncode == 0
+    states = _states(applied)
+    assert all(s["result"] is True for s in states)
+    assert [s["id"] for s in states if s["changes"]] == would_change
+    assert yaml.safe_load(node_file.read_text())["roles"] == [role]
+
+    again = _states(salt_cli.run("state.apply", minion_tgt=minion_id))
+    assert all(s["result"] is True for s in again)
+    assert [s["id"] for s in again if s["changes"]] == []
+
+
+@pytest.mark.parametrize("test_mode", [False, True], ids=["apply", "test"])
+def test_bad_pillar_fails_with_its_message_and_changes_nothing(
+    synced, salt_cli, tmp_path, test_mode
+):
+    fresh_root = tmp_path / "root"
+    bad = {"kubesalt": {"paths": {"root": str(fresh_root)}, "network": {"as_number": 0}}}
+    args = ["state.apply", f"pillar={bad}"] + (["test=True"] if test_mode else [])
+    ret = salt_cli.run(*args, minion_tgt="router-1")
+    assert ret.returncode != 0
+    (only,) = _states(ret)
+    assert only["id"] == VALIDATE_ID
+    assert only["result"] is False
+    assert "kubesalt:network:as_number: 0 is out of range" in only["comment"]
+    assert only["changes"] == {}
+    assert not fresh_root.exists()
+
+
+def test_minion_unknown_to_pillar_gets_a_notice_and_no_states(synced, salt_cli, node_roots):
+    (only,) = _states(salt_cli.run("state.apply", minion_tgt=STRANGER_MINION))
+    assert only["id"] == "kubesalt-node-unassigned"
+    assert only["result"] is True and only["changes"] == {}
+    assert (
+        f"minion '{STRANGER_MINION}' is not listed under pillar 'kubesalt:nodes'"
+        in (only["comment"])
+    )
+    assert not (node_roots / STRANGER_MINION).exists()
+
+
+def test_grains_cannot_grant_roles(synced, salt_cli):
+    """A minion that sets role grains on itself still gets only its pillar roles."""
+    for key, value in (("roles", ["master"]), ("kubesalt", {"roles": ["master"]})):
+        ret = salt_cli.run("grains.setval", key, value, minion_tgt="worker-1")
+        assert ret.returncode == 0
+    try:
+        assert salt_cli.run("kubesalt.roles", minion_tgt="worker-1").data == ["worker"]
+        top = salt_cli.run("state.show_top", minion_tgt="worker-1").data
+        assert top == {"base": ["kubesalt.validate", "kubesalt.worker"]}
+        top = salt_cli.run("state.show_top", minion_tgt=STRANGER_MINION).data
+        assert top == {"base": ["kubesalt.unassigned"]}
+    finally:
+        for key in ("roles", "kubesalt"):
+            salt_cli.run("grains.delkey", key, "force=True", minion_tgt="worker-1")

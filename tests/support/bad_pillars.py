@@ -1,0 +1,365 @@
+"""The bad-pillar corpus: one broken variant of the lab pillar per case, with the exact
+problem kubesalt must report. The unit tier checks the messages; the functional tier runs a
+highstate on each one and checks that nothing changed.
+"""
+
+import copy
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+
+REPO = Path(__file__).resolve().parents[2]
+LAB_PILLAR_FILE = REPO / "pillar" / "kubesalt" / "init.sls"
+DEFAULTS_FILE = REPO / "states" / "kubesalt" / "defaults.yaml"
+
+
+def lab_pillar():
+    """The example lab cluster's ``kubesalt`` pillar, as a fresh dict."""
+    return yaml.safe_load(LAB_PILLAR_FILE.read_text())["kubesalt"]
+
+
+def formula_defaults():
+    return yaml.safe_load(DEFAULTS_FILE.read_text())
+
+
+@dataclass(frozen=True)
+class BadPillar:
+    id: str
+    mutate: object  # callable(pillar dict) -> None, or -> a replacement value
+    expected: str  # the exact problem text: "<key>: <message>"
+    level: str = "error"
+
+    def pillar(self):
+        pillar = copy.deepcopy(lab_pillar())
+        replaced = self.mutate(pillar)
+        return pillar if replaced is None else replaced
+
+
+def _set(path, value):
+    """A mutation that sets ``a:b:c`` to ``value``."""
+
+    def mutate(pillar):
+        *parents, last = path.split(":")
+        target = pillar
+        for part in parents:
+            target = target[part]
+        target[last] = value
+
+    return mutate
+
+
+def _drop_nodes(*ids):
+    def mutate(pillar):
+        for minion_id in ids:
+            del pillar["nodes"][minion_id]
+
+    return mutate
+
+
+def _compose(*mutations):
+    def mutate(pillar):
+        for mutation in mutations:
+            mutation(pillar)
+
+    return mutate
+
+
+def _add_node(minion_id, roles, ip):
+    return lambda p: p["nodes"].__setitem__(minion_id, {"roles": roles, "ip": ip})
+
+
+_AS = "an AS number, an integer from 1 to 4294967294 (64512-65534 for a private AS)"
+_CIDR = "an IPv4 network in CIDR notation such as '198.18.0.0/24'"
+_IP = "an IPv4 address such as '198.18.0.10'"
+_VERSION = "a version string such as '1.37.0' (quote it in YAML)"
+_ROLES = "a list of roles from: master, worker, router"
+_DISJOINT = "expected node, pod and service ranges to be disjoint"
+_TOP_KEYS = "artifacts, cluster, network, nodes, paths, versions"
+_NODE_NAME = (
+    "is not a valid Kubernetes node name; expected lowercase letters, digits, '-' and '.' "
+    "(RFC 1123)"
+)
+
+CASES = [
+    BadPillar(
+        "pillar-not-a-mapping",
+        lambda p: "lab",
+        "kubesalt: expected a mapping, got str",
+    ),
+    BadPillar(
+        "unknown-top-level-key",
+        _set("netwrok", {}),
+        f"kubesalt:netwrok: unknown key; expected one of: {_TOP_KEYS} (did you mean 'network'?)",
+    ),
+    BadPillar(
+        "unknown-network-key",
+        _set("network:as_numbr", 64512),
+        "kubesalt:network:as_numbr: unknown key; expected one of: as_number, cluster_dns_ip, "
+        "node_cidr, pod_cidr, service_cidr (did you mean 'as_number'?)",
+    ),
+    BadPillar(
+        "unknown-node-key",
+        _set("nodes:worker-1:rolse", ["worker"]),
+        "kubesalt:nodes:worker-1:rolse: unknown key; expected one of: ip, roles "
+        "(did you mean 'roles'?)",
+    ),
+    BadPillar(
+        "unknown-version-key",
+        _set("versions", {"kubernets": "1.37.0"}),
+        "kubesalt:versions:kubernets: unknown key; expected one of: calico, cni_plugins, "
+        "containerd, crictl, etcd, ingress_nginx, kubernetes, runc (did you mean 'kubernetes'?)",
+    ),
+    BadPillar(
+        "network-not-a-mapping",
+        _set("network", "198.18.0.0/24"),
+        "kubesalt:network: expected a mapping, got str",
+    ),
+    BadPillar(
+        "unknown-role",
+        _set("nodes:worker-1:roles", ["wrker"]),
+        "kubesalt:nodes:worker-1:roles:0: unknown role 'wrker'; expected one of: master, "
+        "worker, router (did you mean 'worker'?)",
+    ),
+    BadPillar(
+        "roles-not-a-list",
+        _set("nodes:master-1:roles", "master"),
+        f"kubesalt:nodes:master-1:roles: expected {_ROLES}, got str 'master'",
+    ),
+    BadPillar(
+        "roles-empty",
+        _set("nodes:worker-2:roles", []),
+        f"kubesalt:nodes:worker-2:roles: empty; expected {_ROLES}",
+    ),
+    BadPillar(
+        "role-listed-twice",
+        _set("nodes:master-2:roles", ["master", "master"]),
+        "kubesalt:nodes:master-2:roles:1: role 'master' is listed twice",
+    ),
+    BadPillar(
+        "router-and-worker-on-one-host",
+        _set("nodes:router-1:roles", ["router", "worker"]),
+        "kubesalt:nodes:router-1:roles: roles 'router' and 'worker' cannot share a host: both "
+        "run a BGP speaker on port 179; put the route reflector on its own host",
+    ),
+    BadPillar(
+        "node-ip-malformed",
+        _set("nodes:worker-1:ip", "198.18.0.300"),
+        f"kubesalt:nodes:worker-1:ip: '198.18.0.300' is not {_IP}",
+    ),
+    BadPillar(
+        "node-ip-missing",
+        _set("nodes:worker-2:ip", None),
+        f"kubesalt:nodes:worker-2:ip: missing; expected {_IP}",
+    ),
+    BadPillar(
+        "node-ip-duplicate",
+        _set("nodes:worker-2:ip", "198.18.0.21"),
+        "kubesalt:nodes:worker-2:ip: duplicate node IP 198.18.0.21: already used by "
+        "'worker-1'; expected one address per node",
+    ),
+    BadPillar(
+        "node-ip-outside-node-cidr",
+        _set("nodes:worker-2:ip", "198.18.1.22"),
+        "kubesalt:nodes:worker-2:ip: 198.18.1.22 is outside node_cidr 198.18.0.0/24",
+    ),
+    BadPillar(
+        "node-ip-is-network-address",
+        _set("nodes:router-1:ip", "198.18.0.0"),
+        "kubesalt:nodes:router-1:ip: 198.18.0.0 is the network or broadcast address of "
+        "node_cidr 198.18.0.0/24; expected a host address",
+    ),
+    BadPillar(
+        "node-ip-inside-service-cidr",
+        _set("nodes:worker-1:ip", "198.18.16.21"),
+        "kubesalt:nodes:worker-1:ip: 198.18.16.21 lies inside service_cidr 198.18.16.0/20; "
+        "expected a node address outside pod and service ranges",
+    ),
+    BadPillar(
+        "minion-id-empty",
+        _add_node("", ["worker"], "198.18.0.23"),
+        "kubesalt:nodes: a node has an empty minion id (''); expected the minion's id as the key",
+    ),
+    BadPillar(
+        "minion-id-null",
+        _add_node(None, ["worker"], "198.18.0.23"),
+        "kubesalt:nodes: a node has an empty minion id (None); expected the minion's id as the key",
+    ),
+    BadPillar(
+        "minion-id-duplicate",
+        _add_node("Worker-1", ["worker"], "198.18.0.23"),
+        "kubesalt:nodes:Worker-1: duplicate minion id: 'Worker-1' names the same node as "
+        "'worker-1'",
+    ),
+    BadPillar(
+        "minion-id-not-a-node-name",
+        _add_node("worker_3", ["worker"], "198.18.0.23"),
+        f"kubesalt:nodes:worker_3: minion id 'worker_3' {_NODE_NAME}",
+    ),
+    BadPillar(
+        "nodes-empty",
+        _set("nodes", {}),
+        "kubesalt:nodes: no nodes; expected a mapping of minion id to {roles: [...], ip: ...}",
+    ),
+    BadPillar(
+        "nodes-not-a-mapping",
+        _set("nodes", ["master-1", "worker-1"]),
+        "kubesalt:nodes: expected a mapping of minion id to node, got list",
+    ),
+    BadPillar(
+        "no-master",
+        _drop_nodes("master-1", "master-2", "master-3"),
+        "kubesalt:nodes: no node has the role 'master'; expected 1, 3 or 5 masters",
+    ),
+    BadPillar(
+        "even-number-of-masters",
+        _drop_nodes("master-3"),
+        "kubesalt:nodes: 2 masters (master-1, master-2): an even number of etcd members "
+        "tolerates no more failures than 1; expected an odd number",
+        level="warning",
+    ),
+    BadPillar(
+        "no-worker",
+        _compose(_drop_nodes("worker-2"), _set("nodes:worker-1:roles", ["router"])),
+        "kubesalt:nodes: no node has the role 'worker': pods have nowhere to run",
+        level="warning",
+    ),
+    BadPillar(
+        "pod-cidr-malformed",
+        _set("network:pod_cidr", "198.19.0.0/33"),
+        f"kubesalt:network:pod_cidr: '198.19.0.0/33' is not {_CIDR}",
+    ),
+    BadPillar(
+        "pod-cidr-host-bits-set",
+        _set("network:pod_cidr", "198.19.0.1/16"),
+        "kubesalt:network:pod_cidr: '198.19.0.1/16' has host bits set; expected the network "
+        "address 198.19.0.0/16",
+    ),
+    BadPillar(
+        "service-cidr-without-prefix",
+        _set("network:service_cidr", "198.18.16.0"),
+        f"kubesalt:network:service_cidr: '198.18.16.0' is not {_CIDR}",
+    ),
+    BadPillar(
+        "node-cidr-missing",
+        _set("network:node_cidr", None),
+        f"kubesalt:network:node_cidr: missing; expected {_CIDR}",
+    ),
+    BadPillar(
+        "pod-cidr-overlaps-service-cidr",
+        _set("network:pod_cidr", "198.18.16.0/21"),
+        f"kubesalt:network:service_cidr: 198.18.16.0/20 overlaps pod_cidr 198.18.16.0/21; "
+        f"{_DISJOINT}",
+    ),
+    BadPillar(
+        "pod-cidr-overlaps-node-cidr",
+        _set("network:pod_cidr", "198.18.0.0/16"),
+        f"kubesalt:network:pod_cidr: 198.18.0.0/16 overlaps node_cidr 198.18.0.0/24; {_DISJOINT}",
+    ),
+    BadPillar(
+        "service-cidr-overlaps-node-cidr",
+        _set("network:service_cidr", "198.18.0.0/23"),
+        f"kubesalt:network:service_cidr: 198.18.0.0/23 overlaps node_cidr 198.18.0.0/24; "
+        f"{_DISJOINT}",
+    ),
+    BadPillar(
+        "service-cidr-too-large",
+        lambda p: p["network"].update(service_cidr="10.0.0.0/8", cluster_dns_ip="10.0.0.10"),
+        "kubesalt:network:service_cidr: /8 is too large; kube-apiserver expects a prefix of /12 "
+        "or longer",
+    ),
+    BadPillar(
+        "cluster-dns-ip-outside-service-cidr",
+        _set("network:cluster_dns_ip", "198.18.40.10"),
+        "kubesalt:network:cluster_dns_ip: 198.18.40.10 is outside service_cidr 198.18.16.0/20; "
+        "expected an address inside it",
+    ),
+    BadPillar(
+        "cluster-dns-ip-is-kubernetes-service",
+        _set("network:cluster_dns_ip", "198.18.16.1"),
+        "kubesalt:network:cluster_dns_ip: 198.18.16.1 is reserved in 198.18.16.0/20 (network, "
+        "broadcast or the kubernetes service 198.18.16.1); expected another address",
+    ),
+    BadPillar(
+        "cluster-dns-ip-malformed",
+        _set("network:cluster_dns_ip", "dns"),
+        f"kubesalt:network:cluster_dns_ip: 'dns' is not {_IP}",
+    ),
+    BadPillar(
+        "as-number-out-of-range",
+        _set("network:as_number", 4294967295),
+        f"kubesalt:network:as_number: 4294967295 is out of range; expected {_AS}",
+    ),
+    BadPillar(
+        "as-number-zero",
+        _set("network:as_number", 0),
+        f"kubesalt:network:as_number: 0 is out of range; expected {_AS}",
+    ),
+    BadPillar(
+        "as-number-reserved",
+        _set("network:as_number", 23456),
+        f"kubesalt:network:as_number: 23456 is a reserved AS number; expected {_AS}",
+    ),
+    BadPillar(
+        "as-number-a-string",
+        _set("network:as_number", "64512"),
+        f"kubesalt:network:as_number: '64512' is a str; expected {_AS}",
+    ),
+    BadPillar(
+        "as-number-a-bool",
+        _set("network:as_number", True),
+        f"kubesalt:network:as_number: True is a bool; expected {_AS}",
+    ),
+    BadPillar(
+        "version-missing",
+        _set("versions", {"etcd": None}),
+        f"kubesalt:versions:etcd: missing; expected {_VERSION}",
+    ),
+    BadPillar(
+        "version-not-a-version",
+        _set("versions", {"kubernetes": "latest"}),
+        f"kubesalt:versions:kubernetes: 'latest' is not {_VERSION}",
+    ),
+    BadPillar(
+        "version-unquoted-float",
+        _set("versions", {"calico": 3.32}),
+        f"kubesalt:versions:calico: 3.32 is not {_VERSION}",
+    ),
+    BadPillar(
+        "cluster-name-not-a-dns-label",
+        _set("cluster:name", "Lab Cluster"),
+        "kubesalt:cluster:name: 'Lab Cluster' is not a DNS label (lowercase letters, digits and "
+        "'-', at most 63 characters)",
+    ),
+    BadPillar(
+        "dns-domain-malformed",
+        _set("cluster:domain", "cluster..local"),
+        "kubesalt:cluster:domain: 'cluster..local' is not a DNS domain such as 'cluster.local'",
+    ),
+    BadPillar(
+        "artifact-unknown-source",
+        _set("artifacts:etcd", {"source": "git"}),
+        "kubesalt:artifacts:etcd:source: 'git' is not one of: url, package, path",
+    ),
+    BadPillar(
+        "artifact-url-without-sha256",
+        _set("artifacts:etcd", {"source": "url", "url": "http://127.0.0.1/etcd.tar.gz"}),
+        "kubesalt:artifacts:etcd:sha256: None is not a sha256 (64 lowercase hex digits, quoted in "
+        "YAML)",
+    ),
+    BadPillar(
+        "artifact-relative-path",
+        _set("artifacts:etcd", {"source": "path", "path": "bin/etcd"}),
+        "kubesalt:artifacts:etcd:path: 'bin/etcd' is not an absolute path",
+    ),
+    BadPillar(
+        "artifact-field-of-another-source",
+        _set("artifacts:containerd", {"source": "package", "package": "containerd", "url": "x"}),
+        "kubesalt:artifacts:containerd:url: unknown key; expected one of: package, source",
+    ),
+    BadPillar(
+        "path-relative",
+        _set("paths", {"pki_dir": "etc/kubernetes/pki"}),
+        "kubesalt:paths:pki_dir: 'etc/kubernetes/pki' is not an absolute path",
+    ),
+]
