@@ -1,4 +1,5 @@
 # kubesalt developer entry points. Run as root on Debian 12.
+#   make lab    the main job: a real multi-host cluster on this machine (make lab-down removes it)
 #   make test   install what the suite needs (apt + .venv), lint, run every tier
 #   make setup  only the installation part
 #   make lint   ruff (check + format)
@@ -45,8 +46,14 @@ clean:
 .PHONY: bench
 bench: setup
 	$(VENV)/bin/python bench/validate.py
+	$(VENV)/bin/python bench/lab.py
 
+# The lab: one systemd-nspawn host per node of pillar/kubesalt, converged by a real salt-master.
 .PHONY: lab lab-down
-lab lab-down:
-	@echo "make $@: the lab (systemd-nspawn hosts converged by a real salt-master) is not built yet" >&2
-	@exit 2
+lab: setup
+	$(VENV)/bin/kubesalt-lab up
+	$(VENV)/bin/kubesalt-lab apply
+	$(VENV)/bin/kubesalt-lab status
+
+lab-down: venv
+	$(VENV)/bin/kubesalt-lab down

@@ -42,6 +42,25 @@ MAX_SERVICE_PREFIX_V4 = 12
 # 0, 23456 (AS_TRANS), 65535 and 4294967295 are reserved (RFC 7607, 6793, 7300).
 RESERVED_ASNS = (0, 23456, 65535, 4294967295)
 
+# The systemd units each role runs, and the component whose artifact provides each unit.
+MANAGED_UNITS = {
+    "master": {
+        "etcd.service": "etcd",
+        "kube-apiserver.service": "kubernetes",
+        "kube-scheduler.service": "kubernetes",
+        "kube-controller-manager.service": "kubernetes",
+        "calico-typha.service": "calico",
+    },
+    "worker": {
+        "containerd.service": "containerd",
+        "kubelet.service": "kubernetes",
+        "kube-proxy.service": "kubernetes",
+        "calico-felix.service": "calico",
+        "calico-confd.service": "calico",
+    },
+    "router": {"bird.service": "bird"},
+}
+
 ERROR = "error"
 WARNING = "warning"
 
@@ -520,6 +539,15 @@ def node_of(config, minion_id):
     if entry is None:
         return {}
     return {**entry, "id": minion_id, "roles": roles_of(config, minion_id)}
+
+
+def managed_units(roles):
+    """``{unit: component}`` for every unit kubesalt manages on a node with ``roles``."""
+    units = {}
+    for role in ROLES:
+        if role in roles:
+            units.update(MANAGED_UNITS[role])
+    return units
 
 
 def assigned_states(pillar_present, problems, roles, formula="kubesalt"):

@@ -27,7 +27,7 @@ PILLAR_DIR = REPO / "pillar"
 CLUSTER_MINIONS = ("master-1", "worker-1", "router-1")
 STRANGER_MINION = "stranger-1"
 
-_TIERS = ("unit", "functional", "integration")
+_TIERS = ("unit", "functional", "integration", "lab")
 
 
 LOOPBACK = "127.0.0.1"

@@ -18,6 +18,9 @@ kubesalt:
     containerd:
       source: package
       package: containerd
+    bird:
+      source: package
+      package: bird2
   nodes:
     master-1:
       roles: [master]

@@ -1,0 +1,105 @@
+"""Lab timings: how long until a cluster answers, converges, and re-converges.
+
+Measures, on this machine:
+  - cold: `up` with an empty rootfs cache (debootstrap included), until every minion answers
+  - warm: `up` with the cached rootfs, until every minion answers
+  - first highstate and the idempotent re-run, per node
+then takes the lab down. Prints a table and writes bench/results/lab.json.
+
+    .venv/bin/python bench/lab.py [--no-cold]
+"""
+
+import argparse
+import json
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from kubesalt_lab import config, lifecycle, report  # noqa: E402
+
+
+def quiet(_message):
+    pass
+
+
+def timed_up(lab):
+    lifecycle.down(lab, quiet)
+    start = time.monotonic()
+    result = lifecycle.up(lab, quiet)
+    return round(time.monotonic() - start, 1), result["built_rootfs"]
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--no-cold", action="store_true", help="skip the empty-cache run")
+    parser.add_argument("--out", type=Path, default=REPO / "bench" / "results" / "lab.json")
+    args = parser.parse_args(argv)
+
+    results = {"benchmark": "lab", "nodes": None}
+    if not args.no_cold:
+        cold_cache = Path(tempfile.mkdtemp(prefix="kubesalt-lab-cold-", dir="/var/tmp"))
+        try:
+            seconds, built = timed_up(config.load(cache_dir=cold_cache))
+            assert built, "the cold run should have built the rootfs"
+            results["up_cold_seconds"] = seconds
+        finally:
+            lifecycle.down(config.load(cache_dir=cold_cache), quiet)
+            shutil.rmtree(cold_cache, ignore_errors=True)
+
+    lab = config.load()
+    lifecycle.up(lab, quiet)  # make sure the cache is warm before timing
+    results["up_warm_seconds"], _ = timed_up(lab)
+    first = lifecycle.apply(lab, quiet)
+    again = lifecycle.apply(lab, quiet)
+    lifecycle.down(lab, quiet)
+
+    results["nodes"] = [
+        {
+            "node": node.id,
+            "roles": list(node.roles),
+            "first_seconds": first[node.id]["seconds"],
+            "first_changed": first[node.id]["changed"],
+            "rerun_seconds": again[node.id]["seconds"],
+            "rerun_changed": again[node.id]["changed"],
+        }
+        for node in lab.ordered_nodes()
+    ]
+    results["first_highstate_total_seconds"] = round(sum(r["seconds"] for r in first.values()), 1)
+    results["rerun_total_seconds"] = round(sum(r["seconds"] for r in again.values()), 1)
+
+    print(
+        report.table(
+            ["node", "first highstate", "changed", "re-run", "changed"],
+            [
+                [
+                    r["node"],
+                    f"{r['first_seconds']}s",
+                    r["first_changed"],
+                    f"{r['rerun_seconds']}s",
+                    r["rerun_changed"],
+                ]
+                for r in results["nodes"]
+            ],
+        )
+    )
+    print()
+    rows = [
+        ["up, cached rootfs, until every minion answers", f"{results['up_warm_seconds']}s"],
+        ["first highstate, all nodes in order", f"{results['first_highstate_total_seconds']}s"],
+        ["idempotent re-run, all nodes", f"{results['rerun_total_seconds']}s"],
+    ]
+    if "up_cold_seconds" in results:
+        rows.insert(0, ["up, empty cache (debootstrap included)", f"{results['up_cold_seconds']}s"])
+    print(report.table(["step", "time"], rows))
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(results, indent=2))
+    print(f"wrote {args.out.relative_to(REPO)}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,103 @@
+"""kubesalt-lab: a real multi-host kubesalt cluster on this machine.
+
+kubesalt-lab up        build/boot the hosts, start the salt-master, wait for minions
+kubesalt-lab apply     highstate masters, then workers, then routers; print a table
+kubesalt-lab status    hosts, minions, and the units each node's roles manage
+kubesalt-lab shell N   a shell (or a command) inside node N
+kubesalt-lab down      stop and remove everything the lab made
+"""
+
+import argparse
+import os
+import sys
+import time
+
+from kubesalt_lab import config, containers, lifecycle
+from kubesalt_lab.config import LabError
+
+
+def _progress(message):
+    print(f"[{time.strftime('%H:%M:%S')}] {message}", flush=True)
+
+
+def _parser():
+    parser = argparse.ArgumentParser(
+        prog="kubesalt-lab",
+        description=__doc__.split("\n\n")[0],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=__doc__.split("\n\n")[1],
+    )
+    parser.add_argument(
+        "--cache-dir", help=f"rootfs cache (default: $KUBESALT_LAB_CACHE or {config.DEFAULT_CACHE})"
+    )
+    parser.add_argument(
+        "--run-dir",
+        help="runtime state: master config, keys, logs "
+        f"(default: $KUBESALT_LAB_RUN or {config.DEFAULT_RUN})",
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    sub.add_parser(
+        "up",
+        help="build the rootfs once, boot every node, start salt, wait for every minion",
+        description="Bring the lab up. Safe to repeat: what runs already is kept.",
+    )
+    sub.add_parser(
+        "apply",
+        help="highstate in order: masters, workers, routers",
+        description="Apply the highstate node by node (masters, then workers, "
+        "then routers) and print node, roles, states ok/changed/failed, duration. "
+        "Exits 1 when a state failed.",
+    )
+    sub.add_parser(
+        "status",
+        help="hosts, minions and managed units",
+        description="Show each node's systemd state, whether its minion answers, "
+        "and the state of every unit its roles manage.",
+    )
+    shell = sub.add_parser(
+        "shell",
+        help="a shell or command inside a node",
+        description="Open a login shell inside NODE, or run COMMAND there.",
+    )
+    shell.add_argument("node", metavar="NODE")
+    shell.add_argument("cmd", nargs=argparse.REMAINDER, metavar="COMMAND")
+    sub.add_parser(
+        "down",
+        help="stop and remove everything the lab made",
+        description="Stop every host and the salt-master, remove namespaces, "
+        "veths, the bridge and the runtime directory. Also cleans up after an "
+        "`up` that died half-way. The rootfs cache is kept.",
+    )
+    return parser
+
+
+def main(argv=None):
+    args = _parser().parse_args(argv)
+    try:
+        lab = config.load(cache_dir=args.cache_dir, run_dir=args.run_dir)
+        if args.command == "up":
+            lifecycle.up(lab, _progress)
+        elif args.command == "apply":
+            results = lifecycle.apply(lab, _progress)
+            print(lifecycle.apply_table(lab, results))
+            if any(r["failed"] or r["errors"] for r in results.values()):
+                return 1
+        elif args.command == "status":
+            print(lifecycle.status_tables(lifecycle.status(lab)))
+        elif args.command == "shell":
+            node = lab.node(args.node)
+            if not containers.leader(lab, node):
+                raise LabError(f"{node.id} is not running (kubesalt-lab up)")
+            argv = containers.shell_argv(lab, node, args.cmd)
+            os.execvp(argv[0], argv)
+        elif args.command == "down":
+            lifecycle.down(lab, _progress)
+    except LabError as err:
+        print(f"kubesalt-lab: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(
+            "kubesalt-lab: interrupted; `kubesalt-lab down` removes what was made", file=sys.stderr
+        )
+        return 130
+    return 0

@@ -1,0 +1,207 @@
+"""up, apply, status, down: what the CLI commands do."""
+
+import contextlib
+import os
+import shutil
+import signal
+import time
+from pathlib import Path
+
+from kubesalt_ext.utils import kubesalt_pillar
+from kubesalt_lab import containers, master, net, report, rootfs
+from kubesalt_lab.config import LabError
+from kubesalt_lab.system import alive, cmdline, run, wait_until
+
+REQUIRED_COMMANDS = ("systemd-nspawn", "debootstrap", "ip", "nsenter", "systemctl")
+
+
+def check_prerequisites(lab):
+    if os.geteuid() != 0:
+        raise LabError("the lab needs root (network namespaces, systemd-nspawn)")
+    missing = [c for c in REQUIRED_COMMANDS if not shutil.which(c)]
+    if missing:
+        raise LabError(f"missing commands: {', '.join(missing)} (run `make setup`)")
+    if not (lab.venv / "bin" / "salt-master").exists():
+        raise LabError(f"no salt in {lab.venv} (run `make setup`)")
+
+
+def up(lab, progress):
+    """Bring the lab up; every step is idempotent, so a second `up` only checks."""
+    started = time.monotonic()
+    check_prerequisites(lab)
+    built = rootfs.ensure(lab.rootfs, progress)
+    progress(f"network: bridge {net.BRIDGE} {lab.bridge_ip}/{lab.prefixlen}")
+    net.ensure_bridge(lab)
+    for node in lab.nodes:
+        net.ensure_node(lab, node)
+    progress(f"network: {len(lab.nodes)} namespaces, one per node")
+    master.write_config(lab)
+    for node in lab.nodes:
+        master.write_node_config(lab, node)
+    master.ensure_keys(lab)
+    pid = master.start(lab)
+    progress(f"salt-master: pid {pid}, listening on {lab.bridge_ip}")
+    for node in lab.ordered_nodes():
+        containers.boot(lab, node)
+    for node in lab.ordered_nodes():
+        state = containers.wait_booted(lab, node)
+        progress(f"host {node.id}: systemd {state}")
+    wait_until(
+        lambda: all(master.ping(lab, lab.nodes).values()),
+        180,
+        interval=1,
+        what="every minion to answer test.ping",
+    )
+    elapsed = time.monotonic() - started
+    progress(f"up: {len(lab.nodes)} minions answer ({elapsed:.1f}s)")
+    return {"seconds": elapsed, "built_rootfs": built}
+
+
+def apply(lab, progress):
+    """Highstate node by node, masters first, then workers, then routers."""
+    results = {}
+    for node in lab.ordered_nodes():
+        progress(f"apply {node.id} ({', '.join(node.roles)}) ...")
+        start = time.monotonic()
+        ret = master.run_salt(lab, node.id, "state.apply", timeout=600)
+        seconds = time.monotonic() - start
+        summary = report.summarize_highstate(ret.get(node.id, ret.get("_error", "no return")))
+        summary["seconds"] = round(seconds, 1)
+        results[node.id] = summary
+        progress(
+            f"apply {node.id}: {summary['ok']} ok, {summary['changed']} changed, "
+            f"{summary['failed']} failed in {seconds:.1f}s"
+        )
+        for error in summary["errors"]:
+            progress(f"  {node.id}: {error}")
+    return results
+
+
+def apply_table(lab, results):
+    rows = [
+        [
+            node.id,
+            ",".join(node.roles),
+            r["ok"],
+            r["changed"],
+            r["failed"] or len(r["errors"]),
+            f"{r['seconds']:.1f}s",
+        ]
+        for node in lab.ordered_nodes()
+        if (r := results.get(node.id))
+    ]
+    return report.table(["node", "roles", "ok", "changed", "failed", "duration"], rows)
+
+
+def status(lab):
+    """Per node: host state, minion, and every unit kubesalt manages for its roles."""
+    up_nodes = [n for n in lab.nodes if containers.leader(lab, n)]
+    answers = master.ping(lab, up_nodes) if up_nodes and master.master_pid(lab) else {}
+    hosts, units = [], []
+    for node in lab.ordered_nodes():
+        system = containers.system_state(lab, node)
+        minion = "answers" if answers.get(node.id) else "silent"
+        hosts.append(
+            [node.id, ",".join(node.roles), node.ip, system, minion if system != "down" else "-"]
+        )
+        managed = kubesalt_pillar.managed_units(node.roles)
+        if system == "down":
+            units += [[node.id, unit, "host down"] for unit in managed]
+            continue
+        shown = containers.inside(
+            lab,
+            node,
+            [
+                "systemctl",
+                "show",
+                "-p",
+                "Id,LoadState,ActiveState,SubState,UnitFileState",
+                *managed,
+            ],
+            check=False,
+        ).stdout
+        for props in report.parse_systemctl_show(shown):
+            component = managed.get(props.get("Id"), "")
+            declared = component in lab.artifacts
+            units.append([node.id, props.get("Id"), report.unit_state(props, declared)])
+    return {"hosts": hosts, "units": units}
+
+
+def status_tables(shown):
+    return (
+        report.table(["node", "roles", "ip", "systemd", "minion"], shown["hosts"])
+        + "\n\n"
+        + report.table(["node", "unit", "state"], shown["units"])
+    )
+
+
+def down(lab, progress):
+    """Stop and remove everything the lab made, also after an `up` that died half-way."""
+    running = [n.id for n in lab.nodes if containers.nspawn_pid(lab, n)]
+    if running:
+        progress(f"hosts: stopping {', '.join(running)}")
+    containers.stop(lab, lab.nodes)
+    if master.master_pid(lab):
+        progress("salt-master: stopping")
+    master.stop(lab)
+    # Anything still inside a lab namespace is a lab process (a container whose nspawn was
+    # killed, a minion): end it by PID before the namespace goes.
+    for netns in net.lab_namespaces():
+        for pid in net.namespace_pids(netns):
+            _kill(pid)
+        net.remove_namespace(netns)
+    _kill_strays(lab)
+    for link in net.lab_links():
+        net.remove_link(link)
+    for mount in reversed(_lab_mounts(lab)):
+        run(["umount", "--lazy", mount], check=False)
+    containers.remove_cgroups()
+    shutil.rmtree(lab.run_dir, ignore_errors=True)
+    shutil.rmtree(lab.rootfs.with_name(lab.rootfs.name + ".new"), ignore_errors=True)
+    leftovers = leftovers_of(lab)
+    if leftovers:
+        raise LabError("down left these behind: " + "; ".join(leftovers))
+    progress("down: nothing left")
+
+
+def _kill(pid):
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGKILL)
+
+
+def _kill_strays(lab):
+    """Processes started from the lab's run directory or rootfs that outlived their parent."""
+    markers = (str(lab.run_dir), str(lab.rootfs))
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit() and int(entry.name) != os.getpid():
+            args = " ".join(cmdline(int(entry.name)))
+            if any(m in args for m in markers):
+                _kill(int(entry.name))
+                wait_until(
+                    lambda pid=int(entry.name): not alive(pid), 10, what=f"pid {entry.name} to exit"
+                )
+
+
+def _lab_mounts(lab):
+    markers = (str(lab.run_dir), str(lab.rootfs), str(net.NETNS_DIR / "ksl-"))
+    with open("/proc/mounts") as mounts:
+        points = [line.split()[1] for line in mounts]
+    return [p for p in points if p.startswith(markers)]
+
+
+def leftovers_of(lab):
+    """Everything of the lab that still exists: the check behind `down` and its tests."""
+    found = []
+    found += [f"network namespace {n}" for n in net.lab_namespaces()]
+    found += [f"link {name}" for name in net.lab_links()]
+    found += [f"mount {m}" for m in _lab_mounts(lab)]
+    markers = (str(lab.run_dir), str(lab.rootfs))
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit() and alive(int(entry.name)):
+            args = " ".join(cmdline(int(entry.name)))
+            if any(m in args for m in markers):
+                found.append(f"process {entry.name} ({args[:80]})")
+    if lab.run_dir.exists():
+        found.append(f"directory {lab.run_dir}")
+    found += [f"cgroup {path}" for path in containers.cgroups() if path.exists()]
+    return found

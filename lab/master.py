@@ -1,0 +1,165 @@
+"""The lab's salt-master: runs on the host from the project's venv, listens only on the lab
+bridge address, serves this repo's states/ and pillar/. Minion keys are made by the lab and
+accepted by id before any minion starts (no auto-accept)."""
+
+import json
+import shutil
+import socket
+import subprocess
+
+import yaml
+from salt import crypt as salt_crypt
+
+from kubesalt_lab.config import REPO, LabError
+from kubesalt_lab.system import alive, cmdline, read_pid, run, stop_pids, wait_until
+
+RET_PORT = 4506
+
+
+def _pid_file(lab):
+    return lab.run_dir / "pids" / "salt-master"
+
+
+def master_pid(lab):
+    pid = read_pid(_pid_file(lab))
+    if pid and alive(pid) and str(lab.master_dir) in " ".join(cmdline(pid)):
+        return pid
+    return None
+
+
+def write_config(lab):
+    conf = {
+        "id": "kubesalt-lab-master",
+        "interface": lab.bridge_ip,
+        "root_dir": str(lab.master_dir),
+        "pki_dir": str(lab.master_dir / "pki"),
+        "cachedir": str(lab.master_dir / "cache"),
+        "sock_dir": str(lab.master_dir / "sock"),
+        "pidfile": str(lab.master_dir / "salt-master.pid"),
+        "log_file": str(lab.master_dir / "master.log"),
+        "key_logfile": str(lab.master_dir / "key.log"),
+        "log_level_logfile": "info",
+        "user": "root",
+        "open_mode": False,
+        "auto_accept": False,
+        "file_roots": {"base": [str(REPO / "states")]},
+        "pillar_roots": {"base": [str(REPO / "pillar")]},
+        "timeout": 30,
+        # How long the CLI asks minions that have not returned whether the job still runs;
+        # the default (10 s) makes every test.ping while minions start take 10 s and more.
+        "gather_job_timeout": 3,
+    }
+    lab.master_dir.mkdir(parents=True, exist_ok=True)
+    (lab.master_dir / "master").write_text(yaml.safe_dump(conf))
+
+
+def write_node_config(lab, node):
+    etc_salt = lab.node_dir(node) / "etc-salt"
+    etc_salt.mkdir(parents=True, exist_ok=True)
+    conf = {
+        "id": node.id,
+        "master": lab.bridge_ip,
+        "log_level": "warning",
+        "log_level_logfile": "info",
+        "acceptance_wait_time": 1,
+        "acceptance_wait_time_max": 5,
+    }
+    (etc_salt / "minion").write_text(yaml.safe_dump(conf))
+    launch = lab.run_dir / "launch" / "bin"
+    launch.mkdir(parents=True, exist_ok=True)
+    launcher = launch / "salt-minion"
+    launcher.write_text(f'#!/bin/sh\nexec {lab.venv}/bin/salt-minion "$@"\n')
+    launcher.chmod(0o755)
+
+
+def _keypair(directory, name):
+    """Write <name>.pem (0600) and <name>.pub unless the pair exists."""
+    if (directory / f"{name}.pem").exists():
+        return
+    private, public = salt_crypt.gen_keys(2048)
+    pem = directory / f"{name}.pem"
+    pem.touch(mode=0o600)
+    pem.write_text(private if isinstance(private, str) else private.decode())
+    (directory / f"{name}.pub").write_text(public if isinstance(public, str) else public.decode())
+
+
+def ensure_keys(lab):
+    """Master key pair, and one key pair per node whose public half the master accepts."""
+    pki = lab.master_dir / "pki"
+    (pki / "minions").mkdir(parents=True, exist_ok=True)
+    _keypair(pki, "master")
+    for node in lab.nodes:
+        minion_pki = lab.node_dir(node) / "etc-salt" / "pki" / "minion"
+        minion_pki.mkdir(parents=True, exist_ok=True)
+        _keypair(minion_pki, "minion")
+        shutil.copyfile(minion_pki / "minion.pub", pki / "minions" / node.id)
+        # The minion trusts exactly this master from its first connection.
+        shutil.copyfile(pki / "master.pub", minion_pki / "minion_master.pub")
+
+
+def start(lab):
+    pid = master_pid(lab)
+    if pid:
+        return pid
+    log = open(lab.master_dir / "stdout.log", "ab")  # noqa: SIM115 - handed to the child
+    with log:
+        proc = subprocess.Popen(
+            [str(lab.venv / "bin" / "salt-master"), "-c", str(lab.master_dir)],
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=log,
+            start_new_session=True,
+        )
+    _pid_file(lab).parent.mkdir(parents=True, exist_ok=True)
+    _pid_file(lab).write_text(f"{proc.pid}\n")
+
+    def listening():
+        with socket.socket() as sock:
+            sock.settimeout(0.5)
+            return sock.connect_ex((lab.bridge_ip, RET_PORT)) == 0
+
+    wait_until(listening, 30, what=f"salt-master on {lab.bridge_ip}:{RET_PORT}")
+    return proc.pid
+
+
+def stop(lab):
+    pid = master_pid(lab)
+    if pid:
+        # The master was started in its own session: its workers share its process group.
+        stop_pids([pid], grace=10, group=True)
+    _pid_file(lab).unlink(missing_ok=True)
+
+
+def run_salt(lab, target, fun, *args, timeout=300, job_timeout=None, list_target=False):
+    """Run `salt` on the lab master; returns the decoded {minion: return} mapping.
+
+    ``timeout`` bounds the whole command; salt's own job timeout (``job_timeout``, by
+    default 15 s less) is shorter, so salt reports the minions that did answer instead of
+    being cut off.
+    """
+    job_timeout = job_timeout or max(5, timeout - 15)
+    argv = [
+        lab.venv / "bin" / "salt",
+        "-c",
+        lab.master_dir,
+        "--out=json",
+        "--static",
+        f"--timeout={job_timeout}",
+    ]
+    if list_target:
+        argv.append("-L")
+    proc = run([*argv, target, fun, *args], check=False, timeout=timeout)
+    try:
+        return json.loads(proc.stdout or "{}")
+    except json.JSONDecodeError:
+        return {"_error": (proc.stdout + proc.stderr).strip()[-2000:]}
+
+
+def ping(lab, nodes):
+    """{node id: answered} for a quick test.ping; a minion still starting counts as False."""
+    ids = ",".join(n.id for n in nodes)
+    try:
+        ret = run_salt(lab, ids, "test.ping", timeout=20, job_timeout=3, list_target=True)
+    except LabError:  # the CLI itself hung: count nobody as answering, ask again later
+        ret = {}
+    return {n.id: ret.get(n.id) is True for n in nodes}

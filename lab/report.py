@@ -1,0 +1,66 @@
+"""What the lab prints: highstate summaries, unit states, tables. Pure functions."""
+
+
+def summarize_highstate(ret):
+    """Count a minion's state.apply return: {ok, changed, failed, duration_ms, errors}.
+
+    ``ret`` is the per-minion return: a dict of state results, or a list of render errors.
+    """
+    if not isinstance(ret, dict):
+        errors = ret if isinstance(ret, list) else [str(ret)]
+        return {"ok": 0, "changed": 0, "failed": 0, "duration_ms": 0.0, "errors": errors}
+    summary = {"ok": 0, "changed": 0, "failed": 0, "duration_ms": 0.0, "errors": []}
+    for state in ret.values():
+        if state.get("result") is False:
+            summary["failed"] += 1
+            summary["errors"].append(f"{state.get('__id__')}: {state.get('comment')}")
+        elif state.get("changes"):
+            summary["changed"] += 1
+        else:
+            summary["ok"] += 1
+        summary["duration_ms"] += float(state.get("duration") or 0)
+    return summary
+
+
+NOT_IN_LAB = "artifact not available in this lab"
+
+
+def unit_state(props, artifact_declared):
+    """One line about a unit from `systemctl show` properties.
+
+    A unit that is not installed and whose component has no artifact in the lab pillar
+    (kube-*, Calico: no binaries on these machines) is said to be unavailable, never shown
+    as running.
+    """
+    if props.get("LoadState") == "not-found":
+        return NOT_IN_LAB if not artifact_declared else "not installed yet"
+    state = f"{props.get('ActiveState', '?')} ({props.get('SubState', '?')})"
+    enabled = props.get("UnitFileState")
+    return f"{state}, {enabled}" if enabled else state
+
+
+def parse_systemctl_show(text):
+    """Parse `systemctl show -p A -p B u1 u2` output: blocks separated by blank lines."""
+    blocks, current = [], {}
+    for line in text.splitlines():
+        if not line.strip():
+            if current:
+                blocks.append(current)
+            current = {}
+            continue
+        key, _, value = line.partition("=")
+        current[key] = value
+    if current:
+        blocks.append(current)
+    return blocks
+
+
+def table(headers, rows):
+    """A plain-text table with columns as wide as their widest cell."""
+    cells = [list(map(str, headers))] + [list(map(str, r)) for r in rows]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(headers))]
+    lines = [
+        "  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() for row in cells
+    ]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(lines)

@@ -1,0 +1,84 @@
+"""Running commands and handling processes the lab started."""
+
+import contextlib
+import os
+import signal
+import subprocess
+import time
+
+from kubesalt_lab.config import LabError
+
+
+def run(argv, check=True, timeout=120, input=None):
+    """Run argv (no shell) and return the CompletedProcess; raise LabError on failure."""
+    try:
+        proc = subprocess.run(
+            [str(a) for a in argv], capture_output=True, text=True, timeout=timeout, input=input
+        )
+    except FileNotFoundError as err:
+        raise LabError(f"{argv[0]} is not installed (run `make setup`)") from err
+    except subprocess.TimeoutExpired as err:
+        raise LabError(f"{' '.join(map(str, argv))} did not finish in {timeout}s") from err
+    if check and proc.returncode != 0:
+        detail = (proc.stderr or proc.stdout).strip()[-2000:]
+        raise LabError(f"{' '.join(map(str, argv))} failed ({proc.returncode}): {detail}")
+    return proc
+
+
+def alive(pid):
+    """True when pid exists and is not a zombie."""
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except (FileNotFoundError, ProcessLookupError, IndexError):
+        return False
+
+
+def cmdline(pid):
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            return [a.decode(errors="replace") for a in f.read().split(b"\0") if a]
+    except FileNotFoundError:
+        return []
+
+
+def read_pid(path):
+    try:
+        return int(path.read_text().strip())
+    except (FileNotFoundError, ValueError):
+        return None
+
+
+def stop_pids(pids, grace=10.0, group=False):
+    """SIGTERM every pid (or its process group), wait up to grace seconds for all of them
+    together, then SIGKILL the ones left."""
+    send = os.killpg if group else os.kill
+    pids = [p for p in pids if p]
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        for pid in pids:
+            with contextlib.suppress(ProcessLookupError):
+                send(pid, sig)
+        deadline = time.monotonic() + (grace if sig == signal.SIGTERM else 5)
+        while time.monotonic() < deadline:
+            for pid in pids:
+                _reap(pid)
+            pids = [p for p in pids if alive(p)]
+            if not pids:
+                return
+            time.sleep(0.1)
+
+
+def _reap(pid):
+    with contextlib.suppress(ChildProcessError):
+        os.waitpid(pid, os.WNOHANG)
+
+
+def wait_until(predicate, timeout, interval=0.2, what="condition"):
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise LabError(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(interval)

@@ -1,0 +1,138 @@
+"""Bring the lab up, converge it, check every host, and take it down again."""
+
+import subprocess
+
+import pytest
+import yaml
+
+from kubesalt_lab import containers, lifecycle, master, report
+from tests.lab.conftest import LAB_CLI, leftovers_seen_by_the_system, quiet
+
+
+@pytest.fixture(scope="module")
+def lab_up(lab):
+    result = lifecycle.up(lab, quiet)
+    return lab, result
+
+
+@pytest.fixture(scope="module")
+def first_apply(lab_up):
+    lab, _ = lab_up
+    return lifecycle.apply(lab, quiet)
+
+
+def test_every_host_reaches_systemd_running(lab_up):
+    lab, _ = lab_up
+    assert {n.id: containers.system_state(lab, n) for n in lab.nodes} == {
+        n.id: "running" for n in lab.nodes
+    }
+
+
+def test_every_minion_answers_test_ping(lab_up):
+    lab, _ = lab_up
+    assert master.ping(lab, lab.nodes) == {n.id: True for n in lab.nodes}
+
+
+def test_hosts_have_their_pillar_address_and_no_way_out(lab_up):
+    lab, _ = lab_up
+    for node in lab.nodes:
+        addrs = containers.inside(lab, node, ["ip", "-4", "-o", "addr", "show", "eth0"]).stdout
+        assert f"inet {node.ip}/{lab.prefixlen}" in addrs
+        routes = containers.inside(lab, node, ["ip", "-4", "route"]).stdout.splitlines()
+        routes = [line.strip() for line in routes]
+        assert routes == [
+            f"198.18.0.0/{lab.prefixlen} dev eth0 proto kernel scope link src {node.ip}"
+        ]
+
+
+def test_first_highstate_converges(first_apply, lab_up):
+    lab, _ = lab_up
+    assert set(first_apply) == {n.id for n in lab.nodes}
+    for node_id, summary in first_apply.items():
+        assert summary["failed"] == 0 and summary["errors"] == [], node_id
+        assert summary["changed"] > 0, node_id
+
+
+def test_highstate_wrote_each_node_identity_from_pillar(first_apply, lab_up):
+    lab, _ = lab_up
+    for node in lab.nodes:
+        text = containers.inside(lab, node, ["cat", "/etc/kubesalt/node.yaml"]).stdout
+        identity = yaml.safe_load(text)
+        assert (identity["node"], identity["ip"], tuple(identity["roles"])) == (
+            node.id,
+            node.ip,
+            node.roles,
+        )
+
+
+def test_second_highstate_changes_nothing(first_apply, lab_up):
+    lab, _ = lab_up
+    again = lifecycle.apply(lab, quiet)
+    for node_id, summary in again.items():
+        assert (summary["changed"], summary["failed"], summary["errors"]) == (0, 0, []), node_id
+        assert summary["ok"] == first_apply[node_id]["ok"] + first_apply[node_id]["changed"]
+
+
+def test_status_shows_units_and_never_fakes_missing_artifacts(first_apply, lab_up):
+    lab, _ = lab_up
+    shown = lifecycle.status(lab)
+    assert [row[3:] for row in shown["hosts"]] == [["running", "answers"]] * len(lab.nodes)
+    states = {(node, unit): state for node, unit, state in shown["units"]}
+    assert states[("master-1", "kube-apiserver.service")] == report.NOT_IN_LAB
+    assert states[("worker-1", "calico-felix.service")] == report.NOT_IN_LAB
+    # Debian ships these on the lab hosts: a real state, not the placeholder.
+    for key in (
+        ("master-1", "etcd.service"),
+        ("worker-2", "containerd.service"),
+        ("router-1", "bird.service"),
+    ):
+        assert states[key].startswith(("inactive", "active")), key
+    assert "artifact not available in this lab" in lifecycle.status_tables(shown)
+
+
+def test_up_twice_duplicates_nothing(lab_up):
+    lab, _ = lab_up
+    before = {n.id: containers.nspawn_pid(lab, n) for n in lab.nodes}
+    master_before = master.master_pid(lab)
+    result = lifecycle.up(lab, quiet)
+    assert result["built_rootfs"] is False
+    assert {n.id: containers.nspawn_pid(lab, n) for n in lab.nodes} == before
+    assert master.master_pid(lab) == master_before
+    netns = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
+    assert sorted(line.split()[0] for line in netns.splitlines() if "ksl-" in line) == sorted(
+        n.netns for n in lab.nodes
+    )
+
+
+def test_cli_shell_runs_a_command_inside_a_node(lab_up):
+    proc = subprocess.run(
+        [*LAB_CLI, "shell", "router-1", "hostname"], capture_output=True, text=True, timeout=30
+    )
+    assert (proc.returncode, proc.stdout.strip()) == (0, "router-1")
+
+
+def test_cli_refuses_an_unknown_node(lab_up):
+    proc = subprocess.run(
+        [*LAB_CLI, "shell", "worker-9", "true"], capture_output=True, text=True, timeout=30
+    )
+    assert proc.returncode == 2
+    assert "unknown node 'worker-9'" in proc.stderr
+
+
+def test_down_leaves_nothing(lab_up):
+    lab, _ = lab_up
+    nspawns = [containers.nspawn_pid(lab, n) for n in lab.nodes]
+    master_pid = master.master_pid(lab)
+    lifecycle.down(lab, quiet)
+    assert lifecycle.leftovers_of(lab) == []
+    assert leftovers_seen_by_the_system(lab) == []
+    for pid in [*nspawns, master_pid]:
+        assert not _running(pid), pid
+
+
+def _running(pid):
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False

@@ -1,0 +1,26 @@
+"""`down` cleans up after an `up` that was killed half-way."""
+
+import signal
+import subprocess
+import time
+
+from kubesalt_lab import lifecycle
+from tests.lab.conftest import LAB_CLI, leftovers_seen_by_the_system, quiet
+
+
+def test_down_after_up_was_killed_half_way(lab):
+    lifecycle.down(lab, quiet)
+    up = subprocess.Popen([*LAB_CLI, "up"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    pids = lab.run_dir / "pids"
+    deadline = time.monotonic() + 120
+    # Kill it once the master and some hosts run, before every minion answers.
+    while len(list(pids.glob("*.nspawn"))) < 3 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    up.send_signal(signal.SIGKILL)
+    up.wait()
+    assert lifecycle.leftovers_of(lab), "the killed up should have left things to clean"
+
+    proc = subprocess.run([*LAB_CLI, "down"], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert lifecycle.leftovers_of(lab) == []
+    assert leftovers_seen_by_the_system(lab) == []

@@ -1,0 +1,105 @@
+"""The lab's pure parts: reading its pillar, summarising highstates, unit states, CLI."""
+
+import pytest
+
+from kubesalt_lab import cli, config, report, rootfs
+
+
+def test_lab_comes_from_the_example_pillar():
+    lab = config.load(cache_dir="/c", run_dir="/r")
+    assert [n.id for n in lab.ordered_nodes()] == [
+        "master-1",
+        "master-2",
+        "master-3",
+        "worker-1",
+        "worker-2",
+        "router-1",
+    ]
+    assert lab.bridge_ip == "198.18.0.1"
+    assert all(len(n.veth_host) <= 15 and len(n.veth_peer) <= 15 for n in lab.nodes)
+    assert len({n.veth_host for n in lab.nodes}) == len(lab.nodes)
+
+
+def test_lab_refuses_addresses_outside_the_benchmarking_range(tmp_path):
+    pillar = tmp_path / "lab.sls"
+    pillar.write_text(
+        "kubesalt:\n  network: {node_cidr: 10.1.0.0/24, pod_cidr: 10.2.0.0/16,\n"
+        "    service_cidr: 10.3.0.0/16, cluster_dns_ip: 10.3.0.10}\n"
+        "  nodes: {m: {roles: [master], ip: 10.1.0.5}}\n"
+    )
+    with pytest.raises(config.LabError, match=r"outside 198\.18\.0\.0/15"):
+        config.load(pillar_file=pillar)
+
+
+def test_summarize_highstate_counts_ok_changed_failed():
+    ret = {
+        "a": {"__id__": "a", "result": True, "changes": {}, "duration": 1.5},
+        "b": {"__id__": "b", "result": True, "changes": {"x": 1}, "duration": 2},
+        "c": {"__id__": "c", "result": False, "changes": {}, "comment": "boom", "duration": 1},
+        "d": {"__id__": "d", "result": None, "changes": {"y": 1}},
+    }
+    summary = report.summarize_highstate(ret)
+    assert (summary["ok"], summary["changed"], summary["failed"]) == (1, 2, 1)
+    assert summary["errors"] == ["c: boom"]
+    assert summary["duration_ms"] == 4.5
+
+
+def test_summarize_render_errors():
+    summary = report.summarize_highstate(["Rendering SLS 'x' failed"])
+    assert summary["errors"] == ["Rendering SLS 'x' failed"]
+    assert report.summarize_highstate("Minion did not return")["errors"] == [
+        "Minion did not return"
+    ]
+
+
+@pytest.mark.parametrize(
+    ("props", "declared", "expected"),
+    [
+        ({"LoadState": "not-found"}, False, report.NOT_IN_LAB),
+        ({"LoadState": "not-found"}, True, "not installed yet"),
+        (
+            {
+                "LoadState": "loaded",
+                "ActiveState": "active",
+                "SubState": "running",
+                "UnitFileState": "enabled",
+            },
+            True,
+            "active (running), enabled",
+        ),
+    ],
+)
+def test_unit_state(props, declared, expected):
+    assert report.unit_state(props, declared) == expected
+
+
+def test_parse_systemctl_show_splits_units():
+    text = "Id=a.service\nLoadState=loaded\n\nId=b.service\nLoadState=not-found\n"
+    assert report.parse_systemctl_show(text) == [
+        {"Id": "a.service", "LoadState": "loaded"},
+        {"Id": "b.service", "LoadState": "not-found"},
+    ]
+
+
+def test_table_aligns_columns():
+    assert report.table(["a", "bb"], [["xxx", 1]]).splitlines() == ["a    bb", "---  --", "xxx  1"]
+
+
+def test_debian_mirror_is_read_from_the_hosts_apt_sources(tmp_path):
+    (tmp_path / "sources.list.d").mkdir()
+    (tmp_path / "sources.list.d" / "debian.sources").write_text(
+        "Types: deb\nURIs: http://mirror.invalid/debian\nSuites: bookworm bookworm-updates\n"
+        "Components: main\n\nTypes: deb\nURIs: http://mirror.invalid/debian-security\n"
+        "Suites: bookworm-security\nComponents: main\n"
+    )
+    assert rootfs.debian_mirror(tmp_path) == "http://mirror.invalid/debian"
+    with pytest.raises(config.LabError, match="no Debian bookworm main mirror"):
+        rootfs.debian_mirror(tmp_path / "nothing")
+
+
+@pytest.mark.parametrize("command", ["up", "apply", "status", "shell", "down"])
+def test_every_command_has_help(command, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main([command, "--help"])
+    assert exit_info.value.code == 0
+    assert f"kubesalt-lab {command}" in capsys.readouterr().out
