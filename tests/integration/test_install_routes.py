@@ -23,6 +23,7 @@ SHIPPED = (
     "pyproject.toml",
     "README.md",
     "kubesalt_ext",
+    "lab",
     "_modules",
     "_states",
     "_utils",
@@ -78,22 +79,9 @@ def salt_call_config(tmp_path):
 
 
 def _pip_install(python, *args):
-    subprocess.run(
-        [
-            python,
-            "-m",
-            "pip",
-            "install",
-            "-q",
-            "--no-deps",
-            "--no-build-isolation",
-            "--no-index",
-            *args,
-        ],
-        check=True,
-        capture_output=True,
-        text=True,
-    )
+    pip = [python, "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation"]
+    proc = subprocess.run([*pip, "--no-index", *args], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
 
 
 def _salt_call(python, conf, *args):
