@@ -29,6 +29,12 @@ def up(lab, progress):
     """Bring the lab up; every step is idempotent, so a second `up` only checks."""
     started = time.monotonic()
     check_prerequisites(lab)
+    running = [n.id for n in lab.nodes if containers.nspawn_pid(lab, n)]
+    if running and not rootfs.is_current(lab.rootfs):
+        raise LabError(
+            f"the rootfs recipe changed while {', '.join(running)} run from the old one; "
+            "run `kubesalt-lab down` first"
+        )
     built = rootfs.ensure(lab.rootfs, progress)
     progress(f"network: bridge {net.BRIDGE} {lab.bridge_ip}/{lab.prefixlen}")
     net.ensure_bridge(lab)
@@ -150,6 +156,7 @@ def down(lab, progress):
         for pid in net.namespace_pids(netns):
             _kill(pid)
         net.remove_namespace(netns)
+    net.release_netns_dir()
     _kill_strays(lab)
     for link in net.lab_links():
         net.remove_link(link)
@@ -169,17 +176,28 @@ def _kill(pid):
         os.kill(pid, signal.SIGKILL)
 
 
-def _kill_strays(lab):
-    """Processes started from the lab's run directory or rootfs that outlived their parent."""
-    markers = (str(lab.run_dir), str(lab.rootfs))
+def _lab_processes(lab):
+    """PIDs of the lab's own daemons that outlived their bookkeeping: a systemd-nspawn on
+    the lab's rootfs, or a salt-master with the lab's config dir."""
+    nspawn_arg = f"--directory={lab.rootfs}"
+    found = []
     for entry in Path("/proc").iterdir():
-        if entry.name.isdigit() and int(entry.name) != os.getpid():
-            args = " ".join(cmdline(int(entry.name)))
-            if any(m in args for m in markers):
-                _kill(int(entry.name))
-                wait_until(
-                    lambda pid=int(entry.name): not alive(pid), 10, what=f"pid {entry.name} to exit"
-                )
+        if not entry.name.isdigit() or not alive(int(entry.name)):
+            continue
+        argv = cmdline(int(entry.name))
+        is_nspawn = bool(argv) and argv[0].endswith("systemd-nspawn") and nspawn_arg in argv
+        is_master = any(a.endswith("salt-master") for a in argv[:2]) and (
+            str(lab.master_dir) in argv
+        )
+        if is_nspawn or is_master:
+            found.append(int(entry.name))
+    return found
+
+
+def _kill_strays(lab):
+    for pid in _lab_processes(lab):
+        _kill(pid)
+        wait_until(lambda pid=pid: not alive(pid), 10, what=f"pid {pid} to exit")
 
 
 def _lab_mounts(lab):
@@ -195,12 +213,9 @@ def leftovers_of(lab):
     found += [f"network namespace {n}" for n in net.lab_namespaces()]
     found += [f"link {name}" for name in net.lab_links()]
     found += [f"mount {m}" for m in _lab_mounts(lab)]
-    markers = (str(lab.run_dir), str(lab.rootfs))
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit() and alive(int(entry.name)):
-            args = " ".join(cmdline(int(entry.name)))
-            if any(m in args for m in markers):
-                found.append(f"process {entry.name} ({args[:80]})")
+    found += [f"process {pid} ({' '.join(cmdline(pid))[:80]})" for pid in _lab_processes(lab)]
+    if net.netns_dir_mounted() and not net.lab_namespaces() and not any(net.NETNS_DIR.iterdir()):
+        found.append(f"mount {net.NETNS_DIR} (left by ip netns, now empty)")
     if lab.run_dir.exists():
         found.append(f"directory {lab.run_dir}")
     found += [f"cgroup {path}" for path in containers.cgroups() if path.exists()]

@@ -75,5 +75,18 @@ def remove_namespace(netns):
     run(["ip", "netns", "delete", netns], check=False)
 
 
+def release_netns_dir():
+    """`ip netns add` turns /run/netns into a mount point; give it back once it is empty."""
+    if NETNS_DIR.is_dir() and not any(NETNS_DIR.iterdir()):
+        while netns_dir_mounted():
+            run(["umount", str(NETNS_DIR)])
+        NETNS_DIR.rmdir()
+
+
+def netns_dir_mounted():
+    with open("/proc/mounts") as mounts:
+        return any(line.split()[1] == str(NETNS_DIR) for line in mounts)
+
+
 def remove_link(name):
     run(["ip", "link", "delete", name], check=False)

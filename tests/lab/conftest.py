@@ -5,6 +5,7 @@ already running is taken down first, since there is one lab bridge per machine).
 """
 
 import subprocess
+from pathlib import Path
 
 import pytest
 
@@ -29,8 +30,13 @@ def leftovers_seen_by_the_system(lab):
         found += [
             line
             for line in mounts
-            if str(lab.run_dir) in line or "/run/netns/" + config.PREFIX in line
+            if str(lab.run_dir) in line or line.split()[1].startswith("/run/netns/" + config.PREFIX)
         ]
+    # `ip netns add` made /run/netns a mount point; with no namespace left it must be gone.
+    netns_dir = Path("/run/netns")
+    if netns_dir.is_dir() and not any(netns_dir.iterdir()):
+        with open("/proc/mounts") as mounts:
+            found += [line for line in mounts if line.split()[1] == str(netns_dir)]
     return found
 
 
