@@ -1,16 +1,14 @@
 """up, apply, status, down: what the CLI commands do."""
 
-import contextlib
 import os
 import shutil
-import signal
 import time
 from pathlib import Path
 
 from kubesalt_ext.utils import kubesalt_pillar
 from kubesalt_lab import containers, master, net, report, rootfs
 from kubesalt_lab.config import LabError
-from kubesalt_lab.system import alive, cmdline, run, wait_until
+from kubesalt_lab.system import alive, cmdline, run, stop_pids, wait_until
 
 REQUIRED_COMMANDS = ("systemd-nspawn", "debootstrap", "ip", "nsenter", "systemctl")
 
@@ -153,11 +151,10 @@ def down(lab, progress):
     # Anything still inside a lab namespace is a lab process (a container whose nspawn was
     # killed, a minion): end it by PID before the namespace goes.
     for netns in net.lab_namespaces():
-        for pid in net.namespace_pids(netns):
-            _kill(pid)
+        stop_pids(net.namespace_pids(netns), grace=0)
         net.remove_namespace(netns)
     net.release_netns_dir()
-    _kill_strays(lab)
+    stop_pids(_lab_processes(lab), grace=0)
     for link in net.lab_links():
         net.remove_link(link)
     for mount in reversed(_lab_mounts(lab)):
@@ -169,11 +166,6 @@ def down(lab, progress):
     if leftovers:
         raise LabError("down left these behind: " + "; ".join(leftovers))
     progress("down: nothing left")
-
-
-def _kill(pid):
-    with contextlib.suppress(ProcessLookupError):
-        os.kill(pid, signal.SIGKILL)
 
 
 def _lab_processes(lab):
@@ -192,12 +184,6 @@ def _lab_processes(lab):
         if is_nspawn or is_master:
             found.append(int(entry.name))
     return found
-
-
-def _kill_strays(lab):
-    for pid in _lab_processes(lab):
-        _kill(pid)
-        wait_until(lambda pid=pid: not alive(pid), 10, what=f"pid {pid} to exit")
 
 
 def _lab_mounts(lab):
