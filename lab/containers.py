@@ -124,13 +124,18 @@ def leader(lab, node):
     return leader_pid(pid) if pid else None
 
 
+def _nsenter(pid, argv, *env):
+    """argv run in every namespace of ``pid`` with a clean environment (not the host's)."""
+    base_env = ["PATH=/usr/sbin:/usr/bin:/sbin:/bin", "HOME=/root", "LANG=C.UTF-8", *env]
+    return ["nsenter", "-t", str(pid), "-a", "env", "-i", *base_env, *argv]
+
+
 def inside(lab, node, argv, check=True, timeout=60):
     """Run argv inside the node (all its namespaces) and return the CompletedProcess."""
     pid = leader(lab, node)
     if not pid:
         raise LabError(f"{node.id} is not running (kubesalt-lab up)")
-    env = ["env", "-i", "PATH=/usr/sbin:/usr/bin:/sbin:/bin", "HOME=/root", "LANG=C.UTF-8"]
-    return run(["nsenter", "-t", pid, "-a", *env, *argv], check=check, timeout=timeout)
+    return run(_nsenter(pid, argv), check=check, timeout=timeout)
 
 
 def system_state(lab, node):
@@ -150,17 +155,8 @@ def wait_booted(lab, node, timeout=60):
 
 
 def shell_argv(lab, node, command):
-    pid = leader(lab, node)
     term = os.environ.get("TERM", "xterm")
-    env = [
-        "env",
-        "-i",
-        "PATH=/usr/sbin:/usr/bin:/sbin:/bin",
-        "HOME=/root",
-        f"TERM={term}",
-        "LANG=C.UTF-8",
-    ]
-    return ["nsenter", "-t", str(pid), "-a", *env, *(command or ["/bin/bash", "-l"])]
+    return _nsenter(leader(lab, node), command or ["/bin/bash", "-l"], f"TERM={term}")
 
 
 def stop(lab, nodes):
