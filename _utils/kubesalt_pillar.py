@@ -28,6 +28,7 @@ COMPONENTS = (
     "ingress_nginx",
 )
 ARTIFACT_SOURCES = ("url", "package", "path")
+KEY_TYPES = ("ecdsa-p256", "rsa-2048", "rsa-4096")
 PATH_KEYS = (
     "config_dir",
     "kubernetes_dir",
@@ -277,6 +278,56 @@ def _check_artifacts(value, key):
     return value, problems
 
 
+# --- pki --------------------------------------------------------------------------------------
+
+
+def _check_days(value, key):
+    expected = "a whole number of days, at least 1"
+    if value is None:
+        return None, _missing(key, expected)
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        return None, [Problem(key, f"{value!r} is not {expected}")]
+    return value, []
+
+
+def _check_key_type(value, key):
+    if value not in KEY_TYPES:
+        return None, [Problem(key, f"{value!r} is not one of: {', '.join(KEY_TYPES)}")]
+    return value, []
+
+
+def _check_extra_sans(value, key):
+    if value is None:
+        return [], []
+    if not isinstance(value, list):
+        return None, [
+            Problem(key, f"expected a list of DNS names or IP addresses, got {_kind(value)}")
+        ]
+    problems = []
+    for index, san in enumerate(value):
+        try:
+            ipaddress.ip_address(san)
+            continue
+        except (ValueError, TypeError):
+            pass
+        labels = san.split(".") if isinstance(san, str) else []
+        if not labels or not all(_DNS_LABEL_RE.match(x) for x in labels):
+            problems.append(
+                Problem(f"{key}:{index}", f"{san!r} is neither a DNS name nor an IP address")
+            )
+    return value, problems
+
+
+_PKI_FIELDS = {
+    "ca_host": lambda value, key: (value, []),  # checked against nodes below
+    "key_type": _check_key_type,
+    "leaf_days": _check_days,
+    "ca_days": _check_days,
+    "renew_before_days": _check_days,
+    "apiserver_extra_sans": _check_extra_sans,
+}
+
+
 # --- nodes ------------------------------------------------------------------------------------
 
 
@@ -381,6 +432,7 @@ SCHEMA = {
     ),
     "versions": _mapping(dict.fromkeys(COMPONENTS, _check_version)),
     "artifacts": _check_artifacts,
+    "pki": _mapping(_PKI_FIELDS),
     "paths": _mapping({"root": _check_abs_path, **dict.fromkeys(PATH_KEYS, _check_abs_path)}),
     "nodes": _check_nodes,
 }
@@ -396,6 +448,33 @@ def validate(config):
     problems += _check_network_layout(network)
     problems += _check_node_addresses(nodes, network)
     problems += _check_role_counts(nodes)
+    problems += _check_pki_against_nodes(parsed.get("pki") or {}, nodes)
+    return problems
+
+
+def _check_pki_against_nodes(pki, nodes):
+    key = f"{PILLAR_KEY}:pki"
+    problems = []
+    leaf, renew = pki.get("leaf_days"), pki.get("renew_before_days")
+    if leaf and renew and renew >= leaf:
+        problems.append(
+            Problem(
+                f"{key}:renew_before_days",
+                f"{renew} is not shorter than "
+                f"leaf_days {leaf}; every run would re-issue every cert",
+            )
+        )
+    ca_host = pki.get("ca_host")
+    if ca_host is not None and nodes:
+        roles = ((nodes.get(ca_host) or {}).get("roles")) or []
+        if ca_host not in nodes:
+            problems.append(
+                Problem(f"{key}:ca_host", f"{ca_host!r} is not a node; expected one of the masters")
+            )
+        elif "master" not in roles:
+            problems.append(
+                Problem(f"{key}:ca_host", f"{ca_host!r} is not a master; the CA lives on a master")
+            )
     return problems
 
 

@@ -75,7 +75,7 @@ _IP = "an IPv4 address such as '198.18.0.10'"
 _VERSION = "a version string such as '1.37.0' (quote it in YAML)"
 _ROLES = "a list of roles from: master, worker, router"
 _DISJOINT = "expected node, pod and service ranges to be disjoint"
-_TOP_KEYS = "artifacts, cluster, network, nodes, paths, versions"
+_TOP_KEYS = "artifacts, cluster, network, nodes, paths, pki, versions"
 _NODE_NAME = (
     "is not a valid Kubernetes node name; expected lowercase letters, digits, '-' and '.' "
     "(RFC 1123)"
@@ -356,6 +356,37 @@ CASES = [
         "artifact-field-of-another-source",
         _set("artifacts:containerd", {"source": "package", "package": "containerd", "url": "x"}),
         "kubesalt:artifacts:containerd:url: unknown key; expected one of: package, source",
+    ),
+    BadPillar(
+        "pki-unknown-key-type",
+        _set("pki", {"key_type": "dsa-1024"}),
+        "kubesalt:pki:key_type: 'dsa-1024' is not one of: ecdsa-p256, rsa-2048, rsa-4096",
+    ),
+    BadPillar(
+        "pki-renewal-window-longer-than-lifetime",
+        _set("pki", {"leaf_days": 30, "renew_before_days": 30}),
+        "kubesalt:pki:renew_before_days: 30 is not shorter than leaf_days 30; every run would "
+        "re-issue every cert",
+    ),
+    BadPillar(
+        "pki-ca-host-not-a-master",
+        _set("pki", {"ca_host": "worker-1"}),
+        "kubesalt:pki:ca_host: 'worker-1' is not a master; the CA lives on a master",
+    ),
+    BadPillar(
+        "pki-ca-host-unknown",
+        _set("pki", {"ca_host": "master-9"}),
+        "kubesalt:pki:ca_host: 'master-9' is not a node; expected one of the masters",
+    ),
+    BadPillar(
+        "pki-extra-san-malformed",
+        _set("pki", {"apiserver_extra_sans": ["api.lab", "not a name"]}),
+        "kubesalt:pki:apiserver_extra_sans:1: 'not a name' is neither a DNS name nor an IP address",
+    ),
+    BadPillar(
+        "pki-lifetime-zero",
+        _set("pki", {"ca_days": 0}),
+        "kubesalt:pki:ca_days: 0 is not a whole number of days, at least 1",
     ),
     BadPillar(
         "path-relative",

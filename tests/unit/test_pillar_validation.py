@@ -72,7 +72,7 @@ def test_pillar_example_is_valid_and_documents_every_key():
 
     defaults = formula_defaults()
     assert set(example) == set(kubesalt_pillar.SCHEMA)
-    for section in ("cluster", "network", "versions", "paths"):
+    for section in ("cluster", "network", "versions", "pki", "paths"):
         assert set(example[section]) == keys(defaults[section]), section
     assert {k for n in example["nodes"].values() for k in n} == {"roles", "ip"}
     assert {a["source"] for a in example["artifacts"].values()} == set(

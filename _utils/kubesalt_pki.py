@@ -1,0 +1,340 @@
+"""The certificate catalogue and the decisions around it, as data and pure functions.
+
+Like kubeadm's certlist: every certificate a node role holds is one record (CA, common
+name, organisations, usages, a SAN rule); the values known only at run time (node name,
+addresses, the service IP) are filled in from the cluster config. The CA side builds a
+certificate from this catalogue and the requester's minion id alone: of a CSR it takes
+nothing but the public key.
+
+No Salt dunders and no I/O here; the execution and state modules do the talking.
+"""
+
+import datetime
+import ipaddress
+from dataclasses import dataclass
+
+from cryptography import x509
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+SERVER = "server_auth"
+CLIENT = "client_auth"
+_EKU_OIDS = {SERVER: ExtendedKeyUsageOID.SERVER_AUTH, CLIENT: ExtendedKeyUsageOID.CLIENT_AUTH}
+
+
+@dataclass(frozen=True)
+class CA:
+    name: str
+    common_name: str
+
+
+CAS = {
+    ca.name: ca
+    for ca in (
+        CA("kubernetes-ca", "kubernetes"),
+        CA("etcd-ca", "etcd-ca"),
+        CA("front-proxy-ca", "front-proxy-ca"),
+    )
+}
+
+
+@dataclass(frozen=True)
+class CertSpec:
+    """One catalogue entry. ``common_name`` may contain ``{node}`` (the minion id)."""
+
+    name: str
+    ca: str
+    common_name: str
+    roles: tuple
+    organizations: tuple = ()
+    extended_usages: tuple = (CLIENT,)
+    san_rule: str | None = None
+
+
+CATALOGUE = (
+    # etcd on every master: serving and peer certs both need serverAuth and clientAuth
+    # (etcd's gateway dials its own gRPC port with the serving cert).
+    CertSpec("etcd-server", "etcd-ca", "{node}", ("master",), (), (SERVER, CLIENT), "etcd"),
+    CertSpec("etcd-peer", "etcd-ca", "{node}", ("master",), (), (SERVER, CLIENT), "etcd"),
+    CertSpec("apiserver-etcd-client", "etcd-ca", "kube-apiserver-etcd-client", ("master",)),
+    CertSpec(
+        "apiserver", "kubernetes-ca", "kube-apiserver", ("master",), (), (SERVER,), "apiserver"
+    ),
+    # The identity the cluster binds to system:kubelet-api-admin (pod logs, exec).
+    CertSpec(
+        "apiserver-kubelet-client", "kubernetes-ca", "kube-apiserver-kubelet-client", ("master",)
+    ),
+    CertSpec("front-proxy-client", "front-proxy-ca", "front-proxy-client", ("master",)),
+    CertSpec("kube-scheduler", "kubernetes-ca", "system:kube-scheduler", ("master",)),
+    CertSpec(
+        "kube-controller-manager", "kubernetes-ca", "system:kube-controller-manager", ("master",)
+    ),
+    CertSpec("admin", "kubernetes-ca", "kubernetes-admin", ("master",), ("system:masters",)),
+    # Typha's mutual TLS: felix checks the server's CN (FELIX_TYPHACN), typha the
+    # client's (TYPHA_CLIENTCN).
+    CertSpec("calico-typha", "kubernetes-ca", "calico-typha", ("master",), (), (SERVER,), "node"),
+    CertSpec(
+        "kubelet-client", "kubernetes-ca", "system:node:{node}", ("worker",), ("system:nodes",)
+    ),
+    CertSpec(
+        "kubelet-server",
+        "kubernetes-ca",
+        "system:node:{node}",
+        ("worker",),
+        ("system:nodes",),
+        (SERVER,),
+        "node",
+    ),
+    CertSpec("kube-proxy", "kubernetes-ca", "system:kube-proxy", ("worker",)),
+    CertSpec("calico-felix", "kubernetes-ca", "calico-felix", ("worker",)),
+)
+
+
+def check_catalogue(catalogue=CATALOGUE):
+    """Names are unique, every CA and SAN rule exists (a typo fails at import in tests)."""
+    names = [spec.name for spec in catalogue]
+    problems = [f"duplicate certificate name {n!r}" for n in set(names) if names.count(n) > 1]
+    for spec in catalogue:
+        if spec.ca not in CAS:
+            problems.append(f"{spec.name}: unknown CA {spec.ca!r}")
+        if spec.san_rule is not None and spec.san_rule not in SAN_RULES:
+            problems.append(f"{spec.name}: unknown SAN rule {spec.san_rule!r}")
+        if not set(spec.extended_usages) <= set(_EKU_OIDS):
+            problems.append(f"{spec.name}: unknown extended usage")
+    return problems
+
+
+# --- run-time values ----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Identity:
+    """What one certificate must say, resolved for one node."""
+
+    name: str
+    ca: str
+    common_name: str
+    organizations: tuple
+    extended_usages: tuple
+    dns_names: tuple
+    ip_addresses: tuple
+
+    @property
+    def is_server(self):
+        return SERVER in self.extended_usages
+
+
+def _masters(config):
+    return sorted(
+        (mid, node["ip"])
+        for mid, node in config["nodes"].items()
+        if "master" in (node.get("roles") or [])
+    )
+
+
+def _sans_etcd(config, node_id):
+    ip = config["nodes"][node_id]["ip"]
+    return (node_id, "localhost"), (ip, "127.0.0.1")
+
+
+def _sans_node(config, node_id):
+    return (node_id,), (config["nodes"][node_id]["ip"],)
+
+
+def _sans_apiserver(config, node_id):
+    domain = config["cluster"]["domain"]
+    service_ip = str(ipaddress.ip_network(config["network"]["service_cidr"])[1])
+    masters = _masters(config)
+    extra = (config.get("pki") or {}).get("apiserver_extra_sans") or []
+    extra_ips = [s for s in extra if _is_ip(s)]
+    extra_names = [s for s in extra if not _is_ip(s)]
+    dns = [
+        "kubernetes",
+        "kubernetes.default",
+        "kubernetes.default.svc",
+        f"kubernetes.default.svc.{domain}",
+        *(m for m, _ in masters),
+        *extra_names,
+    ]
+    ips = [service_ip, *(ip for _, ip in masters), *extra_ips]
+    return tuple(dict.fromkeys(dns)), tuple(dict.fromkeys(ips))
+
+
+def _is_ip(value):
+    try:
+        ipaddress.ip_address(value)
+    except ValueError:
+        return False
+    return True
+
+
+SAN_RULES = {"etcd": _sans_etcd, "node": _sans_node, "apiserver": _sans_apiserver}
+
+
+def node_identities(config, node_id, roles):
+    """Every certificate ``node_id`` must hold for ``roles``, fully resolved."""
+    identities = []
+    for spec in CATALOGUE:
+        if not set(spec.roles) & set(roles):
+            continue
+        dns, ips = SAN_RULES[spec.san_rule](config, node_id) if spec.san_rule else ((), ())
+        identities.append(
+            Identity(
+                name=spec.name,
+                ca=spec.ca,
+                common_name=spec.common_name.format(node=node_id),
+                organizations=spec.organizations,
+                extended_usages=spec.extended_usages,
+                dns_names=tuple(dns),
+                ip_addresses=tuple(ips),
+            )
+        )
+    return identities
+
+
+# --- issuing and deciding -----------------------------------------------------------------
+
+
+def new_private_key(key_type="ecdsa-p256"):
+    if key_type == "ecdsa-p256":
+        return ec.generate_private_key(ec.SECP256R1())
+    if key_type in ("rsa-2048", "rsa-4096"):
+        return rsa.generate_private_key(public_exponent=65537, key_size=int(key_type[4:]))
+    raise ValueError(f"Invalid key type {key_type!r}. Valid: ecdsa-p256, rsa-2048, rsa-4096")
+
+
+def _name(common_name, organizations=()):
+    attributes = [x509.NameAttribute(NameOID.ORGANIZATION_NAME, o) for o in organizations]
+    return x509.Name([*attributes, x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
+
+
+def _key_usage(ca=False, server=False, rsa_key=False):
+    return x509.KeyUsage(
+        digital_signature=not ca,
+        content_commitment=False,
+        key_encipherment=server and rsa_key,
+        data_encipherment=False,
+        key_agreement=False,
+        key_cert_sign=ca,
+        crl_sign=ca,
+        encipher_only=False,
+        decipher_only=False,
+    )
+
+
+def build_ca(ca_name, private_key, days, now):
+    """A self-signed CA certificate for one of CAS."""
+    subject = _name(CAS[ca_name].common_name)
+    ski = x509.SubjectKeyIdentifier.from_public_key(private_key.public_key())
+    return (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(subject)
+        .public_key(private_key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=days))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+        .add_extension(_key_usage(ca=True), critical=True)
+        .add_extension(ski, critical=False)
+        .sign(private_key, hashes.SHA256())
+    )
+
+
+def build_certificate(identity, public_key, ca_cert, ca_key, days, now):
+    """Sign ``identity`` for ``public_key``. Nothing but the key comes from the requester."""
+    builder = (
+        x509.CertificateBuilder()
+        .subject_name(_name(identity.common_name, identity.organizations))
+        .issuer_name(ca_cert.subject)
+        .public_key(public_key)
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=days))
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(
+            _key_usage(server=identity.is_server, rsa_key=isinstance(public_key, rsa.RSAPublicKey)),
+            critical=True,
+        )
+        .add_extension(
+            x509.ExtendedKeyUsage([_EKU_OIDS[u] for u in identity.extended_usages]),
+            critical=False,
+        )
+        .add_extension(
+            x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_cert.public_key()),
+            critical=False,
+        )
+    )
+    sans = [x509.DNSName(n) for n in identity.dns_names] + [
+        x509.IPAddress(ipaddress.ip_address(ip)) for ip in identity.ip_addresses
+    ]
+    if sans:
+        builder = builder.add_extension(x509.SubjectAlternativeName(sans), critical=False)
+    return builder.sign(ca_key, hashes.SHA256())
+
+
+def describe(cert):
+    """The identity a certificate carries, in the shape of :class:`Identity` fields."""
+    subject = cert.subject
+    try:
+        san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+        dns = tuple(san.get_values_for_type(x509.DNSName))
+        ips = tuple(str(ip) for ip in san.get_values_for_type(x509.IPAddress))
+    except x509.ExtensionNotFound:
+        dns, ips = (), ()
+    try:
+        eku = cert.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
+        usages = tuple(name for name, oid in _EKU_OIDS.items() if oid in eku)
+    except x509.ExtensionNotFound:
+        usages = ()
+    return {
+        "common_name": subject.get_attributes_for_oid(NameOID.COMMON_NAME)[0].value,
+        "organizations": tuple(
+            a.value for a in subject.get_attributes_for_oid(NameOID.ORGANIZATION_NAME)
+        ),
+        "extended_usages": tuple(sorted(usages)),
+        "dns_names": tuple(sorted(dns)),
+        "ip_addresses": tuple(sorted(ips)),
+    }
+
+
+def _wanted(identity):
+    return {
+        "common_name": identity.common_name,
+        "organizations": tuple(identity.organizations),
+        "extended_usages": tuple(sorted(identity.extended_usages)),
+        "dns_names": tuple(sorted(identity.dns_names)),
+        "ip_addresses": tuple(sorted(str(ipaddress.ip_address(i)) for i in identity.ip_addresses)),
+    }
+
+
+def _same_key(a, b):
+    fmt = (serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+    return a.public_bytes(*fmt) == b.public_bytes(*fmt)
+
+
+def reissue_reason(identity, cert, public_key, ca_cert, now, renew_before_days):
+    """Why ``cert`` must be (re)issued for ``identity``, or None when it is good as it is.
+
+    Reasons, in the order they are checked: missing, not signed by the current CA, does not
+    match its key, differs from the catalogue (names the field), expires within
+    ``renew_before_days``.
+    """
+    if cert is None:
+        return "missing"
+    try:
+        cert.verify_directly_issued_by(ca_cert)
+    except (InvalidSignature, ValueError, TypeError):
+        return "not signed by the current CA"
+    if not _same_key(cert.public_key(), public_key):
+        return "does not match its key"
+    have, want = describe(cert), _wanted(identity)
+    for field in want:
+        if have[field] != want[field]:
+            return f"{field.replace('_', ' ')} differs from the catalogue"
+    left = cert.not_valid_after_utc - now
+    if left <= datetime.timedelta(days=renew_before_days):
+        return f"expires in {max(left.days, 0)} days (renew within {renew_before_days})"
+    return None

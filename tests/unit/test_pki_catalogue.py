@@ -1,0 +1,158 @@
+"""The certificate catalogue: who gets which identity, and when a cert must be re-issued."""
+
+import datetime
+
+import pytest
+
+from kubesalt_ext.utils import kubesalt_pillar, kubesalt_pki
+from tests.support.bad_pillars import formula_defaults, lab_pillar
+
+NOW = datetime.datetime(2026, 11, 24, tzinfo=datetime.UTC)
+
+
+@pytest.fixture(scope="module")
+def config():
+    return kubesalt_pillar.merge(formula_defaults(), lab_pillar())
+
+
+def _by_name(config, node_id):
+    roles = kubesalt_pillar.roles_of(config, node_id)
+    return {i.name: i for i in kubesalt_pki.node_identities(config, node_id, roles)}
+
+
+def test_catalogue_is_consistent():
+    assert kubesalt_pki.check_catalogue() == []
+
+
+def test_catalogue_check_finds_typos():
+    bad = (kubesalt_pki.CertSpec("x", "etdc-ca", "x", ("master",), san_rule="nodes"),) * 2
+    problems = kubesalt_pki.check_catalogue(bad)
+    assert "duplicate certificate name 'x'" in problems
+    assert "x: unknown CA 'etdc-ca'" in problems
+    assert "x: unknown SAN rule 'nodes'" in problems
+
+
+def test_master_certificates(config):
+    certs = _by_name(config, "master-2")
+    assert set(certs) == {
+        "etcd-server",
+        "etcd-peer",
+        "apiserver-etcd-client",
+        "apiserver",
+        "apiserver-kubelet-client",
+        "front-proxy-client",
+        "kube-scheduler",
+        "kube-controller-manager",
+        "admin",
+        "calico-typha",
+    }
+    etcd = certs["etcd-server"]
+    assert (etcd.ca, etcd.common_name) == ("etcd-ca", "master-2")
+    assert etcd.extended_usages == ("server_auth", "client_auth")
+    assert etcd.dns_names == ("master-2", "localhost")
+    assert etcd.ip_addresses == ("198.18.0.12", "127.0.0.1")
+    assert certs["etcd-peer"].extended_usages == ("server_auth", "client_auth")
+    assert certs["admin"].organizations == ("system:masters",)
+    assert certs["front-proxy-client"].ca == "front-proxy-ca"
+    assert certs["apiserver-kubelet-client"].common_name == "kube-apiserver-kubelet-client"
+    assert certs["kube-scheduler"].common_name == "system:kube-scheduler"
+
+
+def test_apiserver_sans_cover_service_ip_every_master_and_extras(config):
+    config = kubesalt_pillar.merge(
+        config, {"pki": {"apiserver_extra_sans": ["api.lab", "198.18.0.100"]}}
+    )
+    api = _by_name(config, "master-1")["apiserver"]
+    assert api.dns_names == (
+        "kubernetes",
+        "kubernetes.default",
+        "kubernetes.default.svc",
+        "kubernetes.default.svc.cluster.local",
+        "master-1",
+        "master-2",
+        "master-3",
+        "api.lab",
+    )
+    assert api.ip_addresses == (
+        "198.18.16.1",
+        "198.18.0.11",
+        "198.18.0.12",
+        "198.18.0.13",
+        "198.18.0.100",
+    )
+    assert api.extended_usages == ("server_auth",)
+
+
+def test_worker_certificates_carry_the_node_identity(config):
+    certs = _by_name(config, "worker-2")
+    assert set(certs) == {"kubelet-client", "kubelet-server", "kube-proxy", "calico-felix"}
+    client = certs["kubelet-client"]
+    assert (client.common_name, client.organizations) == ("system:node:worker-2", ("system:nodes",))
+    assert client.extended_usages == ("client_auth",)
+    server = certs["kubelet-server"]
+    assert (server.dns_names, server.ip_addresses) == (("worker-2",), ("198.18.0.22",))
+    assert server.extended_usages == ("server_auth",)
+    assert certs["kube-proxy"].common_name == "system:kube-proxy"
+    assert certs["calico-felix"].common_name == "calico-felix"
+
+
+def test_router_holds_no_certificate(config):
+    assert _by_name(config, "router-1") == {}
+
+
+@pytest.mark.parametrize("key_type", kubesalt_pillar.KEY_TYPES)
+def test_every_pillar_key_type_makes_a_key(key_type):
+    assert kubesalt_pki.new_private_key(key_type).public_key() is not None
+
+
+def test_unknown_key_type_is_refused_with_the_choices():
+    with pytest.raises(ValueError, match="Valid: ecdsa-p256, rsa-2048, rsa-4096"):
+        kubesalt_pki.new_private_key("dsa")
+
+
+@pytest.fixture(scope="module")
+def issued(config):
+    ca_key = kubesalt_pki.new_private_key()
+    ca = kubesalt_pki.build_ca("kubernetes-ca", ca_key, 3650, NOW)
+    key = kubesalt_pki.new_private_key()
+    identity = _by_name(config, "worker-1")["kubelet-server"]
+    cert = kubesalt_pki.build_certificate(identity, key.public_key(), ca, ca_key, 365, NOW)
+    return {"ca": ca, "ca_key": ca_key, "key": key, "identity": identity, "cert": cert}
+
+
+def _reason(issued, **override):
+    args = {
+        "identity": issued["identity"],
+        "cert": issued["cert"],
+        "public_key": issued["key"].public_key(),
+        "ca_cert": issued["ca"],
+        "now": NOW,
+        "renew_before_days": 30,
+    }
+    args.update(override)
+    return kubesalt_pki.reissue_reason(**args)
+
+
+def test_a_valid_cert_is_never_reissued(issued):
+    assert _reason(issued) is None
+
+
+def test_reissue_reasons(issued, config):
+    other_ca_key = kubesalt_pki.new_private_key()
+    other_ca = kubesalt_pki.build_ca("kubernetes-ca", other_ca_key, 3650, NOW)
+    assert _reason(issued, cert=None) == "missing"
+    assert _reason(issued, ca_cert=other_ca) == "not signed by the current CA"
+    assert _reason(issued, public_key=kubesalt_pki.new_private_key().public_key()) == (
+        "does not match its key"
+    )
+    other_node = _by_name(config, "worker-2")["kubelet-server"]
+    assert _reason(issued, identity=other_node) == "common name differs from the catalogue"
+    assert _reason(issued, now=NOW + datetime.timedelta(days=340)) == (
+        "expires in 25 days (renew within 30)"
+    )
+
+
+def test_sans_that_moved_force_a_reissue(issued, config):
+    moved = kubesalt_pillar.merge(config, {"nodes": {"worker-1": {"ip": "198.18.0.29"}}})
+    identity = _by_name(moved, "worker-1")["kubelet-server"]
+    assert _reason(issued, identity=identity) == "ip addresses differs from the catalogue"
