@@ -129,12 +129,18 @@ def _check_dns_label(value, key):
     return value, []
 
 
+def _is_dns_name(value):
+    """An RFC 1123 name: dot-separated DNS labels, at most 253 characters."""
+    if not isinstance(value, str) or not value or len(value) > 253:
+        return False
+    return all(_DNS_LABEL_RE.match(label) for label in value.split("."))
+
+
 def _check_dns_domain(value, key):
     expected = "a DNS domain such as 'cluster.local'"
     if value is None:
         return None, _missing(key, expected)
-    labels = value.split(".") if isinstance(value, str) else []
-    if not labels or len(value) > 253 or not all(_DNS_LABEL_RE.match(x) for x in labels):
+    if not _is_dns_name(value):
         return None, [Problem(key, f"{value!r} is not {expected}")]
     return value, []
 
@@ -310,8 +316,7 @@ def _check_extra_sans(value, key):
             continue
         except (ValueError, TypeError):
             pass
-        labels = san.split(".") if isinstance(san, str) else []
-        if not labels or not all(_DNS_LABEL_RE.match(x) for x in labels):
+        if not _is_dns_name(san):
             problems.append(
                 Problem(f"{key}:{index}", f"{san!r} is neither a DNS name nor an IP address")
             )
@@ -368,8 +373,7 @@ _NODE_FIELDS = {"roles": _check_roles, "ip": _check_ip}
 
 def _node_name_problem(minion_id, key):
     """Minion ids become Kubernetes node names (RFC 1123 subdomains)."""
-    labels = minion_id.split(".")
-    if len(minion_id) <= 253 and all(_DNS_LABEL_RE.match(x) for x in labels):
+    if _is_dns_name(minion_id):
         return []
     return [
         Problem(
@@ -466,12 +470,11 @@ def _check_pki_against_nodes(pki, nodes):
         )
     ca_host = pki.get("ca_host")
     if ca_host is not None and nodes:
-        roles = ((nodes.get(ca_host) or {}).get("roles")) or []
         if ca_host not in nodes:
             problems.append(
                 Problem(f"{key}:ca_host", f"{ca_host!r} is not a node; expected one of the masters")
             )
-        elif "master" not in roles:
+        elif "master" not in ((nodes[ca_host] or {}).get("roles") or []):
             problems.append(
                 Problem(f"{key}:ca_host", f"{ca_host!r} is not a master; the CA lives on a master")
             )
