@@ -46,6 +46,7 @@ clean:
 .PHONY: bench
 bench: setup
 	$(VENV)/bin/python bench/validate.py
+	$(VENV)/bin/python bench/pki.py
 	$(VENV)/bin/python bench/lab.py
 
 # The lab: one systemd-nspawn host per node of pillar/kubesalt, converged by a real salt-master.

@@ -33,6 +33,7 @@ PATH_KEYS = (
     "config_dir",
     "kubernetes_dir",
     "pki_dir",
+    "ca_dir",
     "etcd_config_dir",
     "etcd_data_dir",
     "systemd_dir",
@@ -210,6 +211,32 @@ def _check_optional(check):
     return optional
 
 
+def _check_endpoint(value, key):
+    expected = "a DNS name or IP address, optionally with :port"
+    host, port = split_endpoint(value) if isinstance(value, str) else (None, None)
+    if host is None or not (_is_dns_name(host) or is_ip(host)) or not 0 < port < 65536:
+        return None, [Problem(key, f"{value!r} is not {expected}")]
+    return value, []
+
+
+def split_endpoint(value, default_port=6443):
+    """``"host[:port]"`` -> ``(host, port)``; ``(None, None)`` when the port is not a number."""
+    host, sep, port = value.rpartition(":")
+    if not sep or ":" in host:  # no port, or a bare IPv6 address
+        return value, default_port
+    if not port.isdigit():
+        return None, None
+    return host.strip("[]"), int(port)
+
+
+def is_ip(value):
+    try:
+        ipaddress.ip_address(value)
+    except (ValueError, TypeError):
+        return False
+    return True
+
+
 # --- mappings ---------------------------------------------------------------------------------
 
 
@@ -311,16 +338,20 @@ def _check_extra_sans(value, key):
         ]
     problems = []
     for index, san in enumerate(value):
-        try:
-            ipaddress.ip_address(san)
-            continue
-        except (ValueError, TypeError):
-            pass
-        if not _is_dns_name(san):
+        if not (is_ip(san) or _is_dns_name(san)):
             problems.append(
                 Problem(f"{key}:{index}", f"{san!r} is neither a DNS name nor an IP address")
             )
     return value, problems
+
+
+def _check_wait_seconds(value, key):
+    expected = "a whole number of seconds from 0 to 600"
+    if value is None:
+        return None, _missing(key, expected)
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 600:
+        return None, [Problem(key, f"{value!r} is not {expected}")]
+    return value, []
 
 
 _PKI_FIELDS = {
@@ -330,6 +361,7 @@ _PKI_FIELDS = {
     "ca_days": _check_days,
     "renew_before_days": _check_days,
     "apiserver_extra_sans": _check_extra_sans,
+    "service_account_wait_seconds": _check_wait_seconds,
 }
 
 
@@ -424,7 +456,13 @@ def _check_nodes(value, key):
 # --- the whole pillar ---------------------------------------------------------------------------
 
 SCHEMA = {
-    "cluster": _mapping({"name": _check_dns_label, "domain": _check_dns_domain}),
+    "cluster": _mapping(
+        {
+            "name": _check_dns_label,
+            "domain": _check_dns_domain,
+            "apiserver_endpoint": _check_optional(_check_endpoint),
+        }
+    ),
     "network": _mapping(
         {
             "as_number": _check_as_number,
@@ -453,7 +491,32 @@ def validate(config):
     problems += _check_node_addresses(nodes, network)
     problems += _check_role_counts(nodes)
     problems += _check_pki_against_nodes(parsed.get("pki") or {}, nodes)
+    problems += _check_endpoint_in_sans(parsed.get("cluster") or {}, parsed.get("pki") or {}, nodes)
     return problems
+
+
+def _check_endpoint_in_sans(cluster, pki, nodes):
+    """The apiserver endpoint must be a name its serving cert carries, or TLS fails."""
+    endpoint = cluster.get("apiserver_endpoint")
+    if not endpoint or not isinstance(nodes, dict):
+        return []
+    host, _ = split_endpoint(endpoint)
+    masters = {
+        name
+        for mid, node in nodes.items()
+        if "master" in ((node or {}).get("roles") or [])
+        for name in (mid, str((node or {}).get("ip")))
+    }
+    if host in masters or host in (pki.get("apiserver_extra_sans") or []):
+        return []
+    return [
+        Problem(
+            f"{PILLAR_KEY}:cluster:apiserver_endpoint",
+            f"{host!r} is neither a master's name or ip nor listed in "
+            "kubesalt:pki:apiserver_extra_sans; the apiserver's certificate would not be "
+            "valid for it",
+        )
+    ]
 
 
 def _check_pki_against_nodes(pki, nodes):

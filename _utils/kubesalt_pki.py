@@ -19,6 +19,11 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+try:  # synced from file_roots: the synced _utils directory is on sys.path
+    import kubesalt_pillar
+except ImportError:  # installed with pip
+    from kubesalt_ext.utils import kubesalt_pillar
+
 SERVER = "server_auth"
 CLIENT = "client_auth"
 _EKU_OIDS = {SERVER: ExtendedKeyUsageOID.SERVER_AUTH, CLIENT: ExtendedKeyUsageOID.CLIENT_AUTH}
@@ -92,6 +97,35 @@ CATALOGUE = (
 )
 
 
+# Every master signs service-account tokens with its own key pair (made on the master, like
+# every node key); the CA host keeps the registry of their public halves, and every master's
+# apiserver trusts the whole set.
+SERVICE_ACCOUNT_ROLES = ("master",)
+
+
+@dataclass(frozen=True)
+class KubeconfigSpec:
+    """A kubeconfig: which client cert it uses, and which apiserver it talks to.
+
+    ``server`` is ``"local"`` (this master's own apiserver) or ``"cluster"``
+    (``cluster:apiserver_endpoint``, else the first master).
+    """
+
+    name: str
+    certificate: str
+    roles: tuple
+    server: str
+
+
+KUBECONFIGS = (
+    KubeconfigSpec("admin", "admin", ("master",), "cluster"),
+    KubeconfigSpec("scheduler", "kube-scheduler", ("master",), "local"),
+    KubeconfigSpec("controller-manager", "kube-controller-manager", ("master",), "local"),
+    KubeconfigSpec("kubelet", "kubelet-client", ("worker",), "cluster"),
+    KubeconfigSpec("kube-proxy", "kube-proxy", ("worker",), "cluster"),
+)
+
+
 def check_catalogue(catalogue=CATALOGUE):
     """Names are unique, every CA and SAN rule exists (a typo fails at import in tests)."""
     names = [spec.name for spec in catalogue]
@@ -103,6 +137,13 @@ def check_catalogue(catalogue=CATALOGUE):
             problems.append(f"{spec.name}: unknown SAN rule {spec.san_rule!r}")
         if not set(spec.extended_usages) <= set(_EKU_OIDS):
             problems.append(f"{spec.name}: unknown extended usage")
+    by_name = {spec.name: spec for spec in catalogue}
+    for kubeconfig in KUBECONFIGS:
+        spec = by_name.get(kubeconfig.certificate)
+        if spec is None or SERVER in spec.extended_usages:
+            problems.append(f"kubeconfig {kubeconfig.name}: no client certificate")
+        elif not set(kubeconfig.roles) <= set(spec.roles):
+            problems.append(f"kubeconfig {kubeconfig.name}: its certificate is not on its roles")
     return problems
 
 
@@ -148,8 +189,8 @@ def _sans_apiserver(config, node_id):
     service_ip = str(ipaddress.ip_network(config["network"]["service_cidr"])[1])
     masters = _masters(config)
     extra = (config.get("pki") or {}).get("apiserver_extra_sans") or []
-    extra_ips = [s for s in extra if _is_ip(s)]
-    extra_names = [s for s in extra if not _is_ip(s)]
+    extra_ips = [s for s in extra if kubesalt_pillar.is_ip(s)]
+    extra_names = [s for s in extra if not kubesalt_pillar.is_ip(s)]
     dns = [
         "kubernetes",
         "kubernetes.default",
@@ -160,14 +201,6 @@ def _sans_apiserver(config, node_id):
     ]
     ips = [service_ip, *(ip for _, ip in masters), *extra_ips]
     return tuple(dict.fromkeys(dns)), tuple(dict.fromkeys(ips))
-
-
-def _is_ip(value):
-    try:
-        ipaddress.ip_address(value)
-    except ValueError:
-        return False
-    return True
 
 
 SAN_RULES = {"etcd": _sans_etcd, "node": _sans_node, "apiserver": _sans_apiserver}
@@ -194,6 +227,130 @@ def node_identities(config, node_id, roles):
     return identities
 
 
+def ca_host(config):
+    """The minion that keeps the CAs: ``pki:ca_host``, else the first master by minion id."""
+    chosen = (config.get("pki") or {}).get("ca_host")
+    if chosen:
+        return chosen
+    masters = _masters(config)
+    return masters[0][0] if masters else None
+
+
+def trusted_cas(identities):
+    """The CAs whose certificates a node keeps: those that signed its own certificates."""
+    return sorted({identity.ca for identity in identities})
+
+
+def holds_service_account_key(roles):
+    return bool(set(SERVICE_ACCOUNT_ROLES) & set(roles))
+
+
+# --- where things live --------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Layout:
+    """File names, from the (root-resolved) ``paths`` of the cluster config.
+
+    On every node, under ``pki_dir``: ``<cert>.crt`` / ``<cert>.key`` for each catalogue
+    entry, ``<ca>.crt`` for each CA it trusts, and on masters ``service-account.key`` and
+    ``service-accounts.pub`` (every master's public key). On the CA host only, under
+    ``ca_dir`` (mode 0700): ``<ca>.crt`` / ``<ca>.key`` and ``service-accounts/<id>.pub``.
+    """
+
+    pki_dir: str
+    ca_dir: str
+    kubernetes_dir: str
+
+    @classmethod
+    def of(cls, config):
+        paths = config["paths"]
+        return cls(paths["pki_dir"], paths["ca_dir"], paths["kubernetes_dir"])
+
+    def cert(self, name):
+        return f"{self.pki_dir}/{name}.crt"
+
+    def key(self, name):
+        return f"{self.pki_dir}/{name}.key"
+
+    def trusted_ca(self, ca):
+        return f"{self.pki_dir}/{ca}.crt"
+
+    @property
+    def service_account_key(self):
+        return f"{self.pki_dir}/service-account.key"
+
+    @property
+    def service_account_bundle(self):
+        return f"{self.pki_dir}/service-accounts.pub"
+
+    def ca_cert(self, ca):
+        return f"{self.ca_dir}/{ca}.crt"
+
+    def ca_key(self, ca):
+        return f"{self.ca_dir}/{ca}.key"
+
+    @property
+    def registry_dir(self):
+        return f"{self.ca_dir}/service-accounts"
+
+    def kubeconfig(self, name):
+        return f"{self.kubernetes_dir}/{name}.conf"
+
+
+# --- kubeconfigs --------------------------------------------------------------------------
+
+
+def apiserver_url(config, node_id, scope):
+    """``https://host:port`` of the apiserver a kubeconfig of ``scope`` talks to."""
+    port = 6443
+    if scope == "local":
+        host = config["nodes"][node_id]["ip"]
+    elif config["cluster"].get("apiserver_endpoint"):
+        host, port = kubesalt_pillar.split_endpoint(config["cluster"]["apiserver_endpoint"])
+    else:
+        host = _masters(config)[0][1]
+    if ":" in host:
+        host = f"[{host}]"
+    return f"https://{host}:{port}"
+
+
+def kubeconfig_document(config, node_id, spec, layout):
+    """The kubeconfig ``spec`` for ``node_id`` as a dict: paths to the cert and key, no
+    embedded secrets (the key stays in its own 0600 file)."""
+    cluster = config["cluster"]["name"]
+    user = spec.name
+    return {
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [
+            {
+                "name": cluster,
+                "cluster": {
+                    "server": apiserver_url(config, node_id, spec.server),
+                    "certificate-authority": layout.trusted_ca("kubernetes-ca"),
+                },
+            }
+        ],
+        "users": [
+            {
+                "name": user,
+                "user": {
+                    "client-certificate": layout.cert(spec.certificate),
+                    "client-key": layout.key(spec.certificate),
+                },
+            }
+        ],
+        "contexts": [{"name": f"{user}@{cluster}", "context": {"cluster": cluster, "user": user}}],
+        "current-context": f"{user}@{cluster}",
+        "preferences": {},
+    }
+
+
+def node_kubeconfigs(roles):
+    return [spec for spec in KUBECONFIGS if set(spec.roles) & set(roles)]
+
+
 # --- issuing and deciding -----------------------------------------------------------------
 
 
@@ -203,6 +360,43 @@ def new_private_key(key_type="ecdsa-p256"):
     if key_type in ("rsa-2048", "rsa-4096"):
         return rsa.generate_private_key(public_exponent=65537, key_size=int(key_type[4:]))
     raise ValueError(f"Invalid key type {key_type!r}. Valid: ecdsa-p256, rsa-2048, rsa-4096")
+
+
+def key_type_of(key):
+    """``ecdsa-p256``, ``rsa-2048`` ... for a private or public key; None when unsupported."""
+    if isinstance(key, (ec.EllipticCurvePrivateKey, ec.EllipticCurvePublicKey)):
+        return "ecdsa-p256" if isinstance(key.curve, ec.SECP256R1) else None
+    if isinstance(key, (rsa.RSAPrivateKey, rsa.RSAPublicKey)):
+        return f"rsa-{key.key_size}"
+    return None
+
+
+def key_pem(private_key):
+    return private_key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )
+
+
+def public_pem(key):
+    public = key.public_key() if hasattr(key, "public_key") else key
+    return public.public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+
+
+def cert_pem(cert):
+    return cert.public_bytes(serialization.Encoding.PEM)
+
+
+def build_csr(private_key, name):
+    """A CSR proving possession of ``private_key``. The CA reads nothing else from it."""
+    return (
+        x509.CertificateSigningRequestBuilder()
+        .subject_name(_name(name))
+        .sign(private_key, hashes.SHA256())
+    )
 
 
 def _name(common_name, organizations=()):
@@ -338,3 +532,56 @@ def reissue_reason(identity, cert, public_key, ca_cert, now, renew_before_days):
     if left <= datetime.timedelta(days=renew_before_days):
         return f"expires in {max(left.days, 0)} days (renew within {renew_before_days})"
     return None
+
+
+def certificate_plan(identity, key, cert, ca_cert, key_type, now, renew_before_days):
+    """What to do about one catalogue certificate on its node.
+
+    Returns ``(reason, new_key)``: ``reason`` is None when the certificate is good as it is;
+    ``new_key`` says a fresh private key is needed (it is missing, or not the pillar's key
+    type). A renewal keeps the existing key. ``ca_cert`` None means the CA does not exist yet
+    (it is created on the first signing request).
+    """
+    if key is None:
+        return ("missing" if cert is None else "its key is missing"), True
+    have = key_type_of(key)
+    if have != key_type:
+        return f"key type is {have}, pillar asks for {key_type}", True
+    if ca_cert is None:
+        return ("missing" if cert is None else "not signed by the current CA"), False
+    return reissue_reason(identity, cert, key.public_key(), ca_cert, now, renew_before_days), False
+
+
+class SigningRefused(ValueError):
+    """A request the CA side will not sign; the message says why."""
+
+
+def sign_requests(config, requester, csrs, cas, days, now):
+    """Certificates for ``requester`` (an authenticated minion id) from its CSRs.
+
+    ``csrs`` maps catalogue names to CSR objects; ``cas`` maps CA names to ``(cert, key)``.
+    Identity, SANs and usages come from the catalogue and pillar for ``requester``; of each
+    CSR only its public key is used, after its signature proves the requester holds the key.
+    """
+    node = (config.get("nodes") or {}).get(requester)
+    if not node:
+        raise SigningRefused(f"{requester!r} is not a node under kubesalt:nodes")
+    identities = {i.name: i for i in node_identities(config, requester, node.get("roles") or [])}
+    unknown = sorted(set(csrs) - set(identities))
+    if unknown:
+        raise SigningRefused(
+            f"{requester!r} asked for {', '.join(unknown)}, which its roles "
+            f"({', '.join(node.get('roles') or [])}) do not hold"
+        )
+    issued = {}
+    for name, csr in sorted(csrs.items()):
+        if not csr.is_signature_valid:
+            raise SigningRefused(f"the CSR for {name} is not signed by its own key")
+        identity = identities[name]
+        ca_cert, ca_key = cas[identity.ca]
+        issued[name] = build_certificate(identity, csr.public_key(), ca_cert, ca_key, days, now)
+    return issued
+
+
+def days_left(cert, now):
+    return (cert.not_valid_after_utc - now).days

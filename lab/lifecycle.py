@@ -61,23 +61,36 @@ def up(lab, progress):
     return {"seconds": elapsed, "built_rootfs": built}
 
 
+def apply_waves(lab):
+    """The order a cluster comes up in: all masters at once (their first runs wait for each
+    other's service-account keys), then each worker, then each router."""
+    ordered = lab.ordered_nodes()
+    masters = [n for n in ordered if "master" in n.roles]
+    waves = [masters] if masters else []
+    return waves + [[n] for n in ordered if n not in masters]
+
+
 def apply(lab, progress):
-    """Highstate node by node, masters first, then workers, then routers."""
+    """Highstate wave by wave (see :func:`apply_waves`); a summary per node."""
     results = {}
-    for node in lab.ordered_nodes():
-        progress(f"apply {node.id} ({', '.join(node.roles)}) ...")
+    for wave in apply_waves(lab):
+        names = ", ".join(n.id for n in wave)
+        progress(f"apply {names} ...")
         start = time.monotonic()
-        ret = master.run_salt(lab, node.id, "state.apply", timeout=600)
-        seconds = time.monotonic() - start
-        summary = report.summarize_highstate(ret.get(node.id, ret.get("_error", "no return")))
-        summary["seconds"] = round(seconds, 1)
-        results[node.id] = summary
-        progress(
-            f"apply {node.id}: {summary['ok']} ok, {summary['changed']} changed, "
-            f"{summary['failed']} failed in {seconds:.1f}s"
+        ret = master.run_salt(
+            lab, ",".join(n.id for n in wave), "state.apply", timeout=600, list_target=True
         )
-        for error in summary["errors"]:
-            progress(f"  {node.id}: {error}")
+        seconds = time.monotonic() - start
+        for node in wave:
+            summary = report.summarize_highstate(ret.get(node.id, ret.get("_error", "no return")))
+            summary["seconds"] = round(seconds, 1)
+            results[node.id] = summary
+            progress(
+                f"apply {node.id}: {summary['ok']} ok, {summary['changed']} changed, "
+                f"{summary['failed']} failed ({seconds:.1f}s for {names})"
+            )
+            for error in summary["errors"]:
+                progress(f"  {node.id}: {error}")
     return results
 
 

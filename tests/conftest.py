@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 import salt._logging.impl
+import yaml
 from saltfactories.plugins.event_listener import EventListener
 
 from tests.support import etcd
@@ -87,11 +88,25 @@ def test_pillar_tree(tmp_path_factory, node_roots):
     repo's own pillar/kubesalt/init.sls.
     """
     tree = tmp_path_factory.mktemp("pillar-overlay")
-    (tree / "top.sls").write_text("base:\n  '*':\n    - kubesalt\n    - kubesalt_test_paths\n")
+    (tree / "top.sls").write_text(
+        "base:\n  '*':\n    - kubesalt\n    - kubesalt_test_paths\n    - kubesalt_test_pki\n"
+    )
     (tree / "kubesalt_test_paths.sls").write_text(
         "kubesalt:\n  paths:\n    root: " + str(node_roots) + '/{{ opts["id"] }}\n'
     )
+    write_test_pki_pillar(tree, {})
     return tree
+
+
+# master-2 and master-3 of the lab pillar never run here: a master must not wait for their
+# service-account keys.
+TEST_PKI_DEFAULTS = {"service_account_wait_seconds": 0}
+
+
+def write_test_pki_pillar(tree, pki):
+    """Set ``kubesalt:pki`` overrides for the integration tier (then refresh pillar)."""
+    text = yaml.safe_dump({"kubesalt": {"pki": {**TEST_PKI_DEFAULTS, **pki}}})
+    (tree / "kubesalt_test_pki.sls").write_text(text)
 
 
 @pytest.fixture(scope="session")
@@ -101,6 +116,8 @@ def salt_master(salt_factories, test_pillar_tree):
         "pillar_roots": {"base": [str(test_pillar_tree), str(PILLAR_DIR)]},
         "interface": LOOPBACK,
         "log_level_logfile": "info",
+        # What conf/master.d/kubesalt.conf tells users to configure.
+        "peer": yaml.safe_load((REPO / "conf" / "master.d" / "kubesalt.conf").read_text())["peer"],
     }
     master = salt_factories.salt_master_daemon("kubesalt-master", overrides=config)
     with master.started():

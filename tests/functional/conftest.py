@@ -19,7 +19,8 @@ def minion_opts(salt_factories, tmp_path_factory):
         # an event bus nobody listens to); the modules come from the installed package.
         "autoload_dynamic_modules": False,
     }
-    factory = salt_factories.salt_minion_daemon("worker-1", overrides=overrides)
+    # The CA host: without a salt-master, only it can get certificates (it signs its own).
+    factory = salt_factories.salt_minion_daemon("master-1", overrides=overrides)
     return factory.config.copy()
 
 

@@ -15,6 +15,9 @@ def _with_root(pillar, root):
     if isinstance(pillar, dict):
         paths = pillar.setdefault("paths", {})
         paths["root"] = str(root)
+        # master-2 and master-3 never run here: do not wait for their service-account keys.
+        if isinstance(pillar.get("pki", {}), dict):
+            pillar.setdefault("pki", {}).setdefault("service_account_wait_seconds", 0)
     return {"kubesalt": pillar}
 
 
@@ -71,19 +74,29 @@ def test_good_pillar_dry_run_apply_and_rerun(loaders, tmp_path):
     assert not _stopped(dry)
     assert dry[VALIDATE_ID].result is True
     predicted = {s.id for s in dry if s.changes}
-    assert predicted == {"kubesalt-node-config-dir-managed", "kubesalt-node-identity-file-managed"}
+    assert predicted == {
+        "kubesalt-node-config-dir-managed",
+        "kubesalt-node-identity-file-managed",
+        "kubesalt-pki-cas-present",
+        "kubesalt-pki-certificates-present",
+        "kubesalt-pki-kubeconfig-admin-managed",
+        "kubesalt-pki-kubeconfig-controller-manager-managed",
+        "kubesalt-pki-kubeconfig-scheduler-managed",
+    }
     assert all(s.result is None for s in dry if s.changes)  # "would change", not "changed"
     assert _files_under(root) == []
 
     applied = loaders.modules.state.apply(pillar=pillar)
     assert not _stopped(applied)
     assert {s.id for s in applied if s.changes} == predicted
+    for state_id in ("kubesalt-pki-cas-present", "kubesalt-pki-certificates-present"):
+        assert applied[state_id].changes == dry[state_id].changes
     assert yaml.safe_load(node_file.read_text()) == {
         "cluster": "lab",
         "domain": "cluster.local",
-        "node": "worker-1",
-        "ip": "198.18.0.21",
-        "roles": ["worker"],
+        "node": "master-1",
+        "ip": "198.18.0.11",
+        "roles": ["master"],
     }
     assert oct(node_file.stat().st_mode & 0o777) == "0o644"
 
@@ -98,12 +111,12 @@ def test_good_pillar_dry_run_apply_and_rerun(loaders, tmp_path):
 def test_minion_missing_from_pillar_gets_only_the_notice(loaders, tmp_path):
     root = tmp_path / "root"
     pillar = lab_pillar()
-    del pillar["nodes"]["worker-1"]
+    del pillar["nodes"]["master-1"]
     ret = loaders.modules.state.apply(pillar=_with_root(pillar, root))
     (only,) = list(ret)
     assert only.id == "kubesalt-node-unassigned"
     assert only.result is True
-    assert "minion 'worker-1' is not listed under pillar 'kubesalt:nodes'" in only.comment
+    assert "minion 'master-1' is not listed under pillar 'kubesalt:nodes'" in only.comment
     assert _files_under(root) == []
 
 

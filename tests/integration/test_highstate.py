@@ -6,6 +6,25 @@ import yaml
 from tests.conftest import CLUSTER_MINIONS, STRANGER_MINION
 
 VALIDATE_ID = "kubesalt-pillar-validated"
+NODE_STATES = ["kubesalt-node-config-dir-managed", "kubesalt-node-identity-file-managed"]
+# What a first highstate changes, per role, in run order.
+FIRST_RUN_CHANGES = {
+    "master": [
+        *NODE_STATES,
+        "kubesalt-pki-cas-present",
+        "kubesalt-pki-certificates-present",
+        "kubesalt-pki-kubeconfig-admin-managed",
+        "kubesalt-pki-kubeconfig-controller-manager-managed",
+        "kubesalt-pki-kubeconfig-scheduler-managed",
+    ],
+    "worker": [
+        *NODE_STATES,
+        "kubesalt-pki-certificates-present",
+        "kubesalt-pki-kubeconfig-kube-proxy-managed",
+        "kubesalt-pki-kubeconfig-kubelet-managed",
+    ],
+    "router": NODE_STATES,
+}
 
 
 def _states(ret):
@@ -50,18 +69,18 @@ def test_highstate_dry_run_then_apply_then_nothing_left(synced, salt_cli, node_r
     dry = _states(salt_cli.run("state.apply", "test=True", minion_tgt=minion_id))
     assert dry[0]["id"] == VALIDATE_ID and dry[0]["result"] is True
     would_change = [s["id"] for s in dry if s["changes"]]
-    assert would_change == [
-        "kubesalt-node-config-dir-managed",
-        "kubesalt-node-identity-file-managed",
-    ]
+    assert would_change == FIRST_RUN_CHANGES[role]
     assert all(s["result"] is None for s in dry if s["changes"])
-    assert not node_file.exists()
+    assert not (node_roots / minion_id).exists(), "a dry run wrote something"
 
     applied = salt_cli.run("state.apply", minion_tgt=minion_id)
     assert applied.returncode == 0
     states = _states(applied)
     assert all(s["result"] is True for s in states)
     assert [s["id"] for s in states if s["changes"]] == would_change
+    # Our own states predict their changes exactly (file.managed words them differently).
+    predicted = {s["id"]: s["changes"] for s in dry if s["id"].startswith("kubesalt-pki-c")}
+    assert predicted == {s["id"]: s["changes"] for s in states if s["id"] in predicted}
     assert yaml.safe_load(node_file.read_text())["roles"] == [role]
 
     again = _states(salt_cli.run("state.apply", minion_tgt=minion_id))

@@ -5,8 +5,10 @@ import subprocess
 import pytest
 import yaml
 
+from kubesalt_ext.utils import kubesalt_pillar, kubesalt_pki
 from kubesalt_lab import containers, lifecycle, master, report
 from tests.lab.conftest import LAB_CLI, leftovers_seen_by_the_system, quiet
+from tests.support.bad_pillars import formula_defaults, lab_pillar
 
 
 @pytest.fixture(scope="module")
@@ -63,6 +65,88 @@ def test_highstate_wrote_each_node_identity_from_pillar(first_apply, lab_up):
             node.ip,
             node.roles,
         )
+
+
+def _files_with_modes(lab, node, directory):
+    """``{name: mode}`` of the regular files in ``directory`` on ``node`` ({} when absent)."""
+    listing = containers.inside(
+        lab,
+        node,
+        ["find", directory, "-maxdepth", "1", "-type", "f", "-printf", "%f %m\\n"],
+        check=False,
+    ).stdout
+    return dict(line.split() for line in listing.splitlines() if not line.startswith("."))
+
+
+def test_every_node_holds_exactly_its_catalogue_certificates(first_apply, lab_up, tmp_path):
+    lab, _ = lab_up
+    pillar = kubesalt_pillar.merge(formula_defaults(), lab_pillar())
+    for node in lab.nodes:
+        identities = kubesalt_pki.node_identities(pillar, node.id, node.roles)
+        files = _files_with_modes(lab, node, "/etc/kubernetes/pki")
+        wanted = {f"{i.name}.crt" for i in identities} | {f"{i.name}.key" for i in identities}
+        wanted |= {f"{ca}.crt" for ca in kubesalt_pki.trusted_cas(identities)}
+        if "master" in node.roles:
+            wanted |= {"service-account.key", "service-accounts.pub"}
+        assert set(files) == wanted, node.id
+        assert {n: m for n, m in files.items() if n.endswith(".key")} == {
+            n: "600" for n in wanted if n.endswith(".key")
+        }, node.id
+        # Every certificate chains to the CA the node trusts (checked by the machine's openssl).
+        for identity in identities:
+            pems = []
+            for name in (identity.ca, identity.name):
+                pem = tmp_path / f"{node.id}-{name}.crt"
+                pem.write_text(_cat(lab, node, f"/etc/kubernetes/pki/{name}.crt"))
+                pems.append(str(pem))
+            verify = subprocess.run(
+                ["openssl", "verify", "-CAfile", *pems], capture_output=True, text=True
+            )
+            assert verify.returncode == 0, (node.id, identity.name, verify.stderr)
+
+
+def test_ca_keys_exist_on_the_ca_host_alone(first_apply, lab_up):
+    lab, _ = lab_up
+    cas = {f"{ca}.{ext}" for ca in kubesalt_pki.CAS for ext in ("crt", "key")}
+    for node in lab.nodes:
+        files = _files_with_modes(lab, node, "/etc/kubesalt/ca")
+        if node.id == "master-1":
+            assert cas <= set(files)
+            assert {n: files[n] for n in cas if n.endswith(".key")} == dict.fromkeys(
+                (n for n in cas if n.endswith(".key")), "600"
+            )
+        else:
+            assert files == {}, node.id
+    # No file on any other host holds a CA private key (searched by content).
+    ca_host = next(n for n in lab.nodes if n.id == "master-1")
+    for ca in kubesalt_pki.CAS:
+        body = _cat(lab, ca_host, f"/etc/kubesalt/ca/{ca}.key").splitlines()[1]
+        for node in lab.nodes:
+            found = containers.inside(
+                lab, node, ["grep", "-rlF", "--", body, "/etc", "/var", "/root"], check=False
+            ).stdout.split()
+            expected = [f"/etc/kubesalt/ca/{ca}.key"] if node is ca_host else []
+            assert found == expected, (node.id, ca, found)
+        # Nor the salt-master's job cache (every job return and event passes there).
+        grep = subprocess.run(
+            ["grep", "-rlF", "--", body, str(lab.master_dir)], capture_output=True, text=True
+        )
+        assert grep.stdout == "", (ca, grep.stdout)
+
+
+def _cat(lab, node, path):
+    return containers.inside(lab, node, ["cat", path]).stdout
+
+
+def test_masters_trust_each_others_service_account_keys(first_apply, lab_up):
+    lab, _ = lab_up
+    masters = [n for n in lab.nodes if "master" in n.roles]
+    bundles = {
+        n.id: containers.inside(lab, n, ["cat", "/etc/kubernetes/pki/service-accounts.pub"]).stdout
+        for n in masters
+    }
+    assert len(set(bundles.values())) == 1
+    assert next(iter(bundles.values())).count("BEGIN PUBLIC KEY") == len(masters)
 
 
 def test_second_highstate_changes_nothing(first_apply, lab_up):

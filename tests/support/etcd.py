@@ -1,7 +1,8 @@
 """Real etcd members (Debian etcd-server) on free 127.0.0.1 ports, for tests and benchmarks.
 
-Plain HTTP for now; members talk etcd's v3 JSON gateway. Processes are SIGKILLed at the
-end: a member whose peers are already gone can take seconds to stop on SIGTERM.
+Plain HTTP, or mutual TLS on both the client and the peer side (``tls=``). Tests talk to
+etcd's v3 JSON gateway. Processes are SIGKILLed at the end: a member whose peers are
+already gone can take seconds to stop on SIGTERM.
 """
 
 import base64
@@ -10,6 +11,7 @@ import os
 import shutil
 import signal
 import socket
+import ssl
 import subprocess
 import time
 import urllib.error
@@ -34,12 +36,31 @@ def free_ports(count):
             sock.close()
 
 
-def post_json(url, body, timeout=5):
+@dataclass(frozen=True)
+class MemberTLS:
+    """PEM files one member serves with (client and peer side), all from the same CA."""
+
+    ca: Path
+    cert: Path
+    key: Path
+    peer_cert: Path
+    peer_key: Path
+
+
+def client_context(ca, cert=None, key=None):
+    """An SSL context trusting ``ca``, presenting ``cert``/``key`` when given."""
+    context = ssl.create_default_context(cafile=str(ca))
+    if cert:
+        context.load_cert_chain(str(cert), str(key))
+    return context
+
+
+def post_json(url, body, timeout=5, context=None):
     """POST ``body`` as JSON and return the decoded answer (raises urllib errors)."""
     request = urllib.request.Request(
         url, data=json.dumps(body).encode(), headers={"Content-Type": "application/json"}
     )
-    with urllib.request.urlopen(request, timeout=timeout) as response:
+    with urllib.request.urlopen(request, timeout=timeout, context=context) as response:
         return json.loads(response.read() or b"{}")
 
 
@@ -70,6 +91,8 @@ class EtcdCluster:
     """N members started together with ``initial-cluster-state: new``."""
 
     members: list[EtcdMember] = field(default_factory=list)
+    # The SSL context calls go out with (None: plain HTTP).
+    context: ssl.SSLContext | None = None
 
     @property
     def client_urls(self):
@@ -77,7 +100,7 @@ class EtcdCluster:
 
     def call(self, path, body=None, member=0):
         """POST to the v3 JSON gateway of one member, e.g. ``call("/v3/cluster/member/list")``."""
-        return post_json(self.members[member].client_url + path, body or {})
+        return post_json(self.members[member].client_url + path, body or {}, context=self.context)
 
     def put(self, key, value, member=0):
         return self.call("/v3/kv/put", {"key": b64(key), "value": b64(value)}, member)
@@ -91,25 +114,45 @@ class EtcdCluster:
             member.kill()
 
 
-def start_cluster(size, workdir, timeout=30):
-    """Start ``size`` etcd members under ``workdir`` and wait until every one answers."""
+def _tls_args(tls):
+    return [
+        f"--cert-file={tls.cert}",
+        f"--key-file={tls.key}",
+        f"--trusted-ca-file={tls.ca}",
+        "--client-cert-auth",
+        f"--peer-cert-file={tls.peer_cert}",
+        f"--peer-key-file={tls.peer_key}",
+        f"--peer-trusted-ca-file={tls.ca}",
+        "--peer-client-cert-auth",
+    ]
+
+
+def start_cluster(size, workdir, timeout=30, tls=None, client_context=None):
+    """Start ``size`` etcd members under ``workdir`` and wait until every one answers.
+
+    tls
+        One :class:`MemberTLS` per member: serve clients and peers over mutual TLS.
+    client_context
+        The SSL context the cluster's own calls use (required with ``tls``).
+    """
     workdir = Path(workdir)
     ports = free_ports(2 * size)
-    cluster = EtcdCluster()
+    scheme = "https" if tls else "http"
+    cluster = EtcdCluster(context=client_context)
     for index in range(size):
         name = f"etcd-{index}"
         cluster.members.append(
             EtcdMember(
                 name=name,
-                client_url=f"http://127.0.0.1:{ports[2 * index]}",
-                peer_url=f"http://127.0.0.1:{ports[2 * index + 1]}",
+                client_url=f"{scheme}://127.0.0.1:{ports[2 * index]}",
+                peer_url=f"{scheme}://127.0.0.1:{ports[2 * index + 1]}",
                 data_dir=workdir / name,
                 log_path=workdir / f"{name}.log",
             )
         )
     initial = ",".join(f"{m.name}={m.peer_url}" for m in cluster.members)
     token = f"kubesalt-test-{os.getpid()}-{ports[0]}"
-    for member in cluster.members:
+    for index, member in enumerate(cluster.members):
         member.data_dir.mkdir(mode=0o700, parents=True)
         argv = [
             ETCD_BINARY,
@@ -123,6 +166,7 @@ def start_cluster(size, workdir, timeout=30):
             "--initial-cluster-state=new",
             f"--initial-cluster-token={token}",
             "--logger=zap",
+            *(_tls_args(tls[index]) if tls else []),
         ]
         with open(member.log_path, "wb") as log:
             member.process = subprocess.Popen(

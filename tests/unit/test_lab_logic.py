@@ -20,6 +20,19 @@ def test_lab_comes_from_the_example_pillar():
     assert len({n.veth_host for n in lab.nodes}) == len(lab.nodes)
 
 
+def test_masters_are_applied_together_then_each_other_node():
+    from kubesalt_lab import lifecycle
+
+    lab = config.load(cache_dir="/c", run_dir="/r")
+    waves = [[n.id for n in wave] for wave in lifecycle.apply_waves(lab)]
+    assert waves == [
+        ["master-1", "master-2", "master-3"],
+        ["worker-1"],
+        ["worker-2"],
+        ["router-1"],
+    ]
+
+
 def test_lab_refuses_addresses_outside_the_benchmarking_range(tmp_path):
     pillar = tmp_path / "lab.sls"
     pillar.write_text(

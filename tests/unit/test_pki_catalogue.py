@@ -1,6 +1,7 @@
 """The certificate catalogue: who gets which identity, and when a cert must be re-issued."""
 
 import datetime
+import re
 
 import pytest
 
@@ -156,3 +157,153 @@ def test_sans_that_moved_force_a_reissue(issued, config):
     moved = kubesalt_pillar.merge(config, {"nodes": {"worker-1": {"ip": "198.18.0.29"}}})
     identity = _by_name(moved, "worker-1")["kubelet-server"]
     assert _reason(issued, identity=identity) == "ip addresses differs from the catalogue"
+
+
+# --- CA host, kubeconfigs ------------------------------------------------------------------
+
+
+def test_ca_host_is_pillars_choice_else_the_first_master(config):
+    assert kubesalt_pki.ca_host(config) == "master-1"
+    chosen = kubesalt_pillar.merge(config, {"pki": {"ca_host": "master-3"}})
+    assert kubesalt_pki.ca_host(chosen) == "master-3"
+
+
+def _kubeconfig(config, node_id, name):
+    layout = kubesalt_pki.Layout("/pki", "/ca", "/k8s")
+    (spec,) = [s for s in kubesalt_pki.KUBECONFIGS if s.name == name]
+    return kubesalt_pki.kubeconfig_document(config, node_id, spec, layout)
+
+
+def test_kubeconfigs_per_role():
+    names = {s.name for s in kubesalt_pki.node_kubeconfigs(["master"])}
+    assert names == {"admin", "scheduler", "controller-manager"}
+    assert {s.name for s in kubesalt_pki.node_kubeconfigs(["worker"])} == {"kubelet", "kube-proxy"}
+    assert kubesalt_pki.node_kubeconfigs(["router"]) == []
+
+
+def test_kubeconfig_points_at_files_and_the_right_apiserver(config):
+    kubelet = _kubeconfig(config, "worker-2", "kubelet")
+    (cluster,) = kubelet["clusters"]
+    assert cluster["cluster"] == {
+        "server": "https://198.18.0.11:6443",
+        "certificate-authority": "/pki/kubernetes-ca.crt",
+    }
+    (user,) = kubelet["users"]
+    assert user["user"] == {
+        "client-certificate": "/pki/kubelet-client.crt",
+        "client-key": "/pki/kubelet-client.key",
+    }
+    assert kubelet["current-context"] == "kubelet@lab"
+    # The control plane's own components talk to their local apiserver.
+    scheduler = _kubeconfig(config, "master-3", "scheduler")
+    assert scheduler["clusters"][0]["cluster"]["server"] == "https://198.18.0.13:6443"
+
+
+def test_kubeconfig_uses_the_pillar_endpoint(config):
+    vip = kubesalt_pillar.merge(
+        config,
+        {
+            "cluster": {"apiserver_endpoint": "api.lab.example:8443"},
+            "pki": {"apiserver_extra_sans": ["api.lab.example"]},
+        },
+    )
+    assert kubesalt_pillar.validate(vip) == []
+    server = _kubeconfig(vip, "worker-1", "kube-proxy")["clusters"][0]["cluster"]["server"]
+    assert server == "https://api.lab.example:8443"
+
+
+def test_an_endpoint_the_apiserver_cert_does_not_carry_is_refused(config):
+    bad = kubesalt_pillar.merge(config, {"cluster": {"apiserver_endpoint": "198.18.0.99"}})
+    (problem,) = kubesalt_pillar.validate(bad)
+    assert problem.key == "kubesalt:cluster:apiserver_endpoint"
+    assert "kubesalt:pki:apiserver_extra_sans" in problem.message
+
+
+# --- the node's decision --------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def ca():
+    key = kubesalt_pki.new_private_key()
+    return kubesalt_pki.build_ca("kubernetes-ca", key, 3650, NOW), key
+
+
+def _issued(config, ca, node_id, name, key, days=365, now=NOW):
+    identity = _by_name(config, node_id)[name]
+    return identity, kubesalt_pki.build_certificate(
+        identity, key.public_key(), ca[0], ca[1], days, now
+    )
+
+
+def test_plan_for_missing_key_or_cert(config, ca):
+    identity = _by_name(config, "worker-1")["kube-proxy"]
+    plan = kubesalt_pki.certificate_plan
+    assert plan(identity, None, None, ca[0], "ecdsa-p256", NOW, 30) == ("missing", True)
+    key = kubesalt_pki.new_private_key()
+    _, cert = _issued(config, ca, "worker-1", "kube-proxy", key)
+    assert plan(identity, None, cert, ca[0], "ecdsa-p256", NOW, 30) == ("its key is missing", True)
+    assert plan(identity, key, None, ca[0], "ecdsa-p256", NOW, 30) == ("missing", False)
+    assert plan(identity, key, cert, ca[0], "ecdsa-p256", NOW, 30) == (None, False)
+
+
+def test_plan_replaces_a_key_of_another_type(config, ca):
+    key = kubesalt_pki.new_private_key("ecdsa-p256")
+    identity, cert = _issued(config, ca, "worker-1", "kube-proxy", key)
+    reason, new_key = kubesalt_pki.certificate_plan(identity, key, cert, ca[0], "rsa-2048", NOW, 30)
+    assert (reason, new_key) == ("key type is ecdsa-p256, pillar asks for rsa-2048", True)
+
+
+def test_plan_before_the_ca_exists(config):
+    identity = _by_name(config, "worker-1")["kube-proxy"]
+    key = kubesalt_pki.new_private_key()
+    plan = kubesalt_pki.certificate_plan(identity, key, None, None, "ecdsa-p256", NOW, 30)
+    assert plan == ("missing", False)
+
+
+def test_renewal_keeps_the_key(config, ca):
+    key = kubesalt_pki.new_private_key()
+    identity, cert = _issued(config, ca, "worker-1", "kubelet-server", key, days=20)
+    reason, new_key = kubesalt_pki.certificate_plan(
+        identity, key, cert, ca[0], "ecdsa-p256", NOW, 30
+    )
+    assert reason == "expires in 20 days (renew within 30)"
+    assert new_key is False
+
+
+# --- the CA side ------------------------------------------------------------------------------
+
+
+def _csr(name="anything"):
+    key = kubesalt_pki.new_private_key()
+    return key, kubesalt_pki.build_csr(key, name)
+
+
+def _cas(ca):
+    return dict.fromkeys(kubesalt_pki.CAS, ca)
+
+
+def test_signing_takes_identity_from_the_requester_not_the_csr(config, ca):
+    key, csr = _csr("system:node:master-1")
+    issued = kubesalt_pki.sign_requests(
+        config, "worker-2", {"kubelet-client": csr}, _cas(ca), 365, NOW
+    )
+    described = kubesalt_pki.describe(issued["kubelet-client"])
+    assert described["common_name"] == "system:node:worker-2"
+    assert described["organizations"] == ("system:nodes",)
+    assert kubesalt_pki.public_pem(issued["kubelet-client"].public_key()) == (
+        kubesalt_pki.public_pem(key)
+    )
+
+
+@pytest.mark.parametrize(
+    ("requester", "name", "message"),
+    [
+        ("worker-1", "etcd-server", "'worker-1' asked for etcd-server, which its roles (worker)"),
+        ("router-1", "kube-proxy", "'router-1' asked for kube-proxy, which its roles (router)"),
+        ("intruder-9", "kube-proxy", "'intruder-9' is not a node under kubesalt:nodes"),
+    ],
+)
+def test_signing_refuses_what_the_requester_does_not_hold(config, ca, requester, name, message):
+    _, csr = _csr()
+    with pytest.raises(kubesalt_pki.SigningRefused, match=re.escape(message)):
+        kubesalt_pki.sign_requests(config, requester, {name: csr}, _cas(ca), 365, NOW)

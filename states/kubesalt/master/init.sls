@@ -3,3 +3,4 @@
 include:
   - {{ tplroot }}.validate
   - {{ tplroot }}.node
+  - {{ tplroot }}.pki

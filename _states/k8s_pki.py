@@ -1,0 +1,79 @@
+"""
+k8s_pki: the cluster's CAs and each node's certificates, as states.
+
+The work is done by the ``k8s_pki`` execution module (its docstring explains the trust
+model); these states only report it. ``test=True`` names every certificate a real run
+would issue, and why, without writing a file or creating a CA.
+
+.. code-block:: yaml
+
+    kubesalt-pki-cas-present:            # on the CA host only
+      k8s_pki.cas_present:
+        - name: /etc/kubesalt/ca
+
+    kubesalt-pki-certificates-present:   # on every master and worker
+      k8s_pki.certificates_present:
+        - name: /etc/kubernetes/pki
+"""
+
+from salt.exceptions import CommandExecutionError
+
+__virtualname__ = "k8s_pki"
+
+
+def __virtual__():
+    if "k8s_pki.issue" not in __salt__:
+        return (False, "the k8s_pki execution module is not loaded")
+    return __virtualname__
+
+
+def cas_present(name):
+    """
+    The kubernetes, etcd and front-proxy CAs exist on this host (the CA host). Creates the
+    missing ones; never replaces one that exists.
+
+    name
+        The CA directory (``paths:ca_dir``), for the output.
+    """
+    ret = {"name": name, "result": True, "comment": "", "changes": {}}
+    missing = __salt__["k8s_pki.ca_missing"]()
+    if not missing:
+        ret["comment"] = "every CA exists"
+        return ret
+    if __opts__["test"]:
+        ret["result"] = None
+        ret["changes"] = {"created": missing}
+        ret["comment"] = "would create " + ", ".join(missing)
+        return ret
+    try:
+        created = __salt__["k8s_pki.ca_init"]()
+    except CommandExecutionError as err:
+        ret["result"] = False
+        ret["comment"] = str(err)
+        return ret
+    ret["changes"] = {"created": created} if created else {}
+    ret["comment"] = "created " + ", ".join(created) if created else "every CA exists"
+    return ret
+
+
+def certificates_present(name):
+    """
+    This node holds every certificate its roles need, each valid, signed by the current CA,
+    matching its key and the catalogue, and not within ``pki:renew_before_days`` of expiry.
+
+    name
+        The node's PKI directory (``paths:pki_dir``), for the output.
+    """
+    ret = {"name": name, "result": True, "comment": "", "changes": {}}
+    test = bool(__opts__["test"])
+    try:
+        outcome = __salt__["k8s_pki.issue"](test=test)
+    except CommandExecutionError as err:
+        ret["result"] = False
+        ret["comment"] = f"nothing was written: {err}"
+        return ret
+    ret["changes"] = outcome["changes"]
+    ret["comment"] = outcome["comment"]
+    if test and outcome["changes"]:
+        ret["result"] = None
+    return ret

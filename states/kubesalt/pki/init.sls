@@ -1,0 +1,39 @@
+{#- Certificates: the CAs on the CA host, each node's catalogue certificates, kubeconfigs.
+    The k8s_pki module docstring explains who signs what, and why a node cannot obtain
+    another node's identity. #}
+{%- set tplroot = tpldir.split("/")[0] %}
+{%- from tplroot ~ "/map.jinja" import kubesalt with context %}
+
+include:
+  - {{ tplroot }}.validate
+
+{%- if salt["k8s_pki.is_ca_host"]() %}
+
+kubesalt-pki-cas-present:
+  k8s_pki.cas_present:
+    - name: {{ kubesalt.paths.ca_dir }}
+    - require:
+      - kubesalt: kubesalt-pillar-validated
+    - require_in:
+      - k8s_pki: kubesalt-pki-certificates-present
+{%- endif %}
+
+kubesalt-pki-certificates-present:
+  k8s_pki.certificates_present:
+    - name: {{ kubesalt.paths.pki_dir }}
+    - require:
+      - kubesalt: kubesalt-pillar-validated
+
+{%- for name, kubeconfig in salt["k8s_pki.kubeconfigs"]() | dictsort %}
+
+kubesalt-pki-kubeconfig-{{ name }}-managed:
+  file.managed:
+    - name: {{ kubeconfig.path }}
+    - contents: {{ kubeconfig.contents | json }}
+    - user: root
+    - group: root
+    - mode: "0600"
+    - makedirs: True
+    - require:
+      - k8s_pki: kubesalt-pki-certificates-present
+{%- endfor %}
