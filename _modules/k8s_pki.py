@@ -183,16 +183,12 @@ def _load_cas(layout):
                 "will not replace half a CA; restore it, or move both files aside to "
                 "create a new CA (see k8s_pki.rotate_ca)"
             )
-        if _public_differs(cert.public_key(), key.public_key()):
+        if not kubesalt_pki.same_public_key(cert.public_key(), key.public_key()):
             raise CommandExecutionError(
                 f"CA {name}: {layout.ca_cert(name)} does not belong to {layout.ca_key(name)}"
             )
         cas[name] = (cert, key)
     return cas
-
-
-def _public_differs(a, b):
-    return kubesalt_pki.public_pem(a) != kubesalt_pki.public_pem(b)
 
 
 def _ensure_cas(config, layout, create):
@@ -472,11 +468,10 @@ def _plan(config, me, roles, layout, answer):
                 new_keys.append(identity.name)
     trust = {}
     for ca in kubesalt_pki.trusted_cas(identities):
-        pem = cas.get(ca)
-        if pem is None or _read(layout.trusted_ca(ca)) != kubesalt_pki.cert_pem(pem):
-            trust[os.path.basename(layout.trusted_ca(ca))] = (
-                "created" if _read(layout.trusted_ca(ca)) is None else "updated"
-            )
+        current, have = cas.get(ca), _read(layout.trusted_ca(ca))
+        if current is None or have != kubesalt_pki.cert_pem(current):
+            name = os.path.basename(layout.trusted_ca(ca))
+            trust[name] = "created" if have is None else "updated"
     plan = {"issue": issue, "new_keys": new_keys, "trust": trust}
     if kubesalt_pki.holds_service_account_key(roles):
         sa_key = _load_key(layout.service_account_key)
@@ -565,7 +560,7 @@ def issue(test=False):
     """
     config, me, roles = _identity()
     layout = kubesalt_pki.Layout.of(config)
-    identities, _ = _local_state(config, me, roles, layout)
+    identities = kubesalt_pki.node_identities(config, me, roles)
     if not identities and not kubesalt_pki.holds_service_account_key(roles):
         return {"changes": {}, "comment": f"{me} holds no certificates (roles: {roles})"}
     answer = _ask_ca(config, {})

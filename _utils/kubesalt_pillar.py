@@ -39,6 +39,8 @@ PATH_KEYS = (
     "systemd_dir",
     "bin_dir",
 )
+# kube-apiserver's secure port, unless cluster:apiserver_endpoint names another.
+APISERVER_PORT = 6443
 # Kubernetes refuses a larger IPv4 service range (kube-apiserver: "mask must be >= 12").
 MAX_SERVICE_PREFIX_V4 = 12
 # 0, 23456 (AS_TRANS), 65535 and 4294967295 are reserved (RFC 7607, 6793, 7300).
@@ -219,7 +221,7 @@ def _check_endpoint(value, key):
     return value, []
 
 
-def split_endpoint(value, default_port=6443):
+def split_endpoint(value, default_port=APISERVER_PORT):
     """``"host[:port]"`` -> ``(host, port)``; ``(None, None)`` when the port is not a number."""
     host, sep, port = value.rpartition(":")
     if not sep or ":" in host:  # no port, or a bare IPv6 address

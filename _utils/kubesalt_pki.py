@@ -303,7 +303,7 @@ class Layout:
 
 def apiserver_url(config, node_id, scope):
     """``https://host:port`` of the apiserver a kubeconfig of ``scope`` talks to."""
-    port = 6443
+    port = kubesalt_pillar.APISERVER_PORT
     if scope == "local":
         host = config["nodes"][node_id]["ip"]
     elif config["cluster"].get("apiserver_endpoint"):
@@ -504,7 +504,7 @@ def _wanted(identity):
     }
 
 
-def _same_key(a, b):
+def same_public_key(a, b):
     fmt = (serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
     return a.public_bytes(*fmt) == b.public_bytes(*fmt)
 
@@ -522,7 +522,7 @@ def reissue_reason(identity, cert, public_key, ca_cert, now, renew_before_days):
         cert.verify_directly_issued_by(ca_cert)
     except (InvalidSignature, ValueError, TypeError):
         return "not signed by the current CA"
-    if not _same_key(cert.public_key(), public_key):
+    if not same_public_key(cert.public_key(), public_key):
         return "does not match its key"
     have, want = describe(cert), _wanted(identity)
     for field in want:

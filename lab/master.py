@@ -27,8 +27,9 @@ def master_pid(lab):
     return None
 
 
-def _peer_config():
-    """The ``peer`` block of conf/master.d/kubesalt.conf: the lab runs what users copy."""
+def peer_config():
+    """The ``peer`` block of conf/master.d/kubesalt.conf: the lab (and the tests) run what
+    users copy."""
     conf = yaml.safe_load((REPO / "conf" / "master.d" / "kubesalt.conf").read_text())
     return conf["peer"]
 
@@ -55,7 +56,7 @@ def write_config(lab):
         # the default (10 s) makes every test.ping while minions start take 10 s and more.
         "gather_job_timeout": 3,
         # Nodes send CSRs to the CA host by peer publication (see conf/master.d).
-        "peer": _peer_config(),
+        "peer": peer_config(),
     }
     lab.master_dir.mkdir(parents=True, exist_ok=True)
     (lab.master_dir / "master").write_text(yaml.safe_dump(conf))

@@ -17,6 +17,7 @@ import salt._logging.impl
 import yaml
 from saltfactories.plugins.event_listener import EventListener
 
+from kubesalt_lab import master as lab_master
 from tests.support import etcd
 
 REPO = Path(__file__).resolve().parents[1]
@@ -117,14 +118,14 @@ def salt_master(salt_factories, test_pillar_tree):
         "interface": LOOPBACK,
         "log_level_logfile": "info",
         # What conf/master.d/kubesalt.conf tells users to configure.
-        "peer": yaml.safe_load((REPO / "conf" / "master.d" / "kubesalt.conf").read_text())["peer"],
+        "peer": lab_master.peer_config(),
     }
     master = salt_factories.salt_master_daemon("kubesalt-master", overrides=config)
     with master.started():
         yield master
 
 
-def _minion(salt_master, minion_id):
+def cluster_minion(salt_master, minion_id):
     overrides = {"log_level_logfile": "info", "master": LOOPBACK}
     return salt_master.salt_minion_daemon(minion_id, overrides=overrides)
 
@@ -132,7 +133,7 @@ def _minion(salt_master, minion_id):
 @pytest.fixture(scope="session")
 def salt_minions(salt_master):
     """Started minions by id: the lab pillar's master-1, worker-1, router-1 and a stranger."""
-    minions = {mid: _minion(salt_master, mid) for mid in (*CLUSTER_MINIONS, STRANGER_MINION)}
+    minions = {mid: cluster_minion(salt_master, mid) for mid in (*CLUSTER_MINIONS, STRANGER_MINION)}
     for minion in minions.values():
         minion.start()
     yield minions

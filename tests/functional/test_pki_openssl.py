@@ -7,7 +7,7 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 
 from kubesalt_ext.utils import kubesalt_pillar, kubesalt_pki
-from tests.support.bad_pillars import formula_defaults, lab_pillar
+from tests.support.bad_pillars import lab_config
 
 NOW = datetime.datetime.now(datetime.UTC)
 
@@ -16,7 +16,7 @@ NOW = datetime.datetime.now(datetime.UTC)
 def issued_tree(tmp_path_factory):
     """Every lab node's catalogue certs, signed by fresh CAs, written as PEM files."""
     root = tmp_path_factory.mktemp("pki")
-    config = kubesalt_pillar.merge(formula_defaults(), lab_pillar())
+    config = lab_config()
     cas = {}
     for name in kubesalt_pki.CAS:
         key = kubesalt_pki.new_private_key("rsa-2048")

@@ -34,14 +34,6 @@ def _states(ret):
     return sorted(states, key=lambda s: s["__run_num__"])
 
 
-@pytest.fixture(scope="module")
-def synced(salt_cli, salt_minions):
-    """saltutil.sync_all on every minion: the file_roots route for the custom modules."""
-    ret = salt_cli.run("saltutil.sync_all", minion_tgt="*")
-    assert ret.returncode == 0, ret.stderr
-    return ret.data
-
-
 @pytest.mark.parametrize("minion_id", [*CLUSTER_MINIONS, STRANGER_MINION])
 def test_sync_all_delivers_the_modules_from_file_roots(synced, salt_cli, salt_minions, minion_id):
     synced_here = synced[minion_id]

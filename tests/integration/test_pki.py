@@ -12,9 +12,9 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
-from kubesalt_ext.utils import kubesalt_pillar, kubesalt_pki
+from kubesalt_ext.utils import kubesalt_pki
 from tests.conftest import REPO, write_test_pki_pillar
-from tests.support.bad_pillars import formula_defaults, lab_pillar
+from tests.support.bad_pillars import lab_config
 
 CA_HOST = "master-1"
 PKI_STATE = "k8s_pki_|-kubesalt-pki-certificates-present_|-"
@@ -37,8 +37,7 @@ def _apply(salt_cli, minion_id, test=False):
 
 
 def _pki_changes(data):
-    (key,) = [k for k in data if k.startswith(PKI_STATE)]
-    return data[key]
+    return data[_key(data, PKI_STATE)]
 
 
 def _all_changes(data):
@@ -47,12 +46,6 @@ def _all_changes(data):
 
 def _cert(path):
     return x509.load_pem_x509_certificate(Path(path).read_bytes())
-
-
-@pytest.fixture(scope="module")
-def synced(salt_cli, salt_minions):
-    ret = salt_cli.run("saltutil.sync_all", minion_tgt="*")
-    assert ret.returncode == 0, ret.stderr
 
 
 @pytest.fixture
@@ -80,7 +73,7 @@ def pki_pillar(salt_cli, salt_master):
 def test_nodes_hold_exactly_their_catalogue(converged, node_roots):
     for minion_id, role in ((CA_HOST, "master"), ("worker-1", "worker")):
         pki = _pki_dir(node_roots, minion_id)
-        names = {i.name for i in kubesalt_pki.node_identities(_lab_config(), minion_id, [role])}
+        names = {i.name for i in kubesalt_pki.node_identities(lab_config(), minion_id, [role])}
         assert len(names) == {"master": 10, "worker": 4}[role]
         crts = {p.stem for p in pki.glob("*.crt")} - set(kubesalt_pki.CAS)
         keys = {p.stem for p in pki.glob("*.key")}
@@ -115,7 +108,7 @@ def test_the_ca_key_exists_only_on_the_ca_host(converged, node_roots, salt_maste
 def test_every_chain_verifies_against_the_ca_host(converged, node_roots):
     ca_dir = _ca_dir(node_roots, CA_HOST)
     for minion_id, role in ((CA_HOST, "master"), ("worker-1", "worker")):
-        for identity in kubesalt_pki.node_identities(_lab_config(), minion_id, [role]):
+        for identity in kubesalt_pki.node_identities(lab_config(), minion_id, [role]):
             cert = _cert(_pki_dir(node_roots, minion_id) / f"{identity.name}.crt")
             cert.verify_directly_issued_by(_cert(ca_dir / f"{identity.ca}.crt"))
             assert kubesalt_pki.describe(cert)["common_name"] == identity.common_name
@@ -302,7 +295,3 @@ def _snapshot(root):
         for p in _files(root)
         if "etc/kubernetes" in str(p) or "etc/kubesalt/ca" in str(p)
     }
-
-
-def _lab_config():
-    return kubesalt_pillar.merge(formula_defaults(), lab_pillar())

@@ -14,7 +14,9 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 
 from kubesalt_ext.utils import kubesalt_pki
+from tests.conftest import cluster_minion, write_test_pki_pillar
 from tests.support import etcd
+from tests.support.bad_pillars import lab_config
 
 MASTERS = ("master-1", "master-2", "master-3")
 
@@ -27,13 +29,9 @@ def _pki(node_roots, minion_id):
 def three_masters(salt_master, salt_minions, salt_cli, node_roots):
     extra = {}
     for minion_id in MASTERS[1:]:
-        extra[minion_id] = salt_master.salt_minion_daemon(
-            minion_id, overrides={"log_level_logfile": "info", "master": "127.0.0.1"}
-        )
+        extra[minion_id] = cluster_minion(salt_master, minion_id)
         extra[minion_id].start()
     tree = Path(salt_master.config["pillar_roots"]["base"][0])
-    from tests.conftest import write_test_pki_pillar
-
     # Every master now runs: a master with a new key waits for the others' keys.
     write_test_pki_pillar(tree, {"service_account_wait_seconds": 60})
     try:
@@ -99,7 +97,7 @@ def test_after_one_more_run_all_masters_agree_and_then_nothing_changes(
 @pytest.mark.parametrize("minion_id", MASTERS)
 def test_openssl_verifies_every_chain_and_purpose(issued, node_roots, minion_id):
     pki = _pki(node_roots, minion_id)
-    identities = kubesalt_pki.node_identities(_cluster(), minion_id, ["master"])
+    identities = kubesalt_pki.node_identities(lab_config(), minion_id, ["master"])
     assert len(identities) == 10
     for identity in identities:
         for usage in identity.extended_usages:
@@ -181,13 +179,3 @@ def test_etcd_refuses_what_its_ca_did_not_sign(tls_etcd, node_roots, client_cert
     assert isinstance(error, ssl.SSLError), refused.value
     # The same member answers the cluster's own client certificate (the control).
     assert tls_etcd.call("/v3/maintenance/status", member=0)["header"]
-
-
-def _cluster():
-    import yaml
-
-    from tests.conftest import PILLAR_DIR
-
-    return yaml.safe_load((PILLAR_DIR / "kubesalt" / "init.sls").read_text())["kubesalt"] | {
-        "pki": {"apiserver_extra_sans": []}
-    }

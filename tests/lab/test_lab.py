@@ -5,10 +5,10 @@ import subprocess
 import pytest
 import yaml
 
-from kubesalt_ext.utils import kubesalt_pillar, kubesalt_pki
+from kubesalt_ext.utils import kubesalt_pki
 from kubesalt_lab import containers, lifecycle, master, report
 from tests.lab.conftest import LAB_CLI, leftovers_seen_by_the_system, quiet
-from tests.support.bad_pillars import formula_defaults, lab_pillar
+from tests.support.bad_pillars import lab_config
 
 
 @pytest.fixture(scope="module")
@@ -80,7 +80,7 @@ def _files_with_modes(lab, node, directory):
 
 def test_every_node_holds_exactly_its_catalogue_certificates(first_apply, lab_up, tmp_path):
     lab, _ = lab_up
-    pillar = kubesalt_pillar.merge(formula_defaults(), lab_pillar())
+    pillar = lab_config()
     for node in lab.nodes:
         identities = kubesalt_pki.node_identities(pillar, node.id, node.roles)
         files = _files_with_modes(lab, node, "/etc/kubernetes/pki")

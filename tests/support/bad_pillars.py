@@ -9,6 +9,8 @@ from pathlib import Path
 
 import yaml
 
+from kubesalt_ext.utils import kubesalt_pillar
+
 REPO = Path(__file__).resolve().parents[2]
 LAB_PILLAR_FILE = REPO / "pillar" / "kubesalt" / "init.sls"
 DEFAULTS_FILE = REPO / "states" / "kubesalt" / "defaults.yaml"
@@ -21,6 +23,12 @@ def lab_pillar():
 
 def formula_defaults():
     return yaml.safe_load(DEFAULTS_FILE.read_text())
+
+
+def lab_config():
+    """The lab pillar merged over the formula defaults: what kubesalt.config sees (paths
+    not resolved)."""
+    return kubesalt_pillar.merge(formula_defaults(), lab_pillar())
 
 
 @dataclass(frozen=True)

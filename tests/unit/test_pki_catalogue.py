@@ -6,14 +6,14 @@ import re
 import pytest
 
 from kubesalt_ext.utils import kubesalt_pillar, kubesalt_pki
-from tests.support.bad_pillars import formula_defaults, lab_pillar
+from tests.support.bad_pillars import lab_config
 
 NOW = datetime.datetime(2026, 11, 24, tzinfo=datetime.UTC)
 
 
 @pytest.fixture(scope="module")
 def config():
-    return kubesalt_pillar.merge(formula_defaults(), lab_pillar())
+    return lab_config()
 
 
 def _by_name(config, node_id):
