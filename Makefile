@@ -47,6 +47,7 @@ clean:
 bench: setup
 	$(VENV)/bin/python bench/validate.py
 	$(VENV)/bin/python bench/pki.py
+	$(VENV)/bin/python bench/etcd.py
 	$(VENV)/bin/python bench/lab.py
 
 # The lab: one systemd-nspawn host per node of pillar/kubesalt, converged by a real salt-master.

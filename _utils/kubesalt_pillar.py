@@ -38,6 +38,7 @@ PATH_KEYS = (
     "etcd_data_dir",
     "systemd_dir",
     "bin_dir",
+    "opt_dir",
 )
 # kube-apiserver's secure port, unless cluster:apiserver_endpoint names another.
 APISERVER_PORT = 6443

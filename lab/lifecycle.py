@@ -141,7 +141,29 @@ def status(lab):
             component = managed.get(props.get("Id"), "")
             declared = component in lab.artifacts
             units.append([node.id, props.get("Id"), report.unit_state(props, declared)])
-    return {"hosts": hosts, "units": units}
+    return {"hosts": hosts, "units": units, "etcd": etcd_members(lab, answers)}
+
+
+def etcd_members(lab, answers):
+    """etcd's own view, asked of the first master whose minion answers: one row per member
+    (name, kind, healthy, leader, raft index, error), or one row saying why there is none."""
+    masters = [n.id for n in lab.ordered_nodes() if "master" in n.roles and answers.get(n.id)]
+    if not masters:
+        return [["-", "-", "-", "-", "-", "no master minion answers"]]
+    ret = master.run_salt(lab, masters[0], "k8s_etcd.status", timeout=30).get(masters[0])
+    if not isinstance(ret, list):
+        return [["-", "-", "-", "-", "-", str(ret)[:120]]]
+    return [
+        [
+            row["name"] or "(not started)",
+            "learner" if row["is_learner"] else "voter",
+            "yes" if row["healthy"] else "no",
+            "leader" if row["leader"] else "",
+            str(row.get("raft_index", "-")),
+            row["error"] or "",
+        ]
+        for row in ret
+    ]
 
 
 def status_tables(shown):
@@ -149,6 +171,10 @@ def status_tables(shown):
         report.table(["node", "roles", "ip", "systemd", "minion"], shown["hosts"])
         + "\n\n"
         + report.table(["node", "unit", "state"], shown["units"])
+        + "\n\n"
+        + report.table(
+            ["etcd member", "kind", "healthy", "leader", "raft index", "error"], shown["etcd"]
+        )
     )
 
 

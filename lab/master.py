@@ -172,3 +172,37 @@ def ping(lab, nodes):
     except LabError:  # the CLI itself hung: count nobody as answering, ask again later
         ret = {}
     return {n.id: ret.get(n.id) is True for n in nodes}
+
+
+def orchestrate(lab, sls, pillar=None, timeout=600):
+    """`salt-run state.orchestrate <sls>` on the lab master; returns (ok, {state id: result}).
+
+    ``ok`` is True only when every orchestration step succeeded.
+    """
+    argv = [
+        lab.venv / "bin" / "salt-run",
+        "-c",
+        lab.master_dir,
+        "--out=json",
+        "state.orchestrate",
+        sls,
+    ]
+    if pillar is not None:
+        argv.append(f"pillar={json.dumps(pillar)}")
+    proc = run(argv, check=False, timeout=timeout)
+    try:
+        data = json.loads(proc.stdout or "{}").get("data", {})
+    except json.JSONDecodeError:
+        return False, {"_error": (proc.stdout + proc.stderr).strip()[-2000:]}
+    steps = {}
+    for states in data.values():
+        if not isinstance(states, dict):
+            return False, {"_error": states}
+        for state in states.values():
+            steps[state["__id__"]] = {
+                "result": state["result"],
+                "comment": state["comment"],
+                "changes": state.get("changes", {}),  # what each targeted minion returned
+            }
+    ok = proc.returncode == 0 and bool(steps) and all(s["result"] for s in steps.values())
+    return ok, steps

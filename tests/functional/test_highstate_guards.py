@@ -4,6 +4,7 @@ converges, is idempotent and is honest in test=True."""
 import pytest
 import yaml
 
+from tests.conftest import HOST_EXCLUDE
 from tests.support.bad_pillars import CASES, lab_pillar
 
 ERROR_CASES = [c for c in CASES if c.level == "error"]
@@ -34,7 +35,9 @@ def _files_under(root):
 @pytest.mark.parametrize("case", ERROR_CASES, ids=[c.id for c in ERROR_CASES])
 def test_bad_pillar_stops_the_highstate_before_any_change(loaders, tmp_path, case, test_mode):
     root = tmp_path / "root"
-    ret = loaders.modules.state.apply(pillar=_with_root(case.pillar(), root), test=test_mode)
+    ret = loaders.modules.state.apply(
+        exclude=HOST_EXCLUDE, pillar=_with_root(case.pillar(), root), test=test_mode
+    )
     assert _stopped(ret)
     (only,) = list(ret)  # nothing but validation was even compiled
     assert only.id == VALIDATE_ID
@@ -48,7 +51,7 @@ def test_bad_pillar_stops_the_highstate_before_any_change(loaders, tmp_path, cas
 @pytest.mark.parametrize("case", WARNING_CASES, ids=[c.id for c in WARNING_CASES])
 def test_warnings_are_shown_but_do_not_stop_the_run(loaders, tmp_path, case):
     root = tmp_path / "root"
-    ret = loaders.modules.state.apply(pillar=_with_root(case.pillar(), root))
+    ret = loaders.modules.state.apply(exclude=HOST_EXCLUDE, pillar=_with_root(case.pillar(), root))
     assert not _stopped(ret)
     assert ret[VALIDATE_ID].warnings == [case.expected]
     assert (root / "etc" / "kubesalt" / "node.yaml").exists()
@@ -70,7 +73,7 @@ def test_good_pillar_dry_run_apply_and_rerun(loaders, tmp_path):
     pillar = _with_root(lab_pillar(), root)
     node_file = root / "etc" / "kubesalt" / "node.yaml"
 
-    dry = loaders.modules.state.apply(pillar=pillar, test=True)
+    dry = loaders.modules.state.apply(exclude=HOST_EXCLUDE, pillar=pillar, test=True)
     assert not _stopped(dry)
     assert dry[VALIDATE_ID].result is True
     predicted = {s.id for s in dry if s.changes}
@@ -86,7 +89,7 @@ def test_good_pillar_dry_run_apply_and_rerun(loaders, tmp_path):
     assert all(s.result is None for s in dry if s.changes)  # "would change", not "changed"
     assert _files_under(root) == []
 
-    applied = loaders.modules.state.apply(pillar=pillar)
+    applied = loaders.modules.state.apply(exclude=HOST_EXCLUDE, pillar=pillar)
     assert not _stopped(applied)
     assert {s.id for s in applied if s.changes} == predicted
     for state_id in ("kubesalt-pki-cas-present", "kubesalt-pki-certificates-present"):
@@ -100,11 +103,11 @@ def test_good_pillar_dry_run_apply_and_rerun(loaders, tmp_path):
     }
     assert oct(node_file.stat().st_mode & 0o777) == "0o644"
 
-    again = loaders.modules.state.apply(pillar=pillar)
+    again = loaders.modules.state.apply(exclude=HOST_EXCLUDE, pillar=pillar)
     assert not _stopped(again)
     assert [s.id for s in again if s.changes] == []
 
-    dry_again = loaders.modules.state.apply(pillar=pillar, test=True)
+    dry_again = loaders.modules.state.apply(exclude=HOST_EXCLUDE, pillar=pillar, test=True)
     assert [s.id for s in dry_again if s.result is None or s.changes] == []
 
 
@@ -112,7 +115,7 @@ def test_minion_missing_from_pillar_gets_only_the_notice(loaders, tmp_path):
     root = tmp_path / "root"
     pillar = lab_pillar()
     del pillar["nodes"]["master-1"]
-    ret = loaders.modules.state.apply(pillar=_with_root(pillar, root))
+    ret = loaders.modules.state.apply(exclude=HOST_EXCLUDE, pillar=_with_root(pillar, root))
     (only,) = list(ret)
     assert only.id == "kubesalt-node-unassigned"
     assert only.result is True
@@ -121,7 +124,7 @@ def test_minion_missing_from_pillar_gets_only_the_notice(loaders, tmp_path):
 
 
 def test_minion_without_kubesalt_pillar_gets_only_the_notice(loaders):
-    ret = loaders.modules.state.apply(pillar={"unrelated": True})
+    ret = loaders.modules.state.apply(exclude=HOST_EXCLUDE, pillar={"unrelated": True})
     (only,) = list(ret)
     assert only.id == "kubesalt-node-unassigned"
     assert "has no 'kubesalt' pillar" in only.comment

@@ -153,31 +153,51 @@ def start_cluster(size, workdir, timeout=30, tls=None, client_context=None):
     initial = ",".join(f"{m.name}={m.peer_url}" for m in cluster.members)
     token = f"kubesalt-test-{os.getpid()}-{ports[0]}"
     for index, member in enumerate(cluster.members):
-        member.data_dir.mkdir(mode=0o700, parents=True)
-        argv = [
-            ETCD_BINARY,
-            f"--name={member.name}",
-            f"--data-dir={member.data_dir}",
-            f"--listen-client-urls={member.client_url}",
-            f"--advertise-client-urls={member.client_url}",
-            f"--listen-peer-urls={member.peer_url}",
-            f"--initial-advertise-peer-urls={member.peer_url}",
-            f"--initial-cluster={initial}",
-            "--initial-cluster-state=new",
-            f"--initial-cluster-token={token}",
-            "--logger=zap",
-            *(_tls_args(tls[index]) if tls else []),
-        ]
-        with open(member.log_path, "wb") as log:
-            member.process = subprocess.Popen(
-                argv, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
-            )
+        launch(member, initial, "new", token, tls[index] if tls else None)
     try:
         _wait_ready(cluster, timeout)
     except BaseException:
         cluster.kill()
         raise
     return cluster
+
+
+def launch(member, initial_cluster, state, token, tls=None):
+    """Start ``member``'s etcd process (its data dir is created 0700 if missing)."""
+    member.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    argv = [
+        ETCD_BINARY,
+        f"--name={member.name}",
+        f"--data-dir={member.data_dir}",
+        f"--listen-client-urls={member.client_url}",
+        f"--advertise-client-urls={member.client_url}",
+        f"--listen-peer-urls={member.peer_url}",
+        f"--initial-advertise-peer-urls={member.peer_url}",
+        f"--initial-cluster={initial_cluster}",
+        f"--initial-cluster-state={state}",
+        f"--initial-cluster-token={token}",
+        "--logger=zap",
+        *(_tls_args(tls) if tls else []),
+    ]
+    with open(member.log_path, "ab") as log:
+        member.process = subprocess.Popen(
+            argv, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        )
+    return member
+
+
+def new_member(name, workdir, tls=False):
+    """A not yet started member on two free ports (start it with :func:`launch`)."""
+    client, peer = free_ports(2)
+    scheme = "https" if tls else "http"
+    workdir = Path(workdir)
+    return EtcdMember(
+        name=name,
+        client_url=f"{scheme}://127.0.0.1:{client}",
+        peer_url=f"{scheme}://127.0.0.1:{peer}",
+        data_dir=workdir / name,
+        log_path=workdir / f"{name}.log",
+    )
 
 
 def _wait_ready(cluster, timeout):

@@ -4,3 +4,4 @@ include:
   - {{ tplroot }}.validate
   - {{ tplroot }}.node
   - {{ tplroot }}.pki
+  - {{ tplroot }}.etcd

@@ -1,0 +1,598 @@
+"""
+k8s_etcd: the masters' etcd cluster, over etcd's v3 JSON gateway.
+
+Every call is an HTTPS POST with a client certificate; there is no etcd client library and
+no parsing of etcdctl output. By default the module talks to every master's client URL
+(``https://<ip>:2379``, from pillar) as ``kube-apiserver-etcd-client`` with the cert, key
+and etcd CA that ``k8s_pki`` issued into ``paths:pki_dir``. Each function takes
+``endpoints``, ``cert``, ``key`` and ``cacert`` to talk elsewhere.
+
+etcd's errors become ``CommandExecutionError`` with what etcd said and what it means. The
+conditions that pass by themselves (503 "unhealthy cluster" for about 5 s after a member
+starts or is promoted, a learner not yet in sync, a leader election, an endpoint that does
+not answer) are retried with backoff until ``timeout`` seconds have passed. etcd's strict
+reconfiguration check stays on: kubesalt waits for it rather than turning it off.
+
+Quorum rules: see ``_utils/kubesalt_etcd.py``. In short, members join as learners one at a
+time and are promoted once etcd says they are in sync; a removal must leave a healthy
+majority of the voting members it started from; the last member is never removed.
+
+CLI Example:
+
+.. code-block:: bash
+
+    salt master-1 k8s_etcd.members
+    salt master-1 k8s_etcd.status
+    salt master-1 k8s_etcd.remove master-3
+"""
+
+import contextlib
+import json
+import logging
+import ssl
+import time
+import urllib.error
+import urllib.request
+
+from salt.exceptions import CommandExecutionError, SaltInvocationError
+
+try:  # synced from file_roots: the synced _utils directory is on sys.path
+    import kubesalt_etcd
+    import kubesalt_pki
+except ImportError:  # installed with pip
+    from kubesalt_ext.utils import kubesalt_etcd, kubesalt_pki
+
+log = logging.getLogger(__name__)
+
+__virtualname__ = "k8s_etcd"
+
+# One HTTP request; a member that takes longer is treated as not answering.
+REQUEST_TIMEOUT = 5
+# How long a status probe of one member may take.
+PROBE_TIMEOUT = 2
+
+
+def __virtual__():
+    return __virtualname__
+
+
+class EtcdError(Exception):
+    """etcd answered with an error status."""
+
+    def __init__(self, status, message, path):
+        super().__init__(kubesalt_etcd.explain(status, message, path))
+        self.status = status
+        self.message = message
+
+    @property
+    def transient(self):
+        return kubesalt_etcd.transient(self.status, self.message)
+
+
+class Unreachable(Exception):
+    """No endpoint answered."""
+
+    transient = True
+
+
+# --- the gateway ----------------------------------------------------------------------------
+
+
+class Gateway:
+    """POSTs JSON to the first endpoint that answers."""
+
+    def __init__(self, endpoints, context, timeout=REQUEST_TIMEOUT):
+        self.endpoints = list(endpoints)
+        self.context = context
+        self.timeout = timeout
+
+    def post(self, path, body=None, endpoints=None, timeout=None):
+        failures = []
+        for endpoint in endpoints or self.endpoints:
+            request = urllib.request.Request(
+                endpoint.rstrip("/") + path,
+                data=json.dumps(body or {}).encode(),
+                headers={"Content-Type": "application/json"},
+            )
+            try:
+                with urllib.request.urlopen(
+                    request, timeout=timeout or self.timeout, context=self.context
+                ) as response:
+                    return json.loads(response.read() or b"{}")
+            except urllib.error.HTTPError as err:
+                raise EtcdError(err.code, _error_message(err), path) from None
+            except (urllib.error.URLError, OSError, ValueError) as err:
+                reason = getattr(err, "reason", err)
+                failures.append(f"{endpoint}: {reason}")
+        raise Unreachable("no etcd endpoint answered: " + "; ".join(failures))
+
+
+def _error_message(err):
+    try:
+        answer = json.loads(err.read() or b"{}")
+    except ValueError:
+        return err.reason
+    return answer.get("message") or answer.get("error") or err.reason
+
+
+def _config():
+    return __salt__["kubesalt.config"]()
+
+
+def _split(value):
+    if value is None:
+        return None
+    if isinstance(value, str):
+        value = value.split(",")
+    return [v.strip() for v in value if v and v.strip()]
+
+
+def _gateway(endpoints=None, cert=None, key=None, cacert=None, timeout=REQUEST_TIMEOUT):
+    """A :class:`Gateway` from the arguments, filling the rest in from pillar."""
+    endpoints = _split(endpoints)
+    if not endpoints or not (cert and key and cacert):
+        config = _config()
+        layout = kubesalt_pki.Layout.of(config)
+        endpoints = endpoints or kubesalt_etcd.master_endpoints(config)
+        cert = cert or layout.cert("apiserver-etcd-client")
+        key = key or layout.key("apiserver-etcd-client")
+        cacert = cacert or layout.trusted_ca("etcd-ca")
+    if not endpoints:
+        raise SaltInvocationError("endpoints: no etcd client URL given and no master in pillar")
+    try:
+        context = ssl.create_default_context(cafile=cacert)
+        context.load_cert_chain(cert, key)
+    except (OSError, ssl.SSLError) as err:
+        raise CommandExecutionError(
+            f"cannot load the etcd client TLS files (cert={cert}, key={key}, cacert={cacert}): "
+            f"{err}; k8s_pki issues them on masters"
+        ) from None
+    return Gateway(endpoints, context, timeout)
+
+
+def _connection(kwargs):
+    """Pull the connection arguments out of ``kwargs`` (Salt adds ``__pub_*`` keys too)."""
+    names = ("endpoints", "cert", "key", "cacert")
+    return {name: kwargs.get(name) for name in names}
+
+
+def _retrying(action, what, timeout):
+    """Call ``action()`` until it succeeds, a permanent error comes, or ``timeout`` passes."""
+    deadline = time.monotonic() + float(timeout)
+    delays = kubesalt_etcd.backoff()
+    attempts = 0
+    while True:
+        attempts += 1
+        try:
+            return action()
+        except (EtcdError, Unreachable) as err:
+            if not err.transient:
+                raise CommandExecutionError(f"{what}: {err}") from None
+            delay = next(delays)
+            if time.monotonic() + delay > deadline:
+                raise CommandExecutionError(
+                    f"{what}: still failing after {attempts} attempts in {timeout} s: {err}"
+                ) from None
+            log.debug("k8s_etcd: %s: %s; retrying in %.1f s", what, err, delay)
+            time.sleep(delay)
+
+
+def _once(action, what):
+    try:
+        return action()
+    except (EtcdError, Unreachable) as err:
+        raise CommandExecutionError(f"{what}: {err}") from None
+
+
+# --- reading --------------------------------------------------------------------------------
+
+
+def _members(gateway):
+    return kubesalt_etcd.members_of(gateway.post(kubesalt_etcd.MEMBER_LIST))
+
+
+def _probe(gateway, member):
+    """One member's own status, asked of that member only."""
+    row = {**member.as_dict(), "healthy": False, "leader": False, "error": None}
+    if not member.client_urls:
+        row["error"] = "not started"
+        return row
+    try:
+        answer = gateway.post(
+            kubesalt_etcd.STATUS, endpoints=member.client_urls, timeout=PROBE_TIMEOUT
+        )
+    except (EtcdError, Unreachable) as err:
+        row["error"] = str(err)
+        return row
+    leader = str(answer.get("leader", "0"))
+    errors = answer.get("errors") or []
+    row.update(
+        version=answer.get("version"),
+        raft_index=int(answer.get("raftIndex", 0)),
+        raft_term=int(answer.get("raftTerm", 0)),
+        db_size=int(answer.get("dbSize", 0)),
+        leader_id=leader,
+        leader=leader == member.id,
+        healthy=leader != "0" and not errors,
+        error="; ".join(errors) or (None if leader != "0" else "no leader"),
+    )
+    return row
+
+
+def _status(gateway):
+    members = _members(gateway)
+    return members, [_probe(gateway, m) for m in members]
+
+
+def members(**kwargs):
+    """
+    The cluster's members: id (a decimal string), name, peer and client URLs, learner flag.
+    A member that was added but never started has an empty name.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt master-1 k8s_etcd.members
+        salt master-1 k8s_etcd.members endpoints=https://127.0.0.1:2379
+    """
+    gateway = _gateway(**_connection(kwargs))
+    return [m.as_dict() for m in _once(lambda: _members(gateway), "listing members")]
+
+
+def status(**kwargs):
+    """
+    Every member's own status, each asked of that member: healthy (answers and sees a
+    leader), whether it is the leader, raft index and term, database size, version.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt master-1 k8s_etcd.status
+    """
+    gateway = _gateway(**_connection(kwargs))
+    return _once(lambda: _status(gateway), "reading member status")[1]
+
+
+def health(**kwargs):
+    """
+    A summary: voting members, how many are healthy, the quorum, the leader's name, and
+    whether the cluster can lose another member.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt master-1 k8s_etcd.health
+    """
+    gateway = _gateway(**_connection(kwargs))
+    members_, rows = _once(lambda: _status(gateway), "reading member status")
+    voters = kubesalt_etcd.voting(members_)
+    healthy = [r for r in rows if r["healthy"] and not r["is_learner"]]
+    leaders = [r["name"] for r in rows if r["leader"]]
+    needed = kubesalt_etcd.quorum(len(voters))
+    return {
+        "healthy": len(healthy) >= needed,
+        "voting_members": len(voters),
+        "healthy_voting_members": len(healthy),
+        "learners": len(members_) - len(voters),
+        "quorum": needed,
+        "can_lose": max(len(healthy) - needed, 0),
+        "leader": leaders[0] if leaders else None,
+    }
+
+
+def leader(**kwargs):
+    """
+    The leader's name, or None while there is none.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt master-1 k8s_etcd.leader
+    """
+    return health(**kwargs)["leader"]
+
+
+# --- changing -------------------------------------------------------------------------------
+
+
+def _resolve(members_, member):
+    """A member by name or id."""
+    for candidate in members_:
+        if str(member) in (candidate.name, candidate.id):
+            return candidate
+    return None
+
+
+def add(name, peer_urls, learner=True, timeout=60, **kwargs):
+    """
+    Add a member (as a learner, by default) and return it with the ``initial_cluster`` its
+    etcd must start with (``initial-cluster-state: existing``).
+
+    Retries etcd's strict-reconfig 503 until ``timeout``. If an earlier attempt was cut
+    short after etcd took it, the member already listed at ``peer_urls`` is returned.
+
+    name
+        The new member's name (its minion id).
+    peer_urls
+        Its peer URLs, a list or comma-separated.
+    learner
+        Add as a non-voting learner (default True); promote it once in sync.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt master-1 k8s_etcd.add master-4 https://198.18.0.14:2380
+    """
+    peer_urls = _split(peer_urls)
+    if not peer_urls:
+        raise SaltInvocationError("peer_urls: expected one or more https:// peer URLs")
+    gateway = _gateway(**_connection(kwargs))
+
+    def attempt():
+        current = _members(gateway)
+        listed = kubesalt_etcd.find(current, peer_urls=peer_urls)
+        if listed is None:
+            body = {"peerURLs": peer_urls, "isLearner": bool(learner)}
+            current = kubesalt_etcd.members_of(gateway.post(kubesalt_etcd.MEMBER_ADD, body))
+            listed = kubesalt_etcd.find(current, peer_urls=peer_urls)
+        return current, listed
+
+    current, listed = _retrying(attempt, f"adding {name}", timeout)
+    return {
+        "member": listed.as_dict(),
+        "initial_cluster": kubesalt_etcd.initial_cluster(current, name, peer_urls),
+        "members": [m.as_dict() for m in current],
+    }
+
+
+def promote(member, timeout=120, **kwargs):
+    """
+    Promote a learner to a voting member once etcd says it is in sync with the leader
+    (retried until ``timeout``). A member that already votes is left as it is.
+
+    member
+        Name or id.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt master-1 k8s_etcd.promote master-4
+    """
+    gateway = _gateway(**_connection(kwargs))
+
+    def attempt():
+        found = _resolve(_members(gateway), member)
+        if found is None:
+            raise CommandExecutionError(f"promoting {member}: no such member")
+        if not found.is_learner:
+            return {"member": found.as_dict(), "promoted": False}
+        gateway.post(kubesalt_etcd.MEMBER_PROMOTE, {"ID": found.id})
+        return {"member": {**found.as_dict(), "is_learner": False}, "promoted": True}
+
+    return _retrying(attempt, f"promoting {member}", timeout)
+
+
+def removal_check(member, **kwargs):
+    """
+    Whether removing ``member`` keeps quorum now: ``{"safe": bool, "reason": str}``.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt master-1 k8s_etcd.removal_check master-3
+    """
+    gateway = _gateway(**_connection(kwargs))
+    members_, rows = _once(lambda: _status(gateway), "reading member status")
+    found = _resolve(members_, member)
+    if found is None:
+        return {"safe": True, "reason": f"{member} is not a member", "member": None}
+    healthy = {r["id"] for r in rows if r["healthy"]}
+    reason = kubesalt_etcd.removal_refusal(members_, healthy, found)
+    return {"safe": reason is None, "reason": reason or "quorum holds", "member": found.as_dict()}
+
+
+def remove(member, timeout=60, **kwargs):
+    """
+    Remove a member, after checking that quorum holds without it (see the module
+    docstring); raises when it would not. Returns the removed member, or None when it was
+    not a member.
+
+    member
+        Name or id.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt master-1 k8s_etcd.remove master-3
+    """
+    gateway = _gateway(**_connection(kwargs))
+    check = removal_check(member, **kwargs)
+    found = check["member"]
+    if found is None:
+        return None
+    if not check["safe"]:
+        raise CommandExecutionError(f"refusing to remove {member}: {check['reason']}")
+    # Ask the other members first: the one leaving may go away under the request.
+    others = [u for u in gateway.endpoints if u not in found["client_urls"]]
+    gateway.endpoints = others + [u for u in gateway.endpoints if u not in others]
+
+    def attempt():
+        if _resolve(_members(gateway), found["id"]) is None:
+            return found
+        gateway.post(kubesalt_etcd.MEMBER_REMOVE, {"ID": found["id"]})
+        return found
+
+    return _retrying(attempt, f"removing {member}", timeout)
+
+
+def wait_ready(endpoint, timeout=60, **kwargs):
+    """
+    Wait until the member at client URL ``endpoint`` answers and sees a leader; return
+    its status. Raises after ``timeout`` seconds.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt master-4 k8s_etcd.wait_ready https://198.18.0.14:2379
+    """
+    gateway = _gateway(**_connection(kwargs))
+
+    def attempt():
+        answer = gateway.post(kubesalt_etcd.STATUS, endpoints=[endpoint], timeout=PROBE_TIMEOUT)
+        if str(answer.get("leader", "0")) == "0":
+            raise EtcdError(503, "no leader", kubesalt_etcd.STATUS)
+        return answer
+
+    return _retrying(attempt, f"waiting for {endpoint}", timeout)
+
+
+def answers(endpoint, **kwargs):
+    """
+    Whether an etcd process serves at client URL ``endpoint``: any HTTP answer counts,
+    even an error (before a leader is elected etcd answers but refuses most requests).
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt master-1 k8s_etcd.answers https://198.18.0.11:2379
+    """
+    gateway = _gateway(**_connection(kwargs))
+    try:
+        gateway.post(kubesalt_etcd.STATUS, endpoints=[endpoint], timeout=PROBE_TIMEOUT)
+    except EtcdError:
+        return True
+    except Unreachable:
+        return False
+    return True
+
+
+def settings():
+    """
+    This master's etcd settings, from pillar: name, URLs, founders (every master), data
+    dir, config and unit files, binary, TLS files. The etcd SLS renders from it.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt master-1 k8s_etcd.settings
+    """
+    config = _config()
+    me = __opts__["id"]
+    if me not in config["nodes"] or "master" not in config["nodes"][me]["roles"]:
+        raise CommandExecutionError(f"{me} is not a master in pillar; etcd runs on masters")
+    return kubesalt_etcd.node_settings(config, me, kubesalt_pki.Layout.of(config))
+
+
+def live_cluster(**kwargs):
+    """
+    The live cluster as the endpoints see it right now: ``{"leader": bool, "members": [...],
+    "answering": [...]}``. ``leader`` is True when any endpoint reports a leader; this, and
+    never cached or mine data, decides whether a new cluster may be bootstrapped.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt master-1 k8s_etcd.live_cluster
+    """
+    gateway = _gateway(**_connection(kwargs))
+    answering, has_leader = [], False
+    for endpoint in gateway.endpoints:
+        try:
+            answer = gateway.post(kubesalt_etcd.STATUS, endpoints=[endpoint], timeout=PROBE_TIMEOUT)
+        except (EtcdError, Unreachable):
+            continue
+        answering.append(endpoint)
+        has_leader = has_leader or str(answer.get("leader", "0")) != "0"
+    found = []
+    if has_leader:
+        found = _once(lambda: _members(gateway), "listing members")
+    return {
+        "leader": has_leader,
+        "answering": answering,
+        "members": [m.as_dict() for m in found],
+    }
+
+
+# --- disruptive steps, one master at a time -----------------------------------------------
+
+
+@contextlib.contextmanager
+def _cluster_lock(gateway, name, holder, timeout, ttl=120):
+    """Hold ``/kubesalt/locks/<name>`` in etcd itself, under a lease of ``ttl`` seconds
+    (a holder that dies frees it when the lease runs out)."""
+    key = kubesalt_etcd.LOCK_PREFIX + name
+    lease = _retrying(
+        lambda: gateway.post(kubesalt_etcd.LEASE_GRANT, {"TTL": ttl}), "granting a lease", timeout
+    )["ID"]
+    deadline = time.monotonic() + float(timeout)
+    while True:
+        answer = _retrying(
+            lambda: gateway.post(
+                kubesalt_etcd.KV_TXN, kubesalt_etcd.lock_request(key, holder, lease)
+            ),
+            f"taking lock {key}",
+            timeout,
+        )
+        if answer.get("succeeded"):
+            break
+        other = kubesalt_etcd.lock_holder(answer)
+        if other == holder:
+            break
+        if time.monotonic() > deadline:
+            raise CommandExecutionError(f"lock {key} still held by {other} after {timeout} s")
+        time.sleep(1)
+    try:
+        yield
+    finally:
+        try:
+            _retrying(
+                lambda: gateway.post(kubesalt_etcd.LEASE_REVOKE, {"ID": lease}),
+                "releasing the lock",
+                30,
+            )
+        except CommandExecutionError as err:
+            log.warning("k8s_etcd: %s; the lease expires by itself after %s s", err, ttl)
+
+
+def restart_safely(name, service="etcd", timeout=180, **kwargs):
+    """
+    Restart this master's etcd only when quorum holds without it, and only one master at a
+    time (a lock in etcd); wait until it answers with a leader again.
+
+    name
+        This member's name.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt master-2 k8s_etcd.restart_safely master-2
+    """
+    gateway = _gateway(**_connection(kwargs))
+    with _cluster_lock(gateway, "restart", name, timeout):
+        deadline = time.monotonic() + float(timeout)
+        while True:
+            check = removal_check(name, **kwargs)
+            if check["member"] is None:
+                raise CommandExecutionError(f"{name} is not a member; nothing to restart")
+            if check["safe"]:
+                break
+            if time.monotonic() > deadline:
+                raise CommandExecutionError(f"not restarting {name}: {check['reason']}")
+            time.sleep(1)
+        local = check["member"]["client_urls"][0]
+        __salt__["service.restart"](service, no_block=True)
+        time.sleep(1)
+        return wait_ready(local, timeout=timeout, **kwargs)

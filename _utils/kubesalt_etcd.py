@@ -1,0 +1,339 @@
+"""etcd membership decisions, as data and pure functions.
+
+The ``k8s_etcd`` execution module fetches the live member list and each member's status
+over etcd's v3 JSON gateway; the functions here decide what is safe to do with them. No
+Salt dunders and no I/O here.
+
+Quorum rules kubesalt keeps (learners never count, they do not vote):
+
+* a member joins as a learner and is promoted only once etcd says it is in sync, and only
+  one member joins at a time (etcd itself allows one learner in 3.4);
+* a voting member is removed only when the voting members that remain *and are healthy
+  now* are a majority of the voting members *before* the removal. So the cluster keeps
+  quorum under the old configuration while the change is in flight, and under the new one
+  after it. The last voting member is never removed. With three members this allows 3 → 2
+  and refuses 2 → 1: removing two of three is refused.
+"""
+
+import base64
+from dataclasses import dataclass
+
+CLIENT_PORT = 2379
+PEER_PORT = 2380
+
+# Paths of the v3 JSON gateway (etcd 3.4 and later).
+MEMBER_LIST = "/v3/cluster/member/list"
+MEMBER_ADD = "/v3/cluster/member/add"
+MEMBER_PROMOTE = "/v3/cluster/member/promote"
+MEMBER_REMOVE = "/v3/cluster/member/remove"
+STATUS = "/v3/maintenance/status"
+LEASE_GRANT = "/v3/lease/grant"
+LEASE_REVOKE = "/v3/lease/revoke"
+KV_TXN = "/v3/kv/txn"
+# The key that serialises disruptive steps (restarts) across the masters.
+LOCK_PREFIX = "/kubesalt/locks/"
+KV_PUT = "/v3/kv/put"
+KV_RANGE = "/v3/kv/range"
+
+
+@dataclass(frozen=True)
+class Member:
+    """One entry of etcd's member list. ``id`` is etcd's uint64 as a decimal string."""
+
+    id: str
+    name: str
+    peer_urls: tuple
+    client_urls: tuple
+    is_learner: bool
+
+    @property
+    def started(self):
+        """A member added but never started has no name and no client URLs yet."""
+        return bool(self.name)
+
+    def describe(self):
+        kind = "learner" if self.is_learner else "voting member"
+        label = self.name or "(not started)"
+        return f"{label} [{self.id}] {kind} at {','.join(self.peer_urls)}"
+
+    def as_dict(self):
+        return {
+            "id": self.id,
+            "name": self.name,
+            "peer_urls": list(self.peer_urls),
+            "client_urls": list(self.client_urls),
+            "is_learner": self.is_learner,
+        }
+
+
+def member_of(entry):
+    """A :class:`Member` from one gateway entry (``isLearner`` is omitted when false)."""
+    return Member(
+        id=str(entry["ID"]),
+        name=entry.get("name", ""),
+        peer_urls=tuple(entry.get("peerURLs") or ()),
+        client_urls=tuple(entry.get("clientURLs") or ()),
+        is_learner=bool(entry.get("isLearner", False)),
+    )
+
+
+def member_from_dict(row):
+    """A :class:`Member` from :meth:`Member.as_dict` (what the execution module returns)."""
+    return Member(
+        id=row["id"],
+        name=row["name"],
+        peer_urls=tuple(row["peer_urls"]),
+        client_urls=tuple(row["client_urls"]),
+        is_learner=row["is_learner"],
+    )
+
+
+def members_of(answer):
+    """Members from a member list, add, promote or remove answer."""
+    return [member_of(entry) for entry in answer.get("members") or ()]
+
+
+def voting(members):
+    return [m for m in members if not m.is_learner]
+
+
+def quorum(voters):
+    """How many voting members must agree for etcd to make progress."""
+    return voters // 2 + 1
+
+
+def find(members, name=None, peer_urls=None):
+    """The member called ``name``, or else the one with any of ``peer_urls``; None if none."""
+    for member in members:
+        if name and member.name == name:
+            return member
+    wanted = set(peer_urls or ())
+    for member in members:
+        if wanted & set(member.peer_urls):
+            return member
+    return None
+
+
+def removal_refusal(members, healthy_ids, target):
+    """Why removing ``target`` would endanger quorum, or None when it is safe.
+
+    healthy_ids
+        IDs of the members that answered a status request with a leader, just now.
+    """
+    if target.is_learner:
+        return None
+    voters = voting(members)
+    remaining = [m for m in voters if m.id != target.id]
+    if not remaining:
+        return f"{target.name or target.id} is the last voting member; removing it ends the cluster"
+    healthy_remaining = [m for m in remaining if m.id in healthy_ids]
+    needed = quorum(len(voters))
+    if len(healthy_remaining) < needed:
+        names = ", ".join(m.name or m.id for m in healthy_remaining) or "none"
+        return (
+            f"removing {target.name or target.id} would leave {len(healthy_remaining)} healthy "
+            f"voting member(s) ({names}); {needed} of the current {len(voters)} are needed "
+            "to keep quorum through the change"
+        )
+    return None
+
+
+def join_step(members, name, peer_urls):
+    """What ``member_present`` must do next for member ``name`` at ``peer_urls``.
+
+    Returns ``(step, member)``:
+
+    ``"present"``   a voting member with these peer URLs: nothing to do.
+    ``"promote"``   a learner with these peer URLs (this member's own join, perhaps cut
+                    short): start it if needed and promote it once in sync.
+    ``"relocate"``  a member of this name at other peer URLs: it re-joins at a new address,
+                    so the old entry is removed first (under the quorum rule).
+    ``"wait"``      another member is joining (a learner): one join at a time.
+    ``"add"``       absent: add it as a learner.
+    """
+    wanted = set(peer_urls)
+    mine = find(members, name=name, peer_urls=peer_urls)
+    if mine is not None and set(mine.peer_urls) == wanted and mine.name in ("", name):
+        return ("promote" if mine.is_learner else "present"), mine
+    if mine is not None and mine.name == name and not (set(mine.peer_urls) & wanted):
+        return "relocate", mine
+    if mine is not None:
+        # Same URLs under another name, or a partial overlap: never guess which is right.
+        raise ValueError(
+            f"member {mine.describe()} overlaps {name} at {','.join(peer_urls)}; "
+            "remove it or fix pillar"
+        )
+    other_learners = [m for m in members if m.is_learner]
+    if other_learners:
+        return "wait", other_learners[0]
+    return "add", None
+
+
+def initial_cluster(members, name, peer_urls):
+    """``--initial-cluster`` for a member that joins an existing cluster: every current
+    member (by name) plus this one. etcd compares it with the live list when it starts."""
+    pairs = []
+    for member in members:
+        label = name if set(member.peer_urls) & set(peer_urls) else member.name
+        pairs += [f"{label}={url}" for url in member.peer_urls]
+    if not any(set(m.peer_urls) & set(peer_urls) for m in members):
+        pairs += [f"{name}={url}" for url in peer_urls]
+    return ",".join(pairs)
+
+
+def bootstrap_cluster(peers):
+    """``--initial-cluster`` for a brand-new cluster from ``{name: peer_url}``."""
+    return ",".join(f"{name}={peers[name]}" for name in sorted(peers))
+
+
+def cluster_env(state, initial, token):
+    """The per-node file the join decision writes: etcd reads it as environment."""
+    return (
+        "# Written by kubesalt (k8s_etcd.member_present) when this member joined or founded\n"
+        "# the cluster. etcd reads it only on its first start; afterwards its data dir rules.\n"
+        f"ETCD_INITIAL_CLUSTER_STATE={state}\n"
+        f"ETCD_INITIAL_CLUSTER={initial}\n"
+        f"ETCD_INITIAL_CLUSTER_TOKEN={token}\n"
+    )
+
+
+def lock_request(key, holder, lease_id):
+    """A transaction that takes ``key`` for ``holder`` only if nobody holds it."""
+    return {
+        "compare": [{"key": b64(key), "target": "CREATE", "create_revision": "0"}],
+        "success": [{"request_put": {"key": b64(key), "value": b64(holder), "lease": lease_id}}],
+        "failure": [{"request_range": {"key": b64(key)}}],
+    }
+
+
+def lock_holder(txn_answer):
+    """Who holds the lock after a failed :func:`lock_request` (None if unknown)."""
+    for response in txn_answer.get("responses") or ():
+        kvs = (response.get("response_range") or {}).get("kvs") or ()
+        if kvs:
+            return unb64(kvs[0]["value"])
+    return None
+
+
+def client_url(ip):
+    host = f"[{ip}]" if ":" in ip else ip
+    return f"https://{host}:{CLIENT_PORT}"
+
+
+def peer_url(ip):
+    host = f"[{ip}]" if ":" in ip else ip
+    return f"https://{host}:{PEER_PORT}"
+
+
+def master_peers(config):
+    """``{name: peer_url}`` of every master in the cluster config."""
+    return {
+        name: peer_url(node["ip"])
+        for name, node in sorted(config["nodes"].items())
+        if "master" in node.get("roles", ())
+    }
+
+
+def master_endpoints(config):
+    """Client URLs of every master, in name order."""
+    return [
+        client_url(node["ip"])
+        for _, node in sorted(config["nodes"].items())
+        if "master" in node.get("roles", ())
+    ]
+
+
+def binary_path(config):
+    """Where the etcd binary is, by ``artifacts:etcd:source`` (None when not given)."""
+    spec = (config.get("artifacts") or {}).get("etcd")
+    if not spec:
+        return None
+    if spec["source"] == "package":
+        return "/usr/bin/etcd"
+    if spec["source"] == "path":
+        return spec["path"]
+    return f"{config['paths']['bin_dir']}/etcd"
+
+
+def node_settings(config, node_id, layout):
+    """Everything the etcd SLS and its templates need for master ``node_id``.
+
+    layout
+        The ``kubesalt_pki.Layout`` of the (root-resolved) config: where the certs are.
+    """
+    paths = config["paths"]
+    ip = config["nodes"][node_id]["ip"]
+    return {
+        "name": node_id,
+        "ip": ip,
+        "peer_urls": [peer_url(ip)],
+        "client_urls": [client_url(ip)],
+        "listen_client_urls": [client_url(ip), client_url("127.0.0.1")],
+        "founders": master_peers(config),
+        "token": f"kubesalt-{config['cluster']['name']}",
+        "data_dir": paths["etcd_data_dir"],
+        "config_dir": paths["etcd_config_dir"],
+        "env_file": f"{paths['etcd_config_dir']}/etcd.env",
+        "cluster_env_file": f"{paths['etcd_config_dir']}/cluster.env",
+        "unit_file": f"{paths['systemd_dir']}/etcd.service",
+        "archive_dir": f"{paths['opt_dir']}/etcd-{config['versions']['etcd']}",
+        "binary": binary_path(config),
+        "cert": layout.cert("etcd-server"),
+        "key": layout.key("etcd-server"),
+        "peer_cert": layout.cert("etcd-peer"),
+        "peer_key": layout.key("etcd-peer"),
+        "ca": layout.trusted_ca("etcd-ca"),
+    }
+
+
+# --- errors ---------------------------------------------------------------------------------
+
+# etcd's messages for conditions that pass by themselves: the strict reconfiguration check
+# right after a start or promote, a learner still catching up, a leader election.
+_TRANSIENT = (
+    "unhealthy cluster",
+    "in sync with leader",
+    "leader changed",
+    "no leader",
+    "request timed out",
+    "connection closed",
+    "too many requests",
+)
+
+
+def transient(status, message):
+    """Whether an etcd error is worth retrying until a deadline."""
+    text = (message or "").lower()
+    return status == 503 or any(part in text for part in _TRANSIENT)
+
+
+def explain(status, message, path):
+    """A sentence for an etcd error on ``path``."""
+    text = (message or "").strip() or "no message"
+    hints = {
+        "unhealthy cluster": "etcd refuses membership changes for ~5 s after a member "
+        "starts or is promoted, and while a member is down (strict reconfig check)",
+        "in sync with leader": "the learner has not caught up with the leader yet",
+        "member not found": "no member has that ID",
+        "too many learner": "another member is still joining as a learner",
+        "peer urls already exists": "a member with these peer URLs is already listed",
+    }
+    hint = next((h for key, h in hints.items() if key in text.lower()), None)
+    sentence = f"etcd answered {status} to {path}: {text}"
+    return f"{sentence} ({hint})" if hint else sentence
+
+
+def backoff(first=0.2, factor=1.6, ceiling=2.0):
+    """Delays between retries: 0.2 s growing to at most 2 s."""
+    delay = first
+    while True:
+        yield delay
+        delay = min(delay * factor, ceiling)
+
+
+def b64(text):
+    return base64.b64encode(text.encode() if isinstance(text, str) else text).decode()
+
+
+def unb64(text):
+    return base64.b64decode(text).decode()

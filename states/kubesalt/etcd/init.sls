@@ -1,0 +1,137 @@
+{#- etcd on a master: the binary, its config and unit, the data dir, then membership.
+    Membership (found, join as a learner, promote) is decided live by k8s_etcd.member_present;
+    see the k8s_etcd module docstrings. The certificates come from kubesalt.pki. #}
+{%- set tplroot = tpldir.split("/")[0] %}
+{%- from tplroot ~ "/map.jinja" import kubesalt with context %}
+{%- set etcd = salt["k8s_etcd.settings"]() %}
+{%- set artifact = kubesalt.artifacts.get("etcd") %}
+
+include:
+  - {{ tplroot }}.validate
+  - {{ tplroot }}.pki
+
+{%- if not artifact %}
+
+kubesalt-etcd-installed:
+  test.fail_without_changes:
+    - name: >-
+        pillar key artifacts:etcd is not set: give a release archive (source: url, url,
+        sha256), a distribution package (source: package, package) or a binary on the host
+        (source: path, path)
+{%- elif artifact.source == "package" %}
+
+kubesalt-etcd-installed:
+  pkg.installed:
+    - name: {{ artifact.package }}
+{%- elif artifact.source == "url" %}
+
+kubesalt-etcd-archive-extracted:
+  archive.extracted:
+    - name: {{ etcd.archive_dir }}
+    - source: {{ artifact.url }}
+    - source_hash: sha256={{ artifact.sha256 }}
+    - archive_format: tar
+    - options: --strip-components=1
+    - enforce_toplevel: False
+    - user: root
+    - group: root
+
+{%- for tool in ("etcd", "etcdctl") %}
+
+kubesalt-etcd-{{ tool }}-linked:
+  file.symlink:
+    - name: {{ kubesalt.paths.bin_dir }}/{{ tool }}
+    - target: {{ etcd.archive_dir }}/{{ tool }}
+    - makedirs: True
+    - force: True
+    - require:
+      - archive: kubesalt-etcd-archive-extracted
+    - require_in:
+      - test: kubesalt-etcd-installed
+    - watch_in:
+      - k8s_etcd: kubesalt-etcd-member-present
+{%- endfor %}
+
+kubesalt-etcd-installed:
+  test.succeed_without_changes:
+    - name: etcd {{ kubesalt.versions.etcd }} from {{ artifact.url }}
+{%- else %}
+
+kubesalt-etcd-installed:
+  file.exists:
+    - name: {{ artifact.path }}
+{%- endif %}
+
+kubesalt-etcd-data-dir-managed:
+  file.directory:
+    - name: {{ etcd.data_dir }}
+    - user: root
+    - group: root
+    - mode: "0700"
+    - makedirs: True
+    - require:
+      - kubesalt: kubesalt-pillar-validated
+
+kubesalt-etcd-config-managed:
+  file.managed:
+    - name: {{ etcd.env_file }}
+    - source: salt://{{ tplroot }}/etcd/files/etcd.env.jinja
+    - template: jinja
+    - user: root
+    - group: root
+    - mode: "0644"
+    - makedirs: True
+    - context:
+        etcd: {{ etcd | json }}
+        cluster: {{ kubesalt.cluster | json }}
+    - require:
+      - kubesalt: kubesalt-pillar-validated
+
+kubesalt-etcd-unit-managed:
+  file.managed:
+    - name: {{ etcd.unit_file }}
+    - source: salt://{{ tplroot }}/etcd/files/etcd.service.jinja
+    - template: jinja
+    - user: root
+    - group: root
+    - mode: "0644"
+    - makedirs: True
+    - context:
+        etcd: {{ etcd | json }}
+        cluster: {{ kubesalt.cluster | json }}
+    - require:
+      - kubesalt: kubesalt-pillar-validated
+
+kubesalt-etcd-daemon-reloaded:
+  module.run:
+    - service.systemctl_reload: []
+    - onchanges:
+      - file: kubesalt-etcd-unit-managed
+
+kubesalt-etcd-member-present:
+  k8s_etcd.member_present:
+    - name: {{ etcd.name }}
+    - peer_urls: {{ etcd.peer_urls | json }}
+    - client_urls: {{ etcd.client_urls | json }}
+    - data_dir: {{ etcd.data_dir }}
+    - env_file: {{ etcd.cluster_env_file }}
+    - founders: {{ etcd.founders | json }}
+    - token: {{ etcd.token }}
+    - require:
+      - kubesalt-etcd-installed
+      - file: kubesalt-etcd-data-dir-managed
+      - file: kubesalt-etcd-config-managed
+      - module: kubesalt-etcd-daemon-reloaded
+      - k8s_pki: kubesalt-pki-certificates-present
+    # A changed binary, config or unit restarts etcd, one master at a time and only while
+    # quorum holds without it (k8s_etcd.restart_safely); not when this run just started it.
+    - watch:
+      - kubesalt-etcd-installed
+      - file: kubesalt-etcd-config-managed
+      - file: kubesalt-etcd-unit-managed
+
+kubesalt-etcd-enabled:
+  service.enabled:
+    - name: etcd
+    - require:
+      - k8s_etcd: kubesalt-etcd-member-present

@@ -1,0 +1,43 @@
+{#- Add a master: salt-run state.orchestrate kubesalt.orch.add_master pillar='{"target": "master-4"}'
+    `target` must already be a master in pillar. Its etcd joins as a learner and is promoted
+    once in sync (k8s_etcd.member_present); the other masters then get its service-account
+    key. etcd must be healthy before and after. #}
+{%- from "kubesalt/orch/params.jinja" import masters, target, others with context %}
+{%- if target not in masters or not others %}
+
+kubesalt-orch-refused:
+  test.fail_without_changes:
+    - name: >-
+        pillar key target: expected a master of kubesalt:nodes that is not the only one
+        (got {{ target or "nothing" }}; masters: {{ masters | join(", ") }})
+{%- else %}
+
+kubesalt-orch-etcd-healthy-before:
+  salt.state:
+    - tgt: {{ others | join(",") }}
+    - tgt_type: list
+    - sls: kubesalt.etcd.healthy
+
+kubesalt-orch-new-master-applied:
+  salt.state:
+    - tgt: {{ target }}
+    - highstate: True
+    - require:
+      - salt: kubesalt-orch-etcd-healthy-before
+
+kubesalt-orch-masters-pki-applied:
+  salt.state:
+    - tgt: {{ others | join(",") }}
+    - tgt_type: list
+    - sls: kubesalt.pki
+    - require:
+      - salt: kubesalt-orch-new-master-applied
+
+kubesalt-orch-etcd-healthy-after:
+  salt.state:
+    - tgt: {{ (others + [target]) | join(",") }}
+    - tgt_type: list
+    - sls: kubesalt.etcd.healthy
+    - require:
+      - salt: kubesalt-orch-masters-pki-applied
+{%- endif %}

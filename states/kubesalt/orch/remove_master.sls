@@ -1,0 +1,38 @@
+{#- Remove a master: salt-run state.orchestrate kubesalt.orch.remove_master pillar='{"target": "master-3"}'
+    Refused (by k8s_etcd.member_absent, before any change) when the healthy members left
+    would not be a majority of the members now, or when it is the last one. On the target,
+    etcd is stopped and its data dir moved aside. Take the node out of pillar (or its master
+    role) too, or a later highstate joins it back. Its minion must answer: for a dead
+    master use kubesalt.orch.replace_master. #}
+{%- from "kubesalt/orch/params.jinja" import masters, target, others with context %}
+{%- set remaining = masters | reject("equalto", target) | list %}
+{%- if not target or not remaining %}
+
+kubesalt-orch-refused:
+  test.fail_without_changes:
+    - name: >-
+        pillar key target: expected the minion id of a master to remove, other masters
+        remaining (got {{ target or "nothing" }}; masters: {{ masters | join(", ") }})
+{%- else %}
+
+kubesalt-orch-etcd-healthy-before:
+  salt.state:
+    - tgt: {{ remaining | join(",") }}
+    - tgt_type: list
+    - sls: kubesalt.etcd.healthy
+
+kubesalt-orch-member-retired:
+  salt.state:
+    - tgt: {{ target }}
+    - sls: kubesalt.etcd.retired
+    - require:
+      - salt: kubesalt-orch-etcd-healthy-before
+
+kubesalt-orch-etcd-healthy-after:
+  salt.state:
+    - tgt: {{ remaining | join(",") }}
+    - tgt_type: list
+    - sls: kubesalt.etcd.healthy
+    - require:
+      - salt: kubesalt-orch-member-retired
+{%- endif %}

@@ -1,0 +1,38 @@
+{#- Replace a dead master:
+      salt-run state.orchestrate kubesalt.orch.replace_master pillar='{"dead": "master-3", "target": "master-4"}'
+    The dead member is removed through a live master (refused if quorum would not hold
+    without it), then `target` (a master in pillar; the same id for a rebuilt host) joins as
+    a learner and is promoted. etcd must be healthy at the end. #}
+{%- from "kubesalt/orch/params.jinja" import masters, target, dead, others with context %}
+{%- if not dead or target not in masters or not others %}
+
+kubesalt-orch-refused:
+  test.fail_without_changes:
+    - name: >-
+        pillar keys dead and target: expected the dead member's name and a master of
+        kubesalt:nodes to take its place, with another live master (got dead={{ dead or
+        "nothing" }}, target={{ target or "nothing" }}; masters: {{ masters | join(", ") }})
+{%- else %}
+
+kubesalt-orch-dead-member-removed:
+  salt.state:
+    - tgt: {{ others[0] }}
+    - sls: kubesalt.etcd.member_removed
+    - pillar:
+        etcd_member: {{ dead }}
+
+kubesalt-orch-replacement-applied:
+  salt.state:
+    - tgt: {{ target }}
+    - highstate: True
+    - require:
+      - salt: kubesalt-orch-dead-member-removed
+
+kubesalt-orch-etcd-healthy-after:
+  salt.state:
+    - tgt: {{ (others + [target]) | join(",") }}
+    - tgt_type: list
+    - sls: kubesalt.etcd.healthy
+    - require:
+      - salt: kubesalt-orch-replacement-applied
+{%- endif %}

@@ -1,0 +1,73 @@
+"""The etcd SLS as rendered for master-1 (state.show_sls: nothing is applied): each artifact
+source gives its install states, and the unit and config carry what the README promises."""
+
+import pytest
+
+from tests.support.bad_pillars import lab_pillar
+
+SHA = "a" * 64
+URL = {"source": "url", "url": "https://artifacts.example.internal/etcd.tar.gz", "sha256": SHA}
+
+
+def _show(loaders, tmp_path, artifact):
+    pillar = lab_pillar()
+    pillar["paths"] = {"root": str(tmp_path)}
+    pillar["artifacts"]["etcd"] = artifact
+    ret = loaders.modules.state.show_sls("kubesalt.etcd", pillar={"kubesalt": pillar})
+    assert isinstance(ret, dict), ret
+    return ret
+
+
+def _args(state):
+    """The state's function name and its arguments as one dict."""
+    for key, value in state.items():
+        if not key.startswith("__"):
+            args = {}
+            for item in value:
+                if isinstance(item, dict):
+                    args.update(item)
+            fun = next(i for i in value if isinstance(i, str))
+            return f"{key}.{fun}", args
+    raise AssertionError(state)
+
+
+@pytest.mark.parametrize(
+    ("artifact", "expected"),
+    [
+        ({"source": "package", "package": "etcd-server"}, "pkg.installed"),
+        ({"source": "path", "path": "/opt/etcd/etcd"}, "file.exists"),
+        (URL, "test.succeed_without_changes"),
+    ],
+)  # fmt: skip
+def test_each_artifact_source_installs_its_way(loaders, tmp_path, artifact, expected):
+    shown = _show(loaders, tmp_path, artifact)
+    fun, _ = _args(shown["kubesalt-etcd-installed"])
+    assert fun == expected
+    if artifact["source"] == "url":
+        fun, args = _args(shown["kubesalt-etcd-archive-extracted"])
+        assert fun == "archive.extracted"
+        assert args["source_hash"] == f"sha256={SHA}"
+        assert args["name"] == f"{tmp_path}/opt/kubesalt/etcd-3.6.5"
+        _, link = _args(shown["kubesalt-etcd-etcd-linked"])
+        assert link["target"] == f"{tmp_path}/opt/kubesalt/etcd-3.6.5/etcd"
+
+
+def test_member_state_gets_the_live_decision_inputs(loaders, tmp_path):
+    shown = _show(loaders, tmp_path, {"source": "package", "package": "etcd-server"})
+    fun, args = _args(shown["kubesalt-etcd-member-present"])
+    assert fun == "k8s_etcd.member_present"
+    assert args["peer_urls"] == ["https://198.18.0.11:2380"]
+    assert sorted(args["founders"]) == ["master-1", "master-2", "master-3"]
+    assert args["data_dir"] == f"{tmp_path}/var/lib/etcd"
+    _, data_dir = _args(shown["kubesalt-etcd-data-dir-managed"])
+    assert data_dir["mode"] == "0700"
+
+
+def test_no_artifact_fails_with_the_key_named(loaders, tmp_path):
+    pillar = lab_pillar()
+    pillar["paths"] = {"root": str(tmp_path)}
+    del pillar["artifacts"]["etcd"]
+    shown = loaders.modules.state.show_sls("kubesalt.etcd", pillar={"kubesalt": pillar})
+    fun, args = _args(shown["kubesalt-etcd-installed"])
+    assert fun == "test.fail_without_changes"
+    assert "artifacts:etcd is not set" in args["name"]

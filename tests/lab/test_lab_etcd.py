@@ -1,0 +1,186 @@
+"""etcd membership in the lab: three masters founded by their first highstate over TLS,
+then master-3 removed and added back by `salt-run state.orchestrate` while a writer puts a
+key every 100 ms, a refused removal, a join cut short after `add`, and a rebuilt host."""
+
+import json
+import subprocess
+import threading
+import time
+
+import pytest
+
+from kubesalt_lab import containers, lifecycle, master
+from tests.conftest import REPO
+from tests.lab.conftest import quiet
+
+PKI = "/etc/kubernetes/pki"
+WRITER_STOP = "/run/kubesalt-etcd-writer.stop"
+
+
+@pytest.fixture(scope="module")
+def lab_applied(lab):
+    lifecycle.up(lab, quiet)
+    summary = lifecycle.apply(lab, quiet)
+    assert all(s["failed"] == 0 for s in summary.values()), summary
+    yield lab
+    lifecycle.down(lab, quiet)
+
+
+def _node(lab, node_id):
+    return next(n for n in lab.nodes if n.id == node_id)
+
+
+def _salt(lab, target, fun, *args, timeout=120):
+    return master.run_salt(lab, target, fun, *args, timeout=timeout)[target]
+
+
+def _members(lab, ask="master-1"):
+    return {m["name"] or m["peer_urls"][0]: m for m in _salt(lab, ask, "k8s_etcd.members")}
+
+
+def _health(lab, ask="master-1"):
+    return _salt(lab, ask, "k8s_etcd.health")
+
+
+class Writer:
+    """etcd_writer.py inside master-1, talking to every master; stopped by a file."""
+
+    def __init__(self, lab):
+        self.lab = lab
+        self.node = _node(lab, "master-1")
+        endpoints = ",".join(f"https://{n.ip}:2379" for n in lab.nodes if "master" in n.roles)
+        self.argv = [
+            "python3", str(REPO / "lab" / "etcd_writer.py"),
+            "--endpoints", endpoints,
+            "--cert", f"{PKI}/apiserver-etcd-client.crt",
+            "--key", f"{PKI}/apiserver-etcd-client.key",
+            "--cacert", f"{PKI}/etcd-ca.crt",
+            "--stop-file", WRITER_STOP,
+            "--prefix", f"/kubesalt/writer/{time.time_ns()}/",
+        ]  # fmt: skip
+        self.result = None
+
+    def __enter__(self):
+        containers.inside(self.lab, self.node, ["rm", "-f", WRITER_STOP])
+        self.thread = threading.Thread(target=self._run)
+        self.thread.start()
+        time.sleep(2)  # some keys before the change
+        return self
+
+    def _run(self):
+        self.result = containers.inside(self.lab, self.node, self.argv, check=False, timeout=900)
+
+    def __exit__(self, *exc):
+        time.sleep(2)  # and some after it
+        containers.inside(self.lab, self.node, ["touch", WRITER_STOP])
+        self.thread.join(timeout=120)
+
+    @property
+    def summary(self):
+        assert self.result is not None, "the writer did not finish"
+        assert isinstance(self.result, subprocess.CompletedProcess)
+        return json.loads(self.result.stdout.strip().splitlines()[-1])
+
+
+def test_first_highstate_founds_a_three_member_tls_cluster(lab_applied):
+    members = _members(lab_applied)
+    assert sorted(members) == ["master-1", "master-2", "master-3"]
+    for name, member in members.items():
+        ip = _node(lab_applied, name).ip
+        assert member["peer_urls"] == [f"https://{ip}:2380"]
+        assert member["client_urls"] == [f"https://{ip}:2379"]
+        assert member["is_learner"] is False
+    health = _health(lab_applied)
+    assert health["healthy"] and health["healthy_voting_members"] == 3
+    shown = lifecycle.status(lab_applied)["etcd"]
+    assert sorted(row[0] for row in shown) == ["master-1", "master-2", "master-3"]
+    assert [row[3] for row in shown].count("leader") == 1
+    data_dir = containers.inside(
+        lab_applied, _node(lab_applied, "master-2"), ["stat", "-c", "%a", "/var/lib/etcd"]
+    )
+    assert data_dir.stdout.strip() == "700"
+    node = _node(lab_applied, "master-2")
+    verify = containers.inside(
+        lab_applied, node, ["systemd-analyze", "verify", "etcd.service"], check=False
+    )
+    assert verify.returncode == 0, verify.stderr
+    shown = containers.inside(
+        lab_applied,
+        node,
+        ["systemctl", "show", "etcd", "-p", "NoNewPrivileges,ProtectSystem,Restart,ReadWritePaths"],
+    ).stdout.split()
+    assert set(shown) >= {
+        "NoNewPrivileges=yes",
+        "ProtectSystem=strict",
+        "Restart=on-failure",
+        "ReadWritePaths=/var/lib/etcd",
+    }
+    logged = containers.inside(
+        lab_applied, node, ["journalctl", "-u", "etcd", "-o", "cat", "--no-pager", "-n", "200"]
+    ).stdout
+    # Type=notify: systemd calls it started only once etcd said it is ready.
+    assert "Started etcd.service" in logged
+
+
+def test_orchestrated_remove_and_add_lose_no_write(lab_applied):
+    with Writer(lab_applied) as writer:
+        ok, steps = master.orchestrate(
+            lab_applied, "kubesalt.orch.remove_master", {"target": "master-3"}
+        )
+        assert ok, steps
+        assert sorted(_members(lab_applied)) == ["master-1", "master-2"]
+        aside = containers.inside(
+            lab_applied, _node(lab_applied, "master-3"),
+            ["sh", "-c", "ls -d /var/lib/etcd.removed-*/member"],
+        )  # fmt: skip
+        assert aside.returncode == 0
+        ok, steps = master.orchestrate(
+            lab_applied, "kubesalt.orch.add_master", {"target": "master-3"}
+        )
+        assert ok, steps
+    summary = writer.summary
+    assert summary["puts"] > 50, summary
+    assert summary["failed_puts"] == 0 and summary["missing"] == 0, summary
+    assert _health(lab_applied)["healthy_voting_members"] == 3
+
+
+def test_removing_two_of_three_is_refused(lab_applied):
+    ok, _ = master.orchestrate(lab_applied, "kubesalt.orch.remove_master", {"target": "master-3"})
+    assert ok
+    ok, steps = master.orchestrate(
+        lab_applied, "kubesalt.orch.remove_master", {"target": "master-2"}
+    )
+    assert not ok
+    assert "refusing to remove master-2" in json.dumps(steps)
+    assert sorted(_members(lab_applied)) == ["master-1", "master-2"]
+    ok, steps = master.orchestrate(lab_applied, "kubesalt.orch.add_master", {"target": "master-3"})
+    assert ok, steps
+
+
+def test_a_join_cut_short_after_add_is_finished_by_the_next_run(lab_applied):
+    ok, _ = master.orchestrate(lab_applied, "kubesalt.orch.remove_master", {"target": "master-3"})
+    assert ok
+    # A run that died right after `add`: the learner is listed, its etcd never started.
+    _salt(lab_applied, "master-1", "k8s_etcd.add", "master-3", "https://198.18.0.13:2380")
+    stale = _members(lab_applied)["https://198.18.0.13:2380"]
+    assert stale["is_learner"] and stale["name"] == ""
+    applied = _salt(lab_applied, "master-3", "state.apply", "kubesalt.etcd", timeout=300)
+    joined = next(s for s in applied.values() if s["__id__"] == "kubesalt-etcd-member-present")
+    assert joined["result"] is True, joined["comment"]
+    assert set(joined["changes"]) == {"started", "promoted"}
+    assert _health(lab_applied)["healthy_voting_members"] == 3
+
+
+def test_a_sigkilled_member_whose_disk_is_lost_is_replaced(lab_applied):
+    node = _node(lab_applied, "master-3")
+    containers.inside(lab_applied, node, ["systemctl", "kill", "-s", "KILL", "etcd"])
+    containers.inside(lab_applied, node, ["systemctl", "stop", "etcd"])
+    containers.inside(lab_applied, node, ["sh", "-c", "rm -rf /var/lib/etcd/member"])
+    old_id = _members(lab_applied)["master-3"]["id"]
+    ok, steps = master.orchestrate(
+        lab_applied, "kubesalt.orch.replace_master", {"dead": "master-3", "target": "master-3"}
+    )
+    assert ok, steps
+    members = _members(lab_applied)
+    assert members["master-3"]["id"] != old_id and not members["master-3"]["is_learner"]
+    assert _health(lab_applied)["healthy_voting_members"] == 3

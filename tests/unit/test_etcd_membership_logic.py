@@ -1,0 +1,124 @@
+"""The membership decisions of _utils/kubesalt_etcd.py on hand-made member lists."""
+
+import pytest
+
+from kubesalt_ext.utils import kubesalt_etcd as ke
+from kubesalt_ext.utils import kubesalt_pki
+from tests.support.bad_pillars import lab_config
+
+
+def member(name, index, learner=False, started=True):
+    return ke.Member(
+        id=str(1000 + index),
+        name=name if started else "",
+        peer_urls=(f"https://198.18.0.{index}:2380",),
+        client_urls=(f"https://198.18.0.{index}:2379",) if started else (),
+        is_learner=learner,
+    )
+
+
+THREE = [member("m1", 11), member("m2", 12), member("m3", 13)]
+ALL_HEALTHY = {m.id for m in THREE}
+
+
+def test_gateway_entries_parse_with_learner_omitted_when_false():
+    answer = {
+        "members": [
+            {"ID": "123", "name": "a", "peerURLs": ["https://x:2380"], "clientURLs": ["https://x:2379"]},
+            {"ID": "456", "peerURLs": ["https://y:2380"], "isLearner": True},
+        ]
+    }  # fmt: skip
+    a, b = ke.members_of(answer)
+    assert (a.id, a.is_learner, a.started) == ("123", False, True)
+    assert (b.name, b.is_learner, b.started, b.client_urls) == ("", True, False, ())
+    assert ke.member_from_dict(a.as_dict()) == a
+
+
+@pytest.mark.parametrize(
+    ("healthy", "target", "refused"),
+    [
+        (ALL_HEALTHY, "m3", False),  # 3 -> 2, both healthy: fine
+        (ALL_HEALTHY - {"1013"}, "m3", False),  # removing the dead one: fine
+        (ALL_HEALTHY - {"1013"}, "m1", True),  # leaves one healthy of three
+        (set(), "m1", True),
+    ],
+)
+def test_removal_of_one_of_three(healthy, target, refused):
+    found = next(m for m in THREE if m.name == target)
+    assert (ke.removal_refusal(THREE, healthy, found) is not None) is refused
+
+
+def test_two_of_three_is_refused_and_the_last_member_never_goes():
+    two = THREE[:2]
+    reason = ke.removal_refusal(two, {m.id for m in two}, two[1])
+    assert "2 of the current 2 are needed" in reason
+    assert "last voting member" in ke.removal_refusal(THREE[:1], {"1011"}, THREE[0])
+
+
+def test_a_learner_can_always_go():
+    learner = member("m4", 14, learner=True)
+    assert ke.removal_refusal([*THREE, learner], set(), learner) is None
+
+
+def test_join_steps():
+    urls = ["https://198.18.0.14:2380"]
+    assert ke.join_step(THREE, "m4", urls) == ("add", None)
+    learner = member("m4", 14, learner=True, started=False)
+    assert ke.join_step([*THREE, learner], "m4", urls) == ("promote", learner)
+    assert ke.join_step([*THREE, learner], "m5", ["https://198.18.0.15:2380"]) == (
+        "wait",
+        learner,
+    )
+    voter = member("m4", 14)
+    assert ke.join_step([*THREE, voter], "m4", urls) == ("present", voter)
+    assert ke.join_step(THREE, "m3", ["https://198.18.0.99:2380"]) == ("relocate", THREE[2])
+    with pytest.raises(ValueError, match="overlaps"):
+        ke.join_step(THREE, "m9", ["https://198.18.0.13:2380"])
+
+
+def test_initial_cluster_names_the_joiner_and_keeps_everyone():
+    learner = member("m4", 14, learner=True, started=False)
+    initial = ke.initial_cluster([*THREE, learner], "m4", ["https://198.18.0.14:2380"])
+    assert initial.split(",") == [
+        "m1=https://198.18.0.11:2380",
+        "m2=https://198.18.0.12:2380",
+        "m3=https://198.18.0.13:2380",
+        "m4=https://198.18.0.14:2380",
+    ]
+    assert ke.initial_cluster(THREE, "m4", ["https://198.18.0.14:2380"]) == initial
+
+
+def test_transient_errors_are_the_ones_that_pass_by_themselves():
+    assert ke.transient(503, "etcdserver: unhealthy cluster")
+    assert ke.transient(
+        412, "etcdserver: can only promote a learner member which is in sync with leader"
+    )
+    assert ke.transient(
+        400, "etcdserver: can only promote a learner member which is in sync with leader"
+    )
+    assert not ke.transient(404, "etcdserver: member not found")
+    assert not ke.transient(400, "etcdserver: too many learner members in cluster")
+    assert "strict reconfig" in ke.explain(503, "etcdserver: unhealthy cluster", ke.MEMBER_ADD)
+
+
+def test_lock_request_and_holder():
+    txn = ke.lock_request("/kubesalt/locks/restart", "m2", "77")
+    assert txn["compare"][0]["create_revision"] == "0"
+    assert txn["success"][0]["request_put"]["lease"] == "77"
+    answer = {"responses": [{"response_range": {"kvs": [{"value": ke.b64("m1")}]}}]}
+    assert ke.lock_holder(answer) == "m1"
+
+
+def test_node_settings_from_the_lab_pillar():
+    config = lab_config()
+    settings = ke.node_settings(config, "master-2", kubesalt_pki.Layout.of(config))
+    assert settings["peer_urls"] == ["https://198.18.0.12:2380"]
+    assert settings["listen_client_urls"] == ["https://198.18.0.12:2379", "https://127.0.0.1:2379"]
+    assert settings["founders"] == {
+        "master-1": "https://198.18.0.11:2380",
+        "master-2": "https://198.18.0.12:2380",
+        "master-3": "https://198.18.0.13:2380",
+    }
+    assert settings["binary"] == "/usr/bin/etcd"  # artifacts:etcd is the Debian package
+    assert settings["cert"].endswith("/pki/etcd-server.crt")
+    assert settings["token"] == "kubesalt-lab"
