@@ -156,13 +156,20 @@ def _connection(kwargs):
     return {name: kwargs.get(name) for name in names}
 
 
-def _retrying(action, what, timeout):
-    """Call ``action()`` until it succeeds, a permanent error comes, or ``timeout`` passes."""
+def _retrying(action, what, timeout, on_retry=None):
+    """Call ``action()`` until it succeeds, a permanent error comes, or ``timeout`` passes.
+
+    on_retry
+        Called as ``on_retry(error, seconds)`` for each failed attempt that is retried, with
+        the time from that attempt's start to the end of the wait after it (benchmarks
+        book these by reason).
+    """
     deadline = time.monotonic() + float(timeout)
     delays = kubesalt_etcd.backoff()
     attempts = 0
     while True:
         attempts += 1
+        started = time.monotonic()
         try:
             return action()
         except (EtcdError, Unreachable) as err:
@@ -175,6 +182,8 @@ def _retrying(action, what, timeout):
                 ) from None
             log.debug("k8s_etcd: %s: %s; retrying in %.1f s", what, err, delay)
             time.sleep(delay)
+            if on_retry is not None:
+                on_retry(err, time.monotonic() - started)
 
 
 def _once(action, what):
@@ -388,7 +397,10 @@ def removal_check(member, **kwargs):
 
         salt master-1 k8s_etcd.removal_check master-3
     """
-    gateway = _gateway(**_connection(kwargs))
+    return _removal_check(_gateway(**_connection(kwargs)), member)
+
+
+def _removal_check(gateway, member):
     members_, rows = _once(lambda: _status(gateway), "reading member status")
     found = _resolve(members_, member)
     if found is None:
@@ -414,15 +426,14 @@ def remove(member, timeout=60, **kwargs):
         salt master-1 k8s_etcd.remove master-3
     """
     gateway = _gateway(**_connection(kwargs))
-    check = removal_check(member, **kwargs)
+    check = _removal_check(gateway, member)
     found = check["member"]
     if found is None:
         return None
     if not check["safe"]:
         raise CommandExecutionError(f"refusing to remove {member}: {check['reason']}")
     # Ask the other members first: the one leaving may go away under the request.
-    others = [u for u in gateway.endpoints if u not in found["client_urls"]]
-    gateway.endpoints = others + [u for u in gateway.endpoints if u not in others]
+    gateway.endpoints.sort(key=lambda url: url in found["client_urls"])
 
     def attempt():
         if _resolve(_members(gateway), found["id"]) is None:
@@ -444,8 +455,10 @@ def wait_ready(endpoint, timeout=60, **kwargs):
 
         salt master-4 k8s_etcd.wait_ready https://198.18.0.14:2379
     """
-    gateway = _gateway(**_connection(kwargs))
+    return _wait_ready(_gateway(**_connection(kwargs)), endpoint, timeout)
 
+
+def _wait_ready(gateway, endpoint, timeout):
     def attempt():
         answer = gateway.post(kubesalt_etcd.STATUS, endpoints=[endpoint], timeout=PROBE_TIMEOUT)
         if str(answer.get("leader", "0")) == "0":
@@ -584,7 +597,7 @@ def restart_safely(name, service="etcd", timeout=180, **kwargs):
     with _cluster_lock(gateway, "restart", name, timeout):
         deadline = time.monotonic() + float(timeout)
         while True:
-            check = removal_check(name, **kwargs)
+            check = _removal_check(gateway, name)
             if check["member"] is None:
                 raise CommandExecutionError(f"{name} is not a member; nothing to restart")
             if check["safe"]:
@@ -595,4 +608,4 @@ def restart_safely(name, service="etcd", timeout=180, **kwargs):
         local = check["member"]["client_urls"][0]
         __salt__["service.restart"](service, no_block=True)
         time.sleep(1)
-        return wait_ready(local, timeout=timeout, **kwargs)
+        return _wait_ready(gateway, local, timeout)

@@ -50,7 +50,6 @@ import datetime
 import fcntl
 import logging
 import os
-import tempfile
 import time
 
 import salt.utils.yaml
@@ -65,11 +64,12 @@ except ImportError:
     HAS_CRYPTOGRAPHY = False
 
 try:  # synced from file_roots: the synced _utils directory is on sys.path
+    import kubesalt_files
     import kubesalt_pillar
     import kubesalt_pki
 except ImportError:  # installed with pip
     try:
-        from kubesalt_ext.utils import kubesalt_pillar, kubesalt_pki
+        from kubesalt_ext.utils import kubesalt_files, kubesalt_pillar, kubesalt_pki
     except ImportError:  # no cryptography: __virtual__ says so
         kubesalt_pki = None
 
@@ -126,25 +126,6 @@ def _load_cert(path):
 
 def _load_key(path):
     return _load(path, lambda data: serialization.load_pem_private_key(data, password=None))
-
-
-def _write(path, data, mode):
-    """Write ``data`` atomically (temp file in the same directory, then rename) with
-    ``mode`` set before the first byte lands, so a key is never readable by others."""
-    directory = os.path.dirname(path)
-    os.makedirs(directory, mode=0o755, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".kubesalt-")
-    try:
-        os.fchmod(fd, mode)
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
 
 
 def _identity():
@@ -207,8 +188,12 @@ def _ensure_cas(config, layout, create):
                     continue
                 key = kubesalt_pki.new_private_key(pki["key_type"])
                 cert = kubesalt_pki.build_ca(name, key, pki["ca_days"], _now())
-                _write(layout.ca_key(name), kubesalt_pki.key_pem(key), 0o600)
-                _write(layout.ca_cert(name), kubesalt_pki.cert_pem(cert), 0o644)
+                kubesalt_files.write_atomically(
+                    layout.ca_key(name), kubesalt_pki.key_pem(key), 0o600
+                )
+                kubesalt_files.write_atomically(
+                    layout.ca_cert(name), kubesalt_pki.cert_pem(cert), 0o644
+                )
                 cas[name] = (cert, key)
                 created.append(name)
                 log.info("k8s_pki: created CA %s in %s", name, layout.ca_dir)
@@ -281,7 +266,7 @@ def _register(config, layout, requester, public_key_pem):
     if _read(path) != pem:
         with _ca_lock(layout):
             os.makedirs(layout.registry_dir, mode=0o700, exist_ok=True)
-            _write(path, pem, 0o644)
+            kubesalt_files.write_atomically(path, pem, 0o644)
 
 
 def _answer(requester, request):
@@ -595,20 +580,28 @@ def issue(test=False):
         registered = _wait_for_masters(config, me, registered)
 
     for ca in kubesalt_pki.trusted_cas(identities):
-        _write(layout.trusted_ca(ca), kubesalt_pki.cert_pem(cas[ca]), 0o644)
+        kubesalt_files.write_atomically(
+            layout.trusted_ca(ca), kubesalt_pki.cert_pem(cas[ca]), 0o644
+        )
     for name in plan["issue"]:
         if name in plan["new_keys"]:
-            _write(layout.key(name), kubesalt_pki.key_pem(keys[name]), 0o600)
-        _write(layout.cert(name), kubesalt_pki.cert_pem(certs[name]), 0o644)
+            kubesalt_files.write_atomically(
+                layout.key(name), kubesalt_pki.key_pem(keys[name]), 0o600
+            )
+        kubesalt_files.write_atomically(
+            layout.cert(name), kubesalt_pki.cert_pem(certs[name]), 0o644
+        )
     if plan.get("service_account_key") == "generated":
-        _write(layout.service_account_key, kubesalt_pki.key_pem(sa_key), 0o600)
+        kubesalt_files.write_atomically(
+            layout.service_account_key, kubesalt_pki.key_pem(sa_key), 0o600
+        )
     if kubesalt_pki.holds_service_account_key(roles):
         # What was written, which can hold more masters than the plan foresaw (others
         # registered while this run waited).
         bundle = _bundle(registered)
         changes.pop("service-account bundle", None)
         if _read(layout.service_account_bundle) != bundle:
-            _write(layout.service_account_bundle, bundle, 0o644)
+            kubesalt_files.write_atomically(layout.service_account_bundle, bundle, 0o644)
             changes["service-account bundle"] = sorted(registered)
     return {"changes": changes, "comment": _comment(changes, False)}
 

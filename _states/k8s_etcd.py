@@ -29,13 +29,15 @@ import errno
 import logging
 import os
 import time
+from dataclasses import dataclass
 
 from salt.exceptions import CommandExecutionError, SaltInvocationError
 
 try:  # synced from file_roots: the synced _utils directory is on sys.path
     import kubesalt_etcd
+    import kubesalt_files
 except ImportError:  # installed with pip
-    from kubesalt_ext.utils import kubesalt_etcd
+    from kubesalt_ext.utils import kubesalt_etcd, kubesalt_files
 
 log = logging.getLogger(__name__)
 
@@ -85,23 +87,20 @@ def _move_aside(data_dir):
     raise CommandExecutionError(f"could not move {data_dir} aside")
 
 
-def _write_env(path, text):
-    os.makedirs(os.path.dirname(path), mode=0o755, exist_ok=True)
-    tmp = f"{path}.kubesalt-tmp"
-    with open(tmp, "w", encoding="utf-8") as handle:
-        handle.write(text)
-    os.chmod(tmp, 0o644)
-    os.replace(tmp, path)
+def _write_cluster_env(spec, state, initial):
+    text = kubesalt_etcd.cluster_env(state, initial, spec.token)
+    kubesalt_files.write_atomically(spec.env_file, text, 0o644)
 
 
-def _start(service, client_url, conn, timeout):
+def _start(spec):
     """Start (or restart, if it runs but does not answer) the unit, then wait until the
-    member answers at ``client_url``."""
-    if __salt__["k8s_etcd.answers"](client_url, **conn):
+    member answers at its client URL. False when it already answered."""
+    service, url, conn = spec.service, spec.client_url, spec.conn
+    if __salt__["k8s_etcd.answers"](url, **conn):
         return False
     if "service.start" not in __salt__:
         raise CommandExecutionError(
-            f"etcd does not answer at {client_url} and this host has no service manager "
+            f"etcd does not answer at {url} and this host has no service manager "
             f"Salt can drive to start {service}"
         )
     # no_block: a founder's etcd reports ready only once a majority of founders run.
@@ -109,12 +108,12 @@ def _start(service, client_url, conn, timeout):
         __salt__["service.restart"](service, no_block=True)
     else:
         __salt__["service.start"](service, no_block=True)
-    deadline = time.monotonic() + timeout
-    while not __salt__["k8s_etcd.answers"](client_url, **conn):
+    deadline = time.monotonic() + spec.timeout
+    while not __salt__["k8s_etcd.answers"](url, **conn):
         if time.monotonic() > deadline:
             raise CommandExecutionError(
-                f"{service} was started but does not answer at {client_url} after "
-                f"{timeout} s; see journalctl -u {service}"
+                f"{service} was started but does not answer at {url} after "
+                f"{spec.timeout} s; see journalctl -u {service}"
             )
         time.sleep(0.5)
     __context__["k8s_etcd.started"] = True
@@ -140,6 +139,27 @@ def _wait_for_other_join(conn, timeout):
                 "learner with k8s_etcd.member_absent"
             )
         time.sleep(1)
+
+
+@dataclass(frozen=True)
+class _Member:
+    """What member_present was told about the member it runs for."""
+
+    name: str
+    peer_urls: list
+    client_urls: list
+    data_dir: str
+    env_file: str
+    founders: dict
+    token: str
+    service: str
+    timeout: float
+    conn: dict
+    test: bool
+
+    @property
+    def client_url(self):
+        return self.client_urls[0]
 
 
 def member_present(
@@ -172,25 +192,21 @@ def member_present(
         cert).
     """
     ret = _ret(name)
-    peer_urls = [peer_urls] if isinstance(peer_urls, str) else list(peer_urls)
-    client_urls = [client_urls] if isinstance(client_urls, str) else list(client_urls)
-    conn = _conn(kwargs)
-    test = bool(__opts__["test"])
+    spec = _Member(
+        name=name,
+        peer_urls=[peer_urls] if isinstance(peer_urls, str) else list(peer_urls),
+        client_urls=[client_urls] if isinstance(client_urls, str) else list(client_urls),
+        data_dir=data_dir,
+        env_file=env_file,
+        founders=founders or {},
+        token=token,
+        service=service,
+        timeout=float(timeout),
+        conn=_conn(kwargs),
+        test=bool(__opts__["test"]),
+    )
     try:
-        return _member_present(
-            ret,
-            name,
-            peer_urls,
-            client_urls,
-            data_dir,
-            env_file,
-            founders,
-            token,
-            service,
-            float(timeout),
-            conn,
-            test,
-        )
+        return _member_present(ret, spec)
     except (CommandExecutionError, SaltInvocationError, ValueError) as err:
         ret["result"] = False
         done = ", ".join(ret["changes"]) or "nothing"
@@ -198,192 +214,126 @@ def member_present(
         return ret
 
 
-def _member_present(
-    ret,
-    name,
-    peer_urls,
-    client_urls,
-    data_dir,
-    env_file,
-    founders,
-    token,
-    service,
-    timeout,
-    conn,
-    test,
-):
+def _member_present(ret, spec):
+    conn = spec.conn
     live = __salt__["k8s_etcd.live_cluster"](**conn)
-    local_answers = __salt__["k8s_etcd.answers"](client_urls[0], **conn)
+    local_answers = __salt__["k8s_etcd.answers"](spec.client_url, **conn)
     if not live["leader"]:
-        return _found_or_restart(
-            ret,
-            name,
-            peer_urls,
-            client_urls,
-            data_dir,
-            env_file,
-            founders,
-            token,
-            service,
-            timeout,
-            conn,
-            test,
-            live,
-            local_answers,
-        )
+        return _found_or_restart(ret, spec, live, local_answers)
     current = [kubesalt_etcd.member_from_dict(m) for m in live["members"]]
-    step, member = kubesalt_etcd.join_step(current, name, peer_urls)
+    step, member = kubesalt_etcd.join_step(current, spec.name, spec.peer_urls)
 
     if step == "present" and member.started and local_answers:
-        ret["comment"] = f"{name} is a voting member and answers"
+        ret["comment"] = f"{spec.name} is a voting member and answers"
         return ret
-    if step == "present" and member.started and not _has_data(data_dir):
+    if step == "present" and member.started and not _has_data(spec.data_dir):
         # It ran before but its data is gone (a rebuilt host): etcd would panic on a raft
         # log the leader remembers, so the old entry goes and the member joins afresh.
         step = "relocate"
     elif step == "present":
-        return _start_listed(
-            ret,
-            name,
-            peer_urls,
-            client_urls,
-            data_dir,
-            env_file,
-            token,
-            service,
-            timeout,
-            conn,
-            test,
-            current,
-        )
+        return _start_listed(ret, spec, current)
 
-    if test:
+    if spec.test:
         ret["result"] = None
-        ret["changes"] = _predict(step, name, peer_urls, member, data_dir)
+        ret["changes"] = _predict(step, spec, member)
         ret["comment"] = "would " + "; then ".join(ret["changes"].values())
         return ret
 
     if step == "relocate":
-        removed = __salt__["k8s_etcd.remove"](member.id, timeout=timeout, **conn)
+        removed = __salt__["k8s_etcd.remove"](member.id, timeout=spec.timeout, **conn)
         ret["changes"]["removed"] = f"old entry {removed['id']} at {','.join(removed['peer_urls'])}"
         step = "add"
     if step == "wait":
-        current = _wait_for_other_join(conn, timeout)
-        step, member = kubesalt_etcd.join_step(current, name, peer_urls)
+        current = _wait_for_other_join(conn, spec.timeout)
+        step, member = kubesalt_etcd.join_step(current, spec.name, spec.peer_urls)
     if step == "add":
-        if _has_data(data_dir):
-            ret["changes"]["data_dir"] = f"moved aside to {_move_aside(data_dir)}"
-        added = __salt__["k8s_etcd.add"](name, peer_urls, learner=True, timeout=timeout, **conn)
+        if _has_data(spec.data_dir):
+            ret["changes"]["data_dir"] = f"moved aside to {_move_aside(spec.data_dir)}"
+        added = __salt__["k8s_etcd.add"](
+            spec.name, spec.peer_urls, learner=True, timeout=spec.timeout, **conn
+        )
         ret["changes"]["added"] = f"learner {added['member']['id']}"
-        _write_env(env_file, kubesalt_etcd.cluster_env("existing", added["initial_cluster"], token))
+        _write_cluster_env(spec, "existing", added["initial_cluster"])
     elif step == "promote" and not member.started:
         # Added by a run that stopped before etcd started here: finish that join.
-        current = _live_members(conn)
-        initial = kubesalt_etcd.initial_cluster(current, name, peer_urls)
-        _write_env(env_file, kubesalt_etcd.cluster_env("existing", initial, token))
-    if _start(service, client_urls[0], conn, timeout):
-        ret["changes"]["started"] = service
-    __salt__["k8s_etcd.wait_ready"](client_urls[0], timeout=timeout, **conn)
-    promoted = __salt__["k8s_etcd.promote"](name, timeout=timeout, **conn)
+        initial = kubesalt_etcd.initial_cluster(_live_members(conn), spec.name, spec.peer_urls)
+        _write_cluster_env(spec, "existing", initial)
+    if _start(spec):
+        ret["changes"]["started"] = spec.service
+    __salt__["k8s_etcd.wait_ready"](spec.client_url, timeout=spec.timeout, **conn)
+    promoted = __salt__["k8s_etcd.promote"](spec.name, timeout=spec.timeout, **conn)
     if promoted["promoted"]:
-        ret["changes"]["promoted"] = f"{name} votes"
-    ret["comment"] = f"{name} joined as a learner, caught up and was promoted"
+        ret["changes"]["promoted"] = f"{spec.name} votes"
+    ret["comment"] = f"{spec.name} joined as a learner, caught up and was promoted"
     return ret
 
 
-def _predict(step, name, peer_urls, member, data_dir):
+def _predict(step, spec, member):
     changes = {}
     if step == "relocate":
         changes["removed"] = f"remove old entry {member.describe()}"
     if step == "wait":
         changes["waited"] = f"wait for {member.describe()} to finish joining"
     if step in ("add", "relocate", "wait"):
-        if _has_data(data_dir):
-            changes["data_dir"] = f"move {data_dir} aside"
-        changes["added"] = f"add {name} at {','.join(peer_urls)} as a learner"
+        if _has_data(spec.data_dir):
+            changes["data_dir"] = f"move {spec.data_dir} aside"
+        changes["added"] = f"add {spec.name} at {','.join(spec.peer_urls)} as a learner"
     changes["started"] = "start etcd with initial-cluster-state existing"
-    changes["promoted"] = f"promote {name} once in sync"
+    changes["promoted"] = f"promote {spec.name} once in sync"
     return changes
 
 
-def _start_listed(
-    ret,
-    name,
-    peer_urls,
-    client_urls,
-    data_dir,
-    env_file,
-    token,
-    service,
-    timeout,
-    conn,
-    test,
-    current,
-):
+def _start_listed(ret, spec, current):
     """A voting member that does not answer: start it (its data dir or the live list)."""
-    if test:
+    if spec.test:
         ret["result"] = None
-        ret["changes"] = {"started": f"start {service}"}
-        ret["comment"] = f"{name} is a voting member; would start {service}"
+        ret["changes"] = {"started": f"start {spec.service}"}
+        ret["comment"] = f"{spec.name} is a voting member; would start {spec.service}"
         return ret
-    if not _has_data(data_dir):
-        initial = kubesalt_etcd.initial_cluster(current, name, peer_urls)
-        _write_env(env_file, kubesalt_etcd.cluster_env("existing", initial, token))
-    if _start(service, client_urls[0], conn, timeout):
-        ret["changes"]["started"] = service
-    __salt__["k8s_etcd.wait_ready"](client_urls[0], timeout=timeout, **conn)
-    ret["comment"] = f"{name} is a voting member and answers"
+    if not _has_data(spec.data_dir):
+        initial = kubesalt_etcd.initial_cluster(current, spec.name, spec.peer_urls)
+        _write_cluster_env(spec, "existing", initial)
+    if _start(spec):
+        ret["changes"]["started"] = spec.service
+    __salt__["k8s_etcd.wait_ready"](spec.client_url, timeout=spec.timeout, **spec.conn)
+    ret["comment"] = f"{spec.name} is a voting member and answers"
     return ret
 
 
-def _found_or_restart(
-    ret,
-    name,
-    peer_urls,
-    client_urls,
-    data_dir,
-    env_file,
-    founders,
-    token,
-    service,
-    timeout,
-    conn,
-    test,
-    live,
-    local_answers,
-):
+def _found_or_restart(ret, spec, live, local_answers):
     """No endpoint reports a leader: found the cluster, or restart from local data."""
-    if _has_data(data_dir):
+    name, service = spec.name, spec.service
+    if _has_data(spec.data_dir):
         if local_answers:
             ret["comment"] = (
                 f"{name} runs from its data but no member reports a leader "
                 f"(answering: {', '.join(live['answering']) or 'none'}); waiting for peers"
             )
             return ret
-        if test:
+        if spec.test:
             ret["result"] = None
             ret["changes"] = {"started": f"start {service} from its data dir"}
             ret["comment"] = f"would start {service} from its data dir"
             return ret
-        if _start(service, client_urls[0], conn, timeout):
+        if _start(spec):
             ret["changes"]["started"] = f"{service} from its data dir"
         ret["comment"] = f"{name} started from its data dir"
         return ret
-    if not founders or name not in founders:
+    if name not in spec.founders:
         raise SaltInvocationError(
             f"no etcd member reports a leader and {name} is not among the founders "
-            f"({', '.join(sorted(founders or {})) or 'none given'}); it can only join a "
+            f"({', '.join(sorted(spec.founders)) or 'none given'}); it can only join a "
             "running cluster"
         )
-    initial = kubesalt_etcd.bootstrap_cluster(founders)
-    if test:
+    initial = kubesalt_etcd.bootstrap_cluster(spec.founders)
+    if spec.test:
         ret["result"] = None
         ret["changes"] = {"founded": f"start {service} as a founder of {initial}"}
         ret["comment"] = "no live cluster answers: would found a new one"
         return ret
-    _write_env(env_file, kubesalt_etcd.cluster_env("new", initial, token))
+    _write_cluster_env(spec, "new", initial)
     ret["changes"]["founded"] = initial
-    if _start(service, client_urls[0], conn, timeout):
+    if _start(spec):
         ret["changes"]["started"] = service
     ret["comment"] = (
         f"no live cluster answered: {name} founded {initial}; the cluster elects a leader "

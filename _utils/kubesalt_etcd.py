@@ -18,6 +18,11 @@ Quorum rules kubesalt keeps (learners never count, they do not vote):
 import base64
 from dataclasses import dataclass
 
+try:  # synced from file_roots: the synced _utils directory is on sys.path
+    import kubesalt_pillar
+except ImportError:  # installed with pip
+    from kubesalt_ext.utils import kubesalt_pillar
+
 CLIENT_PORT = 2379
 PEER_PORT = 2380
 
@@ -215,32 +220,27 @@ def lock_holder(txn_answer):
     return None
 
 
-def client_url(ip):
+def _url(ip, port):
     host = f"[{ip}]" if ":" in ip else ip
-    return f"https://{host}:{CLIENT_PORT}"
+    return f"https://{host}:{port}"
+
+
+def client_url(ip):
+    return _url(ip, CLIENT_PORT)
 
 
 def peer_url(ip):
-    host = f"[{ip}]" if ":" in ip else ip
-    return f"https://{host}:{PEER_PORT}"
+    return _url(ip, PEER_PORT)
 
 
 def master_peers(config):
     """``{name: peer_url}`` of every master in the cluster config."""
-    return {
-        name: peer_url(node["ip"])
-        for name, node in sorted(config["nodes"].items())
-        if "master" in node.get("roles", ())
-    }
+    return {name: peer_url(ip) for name, ip in kubesalt_pillar.masters(config)}
 
 
 def master_endpoints(config):
     """Client URLs of every master, in name order."""
-    return [
-        client_url(node["ip"])
-        for _, node in sorted(config["nodes"].items())
-        if "master" in node.get("roles", ())
-    ]
+    return [client_url(ip) for _, ip in kubesalt_pillar.masters(config)]
 
 
 def binary_path(config):

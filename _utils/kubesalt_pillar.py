@@ -681,6 +681,15 @@ def roles_of(config, minion_id):
     return [role for role in ROLES if role in declared]
 
 
+def masters(config):
+    """``[(minion id, ip)]`` of every master, in id order."""
+    return sorted(
+        (mid, node["ip"])
+        for mid, node in (config.get("nodes") or {}).items()
+        if "master" in (node.get("roles") or [])
+    )
+
+
 def node_of(config, minion_id):
     """``minion_id``'s entry under ``nodes`` with its id and roles; {} when unknown."""
     entry = _node_entry(config, minion_id)

@@ -167,14 +167,6 @@ class Identity:
         return SERVER in self.extended_usages
 
 
-def _masters(config):
-    return sorted(
-        (mid, node["ip"])
-        for mid, node in config["nodes"].items()
-        if "master" in (node.get("roles") or [])
-    )
-
-
 def _sans_etcd(config, node_id):
     ip = config["nodes"][node_id]["ip"]
     return (node_id, "localhost"), (ip, "127.0.0.1")
@@ -187,7 +179,7 @@ def _sans_node(config, node_id):
 def _sans_apiserver(config, node_id):
     domain = config["cluster"]["domain"]
     service_ip = str(ipaddress.ip_network(config["network"]["service_cidr"])[1])
-    masters = _masters(config)
+    masters = kubesalt_pillar.masters(config)
     extra = (config.get("pki") or {}).get("apiserver_extra_sans") or []
     extra_ips = [s for s in extra if kubesalt_pillar.is_ip(s)]
     extra_names = [s for s in extra if not kubesalt_pillar.is_ip(s)]
@@ -232,7 +224,7 @@ def ca_host(config):
     chosen = (config.get("pki") or {}).get("ca_host")
     if chosen:
         return chosen
-    masters = _masters(config)
+    masters = kubesalt_pillar.masters(config)
     return masters[0][0] if masters else None
 
 
@@ -309,7 +301,7 @@ def apiserver_url(config, node_id, scope):
     elif config["cluster"].get("apiserver_endpoint"):
         host, port = kubesalt_pillar.split_endpoint(config["cluster"]["apiserver_endpoint"])
     else:
-        host = _masters(config)[0][1]
+        host = kubesalt_pillar.masters(config)[0][1]
     if ":" in host:
         host = f"[{host}]"
     return f"https://{host}:{port}"

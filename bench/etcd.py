@@ -29,32 +29,22 @@ from tests.support import etcd  # noqa: E402
 
 
 class Clock:
-    """Retries a gateway call the way k8s_etcd does, booking each wait under its reason."""
+    """Books the waits of k8s_etcd's own retry loop by reason."""
 
     def __init__(self):
         self.waits = {"guard_503": 0.0, "catching_up": 0.0, "other": 0.0}
 
+    def book(self, err, seconds):
+        text = str(err).lower()
+        if "unhealthy cluster" in text:
+            self.waits["guard_503"] += seconds
+        elif "in sync" in text:
+            self.waits["catching_up"] += seconds
+        else:
+            self.waits["other"] += seconds
+
     def retry(self, action, timeout=60):
-        deadline = time.monotonic() + timeout
-        delays = kubesalt_etcd.backoff()
-        while True:
-            t0 = time.monotonic()
-            try:
-                return action()
-            except (k8s_etcd.EtcdError, k8s_etcd.Unreachable) as err:
-                if not err.transient or time.monotonic() > deadline:
-                    raise
-                delay = next(delays)
-                time.sleep(delay)
-                text = str(err).lower()
-                reason = (
-                    "guard_503"
-                    if "unhealthy cluster" in text
-                    else "catching_up"
-                    if "in sync" in text
-                    else "other"
-                )
-                self.waits[reason] += time.monotonic() - t0
+        return k8s_etcd._retrying(action, "bench", timeout, on_retry=self.book)
 
 
 def one_round(cluster, gateway, workdir, index):

@@ -50,7 +50,6 @@ def cluster(pki, tmp_path):
     """Three voting members; every process started here is SIGKILLed afterwards."""
     started = etcd.start_cluster(3, tmp_path, tls=[pki["tls"]] * 3, client_context=pki["context"])
     started.workdir = tmp_path
-    started.token = None
     yield started
     started.kill()
 

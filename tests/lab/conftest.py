@@ -46,3 +46,17 @@ def lab():
     lifecycle.down(lab, quiet)
     yield lab
     lifecycle.down(lab, quiet)
+
+
+@pytest.fixture(scope="module")
+def lab_up(lab):
+    """The lab brought up (or found up) for one test module: ``(lab, what up reported)``."""
+    result = lifecycle.up(lab, quiet)
+    return lab, result
+
+
+@pytest.fixture(scope="module")
+def first_apply(lab_up):
+    """The module's first `kubesalt-lab apply`: a summary per node."""
+    lab, _ = lab_up
+    return lifecycle.apply(lab, quiet)

@@ -2,25 +2,12 @@
 
 import subprocess
 
-import pytest
 import yaml
 
 from kubesalt_ext.utils import kubesalt_pki
 from kubesalt_lab import containers, lifecycle, master, report
 from tests.lab.conftest import LAB_CLI, leftovers_seen_by_the_system, quiet
 from tests.support.bad_pillars import lab_config
-
-
-@pytest.fixture(scope="module")
-def lab_up(lab):
-    result = lifecycle.up(lab, quiet)
-    return lab, result
-
-
-@pytest.fixture(scope="module")
-def first_apply(lab_up):
-    lab, _ = lab_up
-    return lifecycle.apply(lab, quiet)
 
 
 def test_every_host_reaches_systemd_running(lab_up):

@@ -11,19 +11,16 @@ import pytest
 
 from kubesalt_lab import containers, lifecycle, master
 from tests.conftest import REPO
-from tests.lab.conftest import quiet
 
 PKI = "/etc/kubernetes/pki"
 WRITER_STOP = "/run/kubesalt-etcd-writer.stop"
 
 
 @pytest.fixture(scope="module")
-def lab_applied(lab):
-    lifecycle.up(lab, quiet)
-    summary = lifecycle.apply(lab, quiet)
-    assert all(s["failed"] == 0 for s in summary.values()), summary
-    yield lab
-    lifecycle.down(lab, quiet)
+def lab_applied(lab_up, first_apply):
+    lab, _ = lab_up
+    assert all(s["failed"] == 0 for s in first_apply.values()), first_apply
+    return lab
 
 
 def _node(lab, node_id):

@@ -5,7 +5,6 @@ etcd's v3 JSON gateway. Processes are SIGKILLed at the end: a member whose peers
 already gone can take seconds to stop on SIGTERM.
 """
 
-import base64
 import json
 import os
 import shutil
@@ -18,6 +17,8 @@ import urllib.error
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from kubesalt_ext.utils.kubesalt_etcd import b64, unb64
 
 ETCD_BINARY = shutil.which("etcd") or "/usr/bin/etcd"
 
@@ -64,10 +65,6 @@ def post_json(url, body, timeout=5, context=None):
         return json.loads(response.read() or b"{}")
 
 
-def b64(text):
-    return base64.b64encode(text.encode()).decode()
-
-
 @dataclass
 class EtcdMember:
     name: str
@@ -102,12 +99,24 @@ class EtcdCluster:
         """POST to the v3 JSON gateway of one member, e.g. ``call("/v3/cluster/member/list")``."""
         return post_json(self.members[member].client_url + path, body or {}, context=self.context)
 
+    def _kv(self, path, body, member, timeout=10):
+        """A key-value call, retried on 503 like any etcd client does: for a moment after
+        the leader leaves, etcd answers "leader changed" until a new one is elected."""
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                return self.call(path, body, member)
+            except urllib.error.HTTPError as err:
+                if err.code != 503 or time.monotonic() > deadline:
+                    raise
+            time.sleep(0.2)
+
     def put(self, key, value, member=0):
-        return self.call("/v3/kv/put", {"key": b64(key), "value": b64(value)}, member)
+        return self._kv("/v3/kv/put", {"key": b64(key), "value": b64(value)}, member)
 
     def get(self, key, member=0):
-        kvs = self.call("/v3/kv/range", {"key": b64(key)}, member).get("kvs") or []
-        return base64.b64decode(kvs[0]["value"]).decode() if kvs else None
+        kvs = self._kv("/v3/kv/range", {"key": b64(key)}, member).get("kvs") or []
+        return unb64(kvs[0]["value"]) if kvs else None
 
     def kill(self):
         for member in self.members:
