@@ -387,6 +387,58 @@ def promote(member, timeout=120, **kwargs):
     return _retrying(attempt, f"promoting {member}", timeout)
 
 
+def move_leader(target=None, timeout=30, **kwargs):
+    """
+    Make ``target`` the leader (or, without ``target``, the healthy voter furthest along
+    other than the current leader), for maintenance on the leader's host. Returns the
+    leader's name afterwards; raises when ``target`` is not a healthy voting member.
+
+    target
+        Name or id of a voting member.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt master-1 k8s_etcd.move_leader
+        salt master-1 k8s_etcd.move_leader master-2
+    """
+    gateway = _gateway(**_connection(kwargs))
+
+    def attempt():
+        members_, rows = _status(gateway)
+        current = next((r for r in rows if r["leader"]), None)
+        if current is None:
+            raise EtcdError(503, "no leader", kubesalt_etcd.STATUS)
+        chosen = _next_leader(members_, rows, current, target)
+        if chosen["id"] != current["id"]:
+            gateway.post(
+                kubesalt_etcd.MOVE_LEADER,
+                {"targetID": chosen["id"]},
+                endpoints=current["client_urls"],
+            )
+        return chosen["name"] or chosen["id"]
+
+    return _retrying(attempt, "moving the leader", timeout)
+
+
+def _next_leader(members_, rows, current, target):
+    """The status row of the member that should lead: ``target``, or the successor."""
+    if target is None:
+        chosen = kubesalt_etcd.successor(rows, current["id"])
+        if chosen is None:
+            raise CommandExecutionError("no other healthy voting member can lead")
+        return next(r for r in rows if r["id"] == chosen)
+    found = _resolve(members_, target)
+    row = next((r for r in rows if found is not None and r["id"] == found.id), None)
+    if row is None or row["is_learner"] or not row["healthy"]:
+        raise SaltInvocationError(
+            f"target {target!r} must be a healthy voting member; members: "
+            + ", ".join(m.name or m.id for m in members_)
+        )
+    return row
+
+
 def removal_check(member, **kwargs):
     """
     Whether removing ``member`` keeps quorum now: ``{"safe": bool, "reason": str}``.
@@ -407,14 +459,56 @@ def _removal_check(gateway, member):
         return {"safe": True, "reason": f"{member} is not a member", "member": None}
     healthy = {r["id"] for r in rows if r["healthy"]}
     reason = kubesalt_etcd.removal_refusal(members_, healthy, found)
-    return {"safe": reason is None, "reason": reason or "quorum holds", "member": found.as_dict()}
+    successor = kubesalt_etcd.successor(rows, found.id)
+    return {
+        "safe": reason is None,
+        "reason": reason or "quorum holds",
+        "member": found.as_dict(),
+        "successor": _name_of(rows, successor),
+    }
+
+
+def _name_of(rows, member_id):
+    """``{"id", "name"}`` of the member with ``member_id`` among status rows, or None."""
+    row = next((r for r in rows if r["id"] == member_id), None)
+    return None if row is None else {"id": row["id"], "name": row["name"] or row["id"]}
+
+
+def _hand_over(gateway, leaving, successor):
+    """Make ``successor`` the leader before ``leaving`` (the leader now) goes away.
+
+    Without this, removing or restarting the leader costs an election, about a second in
+    which no write is acknowledged; with it, the leader steps down in about 0.1 s. The
+    request must reach the leader itself. Returns the new leader's name, or None when
+    nothing was handed over. A failed hand-over is logged and not fatal: quorum was
+    checked before and holds either way.
+    """
+    if successor is None:
+        return None
+    try:
+        gateway.post(
+            kubesalt_etcd.MOVE_LEADER,
+            {"targetID": successor["id"]},
+            endpoints=leaving["client_urls"],
+        )
+    except EtcdError as err:
+        # 412 "not leader": an election moved it already; nothing left to hand over.
+        log.warning("etcd: leadership of %s not handed over: %s", leaving["name"], err)
+        return None
+    except Unreachable as err:
+        log.warning("etcd: leader %s did not answer the hand-over: %s", leaving["name"], err)
+        return None
+    log.info("etcd: leadership handed from %s to %s", leaving["name"], successor["name"])
+    return successor["name"]
 
 
 def remove(member, timeout=60, **kwargs):
     """
     Remove a member, after checking that quorum holds without it (see the module
-    docstring); raises when it would not. Returns the removed member, or None when it was
-    not a member.
+    docstring); raises when it would not. When the member is the leader, leadership is
+    handed to the healthy voter furthest along first, so no election interrupts writes.
+    Returns the removed member (``leader_moved_to`` names the new leader, if handed over),
+    or None when it was not a member.
 
     member
         Name or id.
@@ -432,6 +526,7 @@ def remove(member, timeout=60, **kwargs):
         return None
     if not check["safe"]:
         raise CommandExecutionError(f"refusing to remove {member}: {check['reason']}")
+    found["leader_moved_to"] = _hand_over(gateway, found, check["successor"])
     # Ask the other members first: the one leaving may go away under the request.
     gateway.endpoints.sort(key=lambda url: url in found["client_urls"])
 
@@ -582,7 +677,9 @@ def _cluster_lock(gateway, name, holder, timeout, ttl=120):
 def restart_safely(name, service="etcd", timeout=180, **kwargs):
     """
     Restart this master's etcd only when quorum holds without it, and only one master at a
-    time (a lock in etcd); wait until it answers with a leader again.
+    time (a lock in etcd); when it leads, hand leadership over first; wait until it answers
+    with a leader again. Returns ``restarted``, ``leader_moved_to`` (or None) and the raft
+    term seen after the restart.
 
     name
         This member's name.
@@ -605,7 +702,9 @@ def restart_safely(name, service="etcd", timeout=180, **kwargs):
             if time.monotonic() > deadline:
                 raise CommandExecutionError(f"not restarting {name}: {check['reason']}")
             time.sleep(1)
+        moved_to = _hand_over(gateway, check["member"], check["successor"])
         local = check["member"]["client_urls"][0]
         __salt__["service.restart"](service, no_block=True)
         time.sleep(1)
-        return _wait_ready(gateway, local, timeout)
+        answer = _wait_ready(gateway, local, timeout)
+        return {"restarted": name, "leader_moved_to": moved_to, "raft_term": answer["raftTerm"]}

@@ -370,6 +370,8 @@ def member_absent(name, data_dir=None, env_file=None, service="etcd", timeout=60
             return ret
         if __opts__["test"]:
             ret["result"] = None
+            if check.get("successor"):
+                ret["changes"]["leader"] = f"hand leadership to {check['successor']['name']}"
             if member is not None:
                 ret["changes"]["removed"] = (
                     f"remove {kubesalt_etcd.member_from_dict(member).describe()}"
@@ -379,7 +381,9 @@ def member_absent(name, data_dir=None, env_file=None, service="etcd", timeout=60
             ret["comment"] = "would " + "; ".join(ret["changes"].values())
             return ret
         if member is not None:
-            __salt__["k8s_etcd.remove"](name, timeout=timeout, **conn)
+            removed = __salt__["k8s_etcd.remove"](name, timeout=timeout, **conn) or {}
+            if removed.get("leader_moved_to"):
+                ret["changes"]["leader"] = f"handed over to {removed['leader_moved_to']}"
             ret["changes"]["removed"] = f"{member['id']} at {','.join(member['peer_urls'])}"
         if retire:
             __salt__["service.stop"](service)
@@ -416,12 +420,16 @@ def mod_watch(name, sfun=None, service="etcd", timeout=180, **kwargs):
         ret["comment"] = f"would restart {service}, one master at a time"
         return ret
     try:
-        __salt__["k8s_etcd.restart_safely"](name, service=service, timeout=timeout, **_conn(kwargs))
+        restarted = __salt__["k8s_etcd.restart_safely"](
+            name, service=service, timeout=timeout, **_conn(kwargs)
+        )
     except CommandExecutionError as err:
         ret["result"] = False
         ret["comment"] = str(err)
         return ret
     ret["changes"] = {"restarted": service}
+    if restarted.get("leader_moved_to"):
+        ret["changes"]["leader"] = f"handed over to {restarted['leader_moved_to']}"
     ret["comment"] = f"restarted {service}; it answers with a leader"
     return ret
 

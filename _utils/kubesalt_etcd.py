@@ -32,6 +32,7 @@ MEMBER_ADD = "/v3/cluster/member/add"
 MEMBER_PROMOTE = "/v3/cluster/member/promote"
 MEMBER_REMOVE = "/v3/cluster/member/remove"
 STATUS = "/v3/maintenance/status"
+MOVE_LEADER = "/v3/maintenance/transfer-leadership"
 LEASE_GRANT = "/v3/lease/grant"
 LEASE_REVOKE = "/v3/lease/revoke"
 KV_TXN = "/v3/kv/txn"
@@ -141,6 +142,27 @@ def removal_refusal(members, healthy_ids, target):
             "to keep quorum through the change"
         )
     return None
+
+
+def successor(rows, leaving_id):
+    """The member to hand leadership to before ``leaving_id`` is removed or restarted.
+
+    None when ``leaving_id`` is not the leader (nothing to hand over) or when no other
+    healthy voting member exists. Otherwise the healthy voter, other than the one leaving,
+    furthest along the raft log, so the hand-over does not wait for it to catch up.
+    Removing or stopping a leader without a hand-over costs an election: about a second in
+    which no write is acknowledged.
+
+    rows
+        Status rows as ``k8s_etcd.status`` returns them (``id``, ``healthy``, ``leader``,
+        ``is_learner``, ``raft_index``).
+    """
+    if not any(r["leader"] and r["id"] == leaving_id for r in rows):
+        return None
+    candidates = [r for r in rows if r["healthy"] and not r["is_learner"] and r["id"] != leaving_id]
+    if not candidates:
+        return None
+    return max(candidates, key=lambda r: (r.get("raft_index", 0), r["id"]))["id"]
 
 
 def join_step(members, name, peer_urls):

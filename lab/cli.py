@@ -4,6 +4,7 @@ kubesalt-lab up        build/boot the hosts, start the salt-master, wait for min
 kubesalt-lab apply     highstate masters, then workers, then routers; print a table
 kubesalt-lab status    hosts, minions, and the units each node's roles manage
 kubesalt-lab shell N   a shell (or a command) inside node N
+kubesalt-lab pillar K=V  replace pillar values for every node (a copy; the repo is untouched)
 kubesalt-lab down      stop and remove everything the lab made
 """
 
@@ -12,7 +13,9 @@ import os
 import sys
 import time
 
-from kubesalt_lab import config, containers, lifecycle
+import yaml
+
+from kubesalt_lab import config, containers, lifecycle, master
 from kubesalt_lab.config import LabError
 
 
@@ -61,6 +64,19 @@ def _parser():
     )
     shell.add_argument("node", metavar="NODE")
     shell.add_argument("cmd", nargs=argparse.REMAINDER, metavar="COMMAND")
+    pillar = sub.add_parser(
+        "pillar",
+        help="replace pillar values for every node",
+        description="Replace values of the repo's kubesalt pillar on every node, in a copy "
+        "the lab owns, and refresh the minions' pillar; the next apply uses them. Each "
+        "setting replaces the value at that path (a mapping is not merged). Example: "
+        "kubesalt-lab pillar versions:etcd=3.5.1 "
+        "'artifacts:etcd={source: url, url: http://198.18.0.1:8000/etcd.tar.gz, sha256: ...}'",
+    )
+    pillar.add_argument(
+        "settings", nargs="*", metavar="PATH=VALUE", help="colon path under kubesalt; YAML value"
+    )
+    pillar.add_argument("--reset", action="store_true", help="back to the repo's pillar")
     sub.add_parser(
         "down",
         help="stop and remove everything the lab made",
@@ -69,6 +85,20 @@ def _parser():
         "`up` that died half-way. The rootfs cache is kept.",
     )
     return parser
+
+
+def parse_settings(items):
+    """``["versions:etcd=3.5.1", ...]`` → ``{"versions:etcd": "3.5.1"}`` (values are YAML)."""
+    settings = {}
+    for item in items:
+        path, sep, value = item.partition("=")
+        if not sep or not path or any(not part for part in path.split(":")):
+            raise LabError(f"{item!r}: expected PATH=VALUE, e.g. versions:etcd=3.5.1")
+        try:
+            settings[path] = yaml.safe_load(value)
+        except yaml.YAMLError as err:
+            raise LabError(f"{item!r}: the value is not YAML: {err}") from None
+    return settings
 
 
 def main(argv=None):
@@ -90,6 +120,14 @@ def main(argv=None):
                 raise LabError(f"{node.id} is not running (kubesalt-lab up)")
             argv = containers.shell_argv(lab, node, args.cmd)
             os.execvp(argv[0], argv)
+        elif args.command == "pillar":
+            if bool(args.settings) == args.reset:
+                raise LabError("give PATH=VALUE settings, or --reset (not both)")
+            refreshed = master.override_pillar(lab, parse_settings(args.settings))
+            stale = sorted(node for node, ok in refreshed.items() if not ok)
+            if stale:
+                raise LabError(f"pillar written, but not refreshed on: {', '.join(stale)}")
+            _progress("pillar refreshed on every node; `kubesalt-lab apply` uses it")
         elif args.command == "down":
             lifecycle.down(lab, _progress)
     except LabError as err:

@@ -1,6 +1,11 @@
 """The lab's salt-master: runs on the host from the project's venv, listens only on the lab
 bridge address, serves this repo's states/ and pillar/. Minion keys are made by the lab and
-accepted by id before any minion starts (no auto-accept)."""
+accepted by id before any minion starts (no auto-accept).
+
+Pillar is the repo's ``kubesalt``, unless :func:`override_pillar` replaced some of its
+values in a copy the lab owns: a test or an operator trying a change (a version bump, an
+archive URL) never edits the repo's pillar.
+"""
 
 import json
 import shutil
@@ -10,7 +15,7 @@ import subprocess
 import yaml
 from salt import crypt as salt_crypt
 
-from kubesalt_lab.config import REPO, LabError
+from kubesalt_lab.config import LAB_PILLAR, REPO, LabError
 from kubesalt_lab.system import alive, cmdline, read_pid, run, stop_pids, wait_until
 
 RET_PORT = 4506
@@ -34,6 +39,53 @@ def peer_config():
     return conf["peer"]
 
 
+def _overlay_dir(lab):
+    return lab.master_dir / "pillar"
+
+
+def _write_overlay(lab, settings):
+    """The lab's top file: the repo's ``kubesalt`` pillar as it is, or (with ``settings``) a
+    copy of it with those values replaced, as ``lab_pillar``."""
+    overlay = _overlay_dir(lab)
+    overlay.mkdir(parents=True, exist_ok=True)
+    sls = "kubesalt"
+    if settings:
+        pillar = yaml.safe_load(LAB_PILLAR.read_text())
+        for path, value in settings.items():
+            _set_path(pillar["kubesalt"], path, value)
+        (overlay / "lab_pillar.sls").write_text(yaml.safe_dump(pillar, sort_keys=False))
+        sls = "lab_pillar"
+    (overlay / "top.sls").write_text(
+        "# Written by kubesalt-lab (see kubesalt_lab.master.override_pillar).\n"
+        f"base:\n  '*':\n    - {sls}\n"
+    )
+
+
+def _set_path(tree, path, value):
+    *parents, last = path.split(":")
+    for key in parents:
+        tree = tree.setdefault(key, {})
+        if not isinstance(tree, dict):
+            raise LabError(f"pillar override {path!r}: {key!r} is not a mapping")
+    tree[last] = value
+
+
+def override_pillar(lab, settings):
+    """Replace values of the repo's ``kubesalt`` pillar on every node, for a test or a try.
+
+    settings
+        ``{"<colon path under kubesalt>": value}``, e.g. ``{"versions:etcd": "3.5.1"}``;
+        each value replaces what is there (a mapping is not merged). ``{}`` restores the
+        repo's pillar.
+
+    Refreshes every minion's pillar; returns {minion: refreshed}. The repo is not touched.
+    """
+    _write_overlay(lab, settings)
+    ids = ",".join(n.id for n in lab.nodes)
+    ret = run_salt(lab, ids, "saltutil.refresh_pillar", "wait=True", timeout=60, list_target=True)
+    return {n.id: ret.get(n.id) is True for n in lab.nodes}
+
+
 def write_config(lab):
     conf = {
         "id": "kubesalt-lab-master",
@@ -50,7 +102,8 @@ def write_config(lab):
         "open_mode": False,
         "auto_accept": False,
         "file_roots": {"base": [str(REPO / "states")]},
-        "pillar_roots": {"base": [str(REPO / "pillar")]},
+        # The lab's own top file comes first (see override_pillar).
+        "pillar_roots": {"base": [str(_overlay_dir(lab)), str(REPO / "pillar")]},
         "timeout": 30,
         # How long the CLI asks minions that have not returned whether the job still runs;
         # the default (10 s) makes every test.ping while minions start take 10 s and more.
@@ -59,6 +112,8 @@ def write_config(lab):
         "peer": peer_config(),
     }
     lab.master_dir.mkdir(parents=True, exist_ok=True)
+    if not (_overlay_dir(lab) / "top.sls").exists():
+        _write_overlay(lab, {})
     (lab.master_dir / "master").write_text(yaml.safe_dump(conf))
 
 

@@ -3,17 +3,11 @@ then master-3 removed and added back by `salt-run state.orchestrate` while a wri
 key every 100 ms, a refused removal, a join cut short after `add`, and a rebuilt host."""
 
 import json
-import subprocess
-import threading
-import time
 
 import pytest
 
 from kubesalt_lab import containers, lifecycle, master
-from tests.conftest import REPO
-
-PKI = "/etc/kubernetes/pki"
-WRITER_STOP = "/run/kubesalt-etcd-writer.stop"
+from tests.support.lab_writer import Writer
 
 
 @pytest.fixture(scope="module")
@@ -37,46 +31,6 @@ def _members(lab, ask="master-1"):
 
 def _health(lab, ask="master-1"):
     return _salt(lab, ask, "k8s_etcd.health")
-
-
-class Writer:
-    """etcd_writer.py inside master-1, talking to every master; stopped by a file."""
-
-    def __init__(self, lab):
-        self.lab = lab
-        self.node = _node(lab, "master-1")
-        endpoints = ",".join(f"https://{n.ip}:2379" for n in lab.nodes if "master" in n.roles)
-        self.argv = [
-            "python3", str(REPO / "lab" / "etcd_writer.py"),
-            "--endpoints", endpoints,
-            "--cert", f"{PKI}/apiserver-etcd-client.crt",
-            "--key", f"{PKI}/apiserver-etcd-client.key",
-            "--cacert", f"{PKI}/etcd-ca.crt",
-            "--stop-file", WRITER_STOP,
-            "--prefix", f"/kubesalt/writer/{time.time_ns()}/",
-        ]  # fmt: skip
-        self.result = None
-
-    def __enter__(self):
-        containers.inside(self.lab, self.node, ["rm", "-f", WRITER_STOP])
-        self.thread = threading.Thread(target=self._run)
-        self.thread.start()
-        time.sleep(2)  # some keys before the change
-        return self
-
-    def _run(self):
-        self.result = containers.inside(self.lab, self.node, self.argv, check=False, timeout=900)
-
-    def __exit__(self, *exc):
-        time.sleep(2)  # and some after it
-        containers.inside(self.lab, self.node, ["touch", WRITER_STOP])
-        self.thread.join(timeout=120)
-
-    @property
-    def summary(self):
-        assert self.result is not None, "the writer did not finish"
-        assert isinstance(self.result, subprocess.CompletedProcess)
-        return json.loads(self.result.stdout.strip().splitlines()[-1])
 
 
 def test_first_highstate_founds_a_three_member_tls_cluster(lab_applied):
@@ -120,11 +74,14 @@ def test_first_highstate_founds_a_three_member_tls_cluster(lab_applied):
 
 
 def test_orchestrated_remove_and_add_lose_no_write(lab_applied):
+    # The hardest case on purpose: the master that leaves leads.
+    assert _salt(lab_applied, "master-1", "k8s_etcd.move_leader", "master-3") == "master-3"
     with Writer(lab_applied) as writer:
         ok, steps = master.orchestrate(
             lab_applied, "kubesalt.orch.remove_master", {"target": "master-3"}
         )
         assert ok, steps
+        assert "handed over to master-" in json.dumps(steps)
         assert sorted(_members(lab_applied)) == ["master-1", "master-2"]
         aside = containers.inside(
             lab_applied, _node(lab_applied, "master-3"),

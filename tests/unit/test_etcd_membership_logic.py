@@ -60,6 +60,27 @@ def test_a_learner_can_always_go():
     assert ke.removal_refusal([*THREE, learner], set(), learner) is None
 
 
+def _row(member_id, leader=False, healthy=True, learner=False, index=10):
+    return {
+        "id": member_id,
+        "leader": leader,
+        "healthy": healthy,
+        "is_learner": learner,
+        "raft_index": index,
+    }
+
+
+def test_successor_only_when_the_leader_leaves_and_the_furthest_healthy_voter():
+    rows = [_row("1", leader=True), _row("2", index=9), _row("3", index=12)]
+    assert ke.successor(rows, "2") is None  # not the leader: nothing to hand over
+    assert ke.successor(rows, "1") == "3"
+    rows[2]["healthy"] = False
+    assert ke.successor(rows, "1") == "2"
+    rows[1]["is_learner"] = True
+    assert ke.successor(rows, "1") is None  # a learner cannot lead
+    assert ke.successor([_row("1", leader=True)], "1") is None
+
+
 def test_join_steps():
     urls = ["https://198.18.0.14:2380"]
     assert ke.join_step(THREE, "m4", urls) == ("add", None)

