@@ -298,7 +298,6 @@ def node_settings(config, node_id, layout):
         "env_file": f"{paths['etcd_config_dir']}/etcd.env",
         "cluster_env_file": f"{paths['etcd_config_dir']}/cluster.env",
         "unit_file": f"{paths['systemd_dir']}/etcd.service",
-        "archive_dir": f"{paths['opt_dir']}/etcd-{config['versions']['etcd']}",
         "binary": binary_path(config),
         "cert": layout.cert("etcd-server"),
         "key": layout.key("etcd-server"),

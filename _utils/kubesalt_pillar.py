@@ -28,6 +28,19 @@ COMPONENTS = (
     "ingress_nginx",
 )
 ARTIFACT_SOURCES = ("url", "package", "path")
+# What pillar `artifacts` may name: the catalogue's artifacts (_utils/kubesalt_artifacts.py)
+# and BIRD, which the router role installs as a package.
+ARTIFACT_NAMES = (
+    "kubernetes",
+    "etcd",
+    "containerd",
+    "runc",
+    "crictl",
+    "cni_plugins",
+    "calico_node",
+    "calico_typha",
+    "bird",
+)
 KEY_TYPES = ("ecdsa-p256", "rsa-2048", "rsa-4096")
 PATH_KEYS = (
     "config_dir",
@@ -38,6 +51,7 @@ PATH_KEYS = (
     "etcd_data_dir",
     "systemd_dir",
     "bin_dir",
+    "cni_bin_dir",
     "opt_dir",
 )
 # kube-apiserver's secure port, unless cluster:apiserver_endpoint names another.
@@ -271,7 +285,7 @@ def _mapping(fields):
 # --- artifacts --------------------------------------------------------------------------------
 
 _ARTIFACT_FIELDS = {
-    "url": {"url": None, "sha256": None},
+    "url": {"url": None, "sha256": None, "members": None},
     "package": {"package": None},
     "path": {"path": None},
 }
@@ -294,6 +308,13 @@ def _check_artifact(value, key):
         if not isinstance(sha, str) or not _SHA256_RE.match(sha):
             expected = "a sha256 (64 lowercase hex digits, quoted in YAML)"
             problems.append(Problem(f"{key}:sha256", f"{sha!r} is not {expected}"))
+        members = value.get("members")
+        if members is not None and not (
+            isinstance(members, dict)
+            and all(isinstance(k, str) and isinstance(v, str) and v for k, v in members.items())
+        ):
+            expected = "a mapping of binary name to its path inside the archive"
+            problems.append(Problem(f"{key}:members", f"expected {expected}"))
     elif source == "package":
         if not isinstance(value.get("package"), str) or not value.get("package"):
             problems += _missing(f"{key}:package", "the name of a distribution package")
@@ -310,6 +331,10 @@ def _check_artifacts(value, key):
         return None, [Problem(key, f"expected {expected}, got {_kind(value)}")]
     problems = []
     for name, spec in value.items():
+        if name not in ARTIFACT_NAMES:
+            known = ", ".join(ARTIFACT_NAMES)
+            problems.append(Problem(f"{key}:{name}", f"unknown artifact; expected one of: {known}"))
+            continue
         problems += _check_artifact(spec, f"{key}:{name}")[1]
     return value, problems
 

@@ -90,6 +90,10 @@ class _QuietHandler(http.server.SimpleHTTPRequestHandler):
     def log_message(self, *args):
         pass
 
+    def do_GET(self):
+        self.server.requested.append(self.path)
+        super().do_GET()
+
 
 class Served:
     """Serve ``directory`` read-only over HTTP on ``host`` (a free port) while in use."""
@@ -97,9 +101,14 @@ class Served:
     def __init__(self, directory, host):
         handler = functools.partial(_QuietHandler, directory=str(directory))
         self.server = http.server.ThreadingHTTPServer((host, 0), handler)
+        self.server.requested = []  # every GET's path, in order (tests count downloads)
         self.host = host
         self.port = self.server.server_address[1]
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    @property
+    def requested(self):
+        return list(self.server.requested)
 
     def url(self, name):
         return f"http://{self.host}:{self.port}/{name}"

@@ -50,15 +50,39 @@ def up(lab, progress):
     for node in lab.ordered_nodes():
         state = containers.wait_booted(lab, node)
         progress(f"host {node.id}: systemd {state}")
-    wait_until(
-        lambda: all(master.ping(lab, lab.nodes).values()),
-        180,
-        interval=1,
-        what="every minion to answer test.ping",
-    )
+    answered = {}
+
+    def everyone_answers():
+        answered.update(master.ping(lab, lab.nodes))
+        return all(answered.values())
+
+    try:
+        wait_until(everyone_answers, 180, interval=1, what="every minion to answer test.ping")
+    except LabError as err:
+        silent = [n for n in lab.nodes if not answered.get(n.id)]
+        raise LabError(f"{err}; silent: {_minion_diagnosis(lab, silent)}") from None
     elapsed = time.monotonic() - started
     progress(f"up: {len(lab.nodes)} minions answer ({elapsed:.1f}s)")
     return {"seconds": elapsed, "built_rootfs": built}
+
+
+def _minion_diagnosis(lab, nodes):
+    """For each silent node: systemd's view of its minion and the minion's last log lines."""
+    seen = []
+    for node in nodes:
+        try:
+            active = containers.inside(
+                lab, node, ["systemctl", "is-active", "salt-minion"], check=False
+            ).stdout.strip()
+            tail = containers.inside(
+                lab, node,
+                ["journalctl", "-u", "salt-minion", "-n", "5", "-o", "cat", "--no-pager"],
+                check=False,
+            ).stdout.strip().replace("\n", " | ")  # fmt: skip
+        except LabError as err:
+            active, tail = "unknown", str(err)
+        seen.append(f"{node.id} (salt-minion {active}: {tail[-400:]})")
+    return "; ".join(seen) or "none (the salt CLI itself did not answer)"
 
 
 def apply_waves(lab):

@@ -36,7 +36,7 @@ def _args(state):
     [
         ({"source": "package", "package": "etcd-server"}, "pkg.installed"),
         ({"source": "path", "path": "/opt/etcd/etcd"}, "file.exists"),
-        (URL, "test.succeed_without_changes"),
+        (URL, "k8s_artifact.installed"),
     ],
 )  # fmt: skip
 def test_each_artifact_source_installs_its_way(loaders, tmp_path, artifact, expected):
@@ -44,12 +44,14 @@ def test_each_artifact_source_installs_its_way(loaders, tmp_path, artifact, expe
     fun, _ = _args(shown["kubesalt-etcd-installed"])
     assert fun == expected
     if artifact["source"] == "url":
-        fun, args = _args(shown["kubesalt-etcd-archive-extracted"])
-        assert fun == "archive.extracted"
-        assert args["source_hash"] == f"sha256={SHA}"
-        assert args["name"] == f"{tmp_path}/opt/kubesalt/etcd-3.6.5"
-        _, link = _args(shown["kubesalt-etcd-etcd-linked"])
-        assert link["target"] == f"{tmp_path}/opt/kubesalt/etcd-3.6.5/etcd"
+        _, args = _args(shown["kubesalt-etcd-installed"])
+        assert args["name"] == "etcd"
+        fun, args = _args(shown["kubesalt-etcd-etcdctl-installed"])
+        assert (fun, args["name"]) == ("k8s_artifact.installed", "etcdctl")
+        # A new etcd binary restarts etcd; a new etcdctl does not.
+        _, member = _args(shown["kubesalt-etcd-member-present"])
+        assert "kubesalt-etcd-installed" in member["watch"]
+        assert "kubesalt-etcd-etcdctl-installed" not in str(member["watch"])
 
 
 def test_member_state_gets_the_live_decision_inputs(loaders, tmp_path):

@@ -63,18 +63,20 @@ def test_a_wrong_checksum_changes_nothing(lab_applied, release):
     assert not ok
     first = steps["kubesalt-orch-etcd-upgraded-master-1"]
     assert first["result"] is False
-    assert "hash" in json.dumps(first).lower(), first
+    assert "sha256 mismatch" in json.dumps(first), first
     # The run stopped at the first master; nothing ran on the others.
     second = steps["kubesalt-orch-etcd-upgraded-master-2"]
     assert second["result"] is False and "requisite failed" in second["comment"].lower()
     assert set(_versions(lab_applied).values()) == {"3.4.23"}
     for node_id in MASTERS:
         assert "/usr/bin/etcd" in _exec_start(lab_applied, node_id), node_id
-        listed = containers.inside(
+        installed = containers.inside(
             lab_applied, _node(lab_applied, node_id),
-            ["ls", "/opt/kubesalt"], check=False,
+            ["ls", "-A", "/usr/local/bin", "/opt/kubesalt/downloads"], check=False,
         )  # fmt: skip
-        assert f"etcd-{built.version}" not in listed.stdout
+        # No binary, no download, not even half of one.
+        assert "etcd" not in installed.stdout, (node_id, installed.stdout)
+        assert ".download-" not in installed.stdout, (node_id, installed.stdout)
 
 
 def test_a_rolling_upgrade_to_a_release_archive_loses_no_write(lab_applied, release):

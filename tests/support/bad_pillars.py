@@ -366,6 +366,21 @@ CASES = [
         "kubesalt:artifacts:containerd:url: unknown key; expected one of: package, source",
     ),
     BadPillar(
+        "artifact-unknown-name",
+        _set("artifacts:kubernets", {"source": "package", "package": "kubernetes"}),
+        "kubesalt:artifacts:kubernets: unknown artifact; expected one of: kubernetes, etcd, "
+        "containerd, runc, crictl, cni_plugins, calico_node, calico_typha, bird",
+    ),
+    BadPillar(
+        "artifact-members-not-a-mapping",
+        _set(
+            "artifacts:etcd",
+            {"source": "url", "url": "http://127.0.0.1/e.tgz", "sha256": "a" * 64, "members": []},
+        ),
+        "kubesalt:artifacts:etcd:members: expected a mapping of binary name to its path inside "
+        "the archive",
+    ),
+    BadPillar(
         "pki-unknown-key-type",
         _set("pki", {"key_type": "dsa-1024"}),
         "kubesalt:pki:key_type: 'dsa-1024' is not one of: ecdsa-p256, rsa-2048, rsa-4096",

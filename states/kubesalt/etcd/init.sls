@@ -25,36 +25,14 @@ kubesalt-etcd-installed:
     - name: {{ artifact.package }}
 {%- elif artifact.source == "url" %}
 
-kubesalt-etcd-archive-extracted:
-  archive.extracted:
-    - name: {{ etcd.archive_dir }}
-    - source: {{ artifact.url }}
-    - source_hash: sha256={{ artifact.sha256 }}
-    - archive_format: tar
-    - options: --strip-components=1
-    - enforce_toplevel: False
-    - user: root
-    - group: root
-
-{%- for tool in ("etcd", "etcdctl") %}
-
-kubesalt-etcd-{{ tool }}-linked:
-  file.symlink:
-    - name: {{ kubesalt.paths.bin_dir }}/{{ tool }}
-    - target: {{ etcd.archive_dir }}/{{ tool }}
-    - makedirs: True
-    - force: True
-    - require:
-      - archive: kubesalt-etcd-archive-extracted
-    - require_in:
-      - test: kubesalt-etcd-installed
-    - watch_in:
-      - k8s_etcd: kubesalt-etcd-member-present
-{%- endfor %}
-
+# Downloaded, checked against artifacts:etcd:sha256, then renamed into place (k8s_artifact).
 kubesalt-etcd-installed:
-  test.succeed_without_changes:
-    - name: etcd {{ kubesalt.versions.etcd }} from {{ artifact.url }}
+  k8s_artifact.installed:
+    - name: etcd
+
+kubesalt-etcd-etcdctl-installed:
+  k8s_artifact.installed:
+    - name: etcdctl
 {%- else %}
 
 kubesalt-etcd-installed:

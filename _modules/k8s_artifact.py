@@ -1,0 +1,291 @@
+"""
+k8s_artifact: install the cluster's binaries from pillar ``artifacts``, checked and atomic.
+
+Each binary of the catalogue (``_utils/kubesalt_artifacts.py``: which artifact, where in
+its release archive, which roles, which units) comes from its artifact's source:
+
+``source: url`` (with ``sha256``)
+    The archive (or single file) is downloaded to a temporary file beside its cache
+    (``paths:opt_dir/downloads``), hashed while it arrives and compared with ``sha256``
+    before anything is used. A wrong sum deletes the download and raises; no binary is
+    touched. A good one is kept there (one per artifact) so the other binaries of the same
+    archive need no second download. Each binary is then written to a temporary file in its
+    directory and renamed over the old one (one ``rename``: a reader sees the old or the new
+    file, never half of one), mode 0755. A record beside it
+    (``paths:opt_dir/installed/<binary>.json``: url, archive sha256, version, the binary's
+    own sha256) lets the next run see that nothing changed without downloading anything.
+``source: package``
+    The distribution package (the state uses ``pkg.installed``).
+``source: path``
+    A binary already on the host; kubesalt checks that it is there and executable.
+
+CLI Example:
+
+.. code-block:: bash
+
+    salt worker-1 k8s_artifact.status
+    salt worker-1 k8s_artifact.install containerd
+"""
+
+import contextlib
+import hashlib
+import json
+import logging
+import os
+import tarfile
+import tempfile
+import urllib.error
+import urllib.request
+
+from salt.exceptions import CommandExecutionError, SaltInvocationError
+
+try:  # synced from file_roots: the synced _utils directory is on sys.path
+    import kubesalt_artifacts
+    import kubesalt_files
+except ImportError:  # installed with pip
+    from kubesalt_ext.utils import kubesalt_artifacts, kubesalt_files
+
+log = logging.getLogger(__name__)
+
+__virtualname__ = "k8s_artifact"
+
+CHUNK = 1 << 20
+DOWNLOAD_TIMEOUT = 60
+# The version key each artifact is pinned by.
+VERSION_KEYS = {"calico_node": "calico", "calico_typha": "calico"}
+
+
+def __virtual__():
+    return __virtualname__
+
+
+def _config():
+    return __salt__["kubesalt.config"]()
+
+
+def _entry(name):
+    try:
+        return kubesalt_artifacts.binary(name)
+    except KeyError as err:
+        raise SaltInvocationError(str(err.args[0])) from None
+
+
+def _spec(config, entry):
+    spec = (config.get("artifacts") or {}).get(entry.artifact)
+    if not spec:
+        raise CommandExecutionError(
+            f"pillar key artifacts:{entry.artifact} is not set; {entry.name} comes from it "
+            "(source: url with url and sha256, source: package, or source: path)"
+        )
+    return spec
+
+
+def _version(config, entry):
+    return str(config["versions"][VERSION_KEYS.get(entry.artifact, entry.artifact)])
+
+
+def _target(config, entry):
+    return os.path.join(config["paths"][entry.dest], entry.name)
+
+
+def _record_path(config, entry):
+    return os.path.join(config["paths"]["opt_dir"], "installed", f"{entry.name}.json")
+
+
+def _file_sha256(path):
+    digest = hashlib.sha256()
+    try:
+        with open(path, "rb") as handle:
+            for chunk in iter(lambda: handle.read(CHUNK), b""):
+                digest.update(chunk)
+    except FileNotFoundError:
+        return None
+    return digest.hexdigest()
+
+
+def _read_record(path):
+    try:
+        with open(path, encoding="utf-8") as handle:
+            return json.load(handle)
+    except (FileNotFoundError, ValueError):
+        return None
+
+
+def check(name):
+    """
+    What installing binary ``name`` would do, without doing it: ``path``, ``source``,
+    ``version`` and ``reason`` (None when it is current).
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt master-1 k8s_artifact.check kube-apiserver
+    """
+    config = _config()
+    entry = _entry(name)
+    spec = _spec(config, entry)
+    version = _version(config, entry)
+    path = _target(config, entry)
+    row = {"name": name, "path": path, "source": spec["source"], "version": version}
+    if spec["source"] == "url":
+        row["reason"] = kubesalt_artifacts.plan(
+            spec, version, _file_sha256(path), _read_record(_record_path(config, entry))
+        )
+    elif spec["source"] == "path":
+        row["path"] = spec["path"]
+        usable = os.path.isfile(spec["path"]) and os.access(spec["path"], os.X_OK)
+        row["reason"] = None if usable else f"{spec['path']} is not an executable file"
+    else:
+        row["package"] = spec["package"]
+        row["reason"] = None
+    return row
+
+
+def status(roles=None):
+    """
+    Every binary this node's roles need, with whether it is current and why not.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt '*' k8s_artifact.status
+    """
+    if roles is None:
+        roles = __salt__["kubesalt.node"]().get("roles", [])
+    return [check(b.name) for b in kubesalt_artifacts.for_roles(roles)]
+
+
+def fetch(url, sha256, dest):
+    """
+    Download ``url`` to ``dest``, replacing it only once the sha256 matched. On a mismatch
+    or any error the partial download is removed and nothing at ``dest`` changes.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt worker-1 k8s_artifact.fetch https://example.org/runc.amd64 <sha256> /tmp/runc
+    """
+    directory = os.path.dirname(dest) or "."
+    os.makedirs(directory, exist_ok=True)
+    handle, partial = tempfile.mkstemp(prefix=".download-", dir=directory)
+    digest = hashlib.sha256()
+    try:
+        with os.fdopen(handle, "wb") as out:
+            try:
+                with urllib.request.urlopen(url, timeout=DOWNLOAD_TIMEOUT) as response:
+                    for chunk in iter(lambda: response.read(CHUNK), b""):
+                        digest.update(chunk)
+                        out.write(chunk)
+            except (urllib.error.URLError, OSError, ValueError) as err:
+                reason = getattr(err, "reason", err)
+                raise CommandExecutionError(f"downloading {url}: {reason}") from None
+        if digest.hexdigest() != sha256:
+            raise CommandExecutionError(
+                f"sha256 mismatch for {url}: pillar says {sha256}, the download is "
+                f"{digest.hexdigest()}; nothing was installed"
+            )
+        os.replace(partial, dest)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(partial)
+    return dest
+
+
+def _download(config, entry, spec):
+    """The verified archive for ``entry``'s artifact, downloaded at most once per run."""
+    key = f"k8s_artifact.download.{spec['sha256']}"
+    if key in __context__:
+        return __context__[key]
+    downloads = os.path.join(config["paths"]["opt_dir"], "downloads")
+    dest = os.path.join(downloads, f"{entry.artifact}-{spec['sha256'][:16]}")
+    if _file_sha256(dest) != spec["sha256"]:
+        fetch(spec["url"], spec["sha256"], dest)
+    # One archive per artifact: older ones are of no further use.
+    for old in os.listdir(downloads):
+        if old.startswith(f"{entry.artifact}-") and os.path.join(downloads, old) != dest:
+            os.unlink(os.path.join(downloads, old))
+    __context__[key] = dest
+    return dest
+
+
+def _member_bytes(archive, member, url):
+    try:
+        with tarfile.open(archive) as tar:
+            candidates = {member, member.removeprefix("./"), f"./{member.removeprefix('./')}"}
+            info = next((i for i in tar.getmembers() if i.name in candidates), None)
+            if info is None or not info.isfile():
+                raise CommandExecutionError(
+                    f"{url} has no regular file {member!r} (set artifacts:<name>:members "
+                    "if the release lays out its files differently)"
+                )
+            return tar.extractfile(info).read()
+    except tarfile.TarError as err:
+        raise CommandExecutionError(f"{url} is not a tar archive: {err}") from None
+
+
+def install(name):
+    """
+    Install binary ``name`` from its artifact's ``source: url`` when :func:`check` says it
+    is not current; returns ``{"path", "version", "reason"}`` (reason None: nothing done).
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt master-1 k8s_artifact.install kube-apiserver
+    """
+    row = check(name)
+    if row["source"] != "url":
+        raise CommandExecutionError(
+            f"{name} comes from source {row['source']}; k8s_artifact installs url sources "
+            "(the state installs packages with pkg.installed)"
+        )
+    if row["reason"] is None:
+        return {"path": row["path"], "version": row["version"], "reason": None}
+    config = _config()
+    entry = _entry(name)
+    spec = _spec(config, entry)
+    archive = _download(config, entry, spec)
+    member = kubesalt_artifacts.member_of(entry, spec, row["version"])
+    if member:
+        data = _member_bytes(archive, member, spec["url"])
+    else:
+        with open(archive, "rb") as handle:
+            data = handle.read()
+    os.makedirs(os.path.dirname(row["path"]), exist_ok=True)
+    kubesalt_files.write_atomically(row["path"], data, 0o755)
+    record = kubesalt_artifacts.record_for(
+        spec, row["version"], member, hashlib.sha256(data).hexdigest()
+    )
+    record_path = _record_path(config, entry)
+    os.makedirs(os.path.dirname(record_path), exist_ok=True)
+    kubesalt_files.write_atomically(record_path, json.dumps(record, indent=2).encode(), 0o644)
+    log.info("k8s_artifact: installed %s %s (%s)", name, row["version"], row["reason"])
+    return {"path": row["path"], "version": row["version"], "reason": row["reason"]}
+
+
+def catalogue():
+    """
+    The artifact catalogue: every binary with its artifact, archive member, directory,
+    roles and units.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt master-1 k8s_artifact.catalogue
+    """
+    return [
+        {
+            "name": b.name,
+            "artifact": b.artifact,
+            "member": b.member,
+            "dest": b.dest,
+            "roles": list(b.roles),
+            "units": list(b.units),
+        }
+        for b in kubesalt_artifacts.CATALOGUE
+    ]

@@ -1,0 +1,118 @@
+"""Which binaries each artifact provides, where they sit in its release, who runs them.
+
+The catalogue is data (like the certificate catalogue): one record per installed binary
+with its artifact, its path inside the upstream release archive (``{version}`` is
+replaced; an empty member means the download is the binary itself), the directory it goes
+to, the roles that need it and the units that run it (restarted when it changes, and only
+those). Pillar ``artifacts:<artifact>`` says where the artifact comes from; ``members``
+there overrides a path inside the archive.
+
+The decision what to (re)install is :func:`plan`; the I/O is in ``_modules/k8s_artifact.py``.
+"""
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Binary:
+    name: str
+    artifact: str
+    member: str
+    dest: str  # a paths: key
+    roles: tuple
+    units: tuple = ()
+
+
+def _kube(name, roles, units=()):
+    return Binary(name, "kubernetes", f"kubernetes/server/bin/{name}", "bin_dir", roles, units)
+
+
+_CNI_PLUGINS = ("bridge", "host-local", "loopback", "portmap", "bandwidth", "tuning")
+
+CATALOGUE = (
+    # kubernetes-server-linux-amd64.tar.gz
+    _kube("kube-apiserver", ("master",), ("kube-apiserver.service",)),
+    _kube("kube-controller-manager", ("master",), ("kube-controller-manager.service",)),
+    _kube("kube-scheduler", ("master",), ("kube-scheduler.service",)),
+    _kube("kubectl", ("master",)),
+    _kube("kubelet", ("worker",), ("kubelet.service",)),
+    _kube("kube-proxy", ("worker",), ("kube-proxy.service",)),
+    # etcd-v<version>-linux-amd64.tar.gz
+    Binary("etcd", "etcd", "etcd-v{version}-linux-amd64/etcd", "bin_dir", ("master",),
+           ("etcd.service",)),
+    Binary("etcdctl", "etcd", "etcd-v{version}-linux-amd64/etcdctl", "bin_dir", ("master",)),
+    # containerd-<version>-linux-amd64.tar.gz
+    Binary("containerd", "containerd", "bin/containerd", "bin_dir", ("worker",),
+           ("containerd.service",)),
+    Binary("containerd-shim-runc-v2", "containerd", "bin/containerd-shim-runc-v2", "bin_dir",
+           ("worker",)),
+    Binary("ctr", "containerd", "bin/ctr", "bin_dir", ("worker",)),
+    # runc.amd64 (the download is the binary)
+    Binary("runc", "runc", "", "bin_dir", ("worker",)),
+    # crictl-v<version>-linux-amd64.tar.gz
+    Binary("crictl", "crictl", "crictl", "bin_dir", ("worker",)),
+    # cni-plugins-linux-amd64-v<version>.tgz
+    *(Binary(name, "cni_plugins", f"./{name}", "cni_bin_dir", ("worker",))
+      for name in _CNI_PLUGINS),
+    # calico-node runs as felix and as confd; calico-typha on the masters. Calico ships them
+    # in its images; kubesalt takes each as a single binary (the download is the binary).
+    Binary("calico-node", "calico_node", "", "bin_dir", ("worker",),
+           ("calico-felix.service", "calico-confd.service")),
+    Binary("calico-typha", "calico_typha", "", "bin_dir", ("master",),
+           ("calico-typha.service",)),
+)  # fmt: skip
+
+ARTIFACTS = tuple(dict.fromkeys(b.artifact for b in CATALOGUE))
+
+
+def for_roles(roles):
+    """The binaries a node with ``roles`` needs, in catalogue order."""
+    return [b for b in CATALOGUE if set(b.roles) & set(roles)]
+
+
+def binary(name):
+    found = next((b for b in CATALOGUE if b.name == name), None)
+    if found is None:
+        known = ", ".join(b.name for b in CATALOGUE)
+        raise KeyError(f"{name!r} is not in the artifact catalogue; known: {known}")
+    return found
+
+
+def member_of(entry, spec, version):
+    """The path inside the archive for ``entry``, from pillar ``members`` or the catalogue."""
+    member = (spec.get("members") or {}).get(entry.name, entry.member)
+    return member.format(version=version)
+
+
+def record_for(spec, version, member, sha256):
+    """What kubesalt writes beside an installed binary from a url source."""
+    return {
+        "url": spec["url"],
+        "archive_sha256": spec["sha256"],
+        "version": version,
+        "member": member,
+        "sha256": sha256,
+    }
+
+
+def plan(spec, version, on_disk_sha256, record):
+    """Why the binary must be (re)installed from a url source, or None when it is current.
+
+    spec
+        pillar ``artifacts:<artifact>`` (``source: url``, ``url``, ``sha256``).
+    on_disk_sha256
+        The installed file's sha256, or None when there is none.
+    record
+        What kubesalt recorded when it installed the file (see :func:`record_for`), or
+        None.
+    """
+    if on_disk_sha256 is None:
+        return "missing"
+    if record is None:
+        return "not installed by kubesalt"
+    if record.get("archive_sha256") != spec["sha256"]:
+        old, new = record.get("version"), version
+        return f"new artifact: {old} -> {new}" if old != new else "new artifact sha256"
+    if record.get("sha256") != on_disk_sha256:
+        return "changed on disk since kubesalt installed it"
+    return None

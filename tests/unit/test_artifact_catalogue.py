@@ -1,0 +1,54 @@
+"""The artifact catalogue as data, and the decision what to (re)install."""
+
+import pytest
+
+from kubesalt_ext.utils import kubesalt_artifacts as ka
+from kubesalt_ext.utils import kubesalt_pillar
+
+SPEC = {"source": "url", "url": "http://127.0.0.1/k.tgz", "sha256": "b" * 64}
+
+
+def test_every_unit_a_role_runs_has_its_binary_for_that_role():
+    for role, units in kubesalt_pillar.MANAGED_UNITS.items():
+        provided = {u for b in ka.for_roles([role]) for u in b.units if role in b.roles}
+        expected = {u for u, component in units.items() if component != "bird"}
+        assert provided == expected, role
+
+
+def test_catalogue_names_are_unique_and_artifacts_are_known_to_the_pillar():
+    names = [b.name for b in ka.CATALOGUE]
+    assert len(names) == len(set(names))
+    assert set(ka.ARTIFACTS) <= set(kubesalt_pillar.ARTIFACT_NAMES)
+    assert {b.dest for b in ka.CATALOGUE} <= set(kubesalt_pillar.PATH_KEYS)
+
+
+def test_roles_get_their_binaries():
+    master = [b.name for b in ka.for_roles(["master"])]
+    worker = [b.name for b in ka.for_roles(["worker"])]
+    assert {"kube-apiserver", "etcd", "calico-typha", "kubectl"} <= set(master)
+    assert "kubelet" not in master
+    assert {"kubelet", "kube-proxy", "containerd", "runc", "crictl", "bridge"} <= set(worker)
+    assert ka.for_roles(["router"]) == []
+
+
+def test_members_come_from_the_catalogue_unless_pillar_says_otherwise():
+    etcd = ka.binary("etcd")
+    assert ka.member_of(etcd, SPEC, "3.5.1") == "etcd-v3.5.1-linux-amd64/etcd"
+    spec = {**SPEC, "members": {"etcd": "bin/etcd-{version}"}}
+    assert ka.member_of(etcd, spec, "3.5.1") == "bin/etcd-3.5.1"
+    assert ka.member_of(ka.binary("runc"), SPEC, "1.3.1") == ""  # the download is the binary
+    with pytest.raises(KeyError, match="'kube-apiservr' is not in the artifact catalogue"):
+        ka.binary("kube-apiservr")
+
+
+def test_plan_reasons():
+    record = ka.record_for(SPEC, "1.37.0", "kubernetes/server/bin/kubelet", "c" * 64)
+    assert ka.plan(SPEC, "1.37.0", None, record) == "missing"
+    assert ka.plan(SPEC, "1.37.0", "c" * 64, None) == "not installed by kubesalt"
+    assert ka.plan(SPEC, "1.37.0", "c" * 64, record) is None
+    assert (
+        ka.plan(SPEC, "1.37.0", "d" * 64, record) == "changed on disk since kubesalt installed it"
+    )
+    bumped = {**SPEC, "sha256": "e" * 64}
+    assert ka.plan(bumped, "1.37.1", "c" * 64, record) == "new artifact: 1.37.0 -> 1.37.1"
+    assert ka.plan(bumped, "1.37.0", "c" * 64, record) == "new artifact sha256"
