@@ -51,8 +51,6 @@ __virtualname__ = "k8s_artifact"
 
 CHUNK = 1 << 20
 DOWNLOAD_TIMEOUT = 60
-# The version key each artifact is pinned by.
-VERSION_KEYS = {"calico_node": "calico", "calico_typha": "calico"}
 
 
 def __virtual__():
@@ -81,7 +79,7 @@ def _spec(config, entry):
 
 
 def _version(config, entry):
-    return str(config["versions"][VERSION_KEYS.get(entry.artifact, entry.artifact)])
+    return str(config["versions"][kubesalt_artifacts.version_key(entry.artifact)])
 
 
 def _target(config, entry):
@@ -122,12 +120,15 @@ def check(name):
 
         salt master-1 k8s_artifact.check kube-apiserver
     """
-    config = _config()
-    entry = _entry(name)
+    return _check(_config(), _entry(name))[0]
+
+
+def _check(config, entry):
+    """``(row, spec)``: what :func:`check` returns, and the pillar spec it came from."""
     spec = _spec(config, entry)
     version = _version(config, entry)
     path = _target(config, entry)
-    row = {"name": name, "path": path, "source": spec["source"], "version": version}
+    row = {"name": entry.name, "path": path, "source": spec["source"], "version": version}
     if spec["source"] == "url":
         row["reason"] = kubesalt_artifacts.plan(
             spec, version, _file_sha256(path), _read_record(_record_path(config, entry))
@@ -139,7 +140,7 @@ def check(name):
     else:
         row["package"] = spec["package"]
         row["reason"] = None
-    return row
+    return row, spec
 
 
 def status(roles=None):
@@ -154,7 +155,8 @@ def status(roles=None):
     """
     if roles is None:
         roles = __salt__["kubesalt.node"]().get("roles", [])
-    return [check(b.name) for b in kubesalt_artifacts.for_roles(roles)]
+    config = _config()
+    return [_check(config, b)[0] for b in kubesalt_artifacts.for_roles(roles)]
 
 
 def fetch(url, sha256, dest):
@@ -211,7 +213,14 @@ def _download(config, entry, spec):
     return dest
 
 
-def _member_bytes(archive, member, url):
+@contextlib.contextmanager
+def _binary_in(archive, member, url):
+    """The binary as a file object: ``member`` of the tar ``archive``, or (no member) the
+    download itself. Read in chunks, never whole into memory."""
+    if not member:
+        with open(archive, "rb") as handle:
+            yield handle
+        return
     try:
         with tarfile.open(archive) as tar:
             candidates = {member, member.removeprefix("./"), f"./{member.removeprefix('./')}"}
@@ -221,7 +230,7 @@ def _member_bytes(archive, member, url):
                     f"{url} has no regular file {member!r} (set artifacts:<name>:members "
                     "if the release lays out its files differently)"
                 )
-            return tar.extractfile(info).read()
+            yield tar.extractfile(info)
     except tarfile.TarError as err:
         raise CommandExecutionError(f"{url} is not a tar archive: {err}") from None
 
@@ -237,7 +246,9 @@ def install(name):
 
         salt master-1 k8s_artifact.install kube-apiserver
     """
-    row = check(name)
+    config = _config()
+    entry = _entry(name)
+    row, spec = _check(config, entry)
     if row["source"] != "url":
         raise CommandExecutionError(
             f"{name} comes from source {row['source']}; k8s_artifact installs url sources "
@@ -245,24 +256,14 @@ def install(name):
         )
     if row["reason"] is None:
         return {"path": row["path"], "version": row["version"], "reason": None}
-    config = _config()
-    entry = _entry(name)
-    spec = _spec(config, entry)
     archive = _download(config, entry, spec)
     member = kubesalt_artifacts.member_of(entry, spec, row["version"])
-    if member:
-        data = _member_bytes(archive, member, spec["url"])
-    else:
-        with open(archive, "rb") as handle:
-            data = handle.read()
-    os.makedirs(os.path.dirname(row["path"]), exist_ok=True)
-    kubesalt_files.write_atomically(row["path"], data, 0o755)
-    record = kubesalt_artifacts.record_for(
-        spec, row["version"], member, hashlib.sha256(data).hexdigest()
+    with _binary_in(archive, member, spec["url"]) as binary:
+        kubesalt_files.write_atomically(row["path"], binary, 0o755)
+    record = kubesalt_artifacts.record_for(spec, row["version"], member, _file_sha256(row["path"]))
+    kubesalt_files.write_atomically(
+        _record_path(config, entry), json.dumps(record, indent=2).encode(), 0o644
     )
-    record_path = _record_path(config, entry)
-    os.makedirs(os.path.dirname(record_path), exist_ok=True)
-    kubesalt_files.write_atomically(record_path, json.dumps(record, indent=2).encode(), 0o644)
     log.info("k8s_artifact: installed %s %s (%s)", name, row["version"], row["reason"])
     return {"path": row["path"], "version": row["version"], "reason": row["reason"]}
 

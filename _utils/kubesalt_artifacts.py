@@ -63,6 +63,12 @@ CATALOGUE = (
 )  # fmt: skip
 
 ARTIFACTS = tuple(dict.fromkeys(b.artifact for b in CATALOGUE))
+# The `versions` key an artifact is pinned by, where it is not the artifact's own name.
+_VERSION_KEYS = {"calico_node": "calico", "calico_typha": "calico"}
+
+
+def version_key(artifact):
+    return _VERSION_KEYS.get(artifact, artifact)
 
 
 def for_roles(roles):

@@ -13,6 +13,11 @@ import ipaddress
 import re
 from dataclasses import dataclass
 
+try:  # synced from file_roots: the synced _utils directory is on sys.path
+    import kubesalt_artifacts
+except ImportError:  # installed with pip
+    from kubesalt_ext.utils import kubesalt_artifacts
+
 PILLAR_KEY = "kubesalt"
 ROLES = ("master", "worker", "router")
 # Components with a pinned version (kube-* share "kubernetes"; felix, confd and typha share
@@ -28,19 +33,9 @@ COMPONENTS = (
     "ingress_nginx",
 )
 ARTIFACT_SOURCES = ("url", "package", "path")
-# What pillar `artifacts` may name: the catalogue's artifacts (_utils/kubesalt_artifacts.py)
-# and BIRD, which the router role installs as a package.
-ARTIFACT_NAMES = (
-    "kubernetes",
-    "etcd",
-    "containerd",
-    "runc",
-    "crictl",
-    "cni_plugins",
-    "calico_node",
-    "calico_typha",
-    "bird",
-)
+# What pillar `artifacts` may name: the catalogue's artifacts and BIRD, which the router
+# role installs as a package.
+ARTIFACT_NAMES = (*kubesalt_artifacts.ARTIFACTS, "bird")
 KEY_TYPES = ("ecdsa-p256", "rsa-2048", "rsa-4096")
 PATH_KEYS = (
     "config_dir",

@@ -13,7 +13,6 @@ Writes bench/results/etcd.json.
 """
 
 import argparse
-import json
 import statistics
 import sys
 import tempfile
@@ -25,6 +24,7 @@ sys.path.insert(0, str(REPO))
 
 from kubesalt_ext.modules import k8s_etcd  # noqa: E402
 from kubesalt_ext.utils import kubesalt_etcd  # noqa: E402
+from kubesalt_lab import report  # noqa: E402
 from tests.support import etcd  # noqa: E402
 
 
@@ -134,9 +134,7 @@ def main(argv=None):
         f"{summary['later_join_s_median']} s (guard {summary['later_join_guard_503_s_median']} s); "
         f"median remove {summary['remove_s_median']} s"
     )
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps({"summary": summary, "rounds": rounds}, indent=2) + "\n")
-    print(f"wrote {args.out}")
+    report.write_json(args.out, {"summary": summary, "rounds": rounds})
 
 
 if __name__ == "__main__":

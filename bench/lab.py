@@ -10,7 +10,6 @@ then takes the lab down. Prints a table and writes bench/results/lab.json.
 """
 
 import argparse
-import json
 import shutil
 import sys
 import tempfile
@@ -96,9 +95,7 @@ def main(argv=None):
     if "up_cold_seconds" in results:
         rows.insert(0, ["up, empty cache (debootstrap included)", f"{results['up_cold_seconds']}s"])
     print(report.table(["step", "time"], rows))
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(results, indent=2))
-    print(f"wrote {args.out.relative_to(REPO)}")
+    report.write_json(args.out, results)
 
 
 if __name__ == "__main__":

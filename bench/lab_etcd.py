@@ -73,15 +73,7 @@ def main(argv=None):
         built = artifacts.etcd_release(lab.cache_dir / "artifacts")
         with artifacts.Served(built.path.parent, lab.bridge_ip) as served:
             master.override_pillar(
-                lab,
-                {
-                    "versions:etcd": built.version,
-                    "artifacts:etcd": {
-                        "source": "url",
-                        "url": served.url(built.path.name),
-                        "sha256": built.sha256,
-                    },
-                },
+                lab, artifacts.etcd_url_settings(built, served.url(built.path.name))
             )
             upgrade_seconds, upgrade_writes = under_writes(
                 lab,
@@ -117,9 +109,7 @@ def main(argv=None):
         )
     )
     print("(the writer's counts cover every step of its group)")
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(results, indent=2))
-    print(f"wrote {args.out.relative_to(REPO)}")
+    report.write_json(args.out, results)
 
 
 if __name__ == "__main__":

@@ -33,6 +33,7 @@ sys.path.insert(0, str(REPO / "bench"))
 from validate import synthetic_pillar  # noqa: E402
 
 from kubesalt_ext.utils import kubesalt_pillar, kubesalt_pki  # noqa: E402
+from kubesalt_lab import report  # noqa: E402
 
 NOW = datetime.datetime.now(datetime.UTC)
 CERT_STATE = "kubesalt-pki-certificates-present"
@@ -159,9 +160,7 @@ def main(argv=None):
         f"{'idempotent':>12} {state['idempotent_state_ms_median']:>9} "
         f"{state['idempotent_wall_s_median']:>12}   (median of {state['idempotent_runs']})"
     )
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps({"signing": sign, "state": state}, indent=2) + "\n")
-    print(f"wrote {args.out}")
+    report.write_json(args.out, {"signing": sign, "state": state})
 
 
 if __name__ == "__main__":

@@ -10,7 +10,6 @@ router per 50 nodes) and writes bench/results/validate.json.
 
 import argparse
 import ipaddress
-import json
 import statistics
 import sys
 import time
@@ -22,6 +21,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from kubesalt_ext.utils import kubesalt_pillar  # noqa: E402
+from kubesalt_lab import report  # noqa: E402
 
 
 def synthetic_pillar(size):
@@ -78,9 +78,7 @@ def main(argv=None):
     print(f"{'nodes':>7} {'median ms':>10} {'max ms':>8}")
     for row in rows:
         print(f"{row['nodes']:>7} {row['median_ms']:>10} {row['max_ms']:>8}")
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps({"benchmark": "pillar validation", "rows": rows}, indent=2))
-    print(f"wrote {args.out.relative_to(REPO)}")
+    report.write_json(args.out, {"benchmark": "pillar validation", "rows": rows})
 
 
 if __name__ == "__main__":

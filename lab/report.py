@@ -1,4 +1,8 @@
-"""What the lab prints: highstate summaries, unit states, tables. Pure functions."""
+"""What the lab and the benchmarks print: highstate summaries, unit states, tables (pure
+functions), and the one writer of benchmark results."""
+
+import json
+from pathlib import Path
 
 
 def summarize_highstate(ret):
@@ -64,3 +68,12 @@ def table(headers, rows):
     ]
     lines.insert(1, "  ".join("-" * w for w in widths))
     return "\n".join(lines)
+
+
+def write_json(path, data):
+    """Write a benchmark's results as indented JSON (making its folder) and say where."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(data, indent=2) + "\n")
+    print(f"wrote {path}")
+    return path

@@ -48,16 +48,11 @@ def _exec_start(lab, node_id):
     return shown.stdout
 
 
-def _upgrade_pillar(built, url, sha256):
-    return {
-        "versions:etcd": built.version,
-        "artifacts:etcd": {"source": "url", "url": url, "sha256": sha256},
-    }
-
-
 def test_a_wrong_checksum_changes_nothing(lab_applied, release):
     built, url = release
-    refreshed = master.override_pillar(lab_applied, _upgrade_pillar(built, url, "0" * 64))
+    refreshed = master.override_pillar(
+        lab_applied, artifacts.etcd_url_settings(built, url, sha256="0" * 64)
+    )
     assert all(refreshed.values()), refreshed
     ok, steps = master.orchestrate(lab_applied, "kubesalt.orch.etcd_upgrade")
     assert not ok
@@ -81,7 +76,7 @@ def test_a_wrong_checksum_changes_nothing(lab_applied, release):
 
 def test_a_rolling_upgrade_to_a_release_archive_loses_no_write(lab_applied, release):
     built, url = release
-    master.override_pillar(lab_applied, _upgrade_pillar(built, url, built.sha256))
+    master.override_pillar(lab_applied, artifacts.etcd_url_settings(built, url))
     with Writer(lab_applied) as writer:
         ok, steps = master.orchestrate(lab_applied, "kubesalt.orch.etcd_upgrade")
         assert ok, steps
