@@ -50,6 +50,7 @@ bench: setup
 	$(VENV)/bin/python bench/etcd.py
 	$(VENV)/bin/python bench/lab.py
 	$(VENV)/bin/python bench/lab_etcd.py
+	$(VENV)/bin/python bench/lab_highstate.py
 
 # The lab: one systemd-nspawn host per node of pillar/kubesalt, converged by a real salt-master.
 .PHONY: lab lab-down

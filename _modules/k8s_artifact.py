@@ -11,13 +11,17 @@ its release archive, which roles, which units) comes from its artifact's source:
     touched. A good one is kept there (one per artifact) so the other binaries of the same
     archive need no second download. Each binary is then written to a temporary file in its
     directory and renamed over the old one (one ``rename``: a reader sees the old or the new
-    file, never half of one), mode 0755. A record beside it
+    file, never half of one), mode 0755 (0644 for a manifest). A record beside it
     (``paths:opt_dir/installed/<binary>.json``: url, archive sha256, version, the binary's
     own sha256) lets the next run see that nothing changed without downloading anything.
 ``source: package``
     The distribution package (the state uses ``pkg.installed``).
 ``source: path``
-    A binary already on the host; kubesalt checks that it is there and executable.
+    A binary already on the host (for an artifact of several binaries: the directory that
+    holds them by name); kubesalt checks that each is there and executable.
+``source: unavailable``
+    This site has no such binary (``reason`` says why). Nothing is installed; the units
+    that need it are written but never enabled or started.
 
 CLI Example:
 
@@ -134,9 +138,11 @@ def _check(config, entry):
             spec, version, _file_sha256(path), _read_record(_record_path(config, entry))
         )
     elif spec["source"] == "path":
-        row["path"] = spec["path"]
-        usable = os.path.isfile(spec["path"]) and os.access(spec["path"], os.X_OK)
-        row["reason"] = None if usable else f"{spec['path']} is not an executable file"
+        row["path"] = kubesalt_artifacts.path_source(spec, entry.artifact, entry.name)
+        usable = os.path.isfile(row["path"]) and os.access(row["path"], os.X_OK)
+        row["reason"] = None if usable else f"{row['path']} is not an executable file"
+    elif spec["source"] == "unavailable":
+        row["reason"] = spec.get("reason") or "not available on this site"
     else:
         row["package"] = spec["package"]
         row["reason"] = None
@@ -259,7 +265,9 @@ def install(name):
     archive = _download(config, entry, spec)
     member = kubesalt_artifacts.member_of(entry, spec, row["version"])
     with _binary_in(archive, member, spec["url"]) as binary:
-        kubesalt_files.write_atomically(row["path"], binary, 0o755)
+        # Binaries are executable; a manifest (Calico's CRDs) is not.
+        mode = 0o644 if entry.dest == "manifest_dir" else 0o755
+        kubesalt_files.write_atomically(row["path"], binary, mode)
     record = kubesalt_artifacts.record_for(spec, row["version"], member, _file_sha256(row["path"]))
     kubesalt_files.write_atomically(
         _record_path(config, entry), json.dumps(record, indent=2).encode(), 0o644

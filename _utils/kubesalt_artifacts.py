@@ -60,11 +60,19 @@ CATALOGUE = (
            ("calico-felix.service", "calico-confd.service")),
     Binary("calico-typha", "calico_typha", "", "bin_dir", ("master",),
            ("calico-typha.service",)),
+    # BIRD for calico-confd on workers (Debian's bird2 package, or a static binary).
+    Binary("bird", "bird", "", "bin_dir", ("worker",), ("calico-bird.service",)),
+    # Calico's CRD manifest (a release's manifests/crds.yaml): applied by one master, never
+    # copied into the formula.
+    Binary("calico-crds.yaml", "calico_crds", "", "manifest_dir", ("master",)),
 )  # fmt: skip
 
 ARTIFACTS = tuple(dict.fromkeys(b.artifact for b in CATALOGUE))
 # The `versions` key an artifact is pinned by, where it is not the artifact's own name.
-_VERSION_KEYS = {"calico_node": "calico", "calico_typha": "calico"}
+_VERSION_KEYS = {"calico_node": "calico", "calico_typha": "calico", "calico_crds": "calico"}
+
+# Where Debian's packages put a binary, where that is not /usr/bin/<name>.
+_PACKAGE_PATHS = {"runc": "/usr/sbin/runc", "bird": "/usr/sbin/bird"}
 
 
 def version_key(artifact):
@@ -82,6 +90,42 @@ def binary(name):
         known = ", ".join(b.name for b in CATALOGUE)
         raise KeyError(f"{name!r} is not in the artifact catalogue; known: {known}")
     return found
+
+
+def binaries_of(artifact):
+    return [b.name for b in CATALOGUE if b.artifact == artifact]
+
+
+def path_source(spec, artifact, name):
+    """Where ``source: path`` puts binary ``name``: ``path`` itself for an artifact of one
+    binary, ``path/<name>`` (a directory) for an artifact of several (kubernetes, etcd,
+    containerd, cni_plugins)."""
+    if len(binaries_of(artifact)) > 1:
+        return f"{spec['path'].rstrip('/')}/{name}"
+    return spec["path"]
+
+
+def executable(config, artifact, name):
+    """Where binary ``name`` of ``artifact`` is on a node, by the artifact's pillar source.
+
+    ``url`` and ``unavailable``: the catalogue's directory (where kubesalt installs it, or
+    would); ``package``: where the distribution puts it; ``path``: the path pillar gives.
+    """
+    spec = (config.get("artifacts") or {}).get(artifact) or {}
+    source = spec.get("source")
+    if source == "package":
+        return _PACKAGE_PATHS.get(name, f"/usr/bin/{name}")
+    if source == "path":
+        return path_source(spec, artifact, name)
+    found = next((b for b in CATALOGUE if b.name == name), None)
+    dest = found.dest if found else "bin_dir"
+    return f"{config['paths'][dest]}/{name}"
+
+
+def available(config, artifact):
+    """True when pillar gives ``artifact`` a source other than ``unavailable``."""
+    spec = (config.get("artifacts") or {}).get(artifact)
+    return bool(spec) and spec.get("source") != "unavailable"
 
 
 def member_of(entry, spec, version):

@@ -19,9 +19,10 @@ import base64
 from dataclasses import dataclass
 
 try:  # synced from file_roots: the synced _utils directory is on sys.path
+    import kubesalt_artifacts
     import kubesalt_pillar
 except ImportError:  # installed with pip
-    from kubesalt_ext.utils import kubesalt_pillar
+    from kubesalt_ext.utils import kubesalt_artifacts, kubesalt_pillar
 
 CLIENT_PORT = 2379
 PEER_PORT = 2380
@@ -267,14 +268,9 @@ def master_endpoints(config):
 
 def binary_path(config):
     """Where the etcd binary is, by ``artifacts:etcd:source`` (None when not given)."""
-    spec = (config.get("artifacts") or {}).get("etcd")
-    if not spec:
+    if not (config.get("artifacts") or {}).get("etcd"):
         return None
-    if spec["source"] == "package":
-        return "/usr/bin/etcd"
-    if spec["source"] == "path":
-        return spec["path"]
-    return f"{config['paths']['bin_dir']}/etcd"
+    return kubesalt_artifacts.executable(config, "etcd", "etcd")
 
 
 def node_settings(config, node_id, layout):

@@ -31,11 +31,13 @@ COMPONENTS = (
     "cni_plugins",
     "crictl",
     "ingress_nginx",
+    "bird",
 )
-ARTIFACT_SOURCES = ("url", "package", "path")
-# What pillar `artifacts` may name: the catalogue's artifacts and BIRD, which the router
-# role installs as a package.
-ARTIFACT_NAMES = (*kubesalt_artifacts.ARTIFACTS, "bird")
+# `unavailable`: this site has no such binary (the lab: kube-* and Calico); kubesalt writes
+# the component's units and configs but never enables or starts them.
+ARTIFACT_SOURCES = ("url", "package", "path", "unavailable")
+# What pillar `artifacts` may name: the catalogue's artifacts.
+ARTIFACT_NAMES = kubesalt_artifacts.ARTIFACTS
 KEY_TYPES = ("ecdsa-p256", "rsa-2048", "rsa-4096")
 PATH_KEYS = (
     "config_dir",
@@ -48,6 +50,15 @@ PATH_KEYS = (
     "bin_dir",
     "cni_bin_dir",
     "opt_dir",
+    "manifest_dir",
+    "log_dir",
+    "kubelet_dir",
+    "kube_proxy_dir",
+    "calico_dir",
+    "containerd_dir",
+    "cni_conf_dir",
+    "sysctl_dir",
+    "modules_load_dir",
 )
 # kube-apiserver's secure port, unless cluster:apiserver_endpoint names another.
 APISERVER_PORT = 6443
@@ -56,21 +67,23 @@ MAX_SERVICE_PREFIX_V4 = 12
 # 0, 23456 (AS_TRANS), 65535 and 4294967295 are reserved (RFC 7607, 6793, 7300).
 RESERVED_ASNS = (0, 23456, 65535, 4294967295)
 
-# The systemd units each role runs, and the component whose artifact provides each unit.
+# The systemd units each role runs, and the artifact each needs to run (kubesalt_units has
+# the units themselves; a unit test keeps the two in line).
 MANAGED_UNITS = {
     "master": {
         "etcd.service": "etcd",
         "kube-apiserver.service": "kubernetes",
         "kube-scheduler.service": "kubernetes",
         "kube-controller-manager.service": "kubernetes",
-        "calico-typha.service": "calico",
+        "calico-typha.service": "calico_typha",
     },
     "worker": {
         "containerd.service": "containerd",
         "kubelet.service": "kubernetes",
         "kube-proxy.service": "kubernetes",
-        "calico-felix.service": "calico",
-        "calico-confd.service": "calico",
+        "calico-felix.service": "calico_node",
+        "calico-confd.service": "calico_node",
+        "calico-bird.service": "calico_node",
     },
     "router": {"bird.service": "bird"},
 }
@@ -283,6 +296,7 @@ _ARTIFACT_FIELDS = {
     "url": {"url": None, "sha256": None, "members": None},
     "package": {"package": None},
     "path": {"path": None},
+    "unavailable": {"reason": None},
 }
 
 
@@ -313,6 +327,9 @@ def _check_artifact(value, key):
     elif source == "package":
         if not isinstance(value.get("package"), str) or not value.get("package"):
             problems += _missing(f"{key}:package", "the name of a distribution package")
+    elif source == "unavailable":
+        if not isinstance(value.get("reason", ""), str):
+            problems.append(Problem(f"{key}:reason", "expected a sentence saying why"))
     else:
         problems += _check_abs_path(value.get("path"), f"{key}:path")[1]
     return value, problems

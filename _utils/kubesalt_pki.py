@@ -80,6 +80,8 @@ CATALOGUE = (
     # Typha's mutual TLS: felix checks the server's CN (FELIX_TYPHACN), typha the
     # client's (TYPHA_CLIENTCN).
     CertSpec("calico-typha", "kubernetes-ca", "calico-typha", ("master",), (), (SERVER,), "node"),
+    # Typha's own identity towards the apiserver (it watches the datastore for every felix).
+    CertSpec("calico-typha-client", "kubernetes-ca", "calico-typha", ("master",)),
     CertSpec(
         "kubelet-client", "kubernetes-ca", "system:node:{node}", ("worker",), ("system:nodes",)
     ),
@@ -93,6 +95,8 @@ CATALOGUE = (
         "node",
     ),
     CertSpec("kube-proxy", "kubernetes-ca", "system:kube-proxy", ("worker",)),
+    # felix's client cert towards Typha; calico-node also authenticates with it to the
+    # apiserver (node registration, confd's BGP config, the CNI plugin's IPAM).
     CertSpec("calico-felix", "kubernetes-ca", "calico-felix", ("worker",)),
 )
 
@@ -123,6 +127,8 @@ KUBECONFIGS = (
     KubeconfigSpec("controller-manager", "kube-controller-manager", ("master",), "local"),
     KubeconfigSpec("kubelet", "kubelet-client", ("worker",), "cluster"),
     KubeconfigSpec("kube-proxy", "kube-proxy", ("worker",), "cluster"),
+    KubeconfigSpec("calico-typha", "calico-typha-client", ("master",), "local"),
+    KubeconfigSpec("calico-node", "calico-felix", ("worker",), "cluster"),
 )
 
 

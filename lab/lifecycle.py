@@ -118,6 +118,31 @@ def apply(lab, progress):
     return results
 
 
+def predict_then_apply(lab, progress):
+    """The first highstate of fresh hosts, wave by wave, each wave run with test=True just
+    before the real run: per node ``{predicted, changed, dry_seconds, seconds}``."""
+    results = {}
+    for wave in apply_waves(lab):
+        ids = ",".join(n.id for n in wave)
+        progress(f"test=True {ids} ...")
+        start = time.monotonic()
+        dry = master.run_salt(lab, ids, "state.apply", "test=True", timeout=600, list_target=True)
+        dry_seconds = time.monotonic() - start
+        progress(f"apply {ids} ...")
+        start = time.monotonic()
+        real = master.run_salt(lab, ids, "state.apply", timeout=600, list_target=True)
+        seconds = time.monotonic() - start
+        for node in wave:
+            results[node.id] = {
+                "predicted": report.changed_ids(dry.get(node.id, dry.get("_error"))),
+                "changed": report.changed_ids(real.get(node.id, real.get("_error"))),
+                "summary": report.summarize_highstate(real.get(node.id, "no return")),
+                "dry_seconds": round(dry_seconds, 2),
+                "seconds": round(seconds, 2),
+            }
+    return results
+
+
 def apply_table(lab, results):
     rows = [
         [
@@ -162,9 +187,8 @@ def status(lab):
             check=False,
         ).stdout
         for props in report.parse_systemctl_show(shown):
-            component = managed.get(props.get("Id"), "")
-            declared = component in lab.artifacts
-            units.append([node.id, props.get("Id"), report.unit_state(props, declared)])
+            artifact = lab.artifacts.get(managed.get(props.get("Id"), ""))
+            units.append([node.id, props.get("Id"), report.unit_state(props, artifact)])
     return {"hosts": hosts, "units": units, "etcd": etcd_members(lab, answers)}
 
 

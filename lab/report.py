@@ -29,16 +29,35 @@ def summarize_highstate(ret):
 NOT_IN_LAB = "artifact not available in this lab"
 
 
-def unit_state(props, artifact_declared):
+def changed_ids(ret):
+    """State IDs a real run changed (or, for a test=True run, would change: result None or
+    changes), sorted; a render error gives its messages instead, so it never looks empty."""
+    if not isinstance(ret, dict):
+        return [f"error: {ret}"]
+    return sorted(
+        state.get("__id__")
+        for state in ret.values()
+        if state.get("changes") or state.get("result") is None
+    )
+
+
+def unit_state(props, artifact):
     """One line about a unit from `systemctl show` properties.
 
-    A unit that is not installed and whose component has no artifact in the lab pillar
-    (kube-*, Calico: no binaries on these machines) is said to be unavailable, never shown
-    as running.
+    artifact
+        The lab pillar's ``artifacts:<name>`` entry for the artifact the unit needs, or
+        None. A unit whose artifact is ``source: unavailable`` (kube-*, Calico: no binaries
+        on these machines) is said to be unavailable, never shown as running; kubesalt
+        still installs its unit file, which the line says.
     """
+    unavailable = bool(artifact) and artifact.get("source") == "unavailable"
     if props.get("LoadState") == "not-found":
-        return NOT_IN_LAB if not artifact_declared else "not installed yet"
+        if unavailable or not artifact:
+            return NOT_IN_LAB
+        return "not installed yet"
     state = f"{props.get('ActiveState', '?')} ({props.get('SubState', '?')})"
+    if unavailable:
+        return f"{NOT_IN_LAB} (unit installed, {state})"
     enabled = props.get("UnitFileState")
     return f"{state}, {enabled}" if enabled else state
 

@@ -10,17 +10,41 @@ kubesalt:
     pod_cidr: 198.19.0.0/16
     service_cidr: 198.18.16.0/20
     cluster_dns_ip: 198.18.16.10
+  versions:
+    containerd: "1.6.20"   # Debian bookworm's package: config schema 2
   artifacts:
-    # What Debian ships on the lab hosts; kube-* and Calico binaries are not available there.
+    # What Debian ships on the lab hosts. kube-*, Calico, crictl and the CNI plugins cannot
+    # be had there: their units and configs are written and never started.
     etcd:
       source: package
       package: etcd-server
     containerd:
       source: package
       package: containerd
+    runc:
+      source: package
+      package: runc
     bird:
       source: package
       package: bird2
+    kubernetes:
+      source: unavailable
+      reason: no Kubernetes binaries in this lab
+    calico_node:
+      source: unavailable
+      reason: no Calico binaries in this lab
+    calico_typha:
+      source: unavailable
+      reason: no Calico binaries in this lab
+    calico_crds:
+      source: unavailable
+      reason: no Calico release in this lab
+    cni_plugins:
+      source: unavailable
+      reason: no CNI plugin release in this lab
+    crictl:
+      source: unavailable
+      reason: no crictl release in this lab
   nodes:
     master-1:
       roles: [master]

@@ -35,14 +35,17 @@ def _args(state):
     ("artifact", "expected"),
     [
         ({"source": "package", "package": "etcd-server"}, "pkg.installed"),
-        ({"source": "path", "path": "/opt/etcd/etcd"}, "file.exists"),
+        ({"source": "path", "path": "/opt/etcd"}, "file.exists"),
         (URL, "k8s_artifact.installed"),
     ],
 )  # fmt: skip
 def test_each_artifact_source_installs_its_way(loaders, tmp_path, artifact, expected):
     shown = _show(loaders, tmp_path, artifact)
-    fun, _ = _args(shown["kubesalt-etcd-installed"])
+    fun, args = _args(shown["kubesalt-etcd-installed"])
     assert fun == expected
+    if artifact["source"] == "path":
+        # etcd ships two binaries: the path is the directory holding them.
+        assert args["name"] == "/opt/etcd/etcd"
     if artifact["source"] == "url":
         _, args = _args(shown["kubesalt-etcd-installed"])
         assert args["name"] == "etcd"

@@ -83,6 +83,7 @@ def test_good_pillar_dry_run_apply_and_rerun(loaders, tmp_path):
         "kubesalt-pki-cas-present",
         "kubesalt-pki-certificates-present",
         "kubesalt-pki-kubeconfig-admin-managed",
+        "kubesalt-pki-kubeconfig-calico-typha-managed",
         "kubesalt-pki-kubeconfig-controller-manager-managed",
         "kubesalt-pki-kubeconfig-scheduler-managed",
     }

@@ -98,7 +98,7 @@ def test_after_one_more_run_all_masters_agree_and_then_nothing_changes(
 def test_openssl_verifies_every_chain_and_purpose(issued, node_roots, minion_id):
     pki = _pki(node_roots, minion_id)
     identities = kubesalt_pki.node_identities(lab_config(), minion_id, ["master"])
-    assert len(identities) == 10
+    assert len(identities) == 11
     for identity in identities:
         for usage in identity.extended_usages:
             purpose = {"server_auth": "sslserver", "client_auth": "sslclient"}[usage]

@@ -115,7 +115,7 @@ CASES = [
     BadPillar(
         "unknown-version-key",
         _set("versions", {"kubernets": "1.37.0"}),
-        "kubesalt:versions:kubernets: unknown key; expected one of: calico, cni_plugins, "
+        "kubesalt:versions:kubernets: unknown key; expected one of: bird, calico, cni_plugins, "
         "containerd, crictl, etcd, ingress_nginx, kubernetes, runc (did you mean 'kubernetes'?)",
     ),
     BadPillar(
@@ -347,7 +347,7 @@ CASES = [
     BadPillar(
         "artifact-unknown-source",
         _set("artifacts:etcd", {"source": "git"}),
-        "kubesalt:artifacts:etcd:source: 'git' is not one of: url, package, path",
+        "kubesalt:artifacts:etcd:source: 'git' is not one of: url, package, path, unavailable",
     ),
     BadPillar(
         "artifact-url-without-sha256",
@@ -369,7 +369,7 @@ CASES = [
         "artifact-unknown-name",
         _set("artifacts:kubernets", {"source": "package", "package": "kubernetes"}),
         "kubesalt:artifacts:kubernets: unknown artifact; expected one of: kubernetes, etcd, "
-        "containerd, runc, crictl, cni_plugins, calico_node, calico_typha, bird",
+        "containerd, runc, crictl, cni_plugins, calico_node, calico_typha, bird, calico_crds",
     ),
     BadPillar(
         "artifact-members-not-a-mapping",

@@ -11,7 +11,7 @@ SPEC = {"source": "url", "url": "http://127.0.0.1/k.tgz", "sha256": "b" * 64}
 def test_every_unit_a_role_runs_has_its_binary_for_that_role():
     for role, units in kubesalt_pillar.MANAGED_UNITS.items():
         provided = {u for b in ka.for_roles([role]) for u in b.units if role in b.roles}
-        expected = {u for u, component in units.items() if component != "bird"}
+        expected = {u for u in units if role != "router"}
         assert provided == expected, role
 
 
@@ -52,3 +52,21 @@ def test_plan_reasons():
     bumped = {**SPEC, "sha256": "e" * 64}
     assert ka.plan(bumped, "1.37.1", "c" * 64, record) == "new artifact: 1.37.0 -> 1.37.1"
     assert ka.plan(bumped, "1.37.0", "c" * 64, record) == "new artifact sha256"
+
+
+def test_a_path_source_is_the_binary_or_the_directory_of_several():
+    config = {"paths": {"bin_dir": "/usr/local/bin", "cni_bin_dir": "/opt/cni/bin"}}
+    config["artifacts"] = {
+        "calico_node": {"source": "path", "path": "/opt/calico/calico-node"},
+        "kubernetes": {"source": "path", "path": "/opt/k8s/bin/"},
+        "containerd": {"source": "package", "package": "containerd"},
+        "runc": {"source": "package", "package": "runc"},
+        "crictl": {"source": "unavailable"},
+    }
+    assert ka.executable(config, "calico_node", "calico-node") == "/opt/calico/calico-node"
+    assert ka.executable(config, "kubernetes", "kubelet") == "/opt/k8s/bin/kubelet"
+    assert ka.executable(config, "containerd", "containerd") == "/usr/bin/containerd"
+    assert ka.executable(config, "runc", "runc") == "/usr/sbin/runc"
+    assert ka.executable(config, "crictl", "crictl") == "/usr/local/bin/crictl"
+    assert ka.available(config, "kubernetes") and not ka.available(config, "crictl")
+    assert not ka.available(config, "etcd")

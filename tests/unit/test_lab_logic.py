@@ -71,8 +71,14 @@ def test_summarize_render_errors():
 @pytest.mark.parametrize(
     ("props", "declared", "expected"),
     [
-        ({"LoadState": "not-found"}, False, report.NOT_IN_LAB),
-        ({"LoadState": "not-found"}, True, "not installed yet"),
+        ({"LoadState": "not-found"}, None, report.NOT_IN_LAB),
+        ({"LoadState": "not-found"}, {"source": "unavailable"}, report.NOT_IN_LAB),
+        ({"LoadState": "not-found"}, {"source": "package"}, "not installed yet"),
+        (
+            {"LoadState": "loaded", "ActiveState": "inactive", "SubState": "dead"},
+            {"source": "unavailable"},
+            f"{report.NOT_IN_LAB} (unit installed, inactive (dead))",
+        ),
         (
             {
                 "LoadState": "loaded",
@@ -80,7 +86,7 @@ def test_summarize_render_errors():
                 "SubState": "running",
                 "UnitFileState": "enabled",
             },
-            True,
+            {"source": "package"},
             "active (running), enabled",
         ),
     ],

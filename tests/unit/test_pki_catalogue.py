@@ -46,6 +46,7 @@ def test_master_certificates(config):
         "kube-controller-manager",
         "admin",
         "calico-typha",
+        "calico-typha-client",
     }
     etcd = certs["etcd-server"]
     assert (etcd.ca, etcd.common_name) == ("etcd-ca", "master-2")
@@ -176,8 +177,9 @@ def _kubeconfig(config, node_id, name):
 
 def test_kubeconfigs_per_role():
     names = {s.name for s in kubesalt_pki.node_kubeconfigs(["master"])}
-    assert names == {"admin", "scheduler", "controller-manager"}
-    assert {s.name for s in kubesalt_pki.node_kubeconfigs(["worker"])} == {"kubelet", "kube-proxy"}
+    assert names == {"admin", "scheduler", "controller-manager", "calico-typha"}
+    worker = {s.name for s in kubesalt_pki.node_kubeconfigs(["worker"])}
+    assert worker == {"kubelet", "kube-proxy", "calico-node"}
     assert kubesalt_pki.node_kubeconfigs(["router"]) == []
 
 

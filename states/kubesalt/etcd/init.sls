@@ -16,8 +16,8 @@ kubesalt-etcd-installed:
   test.fail_without_changes:
     - name: >-
         pillar key artifacts:etcd is not set: give a release archive (source: url, url,
-        sha256), a distribution package (source: package, package) or a binary on the host
-        (source: path, path)
+        sha256), a distribution package (source: package, package) or the directory on the
+        host that holds etcd and etcdctl (source: path, path)
 {%- elif artifact.source == "package" %}
 
 kubesalt-etcd-installed:
@@ -37,7 +37,7 @@ kubesalt-etcd-etcdctl-installed:
 
 kubesalt-etcd-installed:
   file.exists:
-    - name: {{ artifact.path }}
+    - name: {{ etcd.binary }}
 {%- endif %}
 
 kubesalt-etcd-data-dir-managed:

@@ -1,7 +1,12 @@
-{#- The master role. Its components are added by their own SLS as they land. #}
+{#- The master role: etcd, then the control plane and Typha as systemd units; the first
+    master also applies the cluster objects. #}
 {%- set tplroot = tpldir.split("/")[0] %}
 include:
   - {{ tplroot }}.validate
   - {{ tplroot }}.node
   - {{ tplroot }}.pki
   - {{ tplroot }}.etcd
+  - {{ tplroot }}.units
+{%- if salt["k8s_objects.applies_here"]() %}
+  - {{ tplroot }}.cluster_objects
+{%- endif %}

@@ -1,0 +1,180 @@
+"""
+k8s_objects: the cluster objects kubesalt owns, applied with server-side apply.
+
+What is applied (``_utils/kubesalt_manifests.py``): the binding of the apiserver's
+kubelet-client identity to ``system:kubelet-api-admin``, kube-proxy's and Calico's RBAC,
+the ``calico-typha`` Service and Endpoints; then Calico's CRDs from their pinned artifact
+(``artifacts:calico_crds``, installed by ``k8s_artifact`` to ``paths:manifest_dir``).
+
+Everything goes through ``kubectl`` with the admin kubeconfig, on one master (the first by
+minion id): ``kubectl diff --server-side`` decides whether anything would change (so a run
+over applied objects changes nothing and test=True names what would), then
+``kubectl apply --server-side --field-manager=kubesalt``.
+
+CLI Example:
+
+.. code-block:: bash
+
+    salt master-1 k8s_objects.manifests
+    salt master-1 k8s_objects.diff
+"""
+
+import os
+import subprocess
+import time
+
+import yaml
+from salt.exceptions import CommandExecutionError
+
+try:  # synced from file_roots: the synced _utils directory is on sys.path
+    import kubesalt_artifacts
+    import kubesalt_manifests
+    import kubesalt_pki
+except ImportError:  # installed with pip
+    from kubesalt_ext.utils import kubesalt_artifacts, kubesalt_manifests, kubesalt_pki
+
+__virtualname__ = "k8s_objects"
+
+# kubectl diff: 0 no differences, 1 differences found, >1 kubectl or diff failed.
+DIFF_NONE, DIFF_FOUND = 0, 1
+APISERVER_WAIT = 180
+
+
+def __virtual__():
+    return __virtualname__
+
+
+def _config():
+    return __salt__["kubesalt.config"]()
+
+
+def _crds_path(config):
+    return os.path.join(config["paths"]["manifest_dir"], "calico-crds.yaml")
+
+
+def manifests():
+    """
+    The YAML stream kubesalt applies: its own objects, then Calico's CRDs when their
+    artifact is installed.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt master-1 k8s_objects.manifests
+    """
+    config = _config()
+    text = yaml.safe_dump_all(kubesalt_manifests.cluster_objects(config), sort_keys=True)
+    crds = _crds_path(config)
+    if kubesalt_artifacts.available(config, "calico_crds") and os.path.isfile(crds):
+        with open(crds, encoding="utf-8") as handle:
+            text += "---\n" + handle.read()
+    return text
+
+
+def _kubectl_command(config):
+    """``[kubectl, --kubeconfig, admin.conf]``, or None when kubectl is unavailable here."""
+    if not kubesalt_artifacts.available(config, "kubernetes"):
+        return None
+    kubectl = kubesalt_artifacts.executable(config, "kubernetes", "kubectl")
+    return [kubectl, "--kubeconfig", kubesalt_pki.Layout.of(config).kubeconfig("admin")]
+
+
+def _run(argv, stdin, timeout=120):
+    try:
+        return subprocess.run(
+            argv, input=stdin, capture_output=True, text=True, timeout=timeout, check=False
+        )
+    except (OSError, subprocess.TimeoutExpired) as err:
+        raise CommandExecutionError(f"{type(err).__name__}: {err}") from err
+
+
+def _kubectl(config):
+    command = _kubectl_command(config)
+    if command is None:
+        raise CommandExecutionError(
+            "kubectl is not available: pillar artifacts:kubernetes is source unavailable"
+        )
+    return command
+
+
+def kubectl_available():
+    """
+    True when this node has kubectl (pillar ``artifacts:kubernetes`` is not unavailable).
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt master-1 k8s_objects.kubectl_available
+    """
+    return _kubectl_command(_config()) is not None
+
+
+def diff(wait=APISERVER_WAIT):
+    """
+    ``kubectl diff --server-side`` of :func:`manifests` against the cluster: the diff text
+    ("" when nothing would change). Waits up to ``wait`` seconds for the apiserver.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt master-1 k8s_objects.diff
+    """
+    config = _config()
+    argv = [
+        *_kubectl(config),
+        "diff",
+        "--server-side",
+        f"--field-manager={kubesalt_manifests.FIELD_MANAGER}",
+        "-f",
+        "-",
+    ]
+    stream = manifests()
+    deadline = time.monotonic() + float(wait)
+    while True:
+        proc = _run(argv, stream)
+        if proc.returncode in (DIFF_NONE, DIFF_FOUND):
+            return proc.stdout if proc.returncode == DIFF_FOUND else ""
+        if time.monotonic() >= deadline:
+            raise CommandExecutionError(f"kubectl diff failed: {proc.stderr.strip()[-2000:]}")
+        time.sleep(3)
+
+
+def apply():
+    """
+    ``kubectl apply --server-side`` of :func:`manifests`; returns kubectl's lines.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt master-1 k8s_objects.apply
+    """
+    config = _config()
+    argv = [
+        *_kubectl(config),
+        "apply",
+        "--server-side",
+        f"--field-manager={kubesalt_manifests.FIELD_MANAGER}",
+        "-f",
+        "-",
+    ]
+    proc = _run(argv, manifests())
+    if proc.returncode != 0:
+        raise CommandExecutionError(f"kubectl apply failed: {proc.stderr.strip()[-2000:]}")
+    return proc.stdout.splitlines()
+
+
+def applies_here():
+    """
+    True on the one master that applies the cluster objects (the first by minion id).
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt '*' k8s_objects.applies_here
+    """
+    return kubesalt_manifests.applying_master(_config()) == __grains__["id"]

@@ -1,0 +1,740 @@
+"""Every systemd unit kubesalt runs besides etcd, with its command line and config files.
+
+One record per unit (which role runs it, which artifact and binary, ordering, ports,
+certificates, hardening) and one builder per unit that turns the cluster config and a node
+id into the unit's ``ExecStart`` argv, its environment and its config files. The formula
+writes what :func:`render` returns; the tests prove the same output with
+``systemd-analyze verify``, the documented flags and config fields of the pinned versions
+(``kubesalt_flags``) and, for Kubernetes objects, ``kubernetes-validate``.
+
+No Salt dunders and no I/O here.
+"""
+
+import ipaddress
+from dataclasses import dataclass
+
+import yaml
+
+try:  # synced from file_roots: the synced _utils directory is on sys.path
+    import kubesalt_artifacts
+    import kubesalt_pillar
+    import kubesalt_pki
+except ImportError:  # installed with pip
+    from kubesalt_ext.utils import kubesalt_artifacts, kubesalt_pillar, kubesalt_pki
+
+TYPHA_PORT = 5473
+CONTAINERD_SOCKET = "/run/containerd/containerd.sock"
+# calico-node's confd writes BIRD's config here and reaches BIRD through this socket.
+CALICO_RUN_DIR = "/var/run/calico"
+IPVS_MODULES = ("ip_vs", "ip_vs_rr", "ip_vs_wrr", "ip_vs_sh", "nf_conntrack", "br_netfilter")
+SYSCTLS = {
+    "net.ipv4.ip_forward": "1",
+    "net.bridge.bridge-nf-call-iptables": "1",
+    "net.bridge.bridge-nf-call-ip6tables": "1",
+}
+
+# Hardening that every component here tolerates: none of them needs /home, a shared /tmp,
+# new privileges through setuid, or a personality change.
+_BASE_HARDENING = (
+    "NoNewPrivileges=yes",
+    "ProtectHome=yes",
+    "PrivateTmp=yes",
+    "RestrictSUIDSGID=yes",
+    "LockPersonality=yes",
+)
+# For the control plane and Typha: they only read their config and talk over the network.
+_SERVER_HARDENING = (
+    *_BASE_HARDENING,
+    "ProtectSystem=strict",
+    "PrivateDevices=yes",
+    "ProtectKernelTunables=yes",
+    "ProtectKernelModules=yes",
+    "ProtectControlGroups=yes",
+)
+
+
+@dataclass(frozen=True)
+class UnitSpec:
+    """One systemd unit. ``binary`` is the executable's name in its artifact."""
+
+    name: str
+    role: str
+    artifact: str
+    binary: str
+    description: str
+    documentation: str
+    after: tuple = ("network-online.target",)
+    wants: tuple = ("network-online.target",)
+    ports: tuple = ()  # "port/proto what", for the README and status
+    certs: tuple = ()  # catalogue certificate names it reads
+    kubeconfig: str | None = None
+    unit_type: str = "simple"
+    hardening: tuple = _BASE_HARDENING
+    read_write: tuple = ()  # paths: keys it writes under ProtectSystem=strict
+    service_extra: tuple = ()
+
+    @property
+    def unit_name(self):
+        return f"{self.name}.service"
+
+
+UNITS = (
+    UnitSpec(
+        "kube-apiserver",
+        "master",
+        "kubernetes",
+        "kube-apiserver",
+        "Kubernetes API server",
+        "https://kubernetes.io/docs/reference/command-line-tools-reference/kube-apiserver/",
+        after=("network-online.target", "etcd.service"),
+        wants=("network-online.target", "etcd.service"),
+        ports=("6443/tcp API (TLS)",),
+        certs=(
+            "apiserver",
+            "apiserver-etcd-client",
+            "apiserver-kubelet-client",
+            "front-proxy-client",
+        ),
+        hardening=_SERVER_HARDENING,
+        read_write=("log_dir",),
+        service_extra=("LimitNOFILE=65536",),
+    ),
+    UnitSpec(
+        "kube-scheduler",
+        "master",
+        "kubernetes",
+        "kube-scheduler",
+        "Kubernetes scheduler",
+        "https://kubernetes.io/docs/reference/command-line-tools-reference/kube-scheduler/",
+        after=("network-online.target", "kube-apiserver.service"),
+        ports=("10259/tcp health and metrics (TLS)",),
+        certs=("kube-scheduler",),
+        kubeconfig="scheduler",
+        hardening=_SERVER_HARDENING,
+    ),
+    UnitSpec(
+        "kube-controller-manager",
+        "master",
+        "kubernetes",
+        "kube-controller-manager",
+        "Kubernetes controller manager",
+        "https://kubernetes.io/docs/reference/command-line-tools-reference/"
+        "kube-controller-manager/",
+        after=("network-online.target", "kube-apiserver.service"),
+        ports=("10257/tcp health and metrics (TLS)",),
+        certs=("kube-controller-manager",),
+        kubeconfig="controller-manager",
+        hardening=_SERVER_HARDENING,
+    ),
+    UnitSpec(
+        "calico-typha",
+        "master",
+        "calico_typha",
+        "calico-typha",
+        "Calico Typha, the datastore fan-out for felix",
+        "https://docs.tigera.io/calico/latest/reference/typha/configuration",
+        after=("network-online.target", "kube-apiserver.service"),
+        ports=(f"{TYPHA_PORT}/tcp felix connections (mutual TLS)", "9098/tcp health"),
+        certs=("calico-typha", "calico-typha-client"),
+        kubeconfig="calico-typha",
+        hardening=_SERVER_HARDENING,
+    ),
+    UnitSpec(
+        "containerd",
+        "worker",
+        "containerd",
+        "containerd",
+        "containerd container runtime",
+        "https://containerd.io",
+        after=("network.target", "local-fs.target"),
+        wants=(),
+        ports=(f"unix {CONTAINERD_SOCKET} CRI",),
+        unit_type="notify",
+        # The runtime starts every pod's processes: no sandboxing of its own. Delegate lets
+        # it manage the cgroups of its shims (SystemdCgroup); KillMode=process keeps the
+        # containers running when containerd itself restarts.
+        hardening=(),
+        service_extra=(
+            "Delegate=yes",
+            "KillMode=process",
+            "OOMScoreAdjust=-999",
+            "LimitNPROC=infinity",
+            "LimitCORE=infinity",
+            "LimitNOFILE=infinity",
+            "TasksMax=infinity",
+        ),
+    ),
+    UnitSpec(
+        "kubelet",
+        "worker",
+        "kubernetes",
+        "kubelet",
+        "Kubernetes node agent",
+        "https://kubernetes.io/docs/reference/command-line-tools-reference/kubelet/",
+        after=("network-online.target", "containerd.service"),
+        wants=("network-online.target", "containerd.service"),
+        ports=("10250/tcp kubelet API (TLS, webhook authn/authz)",),
+        certs=("kubelet-client", "kubelet-server"),
+        kubeconfig="kubelet",
+        # kubelet mounts volumes, manages cgroups and devices for pods: no sandboxing.
+        hardening=(),
+    ),
+    UnitSpec(
+        "kube-proxy",
+        "worker",
+        "kubernetes",
+        "kube-proxy",
+        "Kubernetes service proxy (IPVS)",
+        "https://kubernetes.io/docs/reference/command-line-tools-reference/kube-proxy/",
+        ports=("10256/tcp health", "10249/tcp metrics (127.0.0.1)"),
+        certs=("kube-proxy",),
+        kubeconfig="kube-proxy",
+        # kube-proxy programs IPVS and iptables and loads no module of its own (kubesalt
+        # does): only the base hardening.
+    ),
+    UnitSpec(
+        "calico-felix",
+        "worker",
+        "calico_node",
+        "calico-node",
+        "Calico felix, the node's routes and policy",
+        "https://docs.tigera.io/calico/latest/reference/felix/configuration",
+        after=("network-online.target", "containerd.service"),
+        ports=("9099/tcp health (127.0.0.1)",),
+        certs=("calico-felix",),
+        kubeconfig="calico-node",
+    ),
+    UnitSpec(
+        "calico-confd",
+        "worker",
+        "calico_node",
+        "calico-node",
+        "Calico confd, BIRD's configuration from the datastore",
+        "https://docs.tigera.io/calico/latest/reference/architecture/overview",
+        certs=("calico-felix",),
+        kubeconfig="calico-node",
+        read_write=("calico_dir",),
+        hardening=(*_BASE_HARDENING, "ProtectSystem=strict"),
+        # BIRD's socket dir (made by calico-bird), if it is there yet.
+        service_extra=(f"ReadWritePaths=-{CALICO_RUN_DIR}",),
+    ),
+    UnitSpec(
+        "calico-bird",
+        "worker",
+        "calico_node",
+        "bird",
+        "BIRD for Calico (configured by calico-confd)",
+        "https://bird.network.cz/",
+        after=("network-online.target", "calico-confd.service"),
+        ports=("179/tcp BGP",),
+        hardening=(*_BASE_HARDENING, "ProtectSystem=strict"),
+        service_extra=(
+            # BIRD starts once confd has written its config; until then it retries.
+            "RuntimeDirectory=calico",
+            "RuntimeDirectoryPreserve=yes",
+        ),
+    ),
+)
+
+BY_NAME = {unit.name: unit for unit in UNITS}
+
+
+def for_roles(roles):
+    return [unit for unit in UNITS if unit.role in roles]
+
+
+def spec(name):
+    found = BY_NAME.get(name)
+    if found is None:
+        raise KeyError(f"{name!r} is not a kubesalt unit; known: {', '.join(BY_NAME)}")
+    return found
+
+
+@dataclass(frozen=True)
+class Rendered:
+    """What the formula writes for one unit on one node."""
+
+    unit: UnitSpec
+    unit_path: str
+    unit_text: str
+    argv: tuple
+    files: dict  # path -> (text, mode)
+    executable: str
+    directories: tuple  # what the unit writes under ProtectSystem=strict: must exist
+
+
+# --- the values every builder needs ----------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Context:
+    config: dict
+    node_id: str
+    layout: kubesalt_pki.Layout
+
+    @property
+    def paths(self):
+        return self.config["paths"]
+
+    @property
+    def ip(self):
+        return self.config["nodes"][self.node_id]["ip"]
+
+    @property
+    def network(self):
+        return self.config["network"]
+
+    def kubeconfig(self, name):
+        return self.layout.kubeconfig(name)
+
+
+def _flags(pairs):
+    return [f"--{name}={value}" for name, value in pairs]
+
+
+def _dump(document):
+    return yaml.safe_dump(document, default_flow_style=False, sort_keys=True)
+
+
+def _env_file(values):
+    lines = ["# Managed by kubesalt: edits are replaced on the next state run."]
+    lines += [f"{key}={value}" for key, value in values.items()]
+    return "\n".join(lines) + "\n"
+
+
+def _etcd_servers(config):
+    return ",".join(f"https://{ip}:2379" for _, ip in kubesalt_pillar.masters(config))
+
+
+def service_ip(config):
+    """The first address of the service range: the ``kubernetes`` Service."""
+    return str(ipaddress.ip_network(config["network"]["service_cidr"])[1])
+
+
+def is_ca_host(config, node_id):
+    return kubesalt_pki.ca_host(config) == node_id
+
+
+# --- builders: (ctx) -> (argv after the binary, {path: (text, mode)}) ------------------------
+
+
+AUDIT_POLICY = {
+    "apiVersion": "audit.k8s.io/v1",
+    "kind": "Policy",
+    "omitStages": ["RequestReceived"],
+    "rules": [
+        # Health probes and the event stream are noise.
+        {"level": "None", "nonResourceURLs": ["/healthz*", "/livez*", "/readyz*", "/version"]},
+        {"level": "None", "resources": [{"group": "", "resources": ["events"]}]},
+        # Never log the contents of secrets or tokens, only who touched them.
+        {
+            "level": "Metadata",
+            "resources": [
+                {"group": "", "resources": ["secrets", "configmaps", "serviceaccounts/token"]},
+                {"group": "authentication.k8s.io", "resources": ["tokenreviews"]},
+            ],
+        },
+        {"level": "Metadata"},
+    ],
+}
+
+
+def _apiserver(ctx):
+    pki, paths = ctx.layout, ctx.paths
+    domain = ctx.config["cluster"]["domain"]
+    audit_policy = f"{paths['kubernetes_dir']}/audit-policy.yaml"
+    flags = [
+        ("advertise-address", ctx.ip),
+        ("bind-address", ctx.ip),
+        ("secure-port", kubesalt_pillar.APISERVER_PORT),
+        ("etcd-servers", _etcd_servers(ctx.config)),
+        ("etcd-cafile", pki.trusted_ca("etcd-ca")),
+        ("etcd-certfile", pki.cert("apiserver-etcd-client")),
+        ("etcd-keyfile", pki.key("apiserver-etcd-client")),
+        ("client-ca-file", pki.trusted_ca("kubernetes-ca")),
+        ("tls-cert-file", pki.cert("apiserver")),
+        ("tls-private-key-file", pki.key("apiserver")),
+        ("kubelet-client-certificate", pki.cert("apiserver-kubelet-client")),
+        ("kubelet-client-key", pki.key("apiserver-kubelet-client")),
+        ("kubelet-certificate-authority", pki.trusted_ca("kubernetes-ca")),
+        ("kubelet-preferred-address-types", "InternalIP,Hostname"),
+        ("proxy-client-cert-file", pki.cert("front-proxy-client")),
+        ("proxy-client-key-file", pki.key("front-proxy-client")),
+        ("requestheader-client-ca-file", pki.trusted_ca("front-proxy-ca")),
+        ("requestheader-allowed-names", "front-proxy-client"),
+        ("requestheader-username-headers", "X-Remote-User"),
+        ("requestheader-group-headers", "X-Remote-Group"),
+        ("requestheader-extra-headers-prefix", "X-Remote-Extra-"),
+        ("service-account-issuer", f"https://kubernetes.default.svc.{domain}"),
+        ("service-account-key-file", pki.service_account_bundle),
+        ("service-account-signing-key-file", pki.service_account_key),
+        ("service-cluster-ip-range", ctx.network["service_cidr"]),
+        ("authorization-mode", "Node,RBAC"),
+        ("enable-admission-plugins", "NodeRestriction"),
+        ("anonymous-auth", "false"),
+        ("allow-privileged", "true"),
+        ("profiling", "false"),
+        ("audit-policy-file", audit_policy),
+        ("audit-log-path", f"{paths['log_dir']}/audit.log"),
+        ("audit-log-maxage", 30),
+        ("audit-log-maxbackup", 10),
+        ("audit-log-maxsize", 100),
+    ]
+    return _flags(flags), {audit_policy: (_dump(AUDIT_POLICY), 0o644)}
+
+
+def _component_auth(ctx, kubeconfig):
+    path = ctx.kubeconfig(kubeconfig)
+    return [
+        ("kubeconfig", path),
+        ("authentication-kubeconfig", path),
+        ("authorization-kubeconfig", path),
+        ("bind-address", ctx.ip),
+        ("leader-elect", "true"),
+        ("profiling", "false"),
+    ]
+
+
+def _scheduler(ctx):
+    return _flags(_component_auth(ctx, "scheduler")), {}
+
+
+def _controller_manager(ctx):
+    pki, config = ctx.layout, ctx.config
+    flags = [
+        *_component_auth(ctx, "controller-manager"),
+        ("cluster-name", config["cluster"]["name"]),
+        ("cluster-cidr", ctx.network["pod_cidr"]),
+        # Calico assigns pod blocks (its IPAM), not the node IPAM controller.
+        ("allocate-node-cidrs", "false"),
+        ("service-cluster-ip-range", ctx.network["service_cidr"]),
+        ("root-ca-file", pki.trusted_ca("kubernetes-ca")),
+        ("service-account-private-key-file", pki.service_account_key),
+        ("use-service-account-credentials", "true"),
+        ("client-ca-file", pki.trusted_ca("kubernetes-ca")),
+        ("requestheader-client-ca-file", pki.trusted_ca("front-proxy-ca")),
+    ]
+    if is_ca_host(config, ctx.node_id):
+        # The cluster-signing pair is the kubernetes CA itself, whose key lives on the CA
+        # host alone: only there does the CSR signer run.
+        flags += [
+            ("cluster-signing-cert-file", pki.ca_cert("kubernetes-ca")),
+            ("cluster-signing-key-file", pki.ca_key("kubernetes-ca")),
+        ]
+    else:
+        flags.append(("controllers", "*,-csrsigning"))
+    return _flags(flags), {}
+
+
+def typha_environment(ctx):
+    pki = ctx.layout
+    return {
+        "TYPHA_DATASTORETYPE": "kubernetes",
+        "KUBECONFIG": ctx.kubeconfig("calico-typha"),
+        "TYPHA_LOGFILEPATH": "none",
+        "TYPHA_LOGSEVERITYSYS": "none",
+        "TYPHA_LOGSEVERITYSCREEN": "info",
+        "TYPHA_HEALTHENABLED": "true",
+        "TYPHA_CAFILE": pki.trusted_ca("kubernetes-ca"),
+        "TYPHA_SERVERCERTFILE": pki.cert("calico-typha"),
+        "TYPHA_SERVERKEYFILE": pki.key("calico-typha"),
+        # Only felix's client certificate (CN calico-felix, signed by the kubernetes CA).
+        "TYPHA_CLIENTCN": "calico-felix",
+    }
+
+
+def _typha_env_path(ctx):
+    return f"{ctx.paths['calico_dir']}/typha.env"
+
+
+def _typha(ctx):
+    return [], {_typha_env_path(ctx): (_env_file(typha_environment(ctx)), 0o644)}
+
+
+def containerd_config(ctx):
+    """containerd's config.toml for its major version: schema 3 for 2.x, 2 for 1.x."""
+    version = str(ctx.config["versions"]["containerd"])
+    cni_bin, cni_conf = ctx.paths["cni_bin_dir"], ctx.paths["cni_conf_dir"]
+    if int(version.split(".")[0]) >= 2:
+        cri_runtime = '"io.containerd.cri.v1.runtime"'
+        head = ["version = 3"]
+        cni = [f"[plugins.{cri_runtime}.cni]", f'  bin_dirs = ["{cni_bin}"]']
+    else:
+        cri_runtime = '"io.containerd.grpc.v1.cri"'
+        head = ["version = 2"]
+        cni = [f"[plugins.{cri_runtime}.cni]", f'  bin_dir = "{cni_bin}"']
+    lines = [
+        "# Managed by kubesalt: edits are replaced on the next state run.",
+        *head,
+        'root = "/var/lib/containerd"',
+        'state = "/run/containerd"',
+        "",
+        "[grpc]",
+        f'  address = "{CONTAINERD_SOCKET}"',
+        "",
+        f"[plugins.{cri_runtime}.containerd.runtimes.runc]",
+        '  runtime_type = "io.containerd.runc.v2"',
+        "",
+        # kubelet's cgroupDriver is systemd: the runtime must use the same driver.
+        f"[plugins.{cri_runtime}.containerd.runtimes.runc.options]",
+        "  SystemdCgroup = true",
+        "",
+        *cni,
+        f'  conf_dir = "{cni_conf}"',
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def _containerd_config_path(ctx):
+    return f"{ctx.paths['containerd_dir']}/config.toml"
+
+
+def _containerd(ctx):
+    path = _containerd_config_path(ctx)
+    return _flags([("config", path)]), {path: (containerd_config(ctx), 0o644)}
+
+
+def kubelet_configuration(ctx):
+    """The KubeletConfiguration (kubelet.config.k8s.io/v1beta1) of one worker.
+
+    kubesalt owns the kubelet's certificates: the serving pair comes from kubesalt's PKI
+    (SANs: node name and IP) and is renewed by the state run, so the kubelet's own rotation
+    (rotateCertificates, serverTLSBootstrap) is off.
+    """
+    pki = ctx.layout
+    return {
+        "apiVersion": "kubelet.config.k8s.io/v1beta1",
+        "kind": "KubeletConfiguration",
+        "address": ctx.ip,
+        "port": 10250,
+        "readOnlyPort": 0,
+        "authentication": {
+            "anonymous": {"enabled": False},
+            "webhook": {"enabled": True},
+            "x509": {"clientCAFile": pki.trusted_ca("kubernetes-ca")},
+        },
+        "authorization": {"mode": "Webhook"},
+        "tlsCertFile": pki.cert("kubelet-server"),
+        "tlsPrivateKeyFile": pki.key("kubelet-server"),
+        "rotateCertificates": False,
+        "serverTLSBootstrap": False,
+        "cgroupDriver": "systemd",
+        "containerRuntimeEndpoint": f"unix://{CONTAINERD_SOCKET}",
+        "clusterDNS": [ctx.network["cluster_dns_ip"]],
+        "clusterDomain": ctx.config["cluster"]["domain"],
+        "healthzBindAddress": "127.0.0.1",
+        "failSwapOn": True,
+    }
+
+
+def _kubelet_config_path(ctx):
+    return f"{ctx.paths['kubelet_dir']}/config.yaml"
+
+
+def _kubelet(ctx):
+    path = _kubelet_config_path(ctx)
+    flags = [
+        ("config", path),
+        ("kubeconfig", ctx.kubeconfig("kubelet")),
+        ("hostname-override", ctx.node_id),
+        ("node-ip", ctx.ip),
+    ]
+    return _flags(flags), {path: (_dump(kubelet_configuration(ctx)), 0o644)}
+
+
+def kube_proxy_configuration(ctx):
+    """The KubeProxyConfiguration (kubeproxy.config.k8s.io/v1alpha1) of one worker."""
+    return {
+        "apiVersion": "kubeproxy.config.k8s.io/v1alpha1",
+        "kind": "KubeProxyConfiguration",
+        "mode": "ipvs",
+        "clusterCIDR": ctx.network["pod_cidr"],
+        "hostnameOverride": ctx.node_id,
+        "bindAddress": ctx.ip,
+        "healthzBindAddress": f"{ctx.ip}:10256",
+        "metricsBindAddress": "127.0.0.1:10249",
+        "clientConnection": {"kubeconfig": ctx.kubeconfig("kube-proxy")},
+        # strictARP: the node answers ARP only for addresses on its own interfaces, which
+        # IPVS needs once service IPs sit on kube-ipvs0.
+        "ipvs": {"scheduler": "rr", "strictARP": True},
+    }
+
+
+def _kube_proxy_config_path(ctx):
+    return f"{ctx.paths['kube_proxy_dir']}/config.yaml"
+
+
+def sysctl_path(ctx):
+    return f"{ctx.paths['sysctl_dir']}/90-kubesalt.conf"
+
+
+def kernel_files(ctx):
+    """The modules-load.d and sysctl.d files kube-proxy's IPVS mode and routing need."""
+    modules = "\n".join(["# Managed by kubesalt: IPVS for kube-proxy.", *IPVS_MODULES]) + "\n"
+    sysctls = "\n".join(
+        ["# Managed by kubesalt: routing for pods and services."]
+        + [f"{key} = {value}" for key, value in SYSCTLS.items()]
+    )
+    return {
+        f"{ctx.paths['modules_load_dir']}/kubesalt-ipvs.conf": (modules, 0o644),
+        sysctl_path(ctx): (sysctls + "\n", 0o644),
+    }
+
+
+def _kube_proxy(ctx):
+    path = _kube_proxy_config_path(ctx)
+    files = {path: (_dump(kube_proxy_configuration(ctx)), 0o644)}
+    return _flags([("config", path)]), files
+
+
+def calico_node_environment(ctx):
+    """The environment felix and confd share (both run from the calico-node binary)."""
+    pki = ctx.layout
+    return {
+        "DATASTORE_TYPE": "kubernetes",
+        "KUBECONFIG": ctx.kubeconfig("calico-node"),
+        "NODENAME": ctx.node_id,
+        "IP": ctx.ip,
+        "CALICO_NETWORKING_BACKEND": "bird",
+        "FELIX_DATASTORETYPE": "kubernetes",
+        "FELIX_FELIXHOSTNAME": ctx.node_id,
+        "FELIX_LOGFILEPATH": "none",
+        "FELIX_LOGSEVERITYSYS": "none",
+        "FELIX_LOGSEVERITYSCREEN": "info",
+        "FELIX_HEALTHENABLED": "true",
+        # Typha over mutual TLS: found through its Service (every master's Typha), the
+        # server must present CN calico-typha signed by the kubernetes CA.
+        "FELIX_TYPHAK8SSERVICENAME": "calico-typha",
+        "FELIX_TYPHAK8SNAMESPACE": "kube-system",
+        "FELIX_TYPHACAFILE": pki.trusted_ca("kubernetes-ca"),
+        "FELIX_TYPHACERTFILE": pki.cert("calico-felix"),
+        "FELIX_TYPHAKEYFILE": pki.key("calico-felix"),
+        "FELIX_TYPHACN": "calico-typha",
+    }
+
+
+def _calico_env_path(ctx):
+    return f"{ctx.paths['calico_dir']}/calico-node.env"
+
+
+def _felix(ctx):
+    env = _calico_env_path(ctx)
+    return ["-felix"], {env: (_env_file(calico_node_environment(ctx)), 0o644)}
+
+
+def _confd(ctx):
+    env = _calico_env_path(ctx)
+    return ["-confd"], {env: (_env_file(calico_node_environment(ctx)), 0o644)}
+
+
+def bird_config_path(ctx):
+    return f"{ctx.paths['calico_dir']}/confd/config/bird.cfg"
+
+
+def _bird(ctx):
+    argv = ["-f", "-R", "-s", f"{CALICO_RUN_DIR}/bird.ctl", "-c", bird_config_path(ctx)]
+    return argv, {}
+
+
+BUILDERS = {
+    "kube-apiserver": _apiserver,
+    "kube-scheduler": _scheduler,
+    "kube-controller-manager": _controller_manager,
+    "calico-typha": _typha,
+    "containerd": _containerd,
+    "kubelet": _kubelet,
+    "kube-proxy": _kube_proxy,
+    "calico-felix": _felix,
+    "calico-confd": _confd,
+    "calico-bird": _bird,
+}
+ENVIRONMENT_FILES = {
+    "calico-typha": _typha_env_path,
+    "calico-felix": _calico_env_path,
+    "calico-confd": _calico_env_path,
+}
+
+
+# --- the unit file ---------------------------------------------------------------------------
+
+
+def _escape(word):
+    # '%' starts a systemd specifier; '\' ends a continued line.
+    return word.replace("%", "%%")
+
+
+def unit_text(unit, executable, argv, environment_file=None, read_write=()):
+    """The unit file: journald logging, restarts with a start limit, ordering, hardening."""
+    exec_lines = " \\\n    ".join(_escape(w) for w in [executable, *argv])
+    unit_section = [
+        "[Unit]",
+        f"Description={unit.description}",
+        f"Documentation={unit.documentation}",
+    ]
+    if unit.after:
+        unit_section.append(f"After={' '.join(unit.after)}")
+    if unit.wants:
+        unit_section.append(f"Wants={' '.join(unit.wants)}")
+    # Five failed starts within two minutes and systemd gives up: kubesalt's repair takes
+    # over from there (a bad config or a missing cert is not fixed by restarting).
+    unit_section += ["StartLimitIntervalSec=120", "StartLimitBurst=5"]
+    service = [
+        "[Service]",
+        f"Type={unit.unit_type}",
+    ]
+    if environment_file:
+        service.append(f"EnvironmentFile={environment_file}")
+    service += [
+        f"ExecStart={exec_lines}",
+        "Restart=on-failure",
+        "RestartSec=5",
+        "StandardOutput=journal",
+        "StandardError=journal",
+        f"SyslogIdentifier={unit.name}",
+        *unit.service_extra,
+    ]
+    if unit.hardening:
+        service += ["# Hardening the component tolerates.", *unit.hardening]
+    service += [f"ReadWritePaths={path}" for path in read_write]
+    lines = [
+        "# Managed by kubesalt: edits are replaced on the next state run.",
+        *unit_section,
+        "",
+        *service,
+        "",
+        "[Install]",
+        "WantedBy=multi-user.target",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def render(config, node_id, name):
+    """Everything the formula writes for unit ``name`` on ``node_id``.
+
+    config
+        The validated cluster config with root-resolved paths (``kubesalt.config``).
+    """
+    unit = spec(name)
+    ctx = Context(config, node_id, kubesalt_pki.Layout.of(config))
+    argv, files = BUILDERS[name](ctx)
+    executable = kubesalt_artifacts.executable(
+        config, "bird" if unit.binary == "bird" else unit.artifact, unit.binary
+    )
+    env_path = ENVIRONMENT_FILES.get(name)
+    directories = tuple(config["paths"][key] for key in unit.read_write)
+    text = unit_text(unit, executable, argv, env_path(ctx) if env_path else None, directories)
+    return Rendered(
+        unit=unit,
+        unit_path=f"{config['paths']['systemd_dir']}/{unit.unit_name}",
+        unit_text=text,
+        argv=tuple(argv),
+        files=files,
+        executable=executable,
+        directories=directories,
+    )
+
+
+def node_units(config, node_id):
+    """Every unit of ``node_id``'s roles, rendered."""
+    roles = config["nodes"][node_id]["roles"]
+    return [render(config, node_id, unit.name) for unit in for_roles(roles)]

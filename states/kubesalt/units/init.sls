@@ -1,0 +1,107 @@
+{#- The systemd units of this node's roles (all but etcd, which has its own formula): their
+    config files, the unit files, then each unit enabled and running, restarted when its
+    config, unit or binary changes (and only then). A unit whose artifact is `source:
+    unavailable` is written and left stopped. What is written is rendered by k8s_unit from
+    _utils/kubesalt_units.py. #}
+{%- set tplroot = tpldir.split("/")[0] %}
+{%- set units = salt["k8s_unit.rendered"]() %}
+{%- set files = {} %}
+{%- for unit in units %}
+{%- for path, file in unit.files.items() %}
+{%- do files.setdefault(path, {"file": file, "units": []})["units"].append(unit.name) %}
+{%- endfor %}
+{%- endfor %}
+
+include:
+  - {{ tplroot }}.validate
+  - {{ tplroot }}.pki
+  - {{ tplroot }}.artifacts
+  - .kernel
+
+{%- for path, entry in files | dictsort %}
+
+kubesalt-config-{{ path }}-managed:
+  file.managed:
+    - name: {{ path }}
+    - contents: {{ entry.file.text | json }}
+    - user: root
+    - group: root
+    - mode: "{{ entry.file.mode }}"
+    - makedirs: True
+    - require:
+      - kubesalt: kubesalt-pillar-validated
+{%- endfor %}
+
+{%- for directory in units | map(attribute="directories") | sum(start=[]) | unique %}
+
+kubesalt-unit-directory-{{ directory }}-managed:
+  file.directory:
+    - name: {{ directory }}
+    - user: root
+    - group: root
+    - mode: "0750"
+    - makedirs: True
+    - require:
+      - kubesalt: kubesalt-pillar-validated
+{%- endfor %}
+
+{%- for unit in units %}
+
+kubesalt-unit-{{ unit.name }}-managed:
+  file.managed:
+    - name: {{ unit.unit_path }}
+    - contents: {{ unit.unit_text | json }}
+    - user: root
+    - group: root
+    - mode: "0644"
+    - makedirs: True
+    - require:
+      - kubesalt: kubesalt-pillar-validated
+{%- endfor %}
+
+{%- if units %}
+
+kubesalt-units-daemon-reloaded:
+  module.run:
+    - service.systemctl_reload: []
+    - onchanges:
+{%- for unit in units %}
+      - file: kubesalt-unit-{{ unit.name }}-managed
+{%- endfor %}
+{%- endif %}
+
+{%- for unit in units %}
+{%- if unit.available %}
+
+kubesalt-unit-{{ unit.name }}-running:
+  service.running:
+    - name: {{ unit.unit }}
+    - enable: True
+    - require:
+      - module: kubesalt-units-daemon-reloaded
+      - k8s_pki: kubesalt-pki-certificates-present
+{%- for binary in unit.binaries %}
+      - k8s_artifact: kubesalt-artifact-{{ binary }}-installed
+{%- endfor %}
+{%- for directory in unit.directories %}
+      - file: kubesalt-unit-directory-{{ directory }}-managed
+{%- endfor %}
+    - watch:
+      - file: kubesalt-unit-{{ unit.name }}-managed
+{%- for path in unit.files %}
+      - file: kubesalt-config-{{ path }}-managed
+{%- endfor %}
+{%- for binary in unit.binaries %}
+      - k8s_artifact: kubesalt-artifact-{{ binary }}-installed
+{%- endfor %}
+{%- else %}
+
+kubesalt-unit-{{ unit.name }}-not-started:
+  test.succeed_without_changes:
+    - name: >-
+        {{ unit.unit }} written and not started: artifact {{ unit.artifact }} not available
+        ({{ unit.unavailable_reason }})
+    - require:
+      - file: kubesalt-unit-{{ unit.name }}-managed
+{%- endif %}
+{%- endfor %}

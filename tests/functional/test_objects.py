@@ -1,0 +1,93 @@
+"""The decision logic of ``k8s_objects.applied`` (diff first, apply only on a difference,
+test=True shows the diff, a failing kubectl fails the state) with a stand-in for kubectl.
+
+kubectl and an apiserver cannot be had here, so this checks kubesalt's side only: the
+arguments and the YAML stream it hands kubectl, and what it does with kubectl's exit codes.
+The stand-in answers ``diff`` with exit 1 and a diff until ``apply`` was called with the
+same stream, then with exit 0, as ``kubectl diff`` does.
+"""
+
+import stat
+
+import pytest
+import yaml
+
+from kubesalt_ext.utils import kubesalt_manifests
+from tests.support.bad_pillars import lab_config, lab_pillar
+
+STAND_IN = """#!/bin/sh
+# kubectl stand-in: records its arguments and stdin; see the test module's docstring.
+dir=$(dirname "$0")
+echo "$@" >> "$dir/calls"
+cat > "$dir/stdin"
+case "$3" in
+  diff)
+    if [ -f "$dir/fail" ]; then echo "connection refused" >&2; exit 2; fi
+    if cmp -s "$dir/stdin" "$dir/applied" 2>/dev/null; then exit 0; fi
+    echo "+ kind: ClusterRoleBinding"; exit 1 ;;
+  apply)
+    cp "$dir/stdin" "$dir/applied"; echo "clusterrolebinding/x serverside-applied"; exit 0 ;;
+esac
+exit 3
+"""
+
+
+@pytest.fixture
+def kubectl_dir(tmp_path):
+    bin_dir = tmp_path / "k8s-bin"
+    bin_dir.mkdir()
+    script = bin_dir / "kubectl"
+    script.write_text(STAND_IN)
+    script.chmod(script.stat().st_mode | stat.S_IXUSR)
+    return bin_dir
+
+
+def _pillar(tmp_path, kubectl_dir):
+    pillar = lab_pillar()
+    pillar["paths"] = {"root": str(tmp_path / "root")}
+    pillar["artifacts"]["kubernetes"] = {"source": "path", "path": str(kubectl_dir)}
+    return {"kubesalt": pillar}
+
+
+def _applied(loaders, pillar, test=False, **kwargs):
+    high = {
+        "kubesalt-cluster-objects-applied": {
+            "k8s_objects": ["applied", {"name": "kubesalt"}, *({k: v} for k, v in kwargs.items())],
+            "__sls__": "test_objects",
+            "__env__": "base",
+        }
+    }
+    ret = loaders.modules.state.high(high, pillar=pillar, test=test).raw
+    (result,) = ret.values()
+    return result
+
+
+def test_diff_decides_test_mode_shows_and_a_second_run_changes_nothing(
+    loaders, tmp_path, kubectl_dir
+):
+    pillar = _pillar(tmp_path, kubectl_dir)
+    dry = _applied(loaders, pillar, test=True)
+    assert dry["result"] is None and "kind: ClusterRoleBinding" in dry["changes"]["diff"]
+    assert not (kubectl_dir / "applied").exists()
+
+    done = _applied(loaders, pillar)
+    assert done["result"] is True and done["changes"]["applied"]
+    calls = (kubectl_dir / "calls").read_text().splitlines()
+    admin = f"{tmp_path}/root/etc/kubernetes/admin.conf"
+    assert calls[-1] == f"--kubeconfig {admin} apply --server-side --field-manager=kubesalt -f -"
+    assert "diff --server-side --field-manager=kubesalt" in calls[-2]
+    sent = list(yaml.safe_load_all((kubectl_dir / "applied").read_text()))
+    assert sent == kubesalt_manifests.cluster_objects(lab_config())
+
+    again = _applied(loaders, pillar)
+    assert (again["result"], again["changes"]) == (True, {})
+    assert "apply" not in (kubectl_dir / "calls").read_text().splitlines()[-1]
+
+
+def test_a_failing_kubectl_fails_the_state_with_its_message(loaders, tmp_path, kubectl_dir):
+    (kubectl_dir / "fail").touch()
+    pillar = _pillar(tmp_path, kubectl_dir)
+    failed = _applied(loaders, pillar, wait=0)
+    assert failed["result"] is False
+    assert "kubectl diff failed: connection refused" in failed["comment"]
+    assert not (kubectl_dir / "applied").exists()

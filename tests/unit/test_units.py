@@ -1,0 +1,247 @@
+"""The units as data: command lines, config files and environments for each role, and every
+flag and config field checked against the lists kept for the pinned versions."""
+
+import copy
+
+import pytest
+
+from kubesalt_ext.utils import (
+    kubesalt_artifacts,
+    kubesalt_flags,
+    kubesalt_pillar,
+    kubesalt_pki,
+    kubesalt_units,
+)
+from tests.support.bad_pillars import lab_config
+
+
+@pytest.fixture(scope="module")
+def config():
+    config = lab_config()
+    config["paths"] = kubesalt_pillar.resolve_paths(config["paths"])
+    return config
+
+
+def _ctx(config, node_id):
+    return kubesalt_units.Context(config, node_id, kubesalt_pki.Layout.of(config))
+
+
+def _flags(rendered):
+    return dict(w[2:].split("=", 1) for w in rendered.argv if w.startswith("--"))
+
+
+def test_the_units_are_the_managed_units_of_each_role():
+    for role, managed in kubesalt_pillar.MANAGED_UNITS.items():
+        ours = {u.unit_name: u.artifact for u in kubesalt_units.for_roles([role])}
+        expected = {unit: a for unit, a in managed.items() if unit not in ("etcd.service",)}
+        if role == "router":
+            continue  # BIRD on routers is the routing formula's
+        assert ours == expected, role
+
+
+def test_every_unit_runs_a_binary_kubesalt_installs():
+    installed = {b.name for b in kubesalt_artifacts.CATALOGUE}
+    for unit in kubesalt_units.UNITS:
+        assert unit.binary in installed, unit.name
+
+
+def test_apiserver_command_line(config):
+    flags = _flags(kubesalt_units.render(config, "master-2", "kube-apiserver"))
+    pki = "/etc/kubernetes/pki"
+    assert flags["etcd-servers"] == (
+        "https://198.18.0.11:2379,https://198.18.0.12:2379,https://198.18.0.13:2379"
+    )
+    assert flags["etcd-certfile"] == f"{pki}/apiserver-etcd-client.crt"
+    assert flags["etcd-cafile"] == f"{pki}/etcd-ca.crt"
+    assert flags["kubelet-client-certificate"] == f"{pki}/apiserver-kubelet-client.crt"
+    assert flags["kubelet-certificate-authority"] == f"{pki}/kubernetes-ca.crt"
+    assert flags["authorization-mode"] == "Node,RBAC"
+    assert "NodeRestriction" in flags["enable-admission-plugins"].split(",")
+    assert flags["service-account-key-file"] == f"{pki}/service-accounts.pub"
+    assert flags["service-account-signing-key-file"] == f"{pki}/service-account.key"
+    assert flags["requestheader-client-ca-file"] == f"{pki}/front-proxy-ca.crt"
+    assert flags["proxy-client-cert-file"] == f"{pki}/front-proxy-client.crt"
+    assert flags["audit-log-path"] == "/var/log/kubernetes/audit.log"
+    assert flags["advertise-address"] == "198.18.0.12"
+
+
+def test_every_certificate_a_unit_names_is_in_the_catalogue_for_its_role():
+    for unit in kubesalt_units.UNITS:
+        held = {s.name for s in kubesalt_pki.CATALOGUE if unit.role in s.roles}
+        assert set(unit.certs) <= held, unit.name
+        if unit.kubeconfig:
+            assert unit.kubeconfig in {k.name for k in kubesalt_pki.node_kubeconfigs([unit.role])}
+
+
+def test_the_cluster_signing_pair_stays_on_the_ca_host(config):
+    on_ca_host = _flags(kubesalt_units.render(config, "master-1", "kube-controller-manager"))
+    elsewhere = _flags(kubesalt_units.render(config, "master-2", "kube-controller-manager"))
+    assert on_ca_host["cluster-signing-key-file"] == "/etc/kubesalt/ca/kubernetes-ca.key"
+    assert "cluster-signing-key-file" not in elsewhere
+    assert elsewhere["controllers"] == "*,-csrsigning"
+    for flags in (on_ca_host, elsewhere):
+        assert flags["leader-elect"] == "true"
+        assert flags["kubeconfig"] == "/etc/kubernetes/controller-manager.conf"
+        assert flags["allocate-node-cidrs"] == "false"
+
+
+def test_kubelet_configuration_owns_nothing_kubesalt_owns(config):
+    document = kubesalt_units.kubelet_configuration(_ctx(config, "worker-1"))
+    assert document["cgroupDriver"] == "systemd"
+    assert document["tlsCertFile"] == "/etc/kubernetes/pki/kubelet-server.crt"
+    # kubesalt issues and renews the kubelet's certificates: the kubelet does not rotate them.
+    assert document["rotateCertificates"] is False and document["serverTLSBootstrap"] is False
+    assert document["authentication"]["webhook"]["enabled"] is True
+    assert document["authentication"]["anonymous"]["enabled"] is False
+    assert document["authorization"]["mode"] == "Webhook"
+    assert document["containerRuntimeEndpoint"] == "unix:///run/containerd/containerd.sock"
+    assert document["clusterDNS"] == ["198.18.16.10"]
+
+
+def test_kube_proxy_uses_ipvs_and_the_pod_range(config):
+    document = kubesalt_units.kube_proxy_configuration(_ctx(config, "worker-2"))
+    assert document["mode"] == "ipvs"
+    assert document["clusterCIDR"] == "198.19.0.0/16"
+    assert document["hostnameOverride"] == "worker-2"
+    files = kubesalt_units.kernel_files(_ctx(config, "worker-2"))
+    modules, sysctls = (text for text, _ in files.values())
+    assert {"ip_vs", "ip_vs_rr", "nf_conntrack"} <= set(modules.split())
+    assert "net.ipv4.ip_forward = 1" in sysctls
+
+
+def test_containerd_config_schema_follows_its_major_version(config):
+    ctx = _ctx(config, "worker-1")
+    assert config["versions"]["containerd"] == "1.6.20"
+    old = kubesalt_units.containerd_config(ctx)
+    assert "version = 2" in old and '"io.containerd.grpc.v1.cri"' in old
+    newer = copy.deepcopy(config)
+    newer["versions"]["containerd"] = "2.1.4"
+    new = kubesalt_units.containerd_config(_ctx(newer, "worker-1"))
+    assert "version = 3" in new and '"io.containerd.cri.v1.runtime"' in new
+    for text in (old, new):
+        assert "SystemdCgroup = true" in text
+
+
+def _tls_rule(env, prefix, files, names):
+    """Calico's rule: any TLS setting means all three files plus a CN or URI SAN."""
+    given = {k for k in env if k.startswith(prefix)}
+    return {prefix + f for f in files} <= given and bool({prefix + n for n in names} & given)
+
+
+def test_felix_and_typha_trust_each_other_over_mutual_tls(config):
+    felix = kubesalt_units.calico_node_environment(_ctx(config, "worker-1"))
+    typha = kubesalt_units.typha_environment(_ctx(config, "master-1"))
+    assert _tls_rule(felix, "FELIX_TYPHA", ("CAFILE", "CERTFILE", "KEYFILE"), ("CN", "URISAN"))
+    assert _tls_rule(typha, "TYPHA_", ("CAFILE", "SERVERCERTFILE", "SERVERKEYFILE"), ("CLIENTCN",))
+    # Each side expects the CN the other's certificate really has.
+    cns = {s.name: s.common_name for s in kubesalt_pki.CATALOGUE}
+    assert felix["FELIX_TYPHACN"] == cns["calico-typha"]
+    assert typha["TYPHA_CLIENTCN"] == cns["calico-felix"]
+    assert felix["FELIX_TYPHACERTFILE"].endswith("/calico-felix.crt")
+    assert typha["TYPHA_SERVERCERTFILE"].endswith("/calico-typha.crt")
+
+
+# --- every flag, field and variable is documented for the pinned version ----------------------
+
+
+@pytest.mark.parametrize("node_id", ["master-1", "master-2", "worker-1"])
+def test_every_flag_exists_for_the_pinned_version(config, node_id):
+    version = config["versions"]["kubernetes"]
+    for rendered in kubesalt_units.node_units(config, node_id):
+        name = rendered.unit.name
+        if rendered.unit.artifact == "kubernetes":
+            documented = kubesalt_flags.known(kubesalt_flags.KUBERNETES, version, name)
+        elif name == "containerd":
+            documented = kubesalt_flags.CONTAINERD_FLAGS
+        elif name == "calico-bird":
+            documented = {w.lstrip("-") for w in kubesalt_flags.BIRD_OPTIONS}
+            words = [w.lstrip("-") for w in rendered.argv if w.startswith("-")]
+            assert kubesalt_flags.unknown(words, documented) == [], name
+            continue
+        else:
+            assert all(not w.startswith("--") for w in rendered.argv), name
+            continue
+        names = kubesalt_flags.flag_names(rendered.argv)
+        assert names, name
+        assert kubesalt_flags.unknown(names, documented) == [], name
+
+
+def test_config_files_use_only_documented_fields(config):
+    version = config["versions"]["kubernetes"]
+    ctx = _ctx(config, "worker-1")
+    for kind, document in (
+        ("KubeletConfiguration", kubesalt_units.kubelet_configuration(ctx)),
+        ("KubeProxyConfiguration", kubesalt_units.kube_proxy_configuration(ctx)),
+    ):
+        documented = kubesalt_flags.known(kubesalt_flags.KUBERNETES, version, kind)
+        assert kubesalt_flags.unknown(kubesalt_flags.field_paths(document), documented) == []
+
+
+def test_calico_environments_use_only_documented_variables(config):
+    version = config["versions"]["calico"]
+    felix = kubesalt_units.calico_node_environment(_ctx(config, "worker-1"))
+    typha = kubesalt_units.typha_environment(_ctx(config, "master-1"))
+    for component, env in (("calico-node", felix), ("calico-typha", typha)):
+        documented = kubesalt_flags.known(kubesalt_flags.CALICO, version, component)
+        assert kubesalt_flags.unknown(env, documented) == [], component
+
+
+def test_the_flag_check_catches_an_unknown_flag_and_an_unknown_version():
+    documented = kubesalt_flags.known(kubesalt_flags.KUBERNETES, "1.37.0", "kube-apiserver")
+    argv = ["--insecure-port=8080", "--etcd-servers=https://x:2379"]
+    assert kubesalt_flags.unknown(kubesalt_flags.flag_names(argv), documented) == ["insecure-port"]
+    with pytest.raises(KeyError, match=r"no flag list for version 1\.38"):
+        kubesalt_flags.known(kubesalt_flags.KUBERNETES, "1.38.1", "kube-apiserver")
+    document = {"cgroupDriver": "systemd", "authentication": {"x509": {"clientCAFil": "/ca"}}}
+    kubelet = kubesalt_flags.known(kubesalt_flags.KUBERNETES, "1.37.0", "KubeletConfiguration")
+    found = kubesalt_flags.unknown(kubesalt_flags.field_paths(document), kubelet)
+    assert found == ["authentication.x509.clientCAFil"]
+
+
+# --- the unit file ------------------------------------------------------------------------------
+
+
+def test_unit_files_log_to_journald_and_restart_with_a_limit(config):
+    for node_id in ("master-1", "worker-1"):
+        for rendered in kubesalt_units.node_units(config, node_id):
+            text = rendered.unit_text
+            for line in (
+                "Restart=on-failure",
+                "StandardOutput=journal",
+                "StandardError=journal",
+                "StartLimitBurst=5",
+                "StartLimitIntervalSec=120",
+                "WantedBy=multi-user.target",
+            ):
+                assert line in text.splitlines(), (rendered.unit.name, line)
+            assert text.count("ExecStart=") == 1
+            assert f"ExecStart={rendered.executable}" in text
+
+
+def test_executables_follow_the_artifact_source(config):
+    worker = {r.unit.name: r.executable for r in kubesalt_units.node_units(config, "worker-1")}
+    assert worker["containerd"] == "/usr/bin/containerd"  # the lab's Debian package
+    assert worker["calico-bird"] == "/usr/sbin/bird"
+    assert worker["kubelet"] == "/usr/local/bin/kubelet"  # unavailable: where it would go
+    assert worker["calico-felix"] == "/usr/local/bin/calico-node"
+
+
+def test_a_percent_sign_cannot_become_a_systemd_specifier():
+    unit = kubesalt_units.spec("kube-scheduler")
+    text = kubesalt_units.unit_text(unit, "/bin/x", ["--name=50%"])
+    assert "--name=50%%" in text
+
+
+def test_the_readme_lists_every_unit_with_its_config_files(config):
+    from tests.conftest import REPO
+
+    readme = (REPO / "README.md").read_text()
+    section = readme.split("## Units", 1)[1].split("\n## ", 1)[0]
+    for node_id in ("master-2", "worker-1"):
+        for rendered in kubesalt_units.node_units(config, node_id):
+            assert f"| `{rendered.unit.name}` |" in section, rendered.unit.name
+            for path in rendered.files:
+                assert path in section, (rendered.unit.name, path)
+            for port in rendered.unit.ports:
+                where = port.split()[1] if port.startswith("unix ") else port.split("/")[0]
+                assert where in section, (rendered.unit.name, port)
