@@ -51,6 +51,7 @@ bench: setup
 	$(VENV)/bin/python bench/lab.py
 	$(VENV)/bin/python bench/lab_etcd.py
 	$(VENV)/bin/python bench/lab_highstate.py
+	$(VENV)/bin/python bench/bgp.py
 
 # The lab: one systemd-nspawn host per node of pillar/kubesalt, converged by a real salt-master.
 .PHONY: lab lab-down

@@ -111,10 +111,11 @@ def kubectl_available():
     return _kubectl_command(_config()) is not None
 
 
-def diff(wait=APISERVER_WAIT):
+def diff(wait=APISERVER_WAIT, stream=None):
     """
-    ``kubectl diff --server-side`` of :func:`manifests` against the cluster: the diff text
-    ("" when nothing would change). Waits up to ``wait`` seconds for the apiserver.
+    ``kubectl diff --server-side`` of :func:`manifests` (or of the YAML ``stream`` given)
+    against the cluster: the diff text ("" when nothing would change). Waits up to ``wait``
+    seconds for the apiserver.
 
     CLI Example:
 
@@ -131,7 +132,7 @@ def diff(wait=APISERVER_WAIT):
         "-f",
         "-",
     ]
-    stream = manifests()
+    stream = manifests() if stream is None else stream
     deadline = time.monotonic() + float(wait)
     while True:
         proc = _run(argv, stream)
@@ -142,9 +143,10 @@ def diff(wait=APISERVER_WAIT):
         time.sleep(3)
 
 
-def apply():
+def apply(stream=None):
     """
-    ``kubectl apply --server-side`` of :func:`manifests`; returns kubectl's lines.
+    ``kubectl apply --server-side`` of :func:`manifests` (or of the YAML ``stream``
+    given); returns kubectl's lines.
 
     CLI Example:
 
@@ -161,7 +163,7 @@ def apply():
         "-f",
         "-",
     ]
-    proc = _run(argv, manifests())
+    proc = _run(argv, manifests() if stream is None else stream)
     if proc.returncode != 0:
         raise CommandExecutionError(f"kubectl apply failed: {proc.stderr.strip()[-2000:]}")
     return proc.stdout.splitlines()

@@ -55,6 +55,8 @@ def _as_dict(config, rendered):
         "declared": bool(spec),
         "files": _files(rendered.files),
         "directories": list(rendered.directories),
+        "reload": unit.reload,
+        "uses_pki": bool(unit.certs or unit.kubeconfig),
         "binaries": [b.name for b in kubesalt_artifacts.CATALOGUE if unit.unit_name in b.units],
     }
 

@@ -61,7 +61,8 @@ CATALOGUE = (
     Binary("calico-typha", "calico_typha", "", "bin_dir", ("master",),
            ("calico-typha.service",)),
     # BIRD for calico-confd on workers (Debian's bird2 package, or a static binary).
-    Binary("bird", "bird", "", "bin_dir", ("worker",), ("calico-bird.service",)),
+    Binary("bird", "bird", "", "bin_dir", ("worker", "router"),
+           ("calico-bird.service", "bird.service")),
     # Calico's CRD manifest (a release's manifests/crds.yaml): applied by one master, never
     # copied into the formula.
     Binary("calico-crds.yaml", "calico_crds", "", "manifest_dir", ("master",)),
@@ -72,7 +73,7 @@ ARTIFACTS = tuple(dict.fromkeys(b.artifact for b in CATALOGUE))
 _VERSION_KEYS = {"calico_node": "calico", "calico_typha": "calico", "calico_crds": "calico"}
 
 # Where Debian's packages put a binary, where that is not /usr/bin/<name>.
-_PACKAGE_PATHS = {"runc": "/usr/sbin/runc", "bird": "/usr/sbin/bird"}
+_PACKAGE_PATHS = {"runc": "/usr/sbin/runc", "bird": "/usr/sbin/bird", "birdc": "/usr/sbin/birdc"}
 
 
 def version_key(artifact):

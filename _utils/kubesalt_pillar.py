@@ -59,6 +59,7 @@ PATH_KEYS = (
     "cni_conf_dir",
     "sysctl_dir",
     "modules_load_dir",
+    "bird_dir",
 )
 # kube-apiserver's secure port, unless cluster:apiserver_endpoint names another.
 APISERVER_PORT = 6443
@@ -227,6 +228,39 @@ def _check_abs_path(value, key):
     if not isinstance(value, str) or not value.startswith("/"):
         return None, [Problem(key, f"{value!r} is not {expected}")]
     return value, []
+
+
+def _check_bool(value, key):
+    if not isinstance(value, bool):
+        return None, [Problem(key, f"{value!r} is not true or false")]
+    return value, []
+
+
+def _check_block_size(value, key):
+    expected = "a whole number from 20 to 32 (Calico's IPv4 block size)"
+    if isinstance(value, bool) or not isinstance(value, int) or not 20 <= value <= 32:
+        return None, [Problem(key, f"{value!r} is not {expected}")]
+    return value, []
+
+
+def _check_ip_pools(value, key):
+    if value is None or value == []:
+        return [], []
+    if not isinstance(value, list):
+        expected = "a list of {name, cidr, block_size, nat_outgoing}"
+        return None, [Problem(key, f"expected {expected}, got {_kind(value)}")]
+    fields = {
+        "name": _check_dns_label,
+        "cidr": _check_cidr,
+        "block_size": _check_optional(_check_block_size),
+        "nat_outgoing": _check_optional(_check_bool),
+    }
+    parsed, problems = [], []
+    for i, pool in enumerate(value):
+        found_pool, found = _check_fields(pool, f"{key}:{i}", fields)
+        parsed.append(found_pool)
+        problems += found
+    return parsed, problems
 
 
 def _check_optional(check):
@@ -440,7 +474,13 @@ def _check_roles(value, key):
     return (value if not problems else None), problems
 
 
-_NODE_FIELDS = {"roles": _check_roles, "ip": _check_ip}
+# as_number and router_id matter on routers (BGP); the others ignore them.
+_NODE_FIELDS = {
+    "roles": _check_roles,
+    "ip": _check_ip,
+    "as_number": _check_optional(_check_as_number),
+    "router_id": _check_optional(_check_ip),
+}
 
 
 def _node_name_problem(minion_id, key):
@@ -510,6 +550,15 @@ SCHEMA = {
             "pod_cidr": _check_cidr,
             "service_cidr": _check_cidr,
             "cluster_dns_ip": _check_ip,
+            "bgp": _mapping(
+                {
+                    "advertise_service_cluster_ips": _check_bool,
+                    "ebgp": _check_bool,
+                    "fast_timers": _check_bool,
+                    "route_reflector_cluster_id": _check_optional(_check_ip),
+                }
+            ),
+            "ip_pools": _check_ip_pools,
         }
     ),
     "versions": _mapping(dict.fromkeys(COMPONENTS, _check_version)),
@@ -532,7 +581,18 @@ def validate(config):
     problems += _check_role_counts(nodes)
     problems += _check_pki_against_nodes(parsed.get("pki") or {}, nodes)
     problems += _check_endpoint_in_sans(parsed.get("cluster") or {}, parsed.get("pki") or {}, nodes)
+    if not problems:
+        problems += [Problem(key, message) for key, message in _bgp_problems(config)]
     return problems
+
+
+def _bgp_problems(config):
+    """The BGP layout checks of kubesalt_calico, on a config whose fields are all valid."""
+    try:  # imported here: kubesalt_calico is a user of this module's config, not a part
+        import kubesalt_calico
+    except ImportError:
+        from kubesalt_ext.utils import kubesalt_calico
+    return kubesalt_calico.problems(config, PILLAR_KEY)
 
 
 def _check_endpoint_in_sans(cluster, pki, nodes):

@@ -26,6 +26,7 @@ TYPHA_PORT = 5473
 CONTAINERD_SOCKET = "/run/containerd/containerd.sock"
 # calico-node's confd writes BIRD's config here and reaches BIRD through this socket.
 CALICO_RUN_DIR = "/var/run/calico"
+BIRD_SOCKET = "/run/bird/bird.ctl"
 IPVS_MODULES = ("ip_vs", "ip_vs_rr", "ip_vs_wrr", "ip_vs_sh", "nf_conntrack", "br_netfilter")
 SYSCTLS = {
     "net.ipv4.ip_forward": "1",
@@ -72,6 +73,8 @@ class UnitSpec:
     hardening: tuple = _BASE_HARDENING
     read_write: tuple = ()  # paths: keys it writes under ProtectSystem=strict
     service_extra: tuple = ()
+    # A changed config reloads the unit (ExecReload) instead of restarting it.
+    reload: bool = False
 
     @property
     def unit_name(self):
@@ -233,6 +236,18 @@ UNITS = (
             "RuntimeDirectory=calico",
             "RuntimeDirectoryPreserve=yes",
         ),
+    ),
+    UnitSpec(
+        "bird",
+        "router",
+        "bird",
+        "bird",
+        "BIRD 2, route reflector for the cluster's nodes",
+        "https://bird.network.cz/",
+        ports=("179/tcp BGP",),
+        hardening=(*_BASE_HARDENING, "ProtectSystem=strict"),
+        service_extra=("RuntimeDirectory=bird",),
+        reload=True,
     ),
 )
 
@@ -636,6 +651,31 @@ def _bird(ctx):
     return argv, {}
 
 
+def router_bird_config_path(ctx):
+    return f"{ctx.paths['bird_dir']}/bird.conf"
+
+
+def _router_bird(ctx):
+    try:  # imported here: only routers need the BGP model
+        import kubesalt_calico
+    except ImportError:
+        from kubesalt_ext.utils import kubesalt_calico
+    path = router_bird_config_path(ctx)
+    argv = ["-f", "-s", BIRD_SOCKET, "-c", path]
+    return argv, {path: (kubesalt_calico.bird_config(ctx.config, ctx.node_id), 0o640)}
+
+
+def _router_bird_service(ctx, executable):
+    """Check the config before every start; a reload is `birdc configure`, which keeps the
+    running config when the new one does not parse."""
+    birdc = kubesalt_artifacts.executable(ctx.config, "bird", "birdc")
+    path = router_bird_config_path(ctx)
+    return [
+        f"ExecStartPre={executable} -p -c {path}",
+        f"ExecReload={birdc} -s {BIRD_SOCKET} configure",
+    ]
+
+
 BUILDERS = {
     "kube-apiserver": _apiserver,
     "kube-scheduler": _scheduler,
@@ -647,7 +687,9 @@ BUILDERS = {
     "calico-felix": _felix,
     "calico-confd": _confd,
     "calico-bird": _bird,
+    "bird": _router_bird,
 }
+SERVICE_LINES = {"bird": _router_bird_service}
 ENVIRONMENT_FILES = {
     "calico-typha": _typha_env_path,
     "calico-felix": _calico_env_path,
@@ -663,7 +705,7 @@ def _escape(word):
     return word.replace("%", "%%")
 
 
-def unit_text(unit, executable, argv, environment_file=None, read_write=()):
+def unit_text(unit, executable, argv, environment_file=None, read_write=(), service_lines=()):
     """The unit file: journald logging, restarts with a start limit, ordering, hardening."""
     exec_lines = " \\\n    ".join(_escape(w) for w in [executable, *argv])
     unit_section = [
@@ -685,6 +727,7 @@ def unit_text(unit, executable, argv, environment_file=None, read_write=()):
     if environment_file:
         service.append(f"EnvironmentFile={environment_file}")
     service += [
+        *service_lines,
         f"ExecStart={exec_lines}",
         "Restart=on-failure",
         "RestartSec=5",
@@ -722,7 +765,15 @@ def render(config, node_id, name):
     )
     env_path = ENVIRONMENT_FILES.get(name)
     directories = tuple(config["paths"][key] for key in unit.read_write)
-    text = unit_text(unit, executable, argv, env_path(ctx) if env_path else None, directories)
+    extra = SERVICE_LINES.get(name)
+    text = unit_text(
+        unit,
+        executable,
+        argv,
+        env_path(ctx) if env_path else None,
+        directories,
+        extra(ctx, executable) if extra else (),
+    )
     return Rendered(
         unit=unit,
         unit_path=f"{config['paths']['systemd_dir']}/{unit.unit_name}",

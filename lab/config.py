@@ -48,6 +48,8 @@ class Lab:
     bridge_ip: str
     nodes: tuple = field(default_factory=tuple)
     artifacts: dict = field(default_factory=dict, hash=False)
+    # The merged cluster config of the lab pillar (defaults + pillar/kubesalt/init.sls).
+    cluster: dict = field(default_factory=dict, hash=False, compare=False, repr=False)
 
     @property
     def rootfs(self):
@@ -109,4 +111,5 @@ def load(cache_dir=None, run_dir=None, pillar_file=LAB_PILLAR):
         bridge_ip=bridge_ip,
         nodes=nodes,
         artifacts=pillar.get("artifacts") or {},
+        cluster=pillar,
     )

@@ -6,7 +6,7 @@ import time
 from pathlib import Path
 
 from kubesalt_ext.utils import kubesalt_pillar
-from kubesalt_lab import containers, master, net, report, rootfs
+from kubesalt_lab import bgp, containers, master, net, report, rootfs
 from kubesalt_lab.config import LabError
 from kubesalt_lab.system import alive, cmdline, run, stop_pids, wait_until
 
@@ -115,6 +115,14 @@ def apply(lab, progress):
             )
             for error in summary["errors"]:
                 progress(f"  {node.id}: {error}")
+    routers_ok = all(
+        results[n.id]["failed"] == 0 and not results[n.id]["errors"]
+        for n in lab.nodes
+        if "router" in n.roles
+    )
+    if routers_ok and any("router" in n.roles for n in lab.nodes):
+        # The workers' BGP side, which calico-node would be: the lab's stand-in speakers.
+        bgp.start_standins(lab, progress)
     return results
 
 
@@ -189,7 +197,12 @@ def status(lab):
         for props in report.parse_systemctl_show(shown):
             artifact = lab.artifacts.get(managed.get(props.get("Id"), ""))
             units.append([node.id, props.get("Id"), report.unit_state(props, artifact)])
-    return {"hosts": hosts, "units": units, "etcd": etcd_members(lab, answers)}
+    return {
+        "hosts": hosts,
+        "units": units,
+        "etcd": etcd_members(lab, answers),
+        "bgp": bgp.sessions(lab) or [["-", "-", "-", "no router up"]],
+    }
 
 
 def etcd_members(lab, answers):
@@ -223,6 +236,8 @@ def status_tables(shown):
         + report.table(
             ["etcd member", "kind", "healthy", "leader", "raft index", "error"], shown["etcd"]
         )
+        + "\n\n"
+        + report.table(["router", "bgp session", "state", "info"], shown["bgp"])
     )
 
 

@@ -10,6 +10,8 @@ kubesalt:
     pod_cidr: 198.19.0.0/16
     service_cidr: 198.18.16.0/20
     cluster_dns_ip: 198.18.16.10
+    bgp:
+      fast_timers: true      # sessions up within a second in the lab
   versions:
     containerd: "1.6.20"   # Debian bookworm's package: config schema 2
   artifacts:

@@ -91,3 +91,27 @@ def test_a_failing_kubectl_fails_the_state_with_its_message(loaders, tmp_path, k
     assert failed["result"] is False
     assert "kubectl diff failed: connection refused" in failed["comment"]
     assert not (kubectl_dir / "applied").exists()
+
+
+def test_calico_bgp_resources_go_through_the_same_diff_and_apply(loaders, tmp_path, kubectl_dir):
+    from kubesalt_ext.utils import kubesalt_calico
+
+    pillar = _pillar(tmp_path, kubectl_dir)
+    high = {
+        "kubesalt-calico-bgp-configured": {
+            "calico_bgp": ["configured", {"name": "default"}],
+            "__sls__": "test_objects",
+            "__env__": "base",
+        }
+    }
+    dry = loaders.modules.state.high(high, pillar=pillar, test=True).raw
+    (dry,) = dry.values()
+    assert dry["result"] is None and dry["changes"]["diff"]
+    done = loaders.modules.state.high(high, pillar=pillar).raw
+    (done,) = done.values()
+    assert done["result"] is True and done["changes"]["applied"]
+    sent = list(yaml.safe_load_all((kubectl_dir / "applied").read_text()))
+    assert sent == kubesalt_calico.resources(lab_config())
+    again = loaders.modules.state.high(high, pillar=pillar).raw
+    (again,) = again.values()
+    assert (again["result"], again["changes"]) == (True, {})

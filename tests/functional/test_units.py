@@ -24,8 +24,9 @@ import yaml
 from kubesalt_ext.utils import kubesalt_manifests, kubesalt_pillar, kubesalt_units
 from kubesalt_lab import artifacts
 from tests.support.bad_pillars import lab_config, lab_pillar
+from tests.support.shared_data import calico_crds_dir
 
-CALICO_CRDS = Path(__file__).resolve().parents[3] / "shared" / "data" / "calico-crds" / "v3.32.1"
+CALICO_CRDS = calico_crds_dir()
 SYSTEM_UNITS = Path("/usr/lib/systemd/system")
 
 
@@ -58,10 +59,12 @@ def _scratch_root(tmp_path, config, node_ids):
             unit = root / rendered.unit_path.lstrip("/")
             unit.parent.mkdir(parents=True, exist_ok=True)
             unit.write_text(rendered.unit_text)
-            stand_in = root / rendered.executable.lstrip("/")
-            stand_in.parent.mkdir(parents=True, exist_ok=True)
-            stand_in.write_text("#!/bin/sh\nexit 0\n")
-            stand_in.chmod(0o755)
+            for line in rendered.unit_text.splitlines():
+                if line.startswith("Exec"):
+                    stand_in = root / line.split("=", 1)[1].split()[0].lstrip("-/")
+                    stand_in.parent.mkdir(parents=True, exist_ok=True)
+                    stand_in.write_text("#!/bin/sh\nexit 0\n")
+                    stand_in.chmod(0o755)
             for path, (text, _) in rendered.files.items():
                 target = root / path.lstrip("/")
                 target.parent.mkdir(parents=True, exist_ok=True)
@@ -72,7 +75,8 @@ def _scratch_root(tmp_path, config, node_ids):
 
 @pytest.mark.parametrize("make_config", [_url_config, _lab_config], ids=["url", "lab"])
 def test_every_unit_passes_systemd_analyze_verify(tmp_path, make_config):
-    root, units = _scratch_root(tmp_path, make_config(), ["master-1", "master-2", "worker-1"])
+    nodes = ["master-1", "master-2", "worker-1", "router-1"]
+    root, units = _scratch_root(tmp_path, make_config(), nodes)
     names = sorted({r.unit.unit_name for r in units})
     assert names == sorted(u.unit_name for u in kubesalt_units.UNITS)
     for rendered in units:

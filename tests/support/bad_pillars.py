@@ -103,14 +103,14 @@ CASES = [
     BadPillar(
         "unknown-network-key",
         _set("network:as_numbr", 64512),
-        "kubesalt:network:as_numbr: unknown key; expected one of: as_number, cluster_dns_ip, "
-        "node_cidr, pod_cidr, service_cidr (did you mean 'as_number'?)",
+        "kubesalt:network:as_numbr: unknown key; expected one of: as_number, bgp, "
+        "cluster_dns_ip, ip_pools, node_cidr, pod_cidr, service_cidr (did you mean 'as_number'?)",
     ),
     BadPillar(
         "unknown-node-key",
         _set("nodes:worker-1:rolse", ["worker"]),
-        "kubesalt:nodes:worker-1:rolse: unknown key; expected one of: ip, roles "
-        "(did you mean 'roles'?)",
+        "kubesalt:nodes:worker-1:rolse: unknown key; expected one of: as_number, ip, roles, "
+        "router_id (did you mean 'roles'?)",
     ),
     BadPillar(
         "unknown-version-key",
@@ -343,6 +343,23 @@ CASES = [
         "dns-domain-malformed",
         _set("cluster:domain", "cluster..local"),
         "kubesalt:cluster:domain: 'cluster..local' is not a DNS domain such as 'cluster.local'",
+    ),
+    BadPillar(
+        "bgp-flag-not-a-bool",
+        _set("network:bgp:ebgp", "yes"),
+        "kubesalt:network:bgp:ebgp: 'yes' is not true or false",
+    ),
+    BadPillar(
+        "ip-pool-block-size-out-of-range",
+        _set("network:ip_pools", [{"name": "pods", "cidr": "198.19.0.0/16", "block_size": 33}]),
+        "kubesalt:network:ip_pools:0:block_size: 33 is not a whole number from 20 to 32 "
+        "(Calico's IPv4 block size)",
+    ),
+    BadPillar(
+        "router-in-another-as",
+        _set("nodes:router-1:as_number", 65001),
+        "kubesalt:nodes:router-1:as_number: 65001 is not the cluster AS 64512; workers and "
+        "routers form one AS (set network:bgp:ebgp: true to peer across AS on purpose)",
     ),
     BadPillar(
         "artifact-unknown-source",

@@ -74,7 +74,8 @@ def test_pillar_example_is_valid_and_documents_every_key():
     assert set(example) == set(kubesalt_pillar.SCHEMA)
     for section in ("cluster", "network", "versions", "pki", "paths"):
         assert set(example[section]) == keys(defaults[section]), section
-    assert {k for n in example["nodes"].values() for k in n} == {"roles", "ip"}
+    documented = {k for n in example["nodes"].values() for k in n}
+    assert documented == {"roles", "ip", "as_number", "router_id"}
     assert {a["source"] for a in example["artifacts"].values()} == set(
         kubesalt_pillar.ARTIFACT_SOURCES
     )

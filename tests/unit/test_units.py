@@ -34,8 +34,6 @@ def test_the_units_are_the_managed_units_of_each_role():
     for role, managed in kubesalt_pillar.MANAGED_UNITS.items():
         ours = {u.unit_name: u.artifact for u in kubesalt_units.for_roles([role])}
         expected = {unit: a for unit, a in managed.items() if unit not in ("etcd.service",)}
-        if role == "router":
-            continue  # BIRD on routers is the routing formula's
         assert ours == expected, role
 
 
@@ -237,7 +235,7 @@ def test_the_readme_lists_every_unit_with_its_config_files(config):
 
     readme = (REPO / "README.md").read_text()
     section = readme.split("## Units", 1)[1].split("\n## ", 1)[0]
-    for node_id in ("master-2", "worker-1"):
+    for node_id in ("master-2", "worker-1", "router-1"):
         for rendered in kubesalt_units.node_units(config, node_id):
             assert f"| `{rendered.unit.name}` |" in section, rendered.unit.name
             for path in rendered.files:

@@ -12,3 +12,11 @@ kubesalt-cluster-objects-applied:
     - require:
       - kubesalt: kubesalt-pillar-validated
       - sls: {{ tplroot }}.units
+
+# Calico's BGP side (after the CRDs above): BGPConfiguration, BGPPeers, node addresses,
+# IPPools; see calico_bgp.
+kubesalt-calico-bgp-configured:
+  calico_bgp.configured:
+    - name: default
+    - require:
+      - k8s_objects: kubesalt-cluster-objects-applied

@@ -14,7 +14,9 @@
 
 include:
   - {{ tplroot }}.validate
+{%- if units | selectattr("uses_pki") | list %}
   - {{ tplroot }}.pki
+{%- endif %}
   - {{ tplroot }}.artifacts
   - .kernel
 
@@ -77,9 +79,14 @@ kubesalt-unit-{{ unit.name }}-running:
   service.running:
     - name: {{ unit.unit }}
     - enable: True
+{%- if unit.reload %}
+    - reload: True
+{%- endif %}
     - require:
       - module: kubesalt-units-daemon-reloaded
+{%- if unit.uses_pki %}
       - k8s_pki: kubesalt-pki-certificates-present
+{%- endif %}
 {%- for binary in unit.binaries %}
       - k8s_artifact: kubesalt-artifact-{{ binary }}-installed
 {%- endfor %}

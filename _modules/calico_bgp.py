@@ -1,0 +1,75 @@
+"""
+calico_bgp: Calico's BGP resources and the routers' BIRD config, from pillar.
+
+What is built (``_utils/kubesalt_calico.py``): the BGPConfiguration ``default`` (explicit
+``asNumber``, node-to-node mesh off, service IPs when asked), one BGPPeer per router, each
+worker's BGP address (the ``projectcalico.org/IPv4Address`` annotation of its Node) and the
+IPPools (no encapsulation). They are applied by one master with
+``kubectl apply --server-side`` through ``k8s_objects``; the routers render their
+``bird.conf`` from the same pillar.
+
+CLI Example:
+
+.. code-block:: bash
+
+    salt master-1 calico_bgp.resources
+    salt router-1 calico_bgp.bird_config
+"""
+
+import yaml
+from salt.exceptions import CommandExecutionError
+
+try:  # synced from file_roots: the synced _utils directory is on sys.path
+    import kubesalt_calico
+except ImportError:  # installed with pip
+    from kubesalt_ext.utils import kubesalt_calico
+
+__virtualname__ = "calico_bgp"
+
+
+def __virtual__():
+    return __virtualname__
+
+
+def resources():
+    """
+    The BGP resources for the cluster, as a list of objects.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt master-1 calico_bgp.resources
+    """
+    return kubesalt_calico.resources(__salt__["kubesalt.config"]())
+
+
+def stream():
+    """
+    :func:`resources` as the YAML stream kubectl is given.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt master-1 calico_bgp.stream
+    """
+    return yaml.safe_dump_all(resources(), sort_keys=True)
+
+
+def bird_config(router=None):
+    """
+    The ``bird.conf`` of router ``router`` (default: this minion).
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt router-1 calico_bgp.bird_config
+    """
+    config = __salt__["kubesalt.config"]()
+    router = router or __grains__["id"]
+    node = config["nodes"].get(router)
+    if not node or "router" not in node["roles"]:
+        raise CommandExecutionError(f"{router} is not a router in pillar kubesalt:nodes")
+    return kubesalt_calico.bird_config(config, router)

@@ -1,0 +1,147 @@
+"""BGP: building Calico's resources and the routers' BIRD config for a large cluster, and
+the time to Established in the lab.
+
+  - build the BGP resources (BGPConfiguration, BGPPeers, node addresses, IPPools) for 1,000
+    workers and 4 routers, and run the layout checks;
+  - render one router's bird.conf for 1,000 workers and parse it with `bird -p`;
+  - in the lab (unless --no-lab): restart a worker's stand-in speaker and time until the
+    router reports its session Established and its pod block is in the other worker's
+    kernel, --runs times.
+Prints a table and writes bench/results/bgp.json.
+
+    .venv/bin/python bench/bgp.py [--runs N] [--no-lab]
+"""
+
+import argparse
+import copy
+import ipaddress
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from kubesalt_ext.utils import kubesalt_calico, kubesalt_pillar  # noqa: E402
+from kubesalt_lab import bgp, config, containers, lifecycle, report  # noqa: E402
+from tests.support.bad_pillars import lab_config  # noqa: E402
+
+
+def quiet(_message):
+    pass
+
+
+def big_cluster(workers=1000, routers=4):
+    cluster = copy.deepcopy(lab_config())
+    cluster["network"]["node_cidr"] = "198.18.0.0/20"
+    cluster["network"]["service_cidr"] = "198.18.16.0/20"
+    hosts = ipaddress.ip_network("198.18.0.0/20").hosts()
+    nodes = {}
+    for i in range(3):
+        nodes[f"master-{i + 1}"] = {"roles": ["master"], "ip": str(next(hosts))}
+    for i in range(routers):
+        nodes[f"router-{i + 1}"] = {"roles": ["router"], "ip": str(next(hosts))}
+    for i in range(workers):
+        nodes[f"worker-{i + 1}"] = {"roles": ["worker"], "ip": str(next(hosts))}
+    cluster["nodes"] = nodes
+    return cluster
+
+
+def timed(fn, repeat=5):
+    times = []
+    for _ in range(repeat):
+        start = time.perf_counter()
+        value = fn()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times), value
+
+
+def lab_established(runs):
+    lab = config.load()
+    lifecycle.up(lab, quiet)
+    applied = lifecycle.apply(lab, quiet)
+    assert all(s["failed"] == 0 for s in applied.values()), applied
+    worker_1, worker_2 = (n for n in lab.ordered_nodes() if n.id in ("worker-1", "worker-2"))
+    block = bgp.pod_block(lab.cluster, "worker-2")
+    established, routed = [], []
+    for _ in range(runs):
+        containers.inside(lab, worker_2, ["systemctl", "stop", f"{bgp.STANDIN_UNIT}.service"])
+        while block in bgp.kernel_routes(lab, worker_1):
+            time.sleep(0.2)
+        start = time.monotonic()
+        bgp.start_standin(lab, worker_2)
+        up = None
+        while True:
+            now = time.monotonic() - start
+            states = {r[1]: r[3] for r in bgp.sessions(lab)}
+            if up is None and states.get("node_worker_2", "").startswith("Established"):
+                up = now
+            if up is not None and block in bgp.kernel_routes(lab, worker_1):
+                established.append(up)
+                routed.append(now)
+                break
+            if now > 60:
+                raise SystemExit("worker-2 did not come back within 60 s")
+            time.sleep(0.1)
+    return established, routed
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--no-lab", action="store_true", help="skip the lab measurement")
+    parser.add_argument("--out", type=Path, default=REPO / "bench" / "results" / "bgp.json")
+    args = parser.parse_args(argv)
+
+    cluster = big_cluster()
+    problems = kubesalt_pillar.validate(cluster)
+    assert not problems, problems[:3]
+    build_s, objects = timed(lambda: kubesalt_calico.resources(cluster))
+    check_s, found = timed(lambda: kubesalt_calico.problems(cluster))
+    assert not found, found
+    render_s, text = timed(lambda: kubesalt_calico.bird_config(cluster, "router-1"))
+    with tempfile.NamedTemporaryFile("w", suffix=".conf") as conf:
+        conf.write(text)
+        conf.flush()
+
+        def parse():
+            return subprocess.run(["bird", "-p", "-c", conf.name], capture_output=True, check=True)
+
+        parse_s, _ = timed(parse)
+    results = {
+        "benchmark": "bgp",
+        "workers": 1000,
+        "routers": 4,
+        "resources": len(objects),
+        "build_resources_ms": round(build_s * 1000, 2),
+        "layout_checks_ms": round(check_s * 1000, 2),
+        "render_bird_conf_ms": round(render_s * 1000, 2),
+        "bird_conf_lines": text.count("\n"),
+        "bird_parse_ms": round(parse_s * 1000, 2),
+    }
+    rows = [
+        ["build resources (1,000 workers, 4 routers)", f"{results['build_resources_ms']} ms"],
+        ["layout checks", f"{results['layout_checks_ms']} ms"],
+        ["render bird.conf (1,000 sessions)", f"{results['render_bird_conf_ms']} ms"],
+        ["bird -p of that config", f"{results['bird_parse_ms']} ms"],
+    ]
+    if not args.no_lab:
+        established, routed = lab_established(args.runs)
+        results["lab_established_seconds"] = [round(s, 2) for s in established]
+        results["lab_route_in_kernel_seconds"] = [round(s, 2) for s in routed]
+        rows += [
+            [
+                "lab: stand-in start -> Established (median)",
+                f"{statistics.median(established):.2f} s",
+            ],
+            ["lab: -> route in the other worker's kernel", f"{statistics.median(routed):.2f} s"],
+        ]
+    print(report.table(["step", "time"], rows))
+    report.write_json(args.out, results)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,113 @@
+"""Real BGP in the lab: the router runs the BIRD config kubesalt generates; each worker runs
+the lab's stand-in speaker (BIRD 2 configured as calico-confd would configure the node; a
+stand-in for calico-node, not Calico)."""
+
+import time
+
+import pytest
+
+from kubesalt_lab import bgp, containers, lifecycle, master
+
+WORKERS = ("worker-1", "worker-2")
+
+
+def _node(lab, node_id):
+    return next(n for n in lab.nodes if n.id == node_id)
+
+
+def _wait(what, check, timeout=30):
+    deadline = time.monotonic() + timeout
+    while True:
+        value = check()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(0.5)
+
+
+def _established(lab):
+    rows = bgp.sessions(lab)
+    return {r[1]: r[2] for r in rows if r[0] == "router-1"}
+
+
+@pytest.fixture(scope="module")
+def applied(first_apply, lab_up):
+    lab, _ = lab_up
+    for node_id, summary in first_apply.items():
+        assert (summary["failed"], summary["errors"]) == (0, []), node_id
+    return lab
+
+
+def test_every_worker_session_to_the_router_is_established(applied):
+    lab = applied
+
+    def up():
+        states = _established(lab)
+        return states if states and all(s == "up" for s in states.values()) else None
+
+    states = _wait("every session up", up)
+    assert set(states) == {"node_worker_1", "node_worker_2"}
+    info = {r[1]: r[3] for r in bgp.sessions(lab)}
+    assert all(i.startswith("Established") for i in info.values()), info
+
+
+def test_pod_routes_are_reflected_into_the_other_workers_kernel(applied):
+    lab = applied
+    blocks = {w: bgp.pod_block(lab.cluster, w) for w in WORKERS}
+    for here, there in (WORKERS, WORKERS[::-1]):
+        routes = _wait(
+            f"{blocks[there]} in {here}'s kernel",
+            lambda here=here, there=there: (
+                blocks[there] in bgp.kernel_routes(lab, _node(lab, here))
+            ),
+        )
+        assert routes
+        # Its own block stays local (a blackhole in BIRD, never installed from BGP).
+        assert blocks[here] not in bgp.kernel_routes(lab, _node(lab, here))
+
+
+def test_a_worker_that_leaves_has_its_routes_withdrawn(applied):
+    lab = applied
+    worker_1, worker_2 = (_node(lab, w) for w in WORKERS)
+    block_2 = bgp.pod_block(lab.cluster, "worker-2")
+    _wait("worker-2's block on worker-1", lambda: block_2 in bgp.kernel_routes(lab, worker_1))
+    containers.inside(lab, worker_2, ["systemctl", "stop", f"{bgp.STANDIN_UNIT}.service"])
+    try:
+        _wait(
+            "worker-2's block withdrawn from worker-1",
+            lambda: block_2 not in bgp.kernel_routes(lab, worker_1),
+        )
+        assert _established(lab)["node_worker_2"] != "up"
+    finally:
+        bgp.start_standin(lab, worker_2)
+    _wait("worker-2's block back", lambda: block_2 in bgp.kernel_routes(lab, worker_1))
+
+
+def _bird_pid(lab):
+    router = _node(lab, "router-1")
+    out = containers.inside(lab, router, ["systemctl", "show", "-p", "MainPID", "bird.service"])
+    return out.stdout.strip().split("=")[1]
+
+
+def test_a_config_change_reloads_bird_instead_of_restarting_it(applied):
+    lab = applied
+    before = _bird_pid(lab)
+    master.override_pillar(lab, {"network:bgp:advertise_service_cluster_ips": True})
+    try:
+        ret = master.run_salt(lab, "router-1", "state.apply", timeout=300)["router-1"]
+        changed = {s["__id__"] for s in ret.values() if s["changes"]}
+        assert "kubesalt-config-/etc/bird/bird.conf-managed" in changed
+        assert all(s["result"] for s in ret.values()), ret
+        assert _bird_pid(lab) == before
+        config = containers.inside(lab, _node(lab, "router-1"), ["cat", "/etc/bird/bird.conf"])
+        assert "198.18.16.0/20{20,32}" in config.stdout
+        assert all(s == "up" for s in _established(lab).values())
+    finally:
+        master.override_pillar(lab, {})
+        master.run_salt(lab, "router-1", "state.apply", timeout=300)
+
+
+def test_status_shows_the_bgp_sessions(applied):
+    tables = lifecycle.status_tables(lifecycle.status(applied))
+    assert "bgp session" in tables and "node_worker_1" in tables
