@@ -24,7 +24,7 @@ import subprocess
 import time
 
 import yaml
-from salt.exceptions import CommandExecutionError
+from salt.exceptions import CommandExecutionError, SaltInvocationError
 
 try:  # synced from file_roots: the synced _utils directory is on sys.path
     import kubesalt_artifacts
@@ -52,10 +52,15 @@ def _crds_path(config):
     return os.path.join(config["paths"]["manifest_dir"], "calico-crds.yaml")
 
 
-def manifests():
+def manifests(part="all"):
     """
     The YAML stream kubesalt applies: its own objects, then Calico's CRDs when their
     artifact is installed.
+
+    part
+        ``all`` (default), ``namespaces`` (only the Namespaces kubesalt creates, applied
+        first: objects in a namespace that does not exist yet cannot even be diffed), or
+        ``rest`` (everything else).
 
     CLI Example:
 
@@ -63,10 +68,18 @@ def manifests():
 
         salt master-1 k8s_objects.manifests
     """
+    if part not in ("all", "namespaces", "rest"):
+        raise SaltInvocationError(f"Invalid value {part!r} for part. Valid: all, namespaces, rest")
     config = _config()
-    text = yaml.safe_dump_all(kubesalt_manifests.cluster_objects(config), sort_keys=True)
+    objects = kubesalt_manifests.cluster_objects(config)
+    if part == "namespaces":
+        objects = [o for o in objects if o["kind"] == "Namespace"]
+    elif part == "rest":
+        objects = [o for o in objects if o["kind"] != "Namespace"]
+    text = yaml.safe_dump_all(objects, sort_keys=True) if objects else ""
     crds = _crds_path(config)
-    if kubesalt_artifacts.available(config, "calico_crds") and os.path.isfile(crds):
+    with_crds = part != "namespaces" and kubesalt_artifacts.available(config, "calico_crds")
+    if with_crds and os.path.isfile(crds):
         with open(crds, encoding="utf-8") as handle:
             text += "---\n" + handle.read()
     return text

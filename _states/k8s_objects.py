@@ -39,16 +39,36 @@ def applied(name, wait=180):
         )
         return ret
     try:
-        difference = __salt__["k8s_objects.diff"](wait=wait)
-        if not difference:
+        # Namespaces first: an object in a namespace that does not exist yet cannot be
+        # diffed (the server-side dry run answers 404).
+        namespaces = __salt__["k8s_objects.manifests"](part="namespaces")
+        new_namespaces = (
+            __salt__["k8s_objects.diff"](wait=wait, stream=namespaces) if namespaces else ""
+        )
+        if new_namespaces and __opts__["test"]:
+            ret["result"] = None
+            ret["changes"] = {"diff": new_namespaces}
+            ret["comment"] = (
+                "would create namespaces, then apply the cluster objects in them "
+                "(server-side; they can be diffed once their namespaces exist)"
+            )
+            return ret
+        applied = []
+        if new_namespaces:
+            applied += __salt__["k8s_objects.apply"](stream=namespaces)
+        rest = __salt__["k8s_objects.manifests"](part="rest")
+        difference = __salt__["k8s_objects.diff"](wait=wait, stream=rest)
+        if not difference and not applied:
             ret["comment"] = "cluster objects are applied"
             return ret
-        ret["changes"] = {"diff": difference}
+        ret["changes"] = {"diff": new_namespaces + difference}
         if __opts__["test"]:
             ret["result"] = None
             ret["comment"] = "would apply cluster objects (server-side)"
             return ret
-        ret["changes"]["applied"] = __salt__["k8s_objects.apply"]()
+        if difference:
+            applied += __salt__["k8s_objects.apply"](stream=rest)
+        ret["changes"]["applied"] = applied
         ret["comment"] = "applied cluster objects (server-side)"
     except CommandExecutionError as err:
         ret["result"] = False

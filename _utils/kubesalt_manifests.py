@@ -14,13 +14,17 @@
 - the ``calico-typha`` Service in ``kube-system`` with Endpoints for every master's Typha:
   felix finds Typha through it (``FELIX_TYPHAK8SSERVICENAME``).
 
+- the ingress controller (``kubesalt_ingress``): namespace, RBAC, IngressClass, DaemonSet
+  and NodePort Service.
+
 Calico's own CRDs are not here: they are a pinned artifact (``artifacts:calico_crds``).
 """
 
 try:  # synced from file_roots: the synced _utils directory is on sys.path
+    import kubesalt_ingress
     import kubesalt_pillar
 except ImportError:  # installed with pip
-    from kubesalt_ext.utils import kubesalt_pillar
+    from kubesalt_ext.utils import kubesalt_ingress, kubesalt_pillar
 
 TYPHA_PORT = 5473
 FIELD_MANAGER = "kubesalt"
@@ -129,6 +133,7 @@ def cluster_objects(config):
         _role("kubesalt:calico-node", _CALICO_NODE_RULES),
         _binding("kubesalt:calico-node", "kubesalt:calico-node", "calico-felix"),
         *typha_service(config),
+        *kubesalt_ingress.objects(config),
     ]
 
 

@@ -31,6 +31,7 @@ COMPONENTS = (
     "cni_plugins",
     "crictl",
     "ingress_nginx",
+    "nginx_ingress",
     "bird",
 )
 # `unavailable`: this site has no such binary (the lab: kube-* and Calico); kubesalt writes
@@ -261,6 +262,28 @@ def _check_ip_pools(value, key):
         parsed.append(found_pool)
         problems += found
     return parsed, problems
+
+
+def _check_choice(choices):
+    def choice(value, key):
+        if value not in choices:
+            return None, [Problem(key, f"{value!r} is not one of: {', '.join(choices)}")]
+        return value, []
+
+    return choice
+
+
+def _check_node_port(value, key):
+    expected = "a NodePort, a whole number from 30000 to 32767"
+    if isinstance(value, bool) or not isinstance(value, int) or not 30000 <= value <= 32767:
+        return None, [Problem(key, f"{value!r} is not {expected}")]
+    return value, []
+
+
+def _check_image(value, key):
+    if not isinstance(value, str) or not value or any(c.isspace() for c in value):
+        return None, [Problem(key, f"{value!r} is not a container image reference")]
+    return value, []
 
 
 def _check_optional(check):
@@ -564,6 +587,16 @@ SCHEMA = {
     "versions": _mapping(dict.fromkeys(COMPONENTS, _check_version)),
     "artifacts": _check_artifacts,
     "pki": _mapping(_PKI_FIELDS),
+    "ingress": _mapping(
+        {
+            "controller": _check_choice(("nginx", "ingress-nginx")),
+            "namespace": _check_dns_label,
+            "class_name": _check_dns_label,
+            "image": _check_optional(_check_image),
+            "http_node_port": _check_node_port,
+            "https_node_port": _check_node_port,
+        }
+    ),
     "paths": _mapping({"root": _check_abs_path, **dict.fromkeys(PATH_KEYS, _check_abs_path)}),
     "nodes": _check_nodes,
 }

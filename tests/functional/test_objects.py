@@ -4,9 +4,12 @@ test=True shows the diff, a failing kubectl fails the state) with a stand-in for
 kubectl and an apiserver cannot be had here, so this checks kubesalt's side only: the
 arguments and the YAML stream it hands kubectl, and what it does with kubectl's exit codes.
 The stand-in answers ``diff`` with exit 1 and a diff until ``apply`` was called with the
-same stream, then with exit 0, as ``kubectl diff`` does.
+same stream, then with exit 0, as ``kubectl diff`` does; each applied stream is kept under
+its checksum (``applied/``) and appended to ``applied.log``.
 """
 
+import functools
+import json
 import stat
 
 import pytest
@@ -23,10 +26,13 @@ cat > "$dir/stdin"
 case "$3" in
   diff)
     if [ -f "$dir/fail" ]; then echo "connection refused" >&2; exit 2; fi
-    if cmp -s "$dir/stdin" "$dir/applied" 2>/dev/null; then exit 0; fi
-    echo "+ kind: ClusterRoleBinding"; exit 1 ;;
+    if [ -f "$dir/applied/$(md5sum < "$dir/stdin" | cut -d' ' -f1)" ]; then exit 0; fi
+    echo "+ $(head -c 60 "$dir/stdin")"; exit 1 ;;
   apply)
-    cp "$dir/stdin" "$dir/applied"; echo "clusterrolebinding/x serverside-applied"; exit 0 ;;
+    mkdir -p "$dir/applied"
+    cp "$dir/stdin" "$dir/applied/$(md5sum < "$dir/stdin" | cut -d' ' -f1)"
+    { echo "---"; cat "$dir/stdin"; } >> "$dir/applied.log"
+    echo "serverside-applied"; exit 0 ;;
 esac
 exit 3
 """
@@ -67,21 +73,29 @@ def test_diff_decides_test_mode_shows_and_a_second_run_changes_nothing(
 ):
     pillar = _pillar(tmp_path, kubectl_dir)
     dry = _applied(loaders, pillar, test=True)
-    assert dry["result"] is None and "kind: ClusterRoleBinding" in dry["changes"]["diff"]
+    # A new namespace (the ingress's) comes first: the rest cannot be diffed before it.
+    assert dry["result"] is None and "kind: Namespace" in dry["changes"]["diff"]
     assert not (kubectl_dir / "applied").exists()
 
     done = _applied(loaders, pillar)
     assert done["result"] is True and done["changes"]["applied"]
-    calls = (kubectl_dir / "calls").read_text().splitlines()
+    calls = [c.split(" ", 2)[2] for c in (kubectl_dir / "calls").read_text().splitlines()]
     admin = f"{tmp_path}/root/etc/kubernetes/admin.conf"
-    assert calls[-1] == f"--kubeconfig {admin} apply --server-side --field-manager=kubesalt -f -"
-    assert "diff --server-side --field-manager=kubesalt" in calls[-2]
-    sent = list(yaml.safe_load_all((kubectl_dir / "applied").read_text()))
-    assert sent == kubesalt_manifests.cluster_objects(lab_config())
+    assert (kubectl_dir / "calls").read_text().startswith(f"--kubeconfig {admin} ")
+    diff = "diff --server-side --field-manager=kubesalt -f -"
+    apply = "apply --server-side --field-manager=kubesalt -f -"
+    # test=True: the namespaces' diff; then namespaces diffed and applied, the rest too.
+    assert calls == [diff, diff, apply, diff, apply]
+    sent = [d for d in yaml.safe_load_all((kubectl_dir / "applied.log").read_text()) if d]
+    expected = kubesalt_manifests.cluster_objects(lab_config())
+    canonical = functools.partial(json.dumps, sort_keys=True)
+    assert sorted(map(canonical, sent)) == sorted(map(canonical, expected))
+    assert sent[0]["kind"] == "Namespace"
 
     again = _applied(loaders, pillar)
     assert (again["result"], again["changes"]) == (True, {})
     assert "apply" not in (kubectl_dir / "calls").read_text().splitlines()[-1]
+    assert "apply" not in (kubectl_dir / "calls").read_text().splitlines()[-2]
 
 
 def test_a_failing_kubectl_fails_the_state_with_its_message(loaders, tmp_path, kubectl_dir):
@@ -110,7 +124,7 @@ def test_calico_bgp_resources_go_through_the_same_diff_and_apply(loaders, tmp_pa
     done = loaders.modules.state.high(high, pillar=pillar).raw
     (done,) = done.values()
     assert done["result"] is True and done["changes"]["applied"]
-    sent = list(yaml.safe_load_all((kubectl_dir / "applied").read_text()))
+    sent = [d for d in yaml.safe_load_all((kubectl_dir / "applied.log").read_text()) if d]
     assert sent == kubesalt_calico.resources(lab_config())
     again = loaders.modules.state.high(high, pillar=pillar).raw
     (again,) = again.values()

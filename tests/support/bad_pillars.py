@@ -51,7 +51,7 @@ def _set(path, value):
         *parents, last = path.split(":")
         target = pillar
         for part in parents:
-            target = target[part]
+            target = target.setdefault(part, {})
         target[last] = value
 
     return mutate
@@ -83,7 +83,7 @@ _IP = "an IPv4 address such as '198.18.0.10'"
 _VERSION = "a version string such as '1.37.0' (quote it in YAML)"
 _ROLES = "a list of roles from: master, worker, router"
 _DISJOINT = "expected node, pod and service ranges to be disjoint"
-_TOP_KEYS = "artifacts, cluster, network, nodes, paths, pki, versions"
+_TOP_KEYS = "artifacts, cluster, ingress, network, nodes, paths, pki, versions"
 _NODE_NAME = (
     "is not a valid Kubernetes node name; expected lowercase letters, digits, '-' and '.' "
     "(RFC 1123)"
@@ -116,7 +116,8 @@ CASES = [
         "unknown-version-key",
         _set("versions", {"kubernets": "1.37.0"}),
         "kubesalt:versions:kubernets: unknown key; expected one of: bird, calico, cni_plugins, "
-        "containerd, crictl, etcd, ingress_nginx, kubernetes, runc (did you mean 'kubernetes'?)",
+        "containerd, crictl, etcd, ingress_nginx, kubernetes, nginx_ingress, runc "
+        "(did you mean 'kubernetes'?)",
     ),
     BadPillar(
         "network-not-a-mapping",
@@ -343,6 +344,16 @@ CASES = [
         "dns-domain-malformed",
         _set("cluster:domain", "cluster..local"),
         "kubesalt:cluster:domain: 'cluster..local' is not a DNS domain such as 'cluster.local'",
+    ),
+    BadPillar(
+        "ingress-unknown-controller",
+        _set("ingress:controller", "traefik"),
+        "kubesalt:ingress:controller: 'traefik' is not one of: nginx, ingress-nginx",
+    ),
+    BadPillar(
+        "ingress-node-port-out-of-range",
+        _set("ingress:http_node_port", 80),
+        "kubesalt:ingress:http_node_port: 80 is not a NodePort, a whole number from 30000 to 32767",
     ),
     BadPillar(
         "bgp-flag-not-a-bool",

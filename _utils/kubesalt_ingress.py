@@ -1,0 +1,204 @@
+"""The cluster's ingress controller, rendered by kubesalt itself (no upstream manifest).
+
+Two NGINX-based controllers are selectable with ``ingress:controller``:
+
+``nginx`` (default)
+    NGINX's own Ingress Controller (``nginx.org/ingress-controller``), maintained. Its
+    custom resources are turned off (``-enable-custom-resources=false``), so plain
+    Ingress objects are all it needs.
+``ingress-nginx``
+    The Kubernetes project's ingress-nginx (``k8s.io/ingress-nginx``). Upstream retired it
+    (no fixes since March 2026); it stays selectable for clusters that depend on its
+    annotations, at the operator's own risk.
+
+Both run as a DaemonSet on the workers behind a NodePort Service (``ingress:http_node_port``,
+``ingress:https_node_port``), with their own ServiceAccount and RBAC, an IngressClass
+(``ingress:class_name``, the cluster default) and a ConfigMap. The image is
+``ingress:image`` when given, else the controller's image at the pinned version
+(``versions:nginx_ingress`` / ``versions:ingress_nginx``).
+"""
+
+CONTROLLERS = ("nginx", "ingress-nginx")
+_LABELS = {"app.kubernetes.io/managed-by": "kubesalt", "app.kubernetes.io/name": "ingress"}
+
+_SPECS = {
+    "nginx": {
+        "controller": "nginx.org/ingress-controller",
+        "version_key": "nginx_ingress",
+        "image": "nginx/nginx-ingress:{version}",
+        "args": lambda s: [
+            f"-nginx-configmaps=$(POD_NAMESPACE)/{s['configmap']}",
+            f"-ingress-class={s['class_name']}",
+            "-enable-custom-resources=false",
+            "-health-status",
+            "-ready-status",
+        ],
+        "ready_path": "/nginx-ready",
+        "ready_port": 8081,
+    },
+    "ingress-nginx": {
+        "controller": "k8s.io/ingress-nginx",
+        "version_key": "ingress_nginx",
+        "image": "ingress-nginx/controller:v{version}",
+        "args": lambda s: [
+            "/nginx-ingress-controller",
+            f"--configmap=$(POD_NAMESPACE)/{s['configmap']}",
+            f"--ingress-class={s['class_name']}",
+            "--controller-class=k8s.io/ingress-nginx",
+            f"--election-id={s['name']}-leader",
+            f"--publish-service=$(POD_NAMESPACE)/{s['name']}",
+        ],
+        "ready_path": "/healthz",
+        "ready_port": 10254,
+    },
+}
+
+
+def settings(config):
+    """The ingress settings with their defaults filled in."""
+    given = config.get("ingress") or {}
+    controller = given.get("controller") or "nginx"
+    spec = _SPECS[controller]
+    version = str(config["versions"][spec["version_key"]]).lstrip("v")
+    return {
+        "controller": controller,
+        "name": "kubesalt-ingress",
+        "namespace": given.get("namespace") or "kubesalt-ingress",
+        "class_name": given.get("class_name") or "nginx",
+        "configmap": "kubesalt-ingress",
+        "image": given.get("image") or spec["image"].format(version=version),
+        "http_node_port": int(given.get("http_node_port") or 30080),
+        "https_node_port": int(given.get("https_node_port") or 30443),
+    }
+
+
+def _meta(s, name=None, namespaced=True):
+    meta = {"name": name or s["name"], "labels": dict(_LABELS)}
+    if namespaced:
+        meta["namespace"] = s["namespace"]
+    return meta
+
+
+def _rules():
+    def rule(groups, resources, verbs):
+        return {"apiGroups": groups, "resources": resources, "verbs": verbs}
+
+    read = ["get", "list", "watch"]
+    return [
+        rule([""], ["services", "endpoints", "pods", "secrets", "configmaps", "namespaces"], read),
+        rule([""], ["nodes"], ["list", "watch", "get"]),
+        rule([""], ["events"], ["create", "patch"]),
+        rule(["discovery.k8s.io"], ["endpointslices"], read),
+        rule(["networking.k8s.io"], ["ingresses", "ingressclasses"], read),
+        rule(["networking.k8s.io"], ["ingresses/status"], ["update"]),
+        rule(["coordination.k8s.io"], ["leases"], ["get", "list", "watch", "create", "update"]),
+    ]
+
+
+def _field_env(name, path):
+    return {"name": name, "valueFrom": {"fieldRef": {"fieldPath": path}}}
+
+
+def objects(config):
+    """Every object of the ingress controller, in the order they are applied."""
+    s = settings(config)
+    spec = _SPECS[s["controller"]]
+    selector = {"app.kubernetes.io/name": "ingress", "app.kubernetes.io/instance": s["name"]}
+    container = {
+        "name": "controller",
+        "image": s["image"],
+        "args": spec["args"](s),
+        "env": [
+            {
+                "name": "POD_NAMESPACE",
+                "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}},
+            },
+            {"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
+        ],
+        "ports": [
+            {"name": "http", "containerPort": 80, "protocol": "TCP"},
+            {"name": "https", "containerPort": 443, "protocol": "TCP"},
+        ],
+        "readinessProbe": {
+            "httpGet": {"path": spec["ready_path"], "port": spec["ready_port"]},
+            "periodSeconds": 5,
+        },
+        "securityContext": {
+            "allowPrivilegeEscalation": False,
+            "capabilities": {"drop": ["ALL"], "add": ["NET_BIND_SERVICE"]},
+            "runAsUser": 101,
+            "runAsNonRoot": True,
+        },
+    }
+    return [
+        {"apiVersion": "v1", "kind": "Namespace", "metadata": _meta(s, s["namespace"], False)},
+        {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": _meta(s)},
+        {
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "ClusterRole",
+            "metadata": _meta(s, f"kubesalt:{s['name']}", False),
+            "rules": _rules(),
+        },
+        {
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "ClusterRoleBinding",
+            "metadata": _meta(s, f"kubesalt:{s['name']}", False),
+            "roleRef": {
+                "apiGroup": "rbac.authorization.k8s.io",
+                "kind": "ClusterRole",
+                "name": f"kubesalt:{s['name']}",
+            },
+            "subjects": [
+                {"kind": "ServiceAccount", "name": s["name"], "namespace": s["namespace"]}
+            ],
+        },
+        {"apiVersion": "v1", "kind": "ConfigMap", "metadata": _meta(s, s["configmap"]), "data": {}},
+        {
+            "apiVersion": "networking.k8s.io/v1",
+            "kind": "IngressClass",
+            "metadata": {
+                **_meta(s, s["class_name"], False),
+                "annotations": {"ingressclass.kubernetes.io/is-default-class": "true"},
+            },
+            "spec": {"controller": spec["controller"]},
+        },
+        {
+            "apiVersion": "apps/v1",
+            "kind": "DaemonSet",
+            "metadata": _meta(s),
+            "spec": {
+                "selector": {"matchLabels": selector},
+                "template": {
+                    "metadata": {"labels": {**_LABELS, **selector}},
+                    "spec": {
+                        "serviceAccountName": s["name"],
+                        "containers": [container],
+                        "terminationGracePeriodSeconds": 30,
+                    },
+                },
+            },
+        },
+        {
+            "apiVersion": "v1",
+            "kind": "Service",
+            "metadata": _meta(s),
+            "spec": {
+                "type": "NodePort",
+                "selector": selector,
+                "ports": [
+                    {
+                        "name": "http",
+                        "port": 80,
+                        "targetPort": "http",
+                        "nodePort": s["http_node_port"],
+                    },
+                    {
+                        "name": "https",
+                        "port": 443,
+                        "targetPort": "https",
+                        "nodePort": s["https_node_port"],
+                    },
+                ],
+            },
+        },
+    ]
