@@ -10,6 +10,7 @@ with the formula's ``calico-bird`` unit, which stays stopped in the lab.
 
 import ipaddress
 import re
+import time
 
 from kubesalt_lab import containers
 from kubesalt_lab.config import LabError
@@ -96,13 +97,27 @@ def start_standin(lab, node):
     return True
 
 
-def start_standins(lab, progress):
+def start_standins(lab, progress, timeout=30):
+    """Start every worker's stand-in (one already running with its config is left alone),
+    then wait until the routers report every session Established; returns the sessions
+    that are not (empty when all are up)."""
     for node in lab.ordered_nodes():
-        if "worker" in node.roles:
-            start_standin(lab, node)
-            progress(
-                f"bgp: stand-in speaker on {node.id} announces {pod_block(lab.cluster, node.id)}"
-            )
+        if "worker" in node.roles and start_standin(lab, node):
+            block = pod_block(lab.cluster, node.id)
+            progress(f"bgp: stand-in speaker on {node.id} announces {block}")
+    deadline = time.monotonic() + timeout
+    while True:
+        rows = sessions(lab)
+        down = [
+            f"{r[0]}/{r[1]}: {r[3] or r[2]}" for r in rows if not r[3].startswith("Established")
+        ]
+        if rows and not down:
+            progress(f"bgp: {len(rows)} sessions Established")
+            return []
+        if time.monotonic() > deadline:
+            progress(f"bgp: not Established after {timeout}s: {', '.join(down) or 'no session'}")
+            return down or ["no session"]
+        time.sleep(0.5)
 
 
 def parse_protocols(text):
