@@ -1,0 +1,87 @@
+"""The healing loop's decisions: which journal entries are failures worth a repair, and
+what a repair does next (backoff, restart, re-apply once, escalate)."""
+
+import pytest
+
+from kubesalt_ext.utils import kubesalt_heal as heal
+
+MANAGED = {"etcd.service": "etcd", "containerd.service": "containerd"}
+
+
+def _entry(**fields):
+    base = {
+        "MESSAGE_ID": heal.UNIT_FAILED,
+        "UNIT": "etcd.service",
+        "UNIT_RESULT": "signal",
+        "INVOCATION_ID": "abc",
+        "__REALTIME_TIMESTAMP": "1764000000000000",
+        "MESSAGE": "etcd.service: Failed with result 'signal'.",
+    }
+    return {**base, **fields}
+
+
+def test_a_unit_systemd_gave_up_on_is_an_event():
+    assert heal.failure_event(_entry(), "failed", MANAGED) == {
+        "unit": "etcd.service",
+        "result": "signal",
+        "invocation_id": "abc",
+        "time": 1764000000.0,
+    }
+
+
+@pytest.mark.parametrize(
+    ("entry", "state"),
+    [
+        (_entry(), "activating"),  # systemd restarts it by itself (Restart=on-failure)
+        (_entry(UNIT="sshd.service"), "failed"),  # not a unit kubesalt manages
+        (_entry(MESSAGE_ID="39f53479d3a045ac8e11786248231fbf"), "failed"),  # "Started"
+    ],
+)
+def test_retries_foreign_units_and_other_messages_are_not_events(entry, state):
+    assert heal.failure_event(entry, state, MANAGED) is None
+
+
+def test_the_start_limit_is_named():
+    entry = _entry(
+        MESSAGE_ID=heal.START_FAILED,
+        UNIT="containerd.service",
+        UNIT_RESULT=None,
+        JOB_RESULT="failed",
+        MESSAGE="containerd.service: Start request repeated too quickly.",
+    )
+    assert heal.failure_event(entry, "failed", MANAGED)["result"] == "start-limit-hit"
+
+
+def _attempts(*spec):
+    return [heal.Attempt("etcd.service", at, action, False) for at, action in spec]
+
+
+def test_first_failure_restarts_at_once():
+    assert heal.decide("etcd.service", [], now=100.0).action == "restart"
+
+
+def test_backoff_grows_between_attempts():
+    decision = heal.decide("etcd.service", _attempts((100.0, "restart")), now=102.0)
+    assert (decision.action, decision.wait_seconds) == ("wait", 3.0)
+    history = _attempts((100.0, "restart"), (106.0, "restart"), (140.0, "reapply"))
+    decision = heal.decide("etcd.service", history, now=150.0)
+    assert decision.action == "wait" and decision.wait_seconds == pytest.approx(110.0)
+
+
+def test_restarts_that_do_not_hold_lead_to_one_reapply():
+    history = _attempts((100.0, "restart"), (106.0, "restart"))
+    assert heal.decide("etcd.service", history, now=140.0).action == "reapply"
+    history += _attempts((140.0, "reapply"))
+    assert heal.decide("etcd.service", history, now=300.0).action == "restart"
+
+
+def test_a_spent_budget_escalates_and_the_window_forgets():
+    history = _attempts(*((100.0 + 200 * i, "restart") for i in range(heal.BUDGET_ATTEMPTS)))
+    assert heal.decide("etcd.service", history, now=1400.0).action == "escalate"
+    later = 100.0 + heal.BUDGET_WINDOW_SECONDS + 200 * heal.BUDGET_ATTEMPTS
+    assert heal.decide("etcd.service", history, now=later).action == "restart"
+
+
+def test_other_units_do_not_count():
+    history = [heal.Attempt("containerd.service", 100.0, "restart", False)] * 10
+    assert heal.decide("etcd.service", history, now=101.0).action == "restart"
