@@ -17,7 +17,7 @@ CLI Example:
 """
 
 import yaml
-from salt.exceptions import CommandExecutionError
+from salt.exceptions import CommandExecutionError, SaltInvocationError
 
 try:  # synced from file_roots: the synced _utils directory is on sys.path
     import kubesalt_calico
@@ -44,9 +44,11 @@ def resources():
     return kubesalt_calico.resources(__salt__["kubesalt.config"]())
 
 
-def stream():
+def stream(part="all"):
     """
-    :func:`resources` as the YAML stream kubectl is given.
+    :func:`resources` as the YAML stream kubectl is given. ``part`` as for
+    ``k8s_objects.manifests``: the BGP resources hold no Namespace, so ``namespaces`` is
+    empty and ``rest`` is everything.
 
     CLI Example:
 
@@ -54,7 +56,9 @@ def stream():
 
         salt master-1 calico_bgp.stream
     """
-    return yaml.safe_dump_all(resources(), sort_keys=True)
+    if part not in ("all", "namespaces", "rest"):
+        raise SaltInvocationError(f"Invalid value {part!r} for part. Valid: all, namespaces, rest")
+    return "" if part == "namespaces" else yaml.safe_dump_all(resources(), sort_keys=True)
 
 
 def bird_config(router=None):

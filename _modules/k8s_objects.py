@@ -102,13 +102,15 @@ def _run(argv, stdin, timeout=120):
         raise CommandExecutionError(f"{type(err).__name__}: {err}") from err
 
 
-def _kubectl(config):
+def _kubectl(config, verb):
+    """``kubectl <verb> --server-side`` of a YAML stream on stdin, as kubesalt's manager."""
     command = _kubectl_command(config)
     if command is None:
         raise CommandExecutionError(
             "kubectl is not available: pillar artifacts:kubernetes is source unavailable"
         )
-    return command
+    field_manager = f"--field-manager={kubesalt_manifests.FIELD_MANAGER}"
+    return [*command, verb, "--server-side", field_manager, "-f", "-"]
 
 
 def kubectl_available():
@@ -136,15 +138,7 @@ def diff(wait=APISERVER_WAIT, stream=None):
 
         salt master-1 k8s_objects.diff
     """
-    config = _config()
-    argv = [
-        *_kubectl(config),
-        "diff",
-        "--server-side",
-        f"--field-manager={kubesalt_manifests.FIELD_MANAGER}",
-        "-f",
-        "-",
-    ]
+    argv = _kubectl(_config(), "diff")
     stream = manifests() if stream is None else stream
     deadline = time.monotonic() + float(wait)
     while True:
@@ -167,15 +161,7 @@ def apply(stream=None):
 
         salt master-1 k8s_objects.apply
     """
-    config = _config()
-    argv = [
-        *_kubectl(config),
-        "apply",
-        "--server-side",
-        f"--field-manager={kubesalt_manifests.FIELD_MANAGER}",
-        "-f",
-        "-",
-    ]
+    argv = _kubectl(_config(), "apply")
     proc = _run(argv, manifests() if stream is None else stream)
     if proc.returncode != 0:
         raise CommandExecutionError(f"kubectl apply failed: {proc.stderr.strip()[-2000:]}")

@@ -52,7 +52,6 @@ def _as_dict(config, rendered):
         "artifact": unit.artifact,
         "available": available,
         "unavailable_reason": None if available else spec.get("reason") or "not in pillar",
-        "declared": bool(spec),
         "files": _files(rendered.files),
         "directories": list(rendered.directories),
         "reload": unit.reload,

@@ -19,29 +19,35 @@ def __virtual__():
     return (False, "k8s_objects: the k8s_objects execution module is not loaded")
 
 
-def applied(name, wait=180):
+def applied(name, wait=180, source="k8s_objects.manifests", what="cluster objects"):
     """
     kubesalt's cluster objects (and Calico's CRDs) are applied with server-side apply.
 
-    Nothing is applied when ``kubectl diff --server-side`` finds no difference; test=True
-    returns the diff without applying. Where the ``kubernetes`` artifact is unavailable
-    (the lab) there is no kubectl: the state says so and changes nothing.
+    Namespaces go first (an object in a namespace that does not exist yet cannot be
+    diffed: the server-side dry run answers 404), then the rest. Nothing is applied when
+    ``kubectl diff --server-side`` finds no difference; test=True returns the diff without
+    applying. Where the ``kubernetes`` artifact is unavailable (the lab) there is no
+    kubectl: the state says so and changes nothing.
 
     wait
         Seconds to wait for the apiserver to answer (a master's first run starts it).
         Default: 180.
+    source
+        The execution function that gives the YAML stream, called with
+        ``part="namespaces"`` and ``part="rest"``. Default: ``k8s_objects.manifests``;
+        ``calico_bgp.configured`` passes ``calico_bgp.stream``.
+    what
+        How comments name the objects.
     """
     ret = {"name": name, "result": True, "comment": "", "changes": {}}
     if not __salt__["k8s_objects.kubectl_available"]():
         ret["comment"] = (
-            "cluster objects not applied: artifact kubernetes not available (no kubectl); "
-            "see k8s_objects.manifests for what would be applied"
+            f"{what} not applied: artifact kubernetes not available (no kubectl); "
+            f"see {source} for what would be applied"
         )
         return ret
     try:
-        # Namespaces first: an object in a namespace that does not exist yet cannot be
-        # diffed (the server-side dry run answers 404).
-        namespaces = __salt__["k8s_objects.manifests"](part="namespaces")
+        namespaces = __salt__[source](part="namespaces")
         new_namespaces = (
             __salt__["k8s_objects.diff"](wait=wait, stream=namespaces) if namespaces else ""
         )
@@ -49,27 +55,27 @@ def applied(name, wait=180):
             ret["result"] = None
             ret["changes"] = {"diff": new_namespaces}
             ret["comment"] = (
-                "would create namespaces, then apply the cluster objects in them "
+                f"would create namespaces, then apply the {what} in them "
                 "(server-side; they can be diffed once their namespaces exist)"
             )
             return ret
-        applied = []
+        applied_lines = []
         if new_namespaces:
-            applied += __salt__["k8s_objects.apply"](stream=namespaces)
-        rest = __salt__["k8s_objects.manifests"](part="rest")
+            applied_lines += __salt__["k8s_objects.apply"](stream=namespaces)
+        rest = __salt__[source](part="rest")
         difference = __salt__["k8s_objects.diff"](wait=wait, stream=rest)
-        if not difference and not applied:
-            ret["comment"] = "cluster objects are applied"
+        if not difference and not applied_lines:
+            ret["comment"] = f"{what} are applied"
             return ret
         ret["changes"] = {"diff": new_namespaces + difference}
         if __opts__["test"]:
             ret["result"] = None
-            ret["comment"] = "would apply cluster objects (server-side)"
+            ret["comment"] = f"would apply {what} (server-side)"
             return ret
         if difference:
-            applied += __salt__["k8s_objects.apply"](stream=rest)
-        ret["changes"]["applied"] = applied
-        ret["comment"] = "applied cluster objects (server-side)"
+            applied_lines += __salt__["k8s_objects.apply"](stream=rest)
+        ret["changes"]["applied"] = applied_lines
+        ret["comment"] = f"applied {what} (server-side)"
     except CommandExecutionError as err:
         ret["result"] = False
         ret["comment"] = str(err)

@@ -23,10 +23,11 @@ Calico's own CRDs are not here: they are a pinned artifact (``artifacts:calico_c
 try:  # synced from file_roots: the synced _utils directory is on sys.path
     import kubesalt_ingress
     import kubesalt_pillar
+    from kubesalt_units import TYPHA_PORT
 except ImportError:  # installed with pip
     from kubesalt_ext.utils import kubesalt_ingress, kubesalt_pillar
+    from kubesalt_ext.utils.kubesalt_units import TYPHA_PORT
 
-TYPHA_PORT = 5473
 FIELD_MANAGER = "kubesalt"
 _LABELS = {"app.kubernetes.io/managed-by": "kubesalt"}
 _READ = ["get", "list", "watch"]

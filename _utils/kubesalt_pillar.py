@@ -15,8 +15,9 @@ from dataclasses import dataclass
 
 try:  # synced from file_roots: the synced _utils directory is on sys.path
     import kubesalt_artifacts
+    import kubesalt_calico
 except ImportError:  # installed with pip
-    from kubesalt_ext.utils import kubesalt_artifacts
+    from kubesalt_ext.utils import kubesalt_artifacts, kubesalt_calico
 
 PILLAR_KEY = "kubesalt"
 ROLES = ("master", "worker", "router")
@@ -237,11 +238,19 @@ def _check_bool(value, key):
     return value, []
 
 
-def _check_block_size(value, key):
-    expected = "a whole number from 20 to 32 (Calico's IPv4 block size)"
-    if isinstance(value, bool) or not isinstance(value, int) or not 20 <= value <= 32:
-        return None, [Problem(key, f"{value!r} is not {expected}")]
-    return value, []
+def _check_int_range(low, high, what):
+    expected = f"{what}, a whole number from {low} to {high}"
+
+    def check(value, key):
+        if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+            return None, [Problem(key, f"{value!r} is not {expected}")]
+        return value, []
+
+    return check
+
+
+_check_block_size = _check_int_range(20, 32, "Calico's IPv4 block size")
+_check_node_port = _check_int_range(30000, 32767, "a NodePort")
 
 
 def _check_ip_pools(value, key):
@@ -271,13 +280,6 @@ def _check_choice(choices):
         return value, []
 
     return choice
-
-
-def _check_node_port(value, key):
-    expected = "a NodePort, a whole number from 30000 to 32767"
-    if isinstance(value, bool) or not isinstance(value, int) or not 30000 <= value <= 32767:
-        return None, [Problem(key, f"{value!r} is not {expected}")]
-    return value, []
 
 
 def _check_image(value, key):
@@ -621,10 +623,6 @@ def validate(config):
 
 def _bgp_problems(config):
     """The BGP layout checks of kubesalt_calico, on a config whose fields are all valid."""
-    try:  # imported here: kubesalt_calico is a user of this module's config, not a part
-        import kubesalt_calico
-    except ImportError:
-        from kubesalt_ext.utils import kubesalt_calico
     return kubesalt_calico.problems(config, PILLAR_KEY)
 
 

@@ -10,17 +10,22 @@ writes what :func:`render` returns; the tests prove the same output with
 No Salt dunders and no I/O here.
 """
 
-import ipaddress
 from dataclasses import dataclass
 
 import yaml
 
 try:  # synced from file_roots: the synced _utils directory is on sys.path
     import kubesalt_artifacts
+    import kubesalt_calico
     import kubesalt_pillar
     import kubesalt_pki
 except ImportError:  # installed with pip
-    from kubesalt_ext.utils import kubesalt_artifacts, kubesalt_pillar, kubesalt_pki
+    from kubesalt_ext.utils import (
+        kubesalt_artifacts,
+        kubesalt_calico,
+        kubesalt_pillar,
+        kubesalt_pki,
+    )
 
 TYPHA_PORT = 5473
 CONTAINERD_SOCKET = "/run/containerd/containerd.sock"
@@ -319,11 +324,6 @@ def _env_file(values):
 
 def _etcd_servers(config):
     return ",".join(f"https://{ip}:2379" for _, ip in kubesalt_pillar.masters(config))
-
-
-def service_ip(config):
-    """The first address of the service range: the ``kubernetes`` Service."""
-    return str(ipaddress.ip_network(config["network"]["service_cidr"])[1])
 
 
 def is_ca_host(config, node_id):
@@ -656,10 +656,6 @@ def router_bird_config_path(ctx):
 
 
 def _router_bird(ctx):
-    try:  # imported here: only routers need the BGP model
-        import kubesalt_calico
-    except ImportError:
-        from kubesalt_ext.utils import kubesalt_calico
     path = router_bird_config_path(ctx)
     argv = ["-f", "-s", BIRD_SOCKET, "-c", path]
     return argv, {path: (kubesalt_calico.bird_config(ctx.config, ctx.node_id), 0o640)}

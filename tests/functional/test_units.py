@@ -24,9 +24,8 @@ import yaml
 from kubesalt_ext.utils import kubesalt_manifests, kubesalt_pillar, kubesalt_units
 from kubesalt_lab import artifacts
 from tests.support.bad_pillars import lab_config, lab_pillar
-from tests.support.shared_data import calico_crds_dir
+from tests.support.shared_data import calico_crds_or_skip
 
-CALICO_CRDS = calico_crds_dir()
 SYSTEM_UNITS = Path("/usr/lib/systemd/system")
 
 
@@ -148,11 +147,10 @@ def test_kubernetes_validate_would_catch_a_bad_object():
 
 @pytest.fixture(scope="module")
 def crds_release(tmp_path_factory):
-    if not CALICO_CRDS.is_dir():
-        pytest.skip(f"Calico's CRD schemas are not at {CALICO_CRDS}")
+    folder = calico_crds_or_skip()
     out = tmp_path_factory.mktemp("calico-release")
     # Shaped like a release's manifests/crds.yaml: the CRDs as one YAML stream.
-    parts = [p.read_text() for p in sorted(CALICO_CRDS.glob("crd.projectcalico.org_*.yaml"))]
+    parts = [p.read_text() for p in sorted(folder.glob("crd.projectcalico.org_*.yaml"))]
     manifest = out / "crds.yaml"
     manifest.write_text("".join(p if p.startswith("---") else "---\n" + p for p in parts))
     digest = hashlib.sha256(manifest.read_bytes()).hexdigest()

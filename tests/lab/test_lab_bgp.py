@@ -2,11 +2,10 @@
 the lab's stand-in speaker (BIRD 2 configured as calico-confd would configure the node; a
 stand-in for calico-node, not Calico)."""
 
-import time
-
 import pytest
 
 from kubesalt_lab import bgp, containers, lifecycle, master
+from kubesalt_lab.system import wait_until
 
 WORKERS = ("worker-1", "worker-2")
 
@@ -16,14 +15,7 @@ def _node(lab, node_id):
 
 
 def _wait(what, check, timeout=30):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(0.5)
+    return wait_until(check, timeout, interval=0.5, what=what)
 
 
 def _established(lab):

@@ -363,8 +363,8 @@ CASES = [
     BadPillar(
         "ip-pool-block-size-out-of-range",
         _set("network:ip_pools", [{"name": "pods", "cidr": "198.19.0.0/16", "block_size": 33}]),
-        "kubesalt:network:ip_pools:0:block_size: 33 is not a whole number from 20 to 32 "
-        "(Calico's IPv4 block size)",
+        "kubesalt:network:ip_pools:0:block_size: 33 is not Calico's IPv4 block size, a whole "
+        "number from 20 to 32",
     ),
     BadPillar(
         "router-in-another-as",

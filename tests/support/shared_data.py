@@ -8,6 +8,8 @@ Tests that need them skip, naming the folder, where it is absent.
 import os
 from pathlib import Path
 
+import pytest
+
 REPO = Path(__file__).resolve().parents[2]
 
 
@@ -16,3 +18,15 @@ def calico_crds_dir(version="v3.32.1"):
     if chosen:
         return Path(chosen)
     return REPO.parent / "shared" / "data" / "calico-crds" / version
+
+
+def calico_crds_or_skip(version="v3.32.1"):
+    """The folder of Calico's CRD files; skips the test, naming where it looked and how to
+    point elsewhere, when it is not there (the data is never copied into the repo)."""
+    folder = calico_crds_dir(version)
+    if not any(folder.glob("crd.projectcalico.org_*.yaml")):
+        pytest.skip(
+            f"Calico's CRD schemas ({version}) are not at {folder}: they are third-party "
+            "test data kept beside the repo; set KUBESALT_CALICO_CRDS to their folder"
+        )
+    return folder

@@ -12,9 +12,7 @@ import yaml
 from kubesalt_ext.utils import kubesalt_calico as kc
 from kubesalt_ext.utils import kubesalt_pillar
 from tests.support.bad_pillars import lab_config
-from tests.support.shared_data import calico_crds_dir
-
-CALICO_CRDS = calico_crds_dir()
+from tests.support.shared_data import calico_crds_or_skip
 
 
 @pytest.fixture
@@ -120,10 +118,9 @@ def _python_patterns(schema):
 
 
 def _schemas():
-    if not CALICO_CRDS.is_dir():
-        pytest.skip(f"Calico's CRD schemas are not at {CALICO_CRDS}")
+    folder = calico_crds_or_skip()
     schemas = {}
-    for path in CALICO_CRDS.glob("crd.projectcalico.org_*.yaml"):
+    for path in folder.glob("crd.projectcalico.org_*.yaml"):
         crd = yaml.safe_load(path.read_text())
         (version,) = crd["spec"]["versions"]
         schema = _python_patterns(version["schema"]["openAPIV3Schema"])
