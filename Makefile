@@ -52,6 +52,7 @@ bench: setup
 	$(VENV)/bin/python bench/lab_etcd.py
 	$(VENV)/bin/python bench/lab_highstate.py
 	$(VENV)/bin/python bench/bgp.py
+	$(VENV)/bin/python bench/heal.py
 
 # The lab: one systemd-nspawn host per node of pillar/kubesalt, converged by a real salt-master.
 .PHONY: lab lab-down

@@ -62,6 +62,7 @@ PATH_KEYS = (
     "sysctl_dir",
     "modules_load_dir",
     "bird_dir",
+    "heal_dir",
 )
 # kube-apiserver's secure port, unless cluster:apiserver_endpoint names another.
 APISERVER_PORT = 6443
@@ -464,6 +465,28 @@ _PKI_FIELDS = {
 }
 
 
+def _check_backoff(value, key):
+    expected = "a list of 1 to 10 whole numbers of seconds, each from 0 to 3600"
+    if value is None:
+        return None, _missing(key, expected)
+    if (
+        not isinstance(value, list)
+        or not 1 <= len(value) <= 10
+        or any(isinstance(v, bool) or not isinstance(v, int) or not 0 <= v <= 3600 for v in value)
+    ):
+        return None, [Problem(key, f"{value!r} is not {expected}")]
+    return value, []
+
+
+_HEAL_FIELDS = {
+    "backoff_seconds": _check_backoff,
+    "budget_attempts": _check_int_range(1, 100, "a number of repairs"),
+    "window_seconds": _check_int_range(60, 86400, "a number of seconds"),
+    "hold_seconds": _check_int_range(1, 600, "a number of seconds"),
+    "restarts_before_reapply": _check_int_range(1, 10, "a number of restarts"),
+}
+
+
 # --- nodes ------------------------------------------------------------------------------------
 
 
@@ -589,6 +612,7 @@ SCHEMA = {
     "versions": _mapping(dict.fromkeys(COMPONENTS, _check_version)),
     "artifacts": _check_artifacts,
     "pki": _mapping(_PKI_FIELDS),
+    "heal": _mapping(_HEAL_FIELDS),
     "ingress": _mapping(
         {
             "controller": _check_choice(("nginx", "ingress-nginx")),

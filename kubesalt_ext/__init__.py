@@ -17,6 +17,8 @@ __version__ = "0.1.0"
 _LOADER_PACKAGES = {
     "modules": "kubesalt_ext.modules",
     "states": "kubesalt_ext.states",
+    "beacons": "kubesalt_ext.beacons",
+    "runners": "kubesalt_ext.runners",
 }
 
 

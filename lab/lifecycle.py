@@ -202,7 +202,31 @@ def status(lab):
         "units": units,
         "etcd": etcd_members(lab, answers),
         "bgp": bgp.sessions(lab) or [["-", "-", "-", "no router up"]],
+        "repairs": recent_repairs(lab, answers),
     }
+
+
+def recent_repairs(lab, answers, last=10):
+    """The healing loop's latest records across the nodes whose minion answers, newest
+    last: node, when, unit, what was done, whether it held, detail."""
+    ids = [n.id for n in lab.ordered_nodes() if answers.get(n.id)]
+    if not ids:
+        return [["-", "-", "-", "-", "-", "no minion answers"]]
+    ret = master.run_salt(
+        lab, ",".join(ids), "k8s_heal.history", f"last={last}", timeout=30, list_target=True
+    )
+    rows = []
+    for node in ids:
+        records = ret.get(node)
+        if not isinstance(records, list):
+            rows.append([node, "-", "-", "-", "-", str(records)[:100]])
+            continue
+        rows += [
+            [node, r["at"], r["unit"], r["action"], "yes" if r["held"] else "no", r["detail"][:80]]
+            for r in records
+        ]
+    rows.sort(key=lambda row: row[1])
+    return rows[-last:] or [["-", "-", "-", "-", "-", "no repairs yet"]]
 
 
 def etcd_members(lab, answers):
@@ -238,6 +262,8 @@ def status_tables(shown):
         )
         + "\n\n"
         + report.table(["router", "bgp session", "state", "info"], shown["bgp"])
+        + "\n\n"
+        + report.table(["node", "at (UTC)", "unit", "repair", "held", "detail"], shown["repairs"])
     )
 
 

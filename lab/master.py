@@ -32,11 +32,24 @@ def master_pid(lab):
     return None
 
 
+SNIPPET_ROOT = "/srv/kubesalt"
+
+
+def master_snippet():
+    """conf/master.d/kubesalt.conf with its checkout path pointed at this repo: the lab (and
+    the tests) run what users copy (peer, reactor, schedule)."""
+    text = (REPO / "conf" / "master.d" / "kubesalt.conf").read_text()
+    return yaml.safe_load(text.replace(SNIPPET_ROOT, str(REPO)))
+
+
+def minion_snippet():
+    """conf/minion.d/kubesalt.conf, as every lab node runs it (the journal beacon)."""
+    return yaml.safe_load((REPO / "conf" / "minion.d" / "kubesalt.conf").read_text())
+
+
 def peer_config():
-    """The ``peer`` block of conf/master.d/kubesalt.conf: the lab (and the tests) run what
-    users copy."""
-    conf = yaml.safe_load((REPO / "conf" / "master.d" / "kubesalt.conf").read_text())
-    return conf["peer"]
+    """The ``peer`` block of conf/master.d/kubesalt.conf."""
+    return master_snippet()["peer"]
 
 
 def _overlay_dir(lab):
@@ -108,9 +121,11 @@ def write_config(lab):
         # How long the CLI asks minions that have not returned whether the job still runs;
         # the default (10 s) makes every test.ping while minions start take 10 s and more.
         "gather_job_timeout": 3,
-        # Nodes send CSRs to the CA host by peer publication (see conf/master.d).
-        "peer": peer_config(),
     }
+    # From conf/master.d: nodes send CSRs to the CA host by peer publication; the journal
+    # beacon's events go to the repair reactor; the scheduled highstate.
+    snippet = master_snippet()
+    conf.update({key: snippet[key] for key in ("peer", "reactor", "schedule")})
     lab.master_dir.mkdir(parents=True, exist_ok=True)
     if not (_overlay_dir(lab) / "top.sls").exists():
         _write_overlay(lab, {})
@@ -127,6 +142,7 @@ def write_node_config(lab, node):
         "log_level_logfile": "info",
         "acceptance_wait_time": 1,
         "acceptance_wait_time_max": 5,
+        **minion_snippet(),
     }
     (etc_salt / "minion").write_text(yaml.safe_dump(conf))
     launch = lab.run_dir / "launch" / "bin"

@@ -27,6 +27,8 @@ SHIPPED = (
     "_modules",
     "_states",
     "_utils",
+    "_beacons",
+    "_runners",
 )
 
 
@@ -134,6 +136,26 @@ def test_pip_install_registers_the_modules(clean_venv, source_copy, salt_call_co
     assert loaded_from == str(expected)
     # The shared pillar logic (kubesalt_ext.utils) comes along: roles from pillar, in order.
     assert _salt_call(python, salt_call_config, "kubesalt.roles") == ["master", "worker"]
+    assert _salt_call(python, salt_call_config, "sys.list_functions", "k8s_heal") == [
+        "k8s_heal.history",
+        "k8s_heal.repair",
+        "k8s_heal.reset",
+        "k8s_heal.status",
+    ]
+    # The beacon (minions) and the runner (master) come through the same entry point.
+    dirs = subprocess.run(
+        [python, "-c", "import json, kubesalt_ext; print(json.dumps(kubesalt_ext.loader_dirs()))"],
+        capture_output=True,
+        text=True,
+        cwd=site,  # not the checkout, whose kubesalt_ext would shadow the installed one
+    )
+    assert dirs.returncode == 0, dirs.stderr
+    found = {
+        kind: sorted(p.name for d in paths for p in Path(d).glob("kubesalt*.py"))
+        for kind, paths in json.loads(dirs.stdout).items()
+        if kind in ("beacons", "runners")
+    }
+    assert found == {"beacons": ["kubesalt_journal.py"], "runners": ["kubesalt_schedule.py"]}
 
 
 def test_interpreter_is_the_project_venv():

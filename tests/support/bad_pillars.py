@@ -83,7 +83,7 @@ _IP = "an IPv4 address such as '198.18.0.10'"
 _VERSION = "a version string such as '1.37.0' (quote it in YAML)"
 _ROLES = "a list of roles from: master, worker, router"
 _DISJOINT = "expected node, pod and service ranges to be disjoint"
-_TOP_KEYS = "artifacts, cluster, ingress, network, nodes, paths, pki, versions"
+_TOP_KEYS = "artifacts, cluster, heal, ingress, network, nodes, paths, pki, versions"
 _NODE_NAME = (
     "is not a valid Kubernetes node name; expected lowercase letters, digits, '-' and '.' "
     "(RFC 1123)"
@@ -365,6 +365,17 @@ CASES = [
         _set("network:ip_pools", [{"name": "pods", "cidr": "198.19.0.0/16", "block_size": 33}]),
         "kubesalt:network:ip_pools:0:block_size: 33 is not Calico's IPv4 block size, a whole "
         "number from 20 to 32",
+    ),
+    BadPillar(
+        "heal-backoff-not-a-list",
+        _set("heal:backoff_seconds", "5s"),
+        "kubesalt:heal:backoff_seconds: '5s' is not a list of 1 to 10 whole numbers of "
+        "seconds, each from 0 to 3600",
+    ),
+    BadPillar(
+        "heal-budget-zero",
+        _set("heal:budget_attempts", 0),
+        "kubesalt:heal:budget_attempts: 0 is not a number of repairs, a whole number from 1 to 100",
     ),
     BadPillar(
         "router-in-another-as",

@@ -26,6 +26,7 @@ def test_a_unit_systemd_gave_up_on_is_an_event():
         "result": "signal",
         "invocation_id": "abc",
         "time": 1764000000.0,
+        "restarts": None,
     }
 
 
@@ -85,3 +86,41 @@ def test_a_spent_budget_escalates_and_the_window_forgets():
 def test_other_units_do_not_count():
     history = [heal.Attempt("containerd.service", 100.0, "restart", False)] * 10
     assert heal.decide("etcd.service", history, now=101.0).action == "restart"
+
+
+def test_a_repair_that_held_starts_the_backoff_over():
+    history = [
+        heal.Attempt("etcd.service", 100.0, "restart", False),
+        heal.Attempt("etcd.service", 106.0, "restart", True),
+    ]
+    # The unit failed again a second later: the budget counts both, the backoff neither.
+    assert heal.decide("etcd.service", history, now=107.0).action == "restart"
+
+
+def test_after_an_escalation_the_loop_stands_down_until_a_reset():
+    history = _attempts(*((100.0 + i, "restart") for i in range(5)))
+    history.append(heal.Attempt("etcd.service", 200.0, heal.ESCALATE, False))
+    assert heal.decide("etcd.service", history, now=3500.0).action == "stand-down"
+    history.append(heal.Attempt("etcd.service", 300.0, heal.RESET, False))
+    assert heal.decide("etcd.service", history, now=301.0).action == "restart"
+
+
+def test_the_policy_comes_from_pillar():
+    policy = heal.Policy.from_config(
+        {
+            "backoff_seconds": [0, 1],
+            "budget_attempts": 3,
+            "window_seconds": 600,
+            "hold_seconds": 3,
+            "restarts_before_reapply": 1,
+        }
+    )
+    history = _attempts((100.0, "restart"))
+    assert heal.decide("etcd.service", history, now=101.5, policy=policy).action == "reapply"
+    history += _attempts((102.0, "reapply"), (104.0, "restart"))
+    assert heal.decide("etcd.service", history, now=110.0, policy=policy).action == "escalate"
+
+
+def test_each_unit_reapplies_its_own_component():
+    assert heal.component_state("etcd.service") == "kubesalt.etcd"
+    assert heal.component_state("containerd.service") == "kubesalt.units"

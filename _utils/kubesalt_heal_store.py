@@ -1,0 +1,129 @@
+"""What the healing loop keeps on the node, under ``paths:heal_dir``:
+
+- ``history.jsonl``: every :class:`kubesalt_heal.Attempt`, one JSON object per line (the
+  budget and the backoff are read from it, so they survive a minion restart); trimmed to
+  the newest :data:`KEEP` records;
+- ``<unit>.lock``: held (``flock``) by the one repair of that unit in flight; the kernel
+  drops it when the process ends, however it ends;
+- ``<unit>.inflight``: the PID of that repair, for the beacon, which stays quiet about a
+  unit while kubesalt itself is restarting it;
+- ``journal.cursor``: where the journal beacon stopped reading.
+"""
+
+import contextlib
+import fcntl
+import os
+
+try:  # synced from file_roots: the synced _utils directory is on sys.path
+    import kubesalt_files
+    import kubesalt_heal as heal
+    import kubesalt_pillar
+except ImportError:  # installed with pip
+    from kubesalt_ext.utils import kubesalt_files, kubesalt_pillar
+    from kubesalt_ext.utils import kubesalt_heal as heal
+
+KEEP = 2000
+# paths:heal_dir of the formula defaults (states/kubesalt/defaults.yaml; a test keeps the
+# two equal). The beacon runs in the minion's main loop and must not ask the master for the
+# defaults file, so it takes this when pillar does not set the path.
+DEFAULT_HEAL_DIR = "/var/lib/kubesalt/heal"
+
+
+def heal_dir(pillar_paths):
+    """``paths:heal_dir`` under ``paths:root`` from the ``kubesalt:paths`` pillar alone."""
+    paths = pillar_paths if isinstance(pillar_paths, dict) else {}
+    return kubesalt_pillar.resolve_paths(
+        {"root": paths.get("root") or "/", "heal_dir": paths.get("heal_dir") or DEFAULT_HEAL_DIR}
+    )["heal_dir"]
+
+
+class InFlight(Exception):
+    """Another repair of the unit holds its lock."""
+
+
+class Store:
+    def __init__(self, directory):
+        self.directory = directory
+
+    def _path(self, name):
+        return os.path.join(self.directory, name)
+
+    def _ensure(self):
+        os.makedirs(self.directory, mode=0o700, exist_ok=True)
+
+    # --- history -------------------------------------------------------------------------
+
+    def history(self):
+        try:
+            with open(self._path("history.jsonl"), encoding="utf-8") as handle:
+                lines = handle.read().splitlines()
+        except FileNotFoundError:
+            return []
+        attempts = []
+        for line in lines:
+            with contextlib.suppress(ValueError, TypeError, KeyError):
+                attempts.append(heal.Attempt.from_json(line))
+        return attempts
+
+    def record(self, attempt):
+        """Append ``attempt``; the file is rewritten (atomically) only to trim it."""
+        self._ensure()
+        path = self._path("history.jsonl")
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        with os.fdopen(fd, "a", encoding="utf-8") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            handle.write(attempt.to_json() + "\n")
+        with open(path, encoding="utf-8") as handle:
+            lines = handle.read().splitlines()
+        if len(lines) > KEEP * 2:
+            kubesalt_files.write_atomically(path, "\n".join(lines[-KEEP:]) + "\n", 0o600)
+
+    # --- one repair per unit ---------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def repairing(self, unit):
+        """Hold ``unit``'s lock for the repair's life; raise :class:`InFlight` if taken."""
+        self._ensure()
+        fd = os.open(self._path(f"{unit}.lock"), os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError as err:
+                raise InFlight(unit) from err
+            marker = self._path(f"{unit}.inflight")
+            kubesalt_files.write_atomically(marker, str(os.getpid()), 0o600)
+            try:
+                yield
+            finally:
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(marker)
+        finally:
+            os.close(fd)
+
+    def in_flight(self, unit):
+        """The PID of the repair of ``unit`` now running, or None."""
+        try:
+            with open(self._path(f"{unit}.inflight"), encoding="utf-8") as handle:
+                pid = int(handle.read().strip())
+        except (FileNotFoundError, ValueError):
+            return None
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return None
+        except PermissionError:
+            pass
+        return pid
+
+    # --- the beacon's place in the journal -------------------------------------------------
+
+    def cursor(self):
+        try:
+            with open(self._path("journal.cursor"), encoding="utf-8") as handle:
+                return handle.read().strip() or None
+        except FileNotFoundError:
+            return None
+
+    def save_cursor(self, cursor):
+        self._ensure()
+        kubesalt_files.write_atomically(self._path("journal.cursor"), cursor, 0o600)
