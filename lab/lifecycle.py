@@ -72,16 +72,15 @@ def _minion_diagnosis(lab, nodes):
     for node in nodes:
         try:
             active = containers.inside(
-                lab, node, ["systemctl", "is-active", "salt-minion"], check=False
+                lab, node, ["systemctl", "is-active", rootfs.MINION_UNIT_NAME], check=False
             ).stdout.strip()
+            # The minion logs its jobs to its own file; its journal has only what it printed.
             tail = containers.inside(
-                lab, node,
-                ["journalctl", "-u", "salt-minion", "-n", "5", "-o", "cat", "--no-pager"],
-                check=False,
+                lab, node, ["tail", "-n", "3", "/var/log/salt/minion"], check=False
             ).stdout.strip().replace("\n", " | ")  # fmt: skip
         except LabError as err:
             active, tail = "unknown", str(err)
-        seen.append(f"{node.id} (salt-minion {active}: {tail[-400:]})")
+        seen.append(f"{node.id} ({rootfs.MINION_UNIT_NAME} {active}: {tail[-400:]})")
     return "; ".join(seen) or "none (the salt CLI itself did not answer)"
 
 

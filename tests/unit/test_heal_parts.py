@@ -192,3 +192,65 @@ def test_the_beacons_default_heal_dir_is_the_formulas():
     assert defaults["paths"]["heal_dir"] == heal_store.DEFAULT_HEAL_DIR
     assert heal_store.heal_dir({"root": "/tmp/x"}) == "/tmp/x/var/lib/kubesalt/heal"
     assert heal_store.heal_dir({"heal_dir": "/srv/heal"}) == "/srv/heal"
+
+
+class _FakeJournal:
+    """The journal as the beacon sees it through kubesalt_systemd (decision logic only: the
+    lab tests run the beacon against real journals)."""
+
+    def __init__(self, entries):
+        self.entries = entries
+        self.asked_after = []
+
+    def tail(self):
+        return self.entries[-1]["__CURSOR"]
+
+    def after(self, cursor, max_entries):
+        self.asked_after.append(cursor)
+        cursors = [e["__CURSOR"] for e in self.entries]
+        return self.entries[cursors.index(cursor) + 1 :][:max_entries]
+
+
+def _run_beacon(monkeypatch, journal, heal_dir, states):
+    """One beacon() call in a fresh minion process (empty __context__)."""
+    pillar = {
+        "kubesalt": {
+            "nodes": {"master-2": {"roles": ["master"]}},
+            "paths": {"heal_dir": str(heal_dir)},
+        }
+    }
+    monkeypatch.setattr(beacon, "__opts__", {"id": "master-2", "pillar": pillar}, raising=False)
+    monkeypatch.setattr(beacon, "__context__", {}, raising=False)
+    monkeypatch.setattr(beacon.systemd, "journal_tail_cursor", journal.tail)
+    monkeypatch.setattr(beacon.systemd, "failures_after", journal.after)
+    monkeypatch.setattr(
+        beacon.systemd, "show", lambda units: {u: states[u] for u in units if u in states}
+    )
+    monkeypatch.setattr(beacon.systemd, "systemd_messages", lambda unit: [])
+    return beacon.beacon([{"interval": 2}])
+
+
+def test_the_beacon_starts_at_the_end_and_resumes_from_its_cursor(monkeypatch, tmp_path):
+    old = {"__CURSOR": "c0", "MESSAGE_ID": heal.UNIT_FAILED, "UNIT": "etcd.service"}
+    journal = _FakeJournal([old])
+    failed = {"etcd.service": {"ActiveState": "failed", "NRestarts": "4"}}
+    # A new node: what the journal held before is not news.
+    assert _run_beacon(monkeypatch, journal, tmp_path, failed) == []
+    assert journal.asked_after == []
+    # Written while the minion was down; the restarted minion reads after its saved cursor.
+    journal.entries += _entries()
+    (event,) = _run_beacon(monkeypatch, journal, tmp_path, failed)
+    assert (event["tag"], event["unit"], event["restarts"]) == ("failed", "etcd.service", 4)
+    assert journal.asked_after == ["c0"]
+    # Read once: the next start resumes after the last entry, nothing is replayed.
+    assert _run_beacon(monkeypatch, journal, tmp_path, failed) == []
+    assert journal.asked_after == ["c0", "c3"]
+
+
+def test_the_beacon_is_quiet_while_kubesalt_repairs_the_unit(monkeypatch, tmp_path):
+    journal = _FakeJournal([{"__CURSOR": "c0"}])
+    failed = {"etcd.service": {"ActiveState": "failed", "NRestarts": "4"}}
+    _run_beacon(monkeypatch, journal, tmp_path, failed)
+    journal.entries += _entries()
+    with heal_store.Store(str(tmp_path)).repairing("etcd.service"):
+        assert _run_beacon(monkeypatch, journal, tmp_path, failed) == []
