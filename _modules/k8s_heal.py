@@ -118,13 +118,12 @@ def _act(unit, action):
     if action == "reapply":
         sls = heal.component_state(unit)
         ret = __salt__["state.apply"](sls, queue=True)
-        failed = (
-            [s.get("__id__", k) for k, s in ret.items() if not s.get("result")]
-            if isinstance(ret, dict)
-            else [str(ret)]
-        )
-        changed = [s.get("__id__", k) for k, s in (ret or {}).items() if s.get("changes")]
-        detail = f"state.apply {sls}: {len(changed)} changed, {len(failed)} failed"
+        if isinstance(ret, dict):
+            failed = [k for k, s in ret.items() if not s.get("result")]
+            changed = [k for k, s in ret.items() if s.get("changes")]
+            detail = f"state.apply {sls}: {len(changed)} changed, {len(failed)} failed"
+        else:  # a render error or a conflict: Salt answers with a list of messages
+            detail = f"state.apply {sls} did not run: {'; '.join(map(str, ret))[:300]}"
         if systemd.active_state(unit) != "active":
             systemd.reset_failed(unit)
             ok, said = systemd.restart(unit)
