@@ -26,6 +26,11 @@ import time
 import salt.client
 from salt.exceptions import SaltInvocationError
 
+try:  # synced from file_roots (salt-run saltutil.sync_all): _utils is on sys.path
+    import kubesalt_files
+except ImportError:  # installed with pip
+    from kubesalt_ext.utils import kubesalt_files
+
 log = logging.getLogger(__name__)
 
 __virtualname__ = "kubesalt_schedule"
@@ -100,22 +105,8 @@ def highstate(timeout=900):
         "seconds": round(time.time() - started, 1),
         "minions": minions,
     }
-    _append(record)
+    kubesalt_files.append_line(_drift_file(), json.dumps(record, sort_keys=True), KEEP_RUNS)
     return record
-
-
-def _append(record):
-    path = _drift_file()
-    os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
-    with open(path, "a", encoding="utf-8") as handle:
-        handle.write(json.dumps(record, sort_keys=True) + "\n")
-    with open(path, encoding="utf-8") as handle:
-        lines = handle.read().splitlines()
-    if len(lines) > 2 * KEEP_RUNS:
-        tmp = f"{path}.tmp"
-        with open(tmp, "w", encoding="utf-8") as handle:
-            handle.write("\n".join(lines[-KEEP_RUNS:]) + "\n")
-        os.replace(tmp, path)
 
 
 def drift(runs=5, show_all=False):

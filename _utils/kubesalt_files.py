@@ -1,9 +1,25 @@
 """File writes shared by the kubesalt modules."""
 
 import contextlib
+import fcntl
 import os
 import shutil
 import tempfile
+
+
+def append_line(path, line, keep, mode=0o600):
+    """Append ``line`` to the log file ``path`` (made with ``mode``); once it holds twice
+    ``keep`` lines, rewrite it atomically with the newest ``keep``. Appends are locked, so
+    concurrent writers do not interleave."""
+    os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, mode)
+    with os.fdopen(fd, "a", encoding="utf-8") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        handle.write(line.rstrip("\n") + "\n")
+    with open(path, encoding="utf-8") as handle:
+        lines = handle.read().splitlines()
+    if len(lines) > 2 * keep:
+        write_atomically(path, "\n".join(lines[-keep:]) + "\n", mode)
 
 
 def write_atomically(path, data, mode):

@@ -54,9 +54,6 @@ class Policy:
 
 
 DEFAULT_POLICY = Policy()
-BACKOFF_SECONDS = DEFAULT_POLICY.backoff_seconds
-BUDGET_ATTEMPTS = DEFAULT_POLICY.budget_attempts
-BUDGET_WINDOW_SECONDS = DEFAULT_POLICY.window_seconds
 
 
 def component_state(unit):

@@ -66,17 +66,8 @@ class Store:
         return attempts
 
     def record(self, attempt):
-        """Append ``attempt``; the file is rewritten (atomically) only to trim it."""
-        self._ensure()
-        path = self._path("history.jsonl")
-        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
-        with os.fdopen(fd, "a", encoding="utf-8") as handle:
-            fcntl.flock(handle, fcntl.LOCK_EX)
-            handle.write(attempt.to_json() + "\n")
-        with open(path, encoding="utf-8") as handle:
-            lines = handle.read().splitlines()
-        if len(lines) > KEEP * 2:
-            kubesalt_files.write_atomically(path, "\n".join(lines[-KEEP:]) + "\n", 0o600)
+        """Append ``attempt`` (the file keeps the newest :data:`KEEP`)."""
+        kubesalt_files.append_line(self._path("history.jsonl"), attempt.to_json(), KEEP)
 
     # --- one repair per unit ---------------------------------------------------------------
 

@@ -8,11 +8,11 @@ used up by restarts, then its main process is SIGKILLed; systemd's own restart i
 
 import json
 
+from kubesalt_ext.utils.kubesalt_heal import START_FAILED
 from kubesalt_lab import containers, master, report
 from kubesalt_lab.system import wait_until
 
-# systemd's MESSAGE_IDs: a job failed (here: the refused restart), a unit started.
-START_FAILED = "be02cf6855d2428ba40df7e9d022f03d"
+# systemd's MESSAGE_ID of "Started <unit>" (START_FAILED: the refused restart).
 STARTED = "39f53479d3a045ac8e11786248231fbf"
 BEACON_TAG = "salt/beacon/{node}/kubesalt_journal/failed"
 

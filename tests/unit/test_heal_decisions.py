@@ -77,9 +77,11 @@ def test_restarts_that_do_not_hold_lead_to_one_reapply():
 
 
 def test_a_spent_budget_escalates_and_the_window_forgets():
-    history = _attempts(*((100.0 + 200 * i, "restart") for i in range(heal.BUDGET_ATTEMPTS)))
+    history = _attempts(
+        *((100.0 + 200 * i, "restart") for i in range(heal.DEFAULT_POLICY.budget_attempts))
+    )
     assert heal.decide("etcd.service", history, now=1400.0).action == "escalate"
-    later = 100.0 + heal.BUDGET_WINDOW_SECONDS + 200 * heal.BUDGET_ATTEMPTS
+    later = 100.0 + heal.DEFAULT_POLICY.window_seconds + 200 * heal.DEFAULT_POLICY.budget_attempts
     assert heal.decide("etcd.service", history, now=later).action == "restart"
 
 

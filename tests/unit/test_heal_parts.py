@@ -254,3 +254,13 @@ def test_the_beacon_is_quiet_while_kubesalt_repairs_the_unit(monkeypatch, tmp_pa
     journal.entries += _entries()
     with heal_store.Store(str(tmp_path)).repairing("etcd.service"):
         assert _run_beacon(monkeypatch, journal, tmp_path, failed) == []
+
+
+def test_a_log_is_trimmed_to_its_newest_lines(tmp_path):
+    from kubesalt_ext.utils import kubesalt_files
+
+    path = tmp_path / "logs" / "drift.jsonl"
+    for i in range(5):
+        kubesalt_files.append_line(str(path), f'{{"run": {i}}}', keep=2)
+    assert path.read_text().splitlines() == ['{"run": 3}', '{"run": 4}']
+    assert oct(path.stat().st_mode & 0o777) == "0o600"
