@@ -9,6 +9,7 @@ PYTHON ?= /usr/bin/python3
 VENV ?= .venv
 PYTEST_ARGS ?=
 APT_PACKAGES := python3-venv etcd-server etcd-client systemd-container debootstrap bird2 openssl \
+                golang-go gcc libc6-dev libseccomp-dev pkg-config \
                 iproute2
 
 .PHONY: setup apt venv test lint clean
@@ -48,6 +49,7 @@ bench: setup
 	$(VENV)/bin/python bench/validate.py
 	$(VENV)/bin/python bench/pki.py
 	$(VENV)/bin/python bench/etcd.py
+	$(VENV)/bin/python bench/build.py
 	$(VENV)/bin/python bench/lab.py
 	$(VENV)/bin/python bench/lab_etcd.py
 	$(VENV)/bin/python bench/lab_highstate.py

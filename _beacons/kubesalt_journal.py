@@ -34,9 +34,10 @@ try:  # synced from file_roots: the synced _utils directory is on sys.path
     import kubesalt_heal_store
     import kubesalt_pillar
     import kubesalt_systemd as systemd
+    import kubesalt_units
 except ImportError:  # installed with pip
     from kubesalt_ext.utils import kubesalt_heal as heal
-    from kubesalt_ext.utils import kubesalt_heal_store, kubesalt_pillar
+    from kubesalt_ext.utils import kubesalt_heal_store, kubesalt_pillar, kubesalt_units
     from kubesalt_ext.utils import kubesalt_systemd as systemd
 
 log = logging.getLogger(__name__)
@@ -94,7 +95,7 @@ def _node():
     if cached and time.monotonic() - cached[0] < CONFIG_SECONDS:
         return cached[1], cached[2]
     pillar = (__opts__.get("pillar") or {}).get(kubesalt_pillar.PILLAR_KEY) or {}
-    managed = kubesalt_pillar.managed_units(kubesalt_pillar.roles_of(pillar, __opts__["id"]))
+    managed = kubesalt_units.managed_units(kubesalt_pillar.roles_of(pillar, __opts__["id"]))
     store = kubesalt_heal_store.Store(kubesalt_heal_store.heal_dir(pillar.get("paths")))
     __context__["kubesalt_journal.node"] = (time.monotonic(), managed, store)
     return managed, store

@@ -2,8 +2,7 @@
 calico_bgp: Calico's BGP resources and the routers' BIRD config, from pillar.
 
 What is built (``_utils/kubesalt_calico.py``): the BGPConfiguration ``default`` (explicit
-``asNumber``, node-to-node mesh off, service IPs when asked), one BGPPeer per router, each
-worker's BGP address (the ``projectcalico.org/IPv4Address`` annotation of its Node) and the
+``asNumber``, node-to-node mesh off, service IPs when asked), one BGPPeer per router and the
 IPPools (no encapsulation). They are applied by one master with
 ``kubectl apply --server-side`` through ``k8s_objects``; the routers render their
 ``bird.conf`` from the same pillar.

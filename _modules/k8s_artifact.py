@@ -46,8 +46,9 @@ from salt.exceptions import CommandExecutionError, SaltInvocationError
 try:  # synced from file_roots: the synced _utils directory is on sys.path
     import kubesalt_artifacts
     import kubesalt_files
+    import kubesalt_units
 except ImportError:  # installed with pip
-    from kubesalt_ext.utils import kubesalt_artifacts, kubesalt_files
+    from kubesalt_ext.utils import kubesalt_artifacts, kubesalt_files, kubesalt_units
 
 log = logging.getLogger(__name__)
 
@@ -294,7 +295,7 @@ def catalogue():
             "member": b.member,
             "dest": b.dest,
             "roles": list(b.roles),
-            "units": list(b.units),
+            "units": list(kubesalt_units.units_of_binary(b)),
         }
         for b in kubesalt_artifacts.CATALOGUE
     ]

@@ -41,11 +41,11 @@ from salt.exceptions import CommandExecutionError, SaltInvocationError
 try:  # synced from file_roots: the synced _utils directory is on sys.path
     import kubesalt_heal as heal
     import kubesalt_heal_store
-    import kubesalt_pillar
     import kubesalt_systemd as systemd
+    import kubesalt_units
 except ImportError:  # installed with pip
     from kubesalt_ext.utils import kubesalt_heal as heal
-    from kubesalt_ext.utils import kubesalt_heal_store, kubesalt_pillar
+    from kubesalt_ext.utils import kubesalt_heal_store, kubesalt_units
     from kubesalt_ext.utils import kubesalt_systemd as systemd
 
 log = logging.getLogger(__name__)
@@ -66,7 +66,7 @@ def __virtual__():
 def _context():
     """The validated config, this node's managed units, its heal policy and its store."""
     config = __salt__["kubesalt.config"]()
-    managed = kubesalt_pillar.managed_units(__salt__["kubesalt.roles"]())
+    managed = kubesalt_units.managed_units(__salt__["kubesalt.roles"]())
     policy = heal.Policy.from_config(config.get("heal"))
     store = kubesalt_heal_store.Store(config["paths"]["heal_dir"])
     return managed, policy, store
@@ -84,31 +84,44 @@ def _check_managed(unit, managed, store):
     )
 
 
+def _healthy(unit):
+    """``(healthy, what its probe said)`` by the component's own health probe; a component
+    without one is healthy when active."""
+    name = unit[: -len(".service")]
+    answer = __salt__["k8s_unit.health"](name).get(unit)
+    if answer is None:
+        return True, ""
+    return answer["healthy"], f"{answer['url'].split('/', 3)[-1]}: {answer['detail'][:60]}"
+
+
 def _observe(unit, hold_seconds, settle_seconds=SETTLE_SECONDS):
-    """Watch ``unit`` until it has been active for ``hold_seconds`` in one invocation
-    ("held"), fails again ("failed"), is stopped ("inactive"), or ``settle_seconds`` pass
-    ("flapping")."""
+    """Watch ``unit`` until it has been active for ``hold_seconds`` in one invocation and
+    its health probe answers (the apiserver's /readyz, Typha's readiness: "held"), fails
+    again ("failed"), is stopped ("inactive"), or ``settle_seconds`` pass ("flapping"; "not
+    healthy" when it stayed active without its probe answering)."""
     deadline = time.monotonic() + settle_seconds + hold_seconds
-    since, seen = None, None
+    since, seen, answered, said = None, None, None, ""
     while True:
         props = systemd.show([unit]).get(unit, {})
         state = props.get("ActiveState")
         # Failed again, whether systemd gave up or waits to retry by itself (auto-restart):
         # either way this repair did not hold.
         if state == "failed" or props.get("SubState") == "auto-restart":
-            return "failed", props
+            return "failed", props, said
         if state == "inactive":
-            return "inactive", props
+            return "inactive", props, said
         run = (props.get("InvocationID"), props.get("NRestarts"))
         if state == "active":
             if run != seen:
                 since, seen = time.monotonic(), run
             if time.monotonic() - since >= hold_seconds:
-                return "held", props
+                answered, said = _healthy(unit)
+                if answered:
+                    return "held", props, said
         else:
             since, seen = None, None
         if time.monotonic() >= deadline:
-            return "flapping", props
+            return ("not healthy" if answered is False else "flapping"), props, said
         time.sleep(POLL_SECONDS)
 
 
@@ -116,7 +129,7 @@ def _act(unit, action):
     """Do ``action`` (restart or reapply) to ``unit``; returns what it says about it."""
     systemd.reset_failed(unit)
     if action == "reapply":
-        sls = heal.component_state(unit)
+        sls = kubesalt_units.state_of(unit)
         ret = __salt__["state.apply"](sls, queue=True)
         if isinstance(ret, dict):
             failed = [k for k, s in ret.items() if not s.get("result")]
@@ -171,7 +184,7 @@ def _repair_loop(unit, policy, store, trigger):
         if decision.action == "wait":
             steps.append(f"wait {decision.wait_seconds:.0f}s: {decision.reason}")
             time.sleep(decision.wait_seconds)
-            seen, _ = _observe(unit, policy.hold_seconds, settle_seconds=0)
+            seen, _, _ = _observe(unit, policy.hold_seconds, settle_seconds=0)
             if seen == "held":
                 store.record(
                     heal.Attempt(unit, time.time(), "none", True, "active again by itself")
@@ -188,8 +201,9 @@ def _repair_loop(unit, policy, store, trigger):
             return done("escalated")
         started = time.time()
         detail = _act(unit, decision.action)
-        seen, props = _observe(unit, policy.hold_seconds)
-        detail = f"{detail}; {seen} (ActiveState={props.get('ActiveState')})"
+        seen, props, said = _observe(unit, policy.hold_seconds)
+        health = f", {said}" if said else ""
+        detail = f"{detail}; {seen} (ActiveState={props.get('ActiveState')}{health})"
         steps.append(f"{decision.action}: {detail}")
         store.record(heal.Attempt(unit, started, decision.action, seen == "held", detail, trigger))
         if seen == "held":

@@ -19,6 +19,7 @@ CLI Example:
     salt master-1 k8s_objects.diff
 """
 
+import json
 import os
 import subprocess
 import time
@@ -103,14 +104,35 @@ def _run(argv, stdin, timeout=120):
 
 
 def _kubectl(config, verb):
-    """``kubectl <verb> --server-side`` of a YAML stream on stdin, as kubesalt's manager."""
+    """``kubectl <verb> --server-side`` of a YAML stream on stdin, as kubesalt's manager.
+
+    kubesalt owns these objects (pillar is the truth): a field someone else set since, say
+    with ``kubectl label``, is taken back (``--force-conflicts``) instead of failing the run.
+    """
     command = _kubectl_command(config)
     if command is None:
         raise CommandExecutionError(
             "kubectl is not available: pillar artifacts:kubernetes is source unavailable"
         )
     field_manager = f"--field-manager={kubesalt_manifests.FIELD_MANAGER}"
-    return [*command, verb, "--server-side", field_manager, "-f", "-"]
+    return [*command, verb, "--server-side", "--force-conflicts", field_manager, "-f", "-"]
+
+
+# What kubectl says while the apiserver is not there yet (a master's first run starts it).
+_NOT_YET = (
+    "connection refused",
+    "unable to connect",
+    "the server is currently unable",
+    "tls handshake timeout",
+    "eof",
+    "no route to host",
+    "i/o timeout",
+)
+
+
+def _not_answering(stderr):
+    text = stderr.lower()
+    return any(words in text for words in _NOT_YET)
 
 
 def kubectl_available():
@@ -124,6 +146,41 @@ def kubectl_available():
         salt master-1 k8s_objects.kubectl_available
     """
     return _kubectl_command(_config()) is not None
+
+
+def ready(timeout=5):
+    """
+    True when kubectl is installed here and the apiserver answers ``/readyz``: a diff can be
+    asked now. On a master's first run neither is there until the run installs and starts
+    them.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt master-1 k8s_objects.ready
+    """
+    command = _kubectl_command(_config())
+    if command is None or not os.access(command[0], os.X_OK):
+        return False
+    try:
+        proc = _run([*command, "get", "--raw", "/readyz"], None, timeout=float(timeout) + 5)
+    except CommandExecutionError:
+        return False
+    return proc.returncode == 0 and proc.stdout.strip() == "ok"
+
+
+def describe(stream):
+    """
+    ``Kind/namespace/name`` of every object in a YAML ``stream``.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt master-1 k8s_objects.describe "$(cat objects.yaml)"
+    """
+    return [kubesalt_manifests.describe(o) for o in yaml.safe_load_all(stream or "") if o]
 
 
 def diff(wait=APISERVER_WAIT, stream=None):
@@ -145,7 +202,8 @@ def diff(wait=APISERVER_WAIT, stream=None):
         proc = _run(argv, stream)
         if proc.returncode in (DIFF_NONE, DIFF_FOUND):
             return proc.stdout if proc.returncode == DIFF_FOUND else ""
-        if time.monotonic() >= deadline:
+        # Only an apiserver that does not answer yet is worth waiting for.
+        if time.monotonic() >= deadline or not _not_answering(proc.stderr):
             raise CommandExecutionError(f"kubectl diff failed: {proc.stderr.strip()[-2000:]}")
         time.sleep(3)
 
@@ -179,3 +237,33 @@ def applies_here():
         salt '*' k8s_objects.applies_here
     """
     return kubesalt_manifests.applying_master(_config()) == __grains__["id"]
+
+
+def leases(namespace="kube-system"):
+    """
+    The leader leases in ``namespace`` (the scheduler's, the controller-manager's, each
+    apiserver's identity lease): ``{name: {"holder": ..., "renewed": ...}}``, as the
+    apiserver answers.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt master-1 k8s_objects.leases
+    """
+    command = _kubectl_command(_config())
+    if command is None:
+        raise CommandExecutionError(
+            "kubectl is not available: pillar artifacts:kubernetes is source unavailable"
+        )
+    proc = _run([*command, "get", "leases", "-n", namespace, "-o", "json"], None, timeout=30)
+    if proc.returncode != 0:
+        raise CommandExecutionError(f"kubectl get leases failed: {proc.stderr.strip()[-500:]}")
+    found = {}
+    for item in json.loads(proc.stdout).get("items", []):
+        spec = item.get("spec") or {}
+        found[item["metadata"]["name"]] = {
+            "holder": spec.get("holderIdentity"),
+            "renewed": spec.get("renewTime"),
+        }
+    return found

@@ -15,9 +15,13 @@ CLI Example:
     salt worker-1 k8s_unit.rendered
     salt master-1 k8s_unit.render kube-apiserver
     salt worker-1 k8s_unit.verify containerd
+    salt master-1 k8s_unit.health
 """
 
+import ssl
 import subprocess
+import urllib.error
+import urllib.request
 
 from salt.exceptions import CommandExecutionError, SaltInvocationError
 
@@ -41,22 +45,27 @@ def _files(files):
 
 def _as_dict(config, rendered):
     unit = rendered.unit
-    spec = (config.get("artifacts") or {}).get(unit.artifact) or {}
-    available = kubesalt_artifacts.available(config, unit.artifact)
+    missing = [a for a in unit.artifacts_needed if not kubesalt_artifacts.available(config, a)]
+    spec = (config.get("artifacts") or {}).get(missing[0]) or {} if missing else {}
+    available = not missing
     return {
         "name": unit.name,
         "unit": unit.unit_name,
         "unit_path": rendered.unit_path,
         "unit_text": rendered.unit_text,
         "executable": rendered.executable,
-        "artifact": unit.artifact,
+        "artifact": missing[0] if missing else unit.artifact,
         "available": available,
         "unavailable_reason": None if available else spec.get("reason") or "not in pillar",
         "files": _files(rendered.files),
         "directories": list(rendered.directories),
         "reload": unit.reload,
         "uses_pki": bool(unit.certs or unit.kubeconfig),
-        "binaries": [b.name for b in kubesalt_artifacts.CATALOGUE if unit.unit_name in b.units],
+        "binaries": [
+            b.name
+            for b in kubesalt_artifacts.CATALOGUE
+            if unit.unit_name in kubesalt_units.units_of_binary(b)
+        ],
     }
 
 
@@ -80,6 +89,13 @@ def render(name):
     except KeyError as err:
         raise SaltInvocationError(str(err.args[0])) from None
     return _as_dict(config, kubesalt_units.render(config, node_id, name))
+
+
+def _units_here(config, node_id, include_etcd=False):
+    roles = config["nodes"][node_id]["roles"]
+    return [
+        c for c in kubesalt_units.for_roles(roles) if include_etcd or c.state == "kubesalt.units"
+    ]
 
 
 def rendered():
@@ -150,3 +166,77 @@ def kernel():
         "sysctl_file": kubesalt_units.sysctl_path(ctx),
         "apply": kubesalt_artifacts.available(config, "kubernetes"),
     }
+
+
+PROBE_TIMEOUT = 5
+
+
+def _ask(probe, timeout):
+    """GET the probe's URL: ``(answered 200, what it said)``."""
+    context = None
+    if probe.url.startswith("https://"):
+        if probe.ca:
+            context = ssl.create_default_context(cafile=probe.ca)
+        else:  # a self-signed serving certificate, asked on the node's own address
+            context = ssl.create_default_context()
+            context.check_hostname = False
+            context.verify_mode = ssl.CERT_NONE
+        if probe.cert:
+            context.load_cert_chain(probe.cert, probe.key)
+    # No proxy from the environment: the probe asks the component on this node.
+    opener = urllib.request.build_opener(
+        urllib.request.ProxyHandler({}), urllib.request.HTTPSHandler(context=context)
+    )
+    try:
+        with opener.open(probe.url, timeout=timeout) as answer:
+            body = answer.read(300).decode(errors="replace").strip()
+            # A one-line answer ("ok") is worth showing; a report table is not.
+            shown = body[:80] if "\n" not in body else ""
+            return answer.status == 200, f"{answer.status} {shown}".strip()
+    except urllib.error.HTTPError as err:
+        body = err.read(300).decode(errors="replace").strip().splitlines()
+        return False, f"{err.code} {' '.join(body)[:160]}".strip()
+    except (urllib.error.URLError, OSError, ssl.SSLError) as err:
+        reason = getattr(err, "reason", err)
+        return False, f"{type(reason).__name__}: {reason}"[:200]
+
+
+def health(name=None, timeout=PROBE_TIMEOUT):
+    """
+    Ask this node's components whether they work, each by its own health endpoint (the
+    apiserver's ``/readyz``, etcd's ``/health``, the scheduler's and controller-manager's
+    health ports, Typha's and felix's readiness, the kubelet's and kube-proxy's healthz):
+    ``{unit: {"healthy": bool, "detail": what it answered, "url": ...}}``. Components without
+    a probe, or whose artifact is unavailable, are left out.
+
+    name
+        Only this component (e.g. ``kube-apiserver``).
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt -C 'I@kubesalt:nodes:*' k8s_unit.health
+        salt master-1 k8s_unit.health kube-apiserver
+    """
+    config = __salt__["kubesalt.config"]()
+    node_id = __grains__["id"]
+    if node_id not in config["nodes"]:
+        return {}
+    if name is not None:
+        try:
+            components = [kubesalt_units.spec(name)]
+        except KeyError as err:
+            raise SaltInvocationError(str(err.args[0])) from None
+    else:
+        components = _units_here(config, node_id, include_etcd=True)
+    answers = {}
+    for component in components:
+        if not all(kubesalt_artifacts.available(config, a) for a in component.artifacts_needed):
+            continue
+        probe = kubesalt_units.probe(config, node_id, component.name)
+        if probe is None:
+            continue
+        healthy, detail = _ask(probe, float(timeout))
+        answers[component.unit_name] = {"healthy": healthy, "detail": detail, "url": probe.url}
+    return answers

@@ -47,6 +47,18 @@ def applied(name, wait=180, source="k8s_objects.manifests", what="cluster object
         )
         return ret
     try:
+        if __opts__["test"] and not __salt__["k8s_objects.ready"]():
+            # A first run: kubectl or the apiserver come with this very run.
+            streams = "\n---\n".join(
+                [__salt__[source](part="namespaces"), __salt__[source](part="rest")]
+            )
+            ret["result"] = None
+            ret["changes"] = {"objects": __salt__["k8s_objects.describe"](streams)}
+            ret["comment"] = (
+                f"would apply {what} (server-side) once kubectl and the apiserver are up: "
+                "this run installs or starts them, so there is nothing to diff against yet"
+            )
+            return ret
         namespaces = __salt__[source](part="namespaces")
         new_namespaces = (
             __salt__["k8s_objects.diff"](wait=wait, stream=namespaces) if namespaces else ""

@@ -3,9 +3,10 @@
 The catalogue is data (like the certificate catalogue): one record per installed binary
 with its artifact, its path inside the upstream release archive (``{version}`` is
 replaced; an empty member means the download is the binary itself), the directory it goes
-to, the roles that need it and the units that run it (restarted when it changes, and only
-those). Pillar ``artifacts:<artifact>`` says where the artifact comes from; ``members``
-there overrides a path inside the archive.
+to and the roles that need it. The units that run a binary (restarted when it changes, and
+only those) are the components' (``kubesalt_units.units_of_binary``). Pillar
+``artifacts:<artifact>`` says where the artifact comes from; ``members`` there overrides a
+path inside the archive.
 
 The decision what to (re)install is :func:`plan`; the I/O is in ``_modules/k8s_artifact.py``.
 """
@@ -20,30 +21,27 @@ class Binary:
     member: str
     dest: str  # a paths: key
     roles: tuple
-    units: tuple = ()
 
 
-def _kube(name, roles, units=()):
-    return Binary(name, "kubernetes", f"kubernetes/server/bin/{name}", "bin_dir", roles, units)
+def _kube(name, roles):
+    return Binary(name, "kubernetes", f"kubernetes/server/bin/{name}", "bin_dir", roles)
 
 
 _CNI_PLUGINS = ("bridge", "host-local", "loopback", "portmap", "bandwidth", "tuning")
 
 CATALOGUE = (
     # kubernetes-server-linux-amd64.tar.gz
-    _kube("kube-apiserver", ("master",), ("kube-apiserver.service",)),
-    _kube("kube-controller-manager", ("master",), ("kube-controller-manager.service",)),
-    _kube("kube-scheduler", ("master",), ("kube-scheduler.service",)),
+    _kube("kube-apiserver", ("master",)),
+    _kube("kube-controller-manager", ("master",)),
+    _kube("kube-scheduler", ("master",)),
     _kube("kubectl", ("master",)),
-    _kube("kubelet", ("worker",), ("kubelet.service",)),
-    _kube("kube-proxy", ("worker",), ("kube-proxy.service",)),
+    _kube("kubelet", ("worker",)),
+    _kube("kube-proxy", ("worker",)),
     # etcd-v<version>-linux-amd64.tar.gz
-    Binary("etcd", "etcd", "etcd-v{version}-linux-amd64/etcd", "bin_dir", ("master",),
-           ("etcd.service",)),
+    Binary("etcd", "etcd", "etcd-v{version}-linux-amd64/etcd", "bin_dir", ("master",)),
     Binary("etcdctl", "etcd", "etcd-v{version}-linux-amd64/etcdctl", "bin_dir", ("master",)),
     # containerd-<version>-linux-amd64.tar.gz
-    Binary("containerd", "containerd", "bin/containerd", "bin_dir", ("worker",),
-           ("containerd.service",)),
+    Binary("containerd", "containerd", "bin/containerd", "bin_dir", ("worker",)),
     Binary("containerd-shim-runc-v2", "containerd", "bin/containerd-shim-runc-v2", "bin_dir",
            ("worker",)),
     Binary("ctr", "containerd", "bin/ctr", "bin_dir", ("worker",)),
@@ -56,13 +54,10 @@ CATALOGUE = (
       for name in _CNI_PLUGINS),
     # calico-node runs as felix and as confd; calico-typha on the masters. Calico ships them
     # in its images; kubesalt takes each as a single binary (the download is the binary).
-    Binary("calico-node", "calico_node", "", "bin_dir", ("worker",),
-           ("calico-felix.service", "calico-confd.service")),
-    Binary("calico-typha", "calico_typha", "", "bin_dir", ("master",),
-           ("calico-typha.service",)),
+    Binary("calico-node", "calico_node", "", "bin_dir", ("worker",)),
+    Binary("calico-typha", "calico_typha", "", "bin_dir", ("master",)),
     # BIRD for calico-confd on workers (Debian's bird2 package, or a static binary).
-    Binary("bird", "bird", "", "bin_dir", ("worker", "router"),
-           ("calico-bird.service", "bird.service")),
+    Binary("bird", "bird", "", "bin_dir", ("worker", "router")),
     # Calico's CRD manifest (a release's manifests/crds.yaml): applied by one master, never
     # copied into the formula.
     Binary("calico-crds.yaml", "calico_crds", "", "manifest_dir", ("master",)),

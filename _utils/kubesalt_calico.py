@@ -7,11 +7,13 @@ the node-to-node mesh is off. From the cluster config this builds:
   a changed cluster AS would silently turn iBGP into eBGP), ``nodeToNodeMeshEnabled:
   false``, and ``serviceClusterIPs`` when ``network:bgp:advertise_service_cluster_ips``;
 - one BGPPeer per router (peerIP, asNumber = the cluster AS, for every node);
-- each node's BGP address, as the annotation calico-node itself keeps on the Kubernetes
-  Node (``projectcalico.org/IPv4Address``, address/prefix of ``network:node_cidr``);
 - the IPPools (``network:ip_pools``, default one pool over ``network:pod_cidr``), with
   ipipMode and vxlanMode Never: BGP routes pod addresses natively;
 - the routers' ``bird.conf``.
+
+Each node's own BGP address is not among the resources: calico-node writes it on the node's
+Kubernetes Node (from its ``IP``) once the kubelet has registered it. Applying a Node here
+would create a Node that no kubelet runs (seen in the lab: ``Unknown`` workers).
 
 :func:`problems` is the semantic check (a peer in another AS without ``ebgp``, duplicate
 router ids, a router sharing no subnet with the nodes); ``kubesalt_pillar.validate`` runs it.
@@ -21,7 +23,6 @@ No Salt dunders and no I/O here.
 import ipaddress
 
 CALICO_API = "crd.projectcalico.org/v1"
-IPV4_ANNOTATION = "projectcalico.org/IPv4Address"
 DEFAULT_BLOCK_SIZE = 26
 
 
@@ -137,26 +138,12 @@ def ip_pool_objects(config):
     ]
 
 
-def node_addresses(config):
-    """Each BGP node's address as calico-node keeps it: a Node annotation, applied alone."""
-    prefix = ipaddress.ip_network(str(config["network"]["node_cidr"])).prefixlen
-    return [
-        {
-            "apiVersion": "v1",
-            "kind": "Node",
-            "metadata": {"name": name, "annotations": {IPV4_ANNOTATION: f"{node['ip']}/{prefix}"}},
-        }
-        for name, node in bgp_nodes(config)
-    ]
-
-
 def resources(config):
     """Everything applied for BGP, in order."""
     return [
         bgp_configuration(config),
         *bgp_peers(config),
         *ip_pool_objects(config),
-        *node_addresses(config),
     ]
 
 

@@ -30,10 +30,6 @@ RESET = "reset"
 # A systemd unit name as kubesalt manages them (no templates, no paths).
 UNIT_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,200}\.service$")
 
-# The state a unit's re-apply runs: etcd has its own formula, the others are kubesalt.units.
-COMPONENT_STATES = {"etcd.service": "kubesalt.etcd"}
-DEFAULT_COMPONENT_STATE = "kubesalt.units"
-
 
 @dataclass(frozen=True)
 class Policy:
@@ -56,11 +52,6 @@ class Policy:
 DEFAULT_POLICY = Policy()
 
 
-def component_state(unit):
-    """The SLS whose re-apply can fix ``unit`` (config drift, a missing or expired cert)."""
-    return COMPONENT_STATES.get(unit, DEFAULT_COMPONENT_STATE)
-
-
 START_LIMIT_TEXT = "Start request repeated too quickly"
 
 
@@ -70,7 +61,7 @@ def failure_event(entry, active_state, managed_units, restarts=None, notes=()):
     active_state
         The unit's ActiveState now (``systemctl show -p ActiveState``).
     managed_units
-        The units this node's roles manage (``kubesalt_pillar.managed_units``).
+        The units this node's roles manage (``kubesalt_units.managed_units``).
     restarts
         systemd's ``NRestarts`` of the unit: the restarts it made by itself before giving up.
     notes

@@ -11,8 +11,8 @@
 - Calico: ``calico-typha`` (Typha's identity) reads the datastore; ``calico-felix``
   (calico-node's identity: felix, confd, the CNI plugin's IPAM) reads it and writes its
   node's status, IPAM blocks and affinities.
-- the ``calico-typha`` Service in ``kube-system`` with Endpoints for every master's Typha:
-  felix finds Typha through it (``FELIX_TYPHAK8SSERVICENAME``).
+- the ``calico-typha`` Service in ``kube-system`` with an EndpointSlice of every master's
+  Typha: felix finds Typha through it (``FELIX_TYPHAK8SSERVICENAME``).
 
 - the ingress controller (``kubesalt_ingress``): namespace, RBAC, IngressClass, DaemonSet
   and NodePort Service.
@@ -57,6 +57,11 @@ def _rule(groups, resources, verbs):
 
 
 _CALICO_GROUP = "crd.projectcalico.org"
+# Kubernetes' admin network policies: Calico's CRD bundle ships them and felix's syncer
+# (served by Typha) watches them.
+_ANP_RULE = _rule(
+    ["policy.networking.k8s.io"], ["adminnetworkpolicies", "baselineadminnetworkpolicies"], _READ
+)
 _CALICO_TYPHA_RULES = [
     _rule(
         [""],
@@ -65,7 +70,12 @@ _CALICO_TYPHA_RULES = [
     ),
     _rule(["discovery.k8s.io"], ["endpointslices"], _READ),
     _rule(["networking.k8s.io"], ["networkpolicies"], _READ),
+    _ANP_RULE,
     _rule([_CALICO_GROUP], ["*"], _READ),
+    # At start Typha initialises the datastore: the ClusterInformation felix waits for
+    # (its cluster GUID, the datastore's readiness) and the default tiers.
+    _rule([_CALICO_GROUP], ["clusterinformations"], ["create", "update"]),
+    _rule([_CALICO_GROUP], ["tiers"], ["create"]),
 ]
 _CALICO_NODE_RULES = [
     _rule([""], ["nodes"], [*_READ, "patch"]),
@@ -74,7 +84,9 @@ _CALICO_NODE_RULES = [
     _rule([""], ["configmaps"], ["get"]),
     _rule(["discovery.k8s.io"], ["endpointslices"], _READ),
     _rule(["networking.k8s.io"], ["networkpolicies"], _READ),
+    _ANP_RULE,
     _rule([_CALICO_GROUP], ["*"], _READ),
+    _rule([_CALICO_GROUP], ["tiers"], ["create"]),
     _rule(
         [_CALICO_GROUP],
         ["ippools", "felixconfigurations", "clusterinformations", "caliconodestatuses"],
@@ -89,33 +101,35 @@ _CALICO_NODE_RULES = [
 
 
 def typha_service(config):
-    """The selector-less Service and the Endpoints of every master's Typha."""
+    """The selector-less Service and the EndpointSlice of every master's Typha (felix finds
+    Typha through the slices of the Service it names)."""
     masters = kubesalt_pillar.masters(config)
+    port = {"name": "calico-typha", "port": TYPHA_PORT, "protocol": "TCP"}
     service = {
         "apiVersion": "v1",
         "kind": "Service",
         "metadata": {"name": "calico-typha", "namespace": "kube-system", "labels": dict(_LABELS)},
-        "spec": {
-            "ports": [
-                {
-                    "name": "calico-typha",
-                    "port": TYPHA_PORT,
-                    "protocol": "TCP",
-                    "targetPort": TYPHA_PORT,
-                }
-            ]
-        },
+        "spec": {"ports": [{**port, "targetPort": TYPHA_PORT}]},
     }
     endpoints = {
-        "apiVersion": "v1",
-        "kind": "Endpoints",
-        "metadata": {"name": "calico-typha", "namespace": "kube-system", "labels": dict(_LABELS)},
-        "subsets": [
-            {
-                "addresses": [{"ip": ip, "nodeName": name} for name, ip in masters],
-                "ports": [{"name": "calico-typha", "port": TYPHA_PORT, "protocol": "TCP"}],
-            }
+        "apiVersion": "discovery.k8s.io/v1",
+        "kind": "EndpointSlice",
+        "metadata": {
+            "name": "calico-typha-kubesalt",
+            "namespace": "kube-system",
+            "labels": {
+                **_LABELS,
+                "kubernetes.io/service-name": "calico-typha",
+                # Not the EndpointSlice controller's: it leaves this slice alone.
+                "endpointslice.kubernetes.io/managed-by": "kubesalt",
+            },
+        },
+        "addressType": "IPv4",
+        "endpoints": [
+            {"addresses": [ip], "nodeName": name, "conditions": {"ready": True}}
+            for name, ip in masters
         ],
+        "ports": [port],
     }
     return [service, endpoints]
 

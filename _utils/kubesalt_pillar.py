@@ -31,6 +31,7 @@ COMPONENTS = (
     "runc",
     "cni_plugins",
     "crictl",
+    "coredns",
     "ingress_nginx",
     "nginx_ingress",
     "bird",
@@ -70,27 +71,6 @@ APISERVER_PORT = 6443
 MAX_SERVICE_PREFIX_V4 = 12
 # 0, 23456 (AS_TRANS), 65535 and 4294967295 are reserved (RFC 7607, 6793, 7300).
 RESERVED_ASNS = (0, 23456, 65535, 4294967295)
-
-# The systemd units each role runs, and the artifact each needs to run (kubesalt_units has
-# the units themselves; a unit test keeps the two in line).
-MANAGED_UNITS = {
-    "master": {
-        "etcd.service": "etcd",
-        "kube-apiserver.service": "kubernetes",
-        "kube-scheduler.service": "kubernetes",
-        "kube-controller-manager.service": "kubernetes",
-        "calico-typha.service": "calico_typha",
-    },
-    "worker": {
-        "containerd.service": "containerd",
-        "kubelet.service": "kubernetes",
-        "kube-proxy.service": "kubernetes",
-        "calico-felix.service": "calico_node",
-        "calico-confd.service": "calico_node",
-        "calico-bird.service": "calico_node",
-    },
-    "router": {"bird.service": "bird"},
-}
 
 ERROR = "error"
 WARNING = "warning"
@@ -623,6 +603,7 @@ SCHEMA = {
             "https_node_port": _check_node_port,
         }
     ),
+    "kubelet": _mapping({"fail_cgroup_v1": _check_bool}),
     "paths": _mapping({"root": _check_abs_path, **dict.fromkeys(PATH_KEYS, _check_abs_path)}),
     "nodes": _check_nodes,
 }
@@ -848,15 +829,6 @@ def node_of(config, minion_id):
     if entry is None:
         return {}
     return {**entry, "id": minion_id, "roles": roles_of(config, minion_id)}
-
-
-def managed_units(roles):
-    """``{unit: component}`` for every unit kubesalt manages on a node with ``roles``."""
-    units = {}
-    for role in ROLES:
-        if role in roles:
-            units.update(MANAGED_UNITS[role])
-    return units
 
 
 def assigned_states(pillar_present, problems, roles, formula="kubesalt"):

@@ -1,11 +1,17 @@
-"""Every systemd unit kubesalt runs besides etcd, with its command line and config files.
+"""Every component kubesalt runs as a systemd unit: one record each (:class:`Component`).
 
-One record per unit (which role runs it, which artifact and binary, ordering, ports,
-certificates, hardening) and one builder per unit that turns the cluster config and a node
-id into the unit's ``ExecStart`` argv, its environment and its config files. The formula
-writes what :func:`render` returns; the tests prove the same output with
-``systemd-analyze verify``, the documented flags and config fields of the pinned versions
-(``kubesalt_flags``) and, for Kubernetes objects, ``kubernetes-validate``.
+A record says which role runs the component, which artifact and binary it runs, the SLS
+that (re)applies it, its ordering, ports, certificates and hardening, and, as functions of
+the cluster config and the node (values known only at run time, like kubeadm's certlist):
+its ``ExecStart`` argv and config files, its environment files, extra service lines and
+its health probe. Everything else is derived from :data:`COMPONENTS`: the unit files
+(:func:`render`), the units each role manages (:func:`managed_units`, which the journal
+beacon and the healer trust), the units each binary restarts (:func:`units_of_binary`), and
+the state a repair re-applies (:func:`state_of`).
+
+The formula writes what :func:`render` returns; the tests prove the same output with
+``systemd-analyze verify``, the built binaries' own flags and config validation, and, for
+Kubernetes objects, ``kubernetes-validate``.
 
 No Salt dunders and no I/O here.
 """
@@ -17,17 +23,23 @@ import yaml
 try:  # synced from file_roots: the synced _utils directory is on sys.path
     import kubesalt_artifacts
     import kubesalt_calico
+    import kubesalt_etcd
     import kubesalt_pillar
     import kubesalt_pki
 except ImportError:  # installed with pip
     from kubesalt_ext.utils import (
         kubesalt_artifacts,
         kubesalt_calico,
+        kubesalt_etcd,
         kubesalt_pillar,
         kubesalt_pki,
     )
 
 TYPHA_PORT = 5473
+TYPHA_HEALTH_PORT = 9098
+FELIX_HEALTH_PORT = 9099
+KUBELET_HEALTHZ_PORT = 10248
+KUBE_PROXY_HEALTHZ_PORT = 10256
 CONTAINERD_SOCKET = "/run/containerd/containerd.sock"
 # calico-node's confd writes BIRD's config here and reaches BIRD through this socket.
 CALICO_RUN_DIR = "/var/run/calico"
@@ -60,221 +72,10 @@ _SERVER_HARDENING = (
 
 
 @dataclass(frozen=True)
-class UnitSpec:
-    """One systemd unit. ``binary`` is the executable's name in its artifact."""
-
-    name: str
-    role: str
-    artifact: str
-    binary: str
-    description: str
-    documentation: str
-    after: tuple = ("network-online.target",)
-    wants: tuple = ("network-online.target",)
-    ports: tuple = ()  # "port/proto what", for the README and status
-    certs: tuple = ()  # catalogue certificate names it reads
-    kubeconfig: str | None = None
-    unit_type: str = "simple"
-    hardening: tuple = _BASE_HARDENING
-    read_write: tuple = ()  # paths: keys it writes under ProtectSystem=strict
-    service_extra: tuple = ()
-    # A changed config reloads the unit (ExecReload) instead of restarting it.
-    reload: bool = False
-
-    @property
-    def unit_name(self):
-        return f"{self.name}.service"
-
-
-UNITS = (
-    UnitSpec(
-        "kube-apiserver",
-        "master",
-        "kubernetes",
-        "kube-apiserver",
-        "Kubernetes API server",
-        "https://kubernetes.io/docs/reference/command-line-tools-reference/kube-apiserver/",
-        after=("network-online.target", "etcd.service"),
-        wants=("network-online.target", "etcd.service"),
-        ports=("6443/tcp API (TLS)",),
-        certs=(
-            "apiserver",
-            "apiserver-etcd-client",
-            "apiserver-kubelet-client",
-            "front-proxy-client",
-        ),
-        hardening=_SERVER_HARDENING,
-        read_write=("log_dir",),
-        service_extra=("LimitNOFILE=65536",),
-    ),
-    UnitSpec(
-        "kube-scheduler",
-        "master",
-        "kubernetes",
-        "kube-scheduler",
-        "Kubernetes scheduler",
-        "https://kubernetes.io/docs/reference/command-line-tools-reference/kube-scheduler/",
-        after=("network-online.target", "kube-apiserver.service"),
-        ports=("10259/tcp health and metrics (TLS)",),
-        certs=("kube-scheduler",),
-        kubeconfig="scheduler",
-        hardening=_SERVER_HARDENING,
-    ),
-    UnitSpec(
-        "kube-controller-manager",
-        "master",
-        "kubernetes",
-        "kube-controller-manager",
-        "Kubernetes controller manager",
-        "https://kubernetes.io/docs/reference/command-line-tools-reference/"
-        "kube-controller-manager/",
-        after=("network-online.target", "kube-apiserver.service"),
-        ports=("10257/tcp health and metrics (TLS)",),
-        certs=("kube-controller-manager",),
-        kubeconfig="controller-manager",
-        hardening=_SERVER_HARDENING,
-    ),
-    UnitSpec(
-        "calico-typha",
-        "master",
-        "calico_typha",
-        "calico-typha",
-        "Calico Typha, the datastore fan-out for felix",
-        "https://docs.tigera.io/calico/latest/reference/typha/configuration",
-        after=("network-online.target", "kube-apiserver.service"),
-        ports=(f"{TYPHA_PORT}/tcp felix connections (mutual TLS)", "9098/tcp health"),
-        certs=("calico-typha", "calico-typha-client"),
-        kubeconfig="calico-typha",
-        hardening=_SERVER_HARDENING,
-    ),
-    UnitSpec(
-        "containerd",
-        "worker",
-        "containerd",
-        "containerd",
-        "containerd container runtime",
-        "https://containerd.io",
-        after=("network.target", "local-fs.target"),
-        wants=(),
-        ports=(f"unix {CONTAINERD_SOCKET} CRI",),
-        unit_type="notify",
-        # The runtime starts every pod's processes: no sandboxing of its own. Delegate lets
-        # it manage the cgroups of its shims (SystemdCgroup); KillMode=process keeps the
-        # containers running when containerd itself restarts.
-        hardening=(),
-        service_extra=(
-            "Delegate=yes",
-            "KillMode=process",
-            "OOMScoreAdjust=-999",
-            "LimitNPROC=infinity",
-            "LimitCORE=infinity",
-            "LimitNOFILE=infinity",
-            "TasksMax=infinity",
-        ),
-    ),
-    UnitSpec(
-        "kubelet",
-        "worker",
-        "kubernetes",
-        "kubelet",
-        "Kubernetes node agent",
-        "https://kubernetes.io/docs/reference/command-line-tools-reference/kubelet/",
-        after=("network-online.target", "containerd.service"),
-        wants=("network-online.target", "containerd.service"),
-        ports=("10250/tcp kubelet API (TLS, webhook authn/authz)",),
-        certs=("kubelet-client", "kubelet-server"),
-        kubeconfig="kubelet",
-        # kubelet mounts volumes, manages cgroups and devices for pods: no sandboxing.
-        hardening=(),
-    ),
-    UnitSpec(
-        "kube-proxy",
-        "worker",
-        "kubernetes",
-        "kube-proxy",
-        "Kubernetes service proxy (IPVS)",
-        "https://kubernetes.io/docs/reference/command-line-tools-reference/kube-proxy/",
-        ports=("10256/tcp health", "10249/tcp metrics (127.0.0.1)"),
-        certs=("kube-proxy",),
-        kubeconfig="kube-proxy",
-        # kube-proxy programs IPVS and iptables and loads no module of its own (kubesalt
-        # does): only the base hardening.
-    ),
-    UnitSpec(
-        "calico-felix",
-        "worker",
-        "calico_node",
-        "calico-node",
-        "Calico felix, the node's routes and policy",
-        "https://docs.tigera.io/calico/latest/reference/felix/configuration",
-        after=("network-online.target", "containerd.service"),
-        ports=("9099/tcp health (127.0.0.1)",),
-        certs=("calico-felix",),
-        kubeconfig="calico-node",
-    ),
-    UnitSpec(
-        "calico-confd",
-        "worker",
-        "calico_node",
-        "calico-node",
-        "Calico confd, BIRD's configuration from the datastore",
-        "https://docs.tigera.io/calico/latest/reference/architecture/overview",
-        certs=("calico-felix",),
-        kubeconfig="calico-node",
-        read_write=("calico_dir",),
-        hardening=(*_BASE_HARDENING, "ProtectSystem=strict"),
-        # BIRD's socket dir (made by calico-bird), if it is there yet.
-        service_extra=(f"ReadWritePaths=-{CALICO_RUN_DIR}",),
-    ),
-    UnitSpec(
-        "calico-bird",
-        "worker",
-        "calico_node",
-        "bird",
-        "BIRD for Calico (configured by calico-confd)",
-        "https://bird.network.cz/",
-        after=("network-online.target", "calico-confd.service"),
-        ports=("179/tcp BGP",),
-        hardening=(*_BASE_HARDENING, "ProtectSystem=strict"),
-        service_extra=(
-            # BIRD starts once confd has written its config; until then it retries.
-            "RuntimeDirectory=calico",
-            "RuntimeDirectoryPreserve=yes",
-        ),
-    ),
-    UnitSpec(
-        "bird",
-        "router",
-        "bird",
-        "bird",
-        "BIRD 2, route reflector for the cluster's nodes",
-        "https://bird.network.cz/",
-        ports=("179/tcp BGP",),
-        hardening=(*_BASE_HARDENING, "ProtectSystem=strict"),
-        service_extra=("RuntimeDirectory=bird",),
-        reload=True,
-    ),
-)
-
-BY_NAME = {unit.name: unit for unit in UNITS}
-
-
-def for_roles(roles):
-    return [unit for unit in UNITS if unit.role in roles]
-
-
-def spec(name):
-    found = BY_NAME.get(name)
-    if found is None:
-        raise KeyError(f"{name!r} is not a kubesalt unit; known: {', '.join(BY_NAME)}")
-    return found
-
-
-@dataclass(frozen=True)
 class Rendered:
     """What the formula writes for one unit on one node."""
 
-    unit: UnitSpec
+    unit: "Component"
     unit_path: str
     unit_text: str
     argv: tuple
@@ -450,6 +251,9 @@ def typha_environment(ctx):
         "TYPHA_LOGSEVERITYSYS": "none",
         "TYPHA_LOGSEVERITYSCREEN": "info",
         "TYPHA_HEALTHENABLED": "true",
+        # An address, not "localhost": the name needs a resolver, an address does not.
+        "TYPHA_HEALTHHOST": "127.0.0.1",
+        "TYPHA_HEALTHPORT": str(TYPHA_HEALTH_PORT),
         "TYPHA_CAFILE": pki.trusted_ca("kubernetes-ca"),
         "TYPHA_SERVERCERTFILE": pki.cert("calico-typha"),
         "TYPHA_SERVERKEYFILE": pki.key("calico-typha"),
@@ -538,7 +342,11 @@ def kubelet_configuration(ctx):
         "clusterDNS": [ctx.network["cluster_dns_ip"]],
         "clusterDomain": ctx.config["cluster"]["domain"],
         "healthzBindAddress": "127.0.0.1",
+        "healthzPort": KUBELET_HEALTHZ_PORT,
         "failSwapOn": True,
+        # Upstream's default (true): a cgroup v1 host is refused unless pillar says
+        # kubelet:fail_cgroup_v1: false.
+        "failCgroupV1": bool(ctx.config.get("kubelet", {}).get("fail_cgroup_v1", True)),
     }
 
 
@@ -566,7 +374,7 @@ def kube_proxy_configuration(ctx):
         "clusterCIDR": ctx.network["pod_cidr"],
         "hostnameOverride": ctx.node_id,
         "bindAddress": ctx.ip,
-        "healthzBindAddress": f"{ctx.ip}:10256",
+        "healthzBindAddress": f"{ctx.ip}:{KUBE_PROXY_HEALTHZ_PORT}",
         "metricsBindAddress": "127.0.0.1:10249",
         "clientConnection": {"kubeconfig": ctx.kubeconfig("kube-proxy")},
         # strictARP: the node answers ARP only for addresses on its own interfaces, which
@@ -617,6 +425,8 @@ def calico_node_environment(ctx):
         "FELIX_LOGSEVERITYSYS": "none",
         "FELIX_LOGSEVERITYSCREEN": "info",
         "FELIX_HEALTHENABLED": "true",
+        "FELIX_HEALTHHOST": "127.0.0.1",
+        "FELIX_HEALTHPORT": str(FELIX_HEALTH_PORT),
         # Typha over mutual TLS: found through its Service (every master's Typha), the
         # server must present CN calico-typha signed by the kubernetes CA.
         "FELIX_TYPHAK8SSERVICENAME": "calico-typha",
@@ -672,25 +482,416 @@ def _router_bird_service(ctx, executable):
     ]
 
 
-BUILDERS = {
-    "kube-apiserver": _apiserver,
-    "kube-scheduler": _scheduler,
-    "kube-controller-manager": _controller_manager,
-    "calico-typha": _typha,
-    "containerd": _containerd,
-    "kubelet": _kubelet,
-    "kube-proxy": _kube_proxy,
-    "calico-felix": _felix,
-    "calico-confd": _confd,
-    "calico-bird": _bird,
-    "bird": _router_bird,
-}
-SERVICE_LINES = {"bird": _router_bird_service}
-ENVIRONMENT_FILES = {
-    "calico-typha": _typha_env_path,
-    "calico-felix": _calico_env_path,
-    "calico-confd": _calico_env_path,
-}
+def _etcd_settings(ctx):
+    return kubesalt_etcd.node_settings(ctx.config, ctx.node_id, ctx.layout)
+
+
+def etcd_environment(settings):
+    """etcd's configuration as the ETCD_* variables it reads (see ``etcd --help``). The first
+    start's cluster settings (state, member list, token) are in a second file, written when
+    this member founded or joined the cluster (``k8s_etcd.member_present``)."""
+    return {
+        "ETCD_NAME": settings["name"],
+        "ETCD_DATA_DIR": settings["data_dir"],
+        "ETCD_LISTEN_PEER_URLS": ",".join(settings["peer_urls"]),
+        "ETCD_INITIAL_ADVERTISE_PEER_URLS": ",".join(settings["peer_urls"]),
+        "ETCD_LISTEN_CLIENT_URLS": ",".join(settings["listen_client_urls"]),
+        "ETCD_ADVERTISE_CLIENT_URLS": ",".join(settings["client_urls"]),
+        "ETCD_CERT_FILE": settings["cert"],
+        "ETCD_KEY_FILE": settings["key"],
+        "ETCD_TRUSTED_CA_FILE": settings["ca"],
+        "ETCD_CLIENT_CERT_AUTH": "true",
+        "ETCD_PEER_CERT_FILE": settings["peer_cert"],
+        "ETCD_PEER_KEY_FILE": settings["peer_key"],
+        "ETCD_PEER_TRUSTED_CA_FILE": settings["ca"],
+        "ETCD_PEER_CLIENT_CERT_AUTH": "true",
+        # Refuse membership changes that would lose quorum (kubesalt waits, never turns it off).
+        "ETCD_STRICT_RECONFIG_CHECK": "true",
+        "ETCD_LOGGER": "zap",
+        "ETCD_LOG_OUTPUTS": "stderr",
+    }
+
+
+def _etcd(ctx):
+    settings = _etcd_settings(ctx)
+    return [], {settings["env_file"]: (_env_file(etcd_environment(settings)), 0o644)}
+
+
+def _etcd_environment_files(ctx):
+    settings = _etcd_settings(ctx)
+    # The cluster file exists once the member founded or joined: optional ("-").
+    return (settings["env_file"], f"-{settings['cluster_env_file']}")
+
+
+def _etcd_service(ctx, _executable):
+    return [f"ReadWritePaths={_etcd_settings(ctx)['data_dir']}"]
+
+
+# --- health: what "the component works" means, asked of the component itself ----------------
+
+
+@dataclass(frozen=True)
+class Probe:
+    """An HTTP(S) request whose 200 answer means healthy. ``ca`` verifies the server; without
+    it the server's self-signed serving certificate is accepted (the scheduler's and the
+    controller-manager's: they are asked on the node's own address)."""
+
+    url: str
+    ca: str | None = None
+    cert: str | None = None
+    key: str | None = None
+
+
+def _etcd_probe(ctx):
+    pki = ctx.layout
+    return Probe(
+        f"https://{ctx.ip}:{kubesalt_etcd.CLIENT_PORT}/health",
+        pki.trusted_ca("etcd-ca"),
+        pki.cert("apiserver-etcd-client"),
+        pki.key("apiserver-etcd-client"),
+    )
+
+
+def _apiserver_probe(ctx):
+    pki = ctx.layout
+    # /readyz: storage, informers and post-start hooks ready, not merely the process up.
+    return Probe(
+        f"https://{ctx.ip}:{kubesalt_pillar.APISERVER_PORT}/readyz",
+        pki.trusted_ca("kubernetes-ca"),
+        pki.cert("admin"),
+        pki.key("admin"),
+    )
+
+
+def _local_tls_probe(port, path="healthz"):
+    return lambda ctx: Probe(f"https://{ctx.ip}:{port}/{path}")
+
+
+def _typha_probe(_ctx):
+    return Probe(f"http://127.0.0.1:{TYPHA_HEALTH_PORT}/readiness")
+
+
+def _felix_probe(_ctx):
+    return Probe(f"http://127.0.0.1:{FELIX_HEALTH_PORT}/readiness")
+
+
+def _kubelet_probe(_ctx):
+    return Probe(f"http://127.0.0.1:{KUBELET_HEALTHZ_PORT}/healthz")
+
+
+def _kube_proxy_probe(ctx):
+    return Probe(f"http://{ctx.ip}:{KUBE_PROXY_HEALTHZ_PORT}/healthz")
+
+
+# --- the records ------------------------------------------------------------------------------
+
+
+def _nothing(_ctx):
+    return [], {}
+
+
+@dataclass(frozen=True)
+class Component:
+    """One component, run as one systemd unit. ``binary`` is the executable's name in its
+    artifact; ``needs`` the artifacts that must be available for it to run (default: its
+    own)."""
+
+    name: str
+    role: str
+    artifact: str
+    binary: str
+    description: str
+    documentation: str
+    command: object = _nothing  # ctx -> (argv after the binary, {path: (text, mode)})
+    environment_files: object = None  # ctx -> paths ("-" prefix: optional)
+    service_lines: object = None  # (ctx, executable) -> extra [Service] lines
+    health: object = None  # ctx -> Probe
+    state: str = "kubesalt.units"  # the SLS that writes and starts it (what a repair re-applies)
+    needs: tuple = ()
+    after: tuple = ("network-online.target",)
+    wants: tuple = ("network-online.target",)
+    ports: tuple = ()  # "port/proto what", for the README and status
+    certs: tuple = ()  # catalogue certificate names it reads
+    kubeconfig: str | None = None
+    unit_type: str = "simple"
+    hardening: tuple = _BASE_HARDENING
+    read_write: tuple = ()  # paths: keys it writes under ProtectSystem=strict
+    service_extra: tuple = ()
+    # A changed config reloads the unit (ExecReload) instead of restarting it.
+    reload: bool = False
+
+    @property
+    def unit_name(self):
+        return f"{self.name}.service"
+
+    @property
+    def artifacts_needed(self):
+        return self.needs or (self.artifact,)
+
+
+COMPONENTS = (
+    Component(
+        "etcd",
+        "master",
+        "etcd",
+        "etcd",
+        "etcd, the cluster's key-value store",
+        "https://etcd.io/docs/",
+        command=_etcd,
+        environment_files=_etcd_environment_files,
+        service_lines=_etcd_service,
+        health=_etcd_probe,
+        # etcd's own formula: membership (found, join as a learner, promote) with the unit.
+        state="kubesalt.etcd",
+        ports=("2379/tcp clients (mutual TLS)", "2380/tcp peers (mutual TLS)"),
+        certs=("etcd-server", "etcd-peer"),
+        # etcd notifies systemd once it has joined a cluster with a leader; a founder waits
+        # for a majority of founders before it reports ready.
+        unit_type="notify",
+        hardening=_SERVER_HARDENING,
+        service_extra=("NotifyAccess=main", "TimeoutStartSec=300", "LimitNOFILE=65536"),
+    ),
+    Component(
+        "kube-apiserver",
+        "master",
+        "kubernetes",
+        "kube-apiserver",
+        "Kubernetes API server",
+        "https://kubernetes.io/docs/reference/command-line-tools-reference/kube-apiserver/",
+        command=_apiserver,
+        health=_apiserver_probe,
+        after=("network-online.target", "etcd.service"),
+        wants=("network-online.target", "etcd.service"),
+        ports=("6443/tcp API (TLS)",),
+        certs=(
+            "apiserver",
+            "apiserver-etcd-client",
+            "apiserver-kubelet-client",
+            "front-proxy-client",
+        ),
+        hardening=_SERVER_HARDENING,
+        read_write=("log_dir",),
+        service_extra=("LimitNOFILE=65536",),
+    ),
+    Component(
+        "kube-scheduler",
+        "master",
+        "kubernetes",
+        "kube-scheduler",
+        "Kubernetes scheduler",
+        "https://kubernetes.io/docs/reference/command-line-tools-reference/kube-scheduler/",
+        command=_scheduler,
+        health=_local_tls_probe(10259, "readyz"),
+        after=("network-online.target", "kube-apiserver.service"),
+        ports=("10259/tcp health and metrics (TLS)",),
+        certs=("kube-scheduler",),
+        kubeconfig="scheduler",
+        hardening=_SERVER_HARDENING,
+    ),
+    Component(
+        "kube-controller-manager",
+        "master",
+        "kubernetes",
+        "kube-controller-manager",
+        "Kubernetes controller manager",
+        "https://kubernetes.io/docs/reference/command-line-tools-reference/"
+        "kube-controller-manager/",
+        command=_controller_manager,
+        health=_local_tls_probe(10257),
+        after=("network-online.target", "kube-apiserver.service"),
+        ports=("10257/tcp health and metrics (TLS)",),
+        certs=("kube-controller-manager",),
+        kubeconfig="controller-manager",
+        hardening=_SERVER_HARDENING,
+    ),
+    Component(
+        "calico-typha",
+        "master",
+        "calico_typha",
+        "calico-typha",
+        "Calico Typha, the datastore fan-out for felix",
+        "https://docs.tigera.io/calico/latest/reference/typha/configuration",
+        command=_typha,
+        environment_files=lambda ctx: (_typha_env_path(ctx),),
+        health=_typha_probe,
+        after=("network-online.target", "kube-apiserver.service"),
+        ports=(
+            f"{TYPHA_PORT}/tcp felix connections (mutual TLS)",
+            f"{TYPHA_HEALTH_PORT}/tcp health (127.0.0.1)",
+        ),
+        certs=("calico-typha", "calico-typha-client"),
+        kubeconfig="calico-typha",
+        hardening=_SERVER_HARDENING,
+    ),
+    Component(
+        "containerd",
+        "worker",
+        "containerd",
+        "containerd",
+        "containerd container runtime",
+        "https://containerd.io",
+        command=_containerd,
+        after=("network.target", "local-fs.target"),
+        wants=(),
+        ports=(f"unix {CONTAINERD_SOCKET} CRI",),
+        unit_type="notify",
+        # The runtime starts every pod's processes: no sandboxing of its own. Delegate lets
+        # it manage the cgroups of its shims (SystemdCgroup); KillMode=process keeps the
+        # containers running when containerd itself restarts.
+        hardening=(),
+        service_extra=(
+            "Delegate=yes",
+            "KillMode=process",
+            "OOMScoreAdjust=-999",
+            "LimitNPROC=infinity",
+            "LimitCORE=infinity",
+            "LimitNOFILE=infinity",
+            "TasksMax=infinity",
+        ),
+    ),
+    Component(
+        "kubelet",
+        "worker",
+        "kubernetes",
+        "kubelet",
+        "Kubernetes node agent",
+        "https://kubernetes.io/docs/reference/command-line-tools-reference/kubelet/",
+        command=_kubelet,
+        health=_kubelet_probe,
+        after=("network-online.target", "containerd.service"),
+        wants=("network-online.target", "containerd.service"),
+        ports=(
+            "10250/tcp kubelet API (TLS, webhook authn/authz)",
+            f"{KUBELET_HEALTHZ_PORT}/tcp health (127.0.0.1)",
+        ),
+        certs=("kubelet-client", "kubelet-server"),
+        kubeconfig="kubelet",
+        # kubelet mounts volumes, manages cgroups and devices for pods: no sandboxing.
+        hardening=(),
+    ),
+    Component(
+        "kube-proxy",
+        "worker",
+        "kubernetes",
+        "kube-proxy",
+        "Kubernetes service proxy (IPVS)",
+        "https://kubernetes.io/docs/reference/command-line-tools-reference/kube-proxy/",
+        command=_kube_proxy,
+        health=_kube_proxy_probe,
+        ports=(f"{KUBE_PROXY_HEALTHZ_PORT}/tcp health", "10249/tcp metrics (127.0.0.1)"),
+        certs=("kube-proxy",),
+        kubeconfig="kube-proxy",
+        # kube-proxy programs IPVS and iptables and loads no module of its own (kubesalt
+        # does): only the base hardening.
+    ),
+    Component(
+        "calico-felix",
+        "worker",
+        "calico_node",
+        "calico-node",
+        "Calico felix, the node's routes and policy",
+        "https://docs.tigera.io/calico/latest/reference/felix/configuration",
+        command=_felix,
+        environment_files=lambda ctx: (_calico_env_path(ctx),),
+        health=_felix_probe,
+        after=("network-online.target", "containerd.service"),
+        ports=(f"{FELIX_HEALTH_PORT}/tcp health (127.0.0.1)",),
+        certs=("calico-felix",),
+        kubeconfig="calico-node",
+    ),
+    Component(
+        "calico-confd",
+        "worker",
+        "calico_node",
+        "calico-node",
+        "Calico confd, BIRD's configuration from the datastore",
+        "https://docs.tigera.io/calico/latest/reference/architecture/overview",
+        command=_confd,
+        environment_files=lambda ctx: (_calico_env_path(ctx),),
+        certs=("calico-felix",),
+        kubeconfig="calico-node",
+        read_write=("calico_dir",),
+        hardening=(*_BASE_HARDENING, "ProtectSystem=strict"),
+        # BIRD's socket dir (made by calico-bird), if it is there yet.
+        service_extra=(f"ReadWritePaths=-{CALICO_RUN_DIR}",),
+    ),
+    Component(
+        "calico-bird",
+        "worker",
+        "bird",
+        "bird",
+        "BIRD for Calico (configured by calico-confd)",
+        "https://bird.network.cz/",
+        command=_bird,
+        # BIRD itself, and confd to configure it.
+        needs=("bird", "calico_node"),
+        after=("network-online.target", "calico-confd.service"),
+        ports=("179/tcp BGP",),
+        hardening=(*_BASE_HARDENING, "ProtectSystem=strict"),
+        service_extra=(
+            # BIRD starts once confd has written its config; until then it retries.
+            "RuntimeDirectory=calico",
+            "RuntimeDirectoryPreserve=yes",
+        ),
+    ),
+    Component(
+        "bird",
+        "router",
+        "bird",
+        "bird",
+        "BIRD 2, route reflector for the cluster's nodes",
+        "https://bird.network.cz/",
+        command=_router_bird,
+        service_lines=_router_bird_service,
+        ports=("179/tcp BGP",),
+        hardening=(*_BASE_HARDENING, "ProtectSystem=strict"),
+        service_extra=("RuntimeDirectory=bird",),
+        reload=True,
+    ),
+)
+
+BY_NAME = {component.name: component for component in COMPONENTS}
+BY_UNIT = {component.unit_name: component for component in COMPONENTS}
+
+
+def for_roles(roles):
+    return [c for c in COMPONENTS if c.role in roles]
+
+
+def spec(name):
+    found = BY_NAME.get(name)
+    if found is None:
+        raise KeyError(f"{name!r} is not a kubesalt component; known: {', '.join(BY_NAME)}")
+    return found
+
+
+def managed_units(roles):
+    """``{unit: artifact}`` for every unit kubesalt manages on a node with ``roles``: what
+    the journal beacon watches and the healer may touch."""
+    return {c.unit_name: c.artifact for c in COMPONENTS if c.role in roles}
+
+
+def units_of_binary(binary):
+    """The units a changed ``binary`` restarts (catalogue entry of kubesalt_artifacts)."""
+    return tuple(
+        c.unit_name for c in COMPONENTS if c.binary == binary.name and c.artifact == binary.artifact
+    )
+
+
+def state_of(unit):
+    """The SLS whose re-apply can fix ``unit`` (config drift, a missing or expired cert)."""
+    component = BY_UNIT.get(unit)
+    if component is None:
+        raise KeyError(f"{unit!r} is not a kubesalt unit; known: {', '.join(BY_UNIT)}")
+    return component.state
+
+
+def probe(config, node_id, name):
+    """The health :class:`Probe` of component ``name`` on ``node_id``, or None."""
+    component = spec(name)
+    if component.health is None:
+        return None
+    return component.health(Context(config, node_id, kubesalt_pki.Layout.of(config)))
 
 
 # --- the unit file ---------------------------------------------------------------------------
@@ -701,7 +902,7 @@ def _escape(word):
     return word.replace("%", "%%")
 
 
-def unit_text(unit, executable, argv, environment_file=None, read_write=(), service_lines=()):
+def unit_text(unit, executable, argv, environment_files=(), read_write=(), service_lines=()):
     """The unit file: journald logging, restarts with a start limit, ordering, hardening."""
     exec_lines = " \\\n    ".join(_escape(w) for w in [executable, *argv])
     unit_section = [
@@ -720,8 +921,7 @@ def unit_text(unit, executable, argv, environment_file=None, read_write=(), serv
         "[Service]",
         f"Type={unit.unit_type}",
     ]
-    if environment_file:
-        service.append(f"EnvironmentFile={environment_file}")
+    service += [f"EnvironmentFile={path}" for path in environment_files]
     service += [
         *service_lines,
         f"ExecStart={exec_lines}",
@@ -748,27 +948,23 @@ def unit_text(unit, executable, argv, environment_file=None, read_write=(), serv
 
 
 def render(config, node_id, name):
-    """Everything the formula writes for unit ``name`` on ``node_id``.
+    """Everything the formula writes for component ``name`` on ``node_id``.
 
     config
         The validated cluster config with root-resolved paths (``kubesalt.config``).
     """
     unit = spec(name)
     ctx = Context(config, node_id, kubesalt_pki.Layout.of(config))
-    argv, files = BUILDERS[name](ctx)
-    executable = kubesalt_artifacts.executable(
-        config, "bird" if unit.binary == "bird" else unit.artifact, unit.binary
-    )
-    env_path = ENVIRONMENT_FILES.get(name)
+    argv, files = unit.command(ctx)
+    executable = kubesalt_artifacts.executable(config, unit.artifact, unit.binary)
     directories = tuple(config["paths"][key] for key in unit.read_write)
-    extra = SERVICE_LINES.get(name)
     text = unit_text(
         unit,
         executable,
         argv,
-        env_path(ctx) if env_path else None,
+        unit.environment_files(ctx) if unit.environment_files else (),
         directories,
-        extra(ctx, executable) if extra else (),
+        unit.service_lines(ctx, executable) if unit.service_lines else (),
     )
     return Rendered(
         unit=unit,
@@ -781,7 +977,12 @@ def render(config, node_id, name):
     )
 
 
-def node_units(config, node_id):
-    """Every unit of ``node_id``'s roles, rendered."""
+def node_units(config, node_id, include_etcd=False):
+    """Every unit of ``node_id``'s roles, rendered (etcd's only with ``include_etcd``: its
+    own formula writes it, ordered against its membership)."""
     roles = config["nodes"][node_id]["roles"]
-    return [render(config, node_id, unit.name) for unit in for_roles(roles)]
+    return [
+        render(config, node_id, c.name)
+        for c in for_roles(roles)
+        if include_etcd or c.state == "kubesalt.units"
+    ]

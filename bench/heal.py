@@ -1,11 +1,13 @@
 """Self-healing on the lab's real hosts: time to repair, and a storm of events.
 
-MTTR: --rounds rounds; in each, systemd gives up on four units at once (etcd on one master,
-in turn, so quorum holds; containerd on both workers; BIRD on the router) the way it does in
-production: start limit used up, then the main process SIGKILLed. Nobody acts; the journal
+MTTR: --rounds rounds; in each, systemd gives up on six units at once (on the masters, in
+turn, etcd on one, kube-apiserver on another and Typha on the third, so quorum holds;
+containerd on both workers; BIRD on the router) the way it does in production: start limit
+used up, then the main process SIGKILLed. Nobody acts; the journal
 beacon, the reactor and k8s_heal.repair bring them back. MTTR is read from each host's
 journal: from systemd's "Failed to start" (the moment it gave up) to the unit's next
-"Started". Each round waits until every repair has held (heal:hold_seconds) before the next.
+"Started". Each round waits until every repair has held (heal:hold_seconds, and for the
+apiserver and Typha their own readiness answering) before the next.
 
 Storm: containerd on worker-2 is failed the same way and 50 copies of its failure event
 arrive at once: repairs made, MTTR (as above), time from the events to active, most repair
@@ -94,7 +96,7 @@ def storm(lab, events=50):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--rounds", type=int, default=5, help="rounds of 4 failures (>= 5)")
+    parser.add_argument("--rounds", type=int, default=5, help="rounds of 6 failures")
     parser.add_argument("--keep", action="store_true", help="leave the lab up afterwards")
     parser.add_argument("--out", type=Path, default=REPO / "bench" / "results" / "heal.json")
     args = parser.parse_args(argv)
@@ -104,24 +106,25 @@ def main(argv=None):
     try:
         lifecycle.apply(lab, quiet)
         masters = [n.id for n in lab.ordered_nodes() if "master" in n.roles]
-        units = {
-            **{m: "etcd.service" for m in masters},
-            "worker-1": "containerd.service",
-            "worker-2": "containerd.service",
-            "router-1": "bird.service",
-        }
-        for node_id, unit in units.items():  # a fresh budget for this run
+        on_masters = ("etcd.service", "kube-apiserver.service", "calico-typha.service")
+        units = [(m, u) for m in masters for u in on_masters] + [
+            ("worker-1", "containerd.service"),
+            ("worker-2", "containerd.service"),
+            ("router-1", "bird.service"),
+        ]
+        for node_id, unit in units:  # a fresh budget for this run
             heal.salt(lab, node_id, "k8s_heal.reset", unit)
         samples = []
         for i in range(args.rounds):
             broken = [
-                (masters[i % len(masters)], "etcd.service"),
+                (masters[(i + k) % len(masters)], unit) for k, unit in enumerate(on_masters)
+            ] + [
                 ("worker-1", "containerd.service"),
                 ("worker-2", "containerd.service"),
                 ("router-1", "bird.service"),
             ]
             samples += one_round(lab, broken)
-            print(f"round {i + 1}/{args.rounds}: {[s['mttr_s'] for s in samples[-4:]]}")
+            print(f"round {i + 1}/{args.rounds}: {[s['mttr_s'] for s in samples[-6:]]}")
         stormed = storm(lab)
     finally:
         if not args.keep:

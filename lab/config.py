@@ -66,6 +66,10 @@ class Lab:
     def node_dir(self, node):
         return self.run_dir / "nodes" / node.id
 
+    def versions(self):
+        """The ``versions:`` the lab's pillar pins (formula defaults, the example pillar)."""
+        return dict(self.cluster.get("versions") or {})
+
     def node(self, node_id):
         for node in self.nodes:
             if node.id == node_id:

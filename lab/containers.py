@@ -126,7 +126,12 @@ def leader(lab, node):
 
 def _nsenter(pid, argv, *env):
     """argv run in every namespace of ``pid`` with a clean environment (not the host's)."""
-    base_env = ["PATH=/usr/sbin:/usr/bin:/sbin:/bin", "HOME=/root", "LANG=C.UTF-8", *env]
+    base_env = [
+        "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+        "HOME=/root",
+        "LANG=C.UTF-8",
+        *env,
+    ]
     return ["nsenter", "-t", str(pid), "-a", "env", "-i", *base_env, *argv]
 
 

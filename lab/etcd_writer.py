@@ -5,19 +5,18 @@ any put that no endpoint acknowledges, or any acknowledged key missing at the en
 the change cost the cluster its quorum or lost data. Prints one JSON summary line.
 
     python3 lab/etcd_writer.py --stop-file /run/writer.stop \\
-        --endpoints https://198.18.0.11:2379,https://198.18.0.12:2379 \\
+        --servers https://198.18.0.11:2379,https://198.18.0.12:2379 \\
         --cert ... --key ... --cacert ...
 """
 
-import argparse
 import base64
 import json
-import os
-import ssl
 import sys
 import time
 import urllib.error
 import urllib.request
+
+import writer_loop
 
 
 def _b64(text):
@@ -61,45 +60,31 @@ def _read_all(endpoints, prefix, context):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--endpoints", required=True, help="comma-separated client URLs")
-    parser.add_argument("--cert", required=True)
-    parser.add_argument("--key", required=True)
-    parser.add_argument("--cacert", required=True)
-    parser.add_argument("--stop-file", required=True, help="stop once this file exists")
-    parser.add_argument("--interval", type=float, default=0.1, help="seconds between puts")
-    parser.add_argument("--timeout", type=float, default=1.0, help="seconds per put attempt")
+    parser = writer_loop.arguments(
+        __doc__.splitlines()[0], "comma-separated etcd client URLs", timeout=1.0
+    )
     parser.add_argument("--prefix", default="/kubesalt/writer/")
-    parser.add_argument("--max-seconds", type=float, default=600)
     args = parser.parse_args(argv)
+    context = writer_loop.tls_context(args)
+    endpoints = args.servers.split(",")
 
-    context = ssl.create_default_context(cafile=args.cacert)
-    context.load_cert_chain(args.cert, args.key)
-    endpoints = args.endpoints.split(",")
-    acknowledged, failed, slowest = [], [], 0.0
-    started = time.monotonic()
-    index = 0
-    while not os.path.exists(args.stop_file) and time.monotonic() - started < args.max_seconds:
+    def put(index):
         key = f"{args.prefix}{index:08d}"
-        t0 = time.monotonic()
-        endpoint = _put(endpoints, key, str(time.time()), context, args.timeout)
-        took = time.monotonic() - t0
-        slowest = max(slowest, took)
-        (acknowledged if endpoint else failed).append(key)
-        index += 1
-        time.sleep(max(0.0, args.interval - took))
+        return key, _put(endpoints, key, str(time.time()), context, args.timeout)
+
+    done = writer_loop.write_until_stopped(args, put)
     present = _read_all(endpoints, args.prefix, context)
-    missing = [k for k in acknowledged if k not in present]
+    missing = [k for k in done["acknowledged"] if k not in present]
     summary = {
-        "seconds": round(time.monotonic() - started, 1),
-        "puts": index,
-        "acknowledged": len(acknowledged),
-        "failed_puts": len(failed),
+        "seconds": done["seconds"],
+        "puts": done["writes"],
+        "acknowledged": len(done["acknowledged"]),
+        "failed_puts": len(done["failed"]),
         "missing": len(missing),
-        "slowest_put_seconds": round(slowest, 3),
+        "slowest_put_seconds": done["slowest_seconds"],
     }
     print(json.dumps(summary))
-    return 0 if not failed and not missing else 1
+    return 0 if not done["failed"] and not missing else 1
 
 
 if __name__ == "__main__":

@@ -5,8 +5,19 @@ import shutil
 import time
 from pathlib import Path
 
-from kubesalt_ext.utils import kubesalt_pillar
-from kubesalt_lab import bgp, containers, master, net, report, rootfs
+from kubesalt_ext.utils import kubesalt_units
+from kubesalt_lab import (
+    artifacts,
+    bgp,
+    build,
+    containers,
+    master,
+    net,
+    pillar,
+    recipes,
+    report,
+    rootfs,
+)
 from kubesalt_lab.config import LabError
 from kubesalt_lab.system import alive, cmdline, run, stop_pids, wait_until
 
@@ -23,6 +34,35 @@ def check_prerequisites(lab):
         raise LabError(f"no salt in {lab.venv} (run `make setup`)")
 
 
+def build_components(lab, progress, names=None):
+    """Build (or find built) every component at the versions the lab's pillar pins; writes
+    ``SHA256SUMS`` beside the archives. Returns ({component: [Built]}, table rows)."""
+    started = time.monotonic()
+    versions = master.lab_pillar(lab).versions() if lab.master_dir.exists() else lab.versions()
+    results, rows = build.build_all(lab.cache_dir, versions, progress, names)
+    if not names:
+        build.write_sums(lab.cache_dir, [b for built in results.values() for b in built])
+    progress(f"build: {len(results)} components ready ({time.monotonic() - started:.1f}s)")
+    return results, rows
+
+
+def set_pillar(lab, settings, progress):
+    """``kubesalt-lab pillar``: replace pillar values for every node. A changed version of a
+    component the lab builds is built first (a version that cannot be built stops here,
+    before any host sees it) and its artifacts point at the new files. Returns {minion:
+    refreshed}."""
+    served = master.lab_pillar(lab)
+    before, after = served.versions(), served.versions(overrides=settings)
+    changed = [r.name for r in recipes.RECIPES if str(before[r.name]) != str(after[r.name])]
+    built = None
+    if changed:
+        results, _rows = build.build_all(lab.cache_dir, after, progress, names=changed)
+        files = [b for found in results.values() for b in found]
+        built = {**served.built, **pillar.built_settings(files, artifacts.server_url(lab))}
+    served.write(lab.nodes, built=built, overrides=settings)
+    return master.refresh_pillar(lab)
+
+
 def up(lab, progress):
     """Bring the lab up; every step is idempotent, so a second `up` only checks."""
     started = time.monotonic()
@@ -33,12 +73,20 @@ def up(lab, progress):
             f"the rootfs recipe changed while {', '.join(running)} run from the old one; "
             "run `kubesalt-lab down` first"
         )
+    # The components first: a version that cannot be built stops `up` before any host.
+    components, _rows = build_components(lab, progress)
     built = rootfs.ensure(lab.rootfs, progress)
     progress(f"network: bridge {net.BRIDGE} {lab.bridge_ip}/{lab.prefixlen}")
     net.ensure_bridge(lab)
     for node in lab.nodes:
         net.ensure_node(lab, node)
     progress(f"network: {len(lab.nodes)} namespaces, one per node")
+    artifacts.start_server(lab)
+    progress(f"artifacts: served from {artifacts.server_url(lab)}")
+    files = [b for found in components.values() for b in found]
+    master.lab_pillar(lab).write(
+        lab.nodes, built=pillar.built_settings(files, artifacts.server_url(lab))
+    )
     master.write_config(lab)
     for node in lab.nodes:
         master.write_node_config(lab, node)
@@ -171,13 +219,15 @@ def status(lab):
     up_nodes = [n for n in lab.nodes if containers.leader(lab, n)]
     answers = master.ping(lab, up_nodes) if up_nodes and master.master_pid(lab) else {}
     hosts, units = [], []
+    served = master.lab_pillar(lab)
     for node in lab.ordered_nodes():
         system = containers.system_state(lab, node)
         minion = "answers" if answers.get(node.id) else "silent"
         hosts.append(
             [node.id, ",".join(node.roles), node.ip, system, minion if system != "down" else "-"]
         )
-        managed = kubesalt_pillar.managed_units(node.roles)
+        managed = kubesalt_units.managed_units(node.roles)
+        node_artifacts = served.config(node.roles).get("artifacts") or {}
         if system == "down":
             units += [[node.id, unit, "host down"] for unit in managed]
             continue
@@ -194,11 +244,16 @@ def status(lab):
             check=False,
         ).stdout
         for props in report.parse_systemctl_show(shown):
-            artifact = lab.artifacts.get(managed.get(props.get("Id"), ""))
+            component = kubesalt_units.BY_UNIT.get(props.get("Id"))
+            needed = [node_artifacts.get(a) for a in component.artifacts_needed]
+            missing = next((a for a in needed if a and a.get("source") == "unavailable"), None)
+            artifact = missing or needed[0]
             units.append([node.id, props.get("Id"), report.unit_state(props, artifact)])
     return {
         "hosts": hosts,
         "units": units,
+        "health": component_health(lab, answers),
+        "leases": leader_leases(lab, answers),
         "etcd": etcd_members(lab, answers),
         "bgp": bgp.sessions(lab) or [["-", "-", "-", "no router up"]],
         "repairs": recent_repairs(lab, answers),
@@ -226,6 +281,38 @@ def recent_repairs(lab, answers, last=10):
         ]
     rows.sort(key=lambda row: row[1])
     return rows[-last:] or [["-", "-", "-", "-", "-", "no repairs yet"]]
+
+
+def component_health(lab, answers):
+    """Each component's own answer to its health probe (``k8s_unit.health``), per node."""
+    ids = [n.id for n in lab.ordered_nodes() if answers.get(n.id)]
+    if not ids:
+        return [["-", "-", "-", "no minion answers"]]
+    ret = master.run_salt(lab, ",".join(ids), "k8s_unit.health", timeout=60, list_target=True)
+    rows = []
+    for node in ids:
+        found = ret.get(node)
+        if not isinstance(found, dict):
+            rows.append([node, "-", "-", str(found)[:100]])
+            continue
+        rows += [
+            [node, unit, "yes" if a["healthy"] else "no", f"{a['url']}: {a['detail']}"[:110]]
+            for unit, a in found.items()
+        ]
+    return rows or [["-", "-", "-", "no component with a health probe runs"]]
+
+
+def leader_leases(lab, answers):
+    """Who holds the scheduler's and the controller-manager's leader lease, as the first
+    answering master's apiserver says."""
+    masters = [n.id for n in lab.ordered_nodes() if "master" in n.roles and answers.get(n.id)]
+    if not masters:
+        return [["-", "no master minion answers"]]
+    ret = master.run_salt(lab, masters[0], "k8s_objects.leases", timeout=30).get(masters[0])
+    if not isinstance(ret, dict):
+        return [["-", str(ret)[:120]]]
+    wanted = ("kube-scheduler", "kube-controller-manager")
+    return [[name, (ret.get(name) or {}).get("holder") or "none"] for name in wanted]
 
 
 def etcd_members(lab, answers):
@@ -256,6 +343,10 @@ def status_tables(shown):
         + "\n\n"
         + report.table(["node", "unit", "state"], shown["units"])
         + "\n\n"
+        + report.table(["node", "unit", "healthy", "answer"], shown["health"])
+        + "\n\n"
+        + report.table(["leader lease", "holder"], shown["leases"])
+        + "\n\n"
         + report.table(
             ["etcd member", "kind", "healthy", "leader", "raft index", "error"], shown["etcd"]
         )
@@ -275,6 +366,7 @@ def down(lab, progress):
     if master.master_pid(lab):
         progress("salt-master: stopping")
     master.stop(lab)
+    artifacts.stop_server(lab)
     # Anything still inside a lab namespace is a lab process (a container whose nspawn was
     # killed, a minion): end it by PID before the namespace goes.
     for netns in net.lab_namespaces():
@@ -297,8 +389,9 @@ def down(lab, progress):
 
 def _lab_processes(lab):
     """PIDs of the lab's own daemons that outlived their bookkeeping: a systemd-nspawn on
-    the lab's rootfs, or a salt-master with the lab's config dir."""
+    the lab's rootfs, a salt-master with the lab's config dir, the lab's artifact server."""
     nspawn_arg = f"--directory={lab.rootfs}"
+    served = str(build.artifacts_dir(lab.cache_dir))
     found = []
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit() or not alive(int(entry.name)):
@@ -308,7 +401,8 @@ def _lab_processes(lab):
         is_master = any(a.endswith("salt-master") for a in argv[:2]) and (
             str(lab.master_dir) in argv
         )
-        if is_nspawn or is_master:
+        is_server = "http.server" in argv and served in argv and "--directory" in argv
+        if is_nspawn or is_master or is_server:
             found.append(int(entry.name))
     return found
 

@@ -9,14 +9,13 @@ archive URL) never edits the repo's pillar.
 
 import json
 import shutil
-import socket
-import subprocess
 
 import yaml
 from salt import crypt as salt_crypt
 
-from kubesalt_lab.config import LAB_PILLAR, REPO, LabError
-from kubesalt_lab.system import alive, cmdline, read_pid, run, stop_pids, wait_until
+from kubesalt_lab import pillar
+from kubesalt_lab.config import REPO, LabError
+from kubesalt_lab.system import alive, cmdline, read_pid, run, start_daemon, stop_pids
 
 RET_PORT = 4506
 
@@ -56,31 +55,9 @@ def _overlay_dir(lab):
     return lab.master_dir / "pillar"
 
 
-def _write_overlay(lab, settings):
-    """The lab's top file: the repo's ``kubesalt`` pillar as it is, or (with ``settings``) a
-    copy of it with those values replaced, as ``lab_pillar``."""
-    overlay = _overlay_dir(lab)
-    overlay.mkdir(parents=True, exist_ok=True)
-    sls = "kubesalt"
-    if settings:
-        pillar = yaml.safe_load(LAB_PILLAR.read_text())
-        for path, value in settings.items():
-            _set_path(pillar["kubesalt"], path, value)
-        (overlay / "lab_pillar.sls").write_text(yaml.safe_dump(pillar, sort_keys=False))
-        sls = "lab_pillar"
-    (overlay / "top.sls").write_text(
-        "# Written by kubesalt-lab (see kubesalt_lab.master.override_pillar).\n"
-        f"base:\n  '*':\n    - {sls}\n"
-    )
-
-
-def _set_path(tree, path, value):
-    *parents, last = path.split(":")
-    for key in parents:
-        tree = tree.setdefault(key, {})
-        if not isinstance(tree, dict):
-            raise LabError(f"pillar override {path!r}: {key!r} is not a mapping")
-    tree[last] = value
+def lab_pillar(lab):
+    """The pillar layers the master serves (see kubesalt_lab.pillar)."""
+    return pillar.LabPillar(_overlay_dir(lab))
 
 
 def override_pillar(lab, settings):
@@ -89,11 +66,15 @@ def override_pillar(lab, settings):
     settings
         ``{"<colon path under kubesalt>": value}``, e.g. ``{"versions:etcd": "3.5.1"}``;
         each value replaces what is there (a mapping is not merged). ``{}`` restores the
-        repo's pillar.
+        repo's pillar (with the lab's built artifacts).
 
     Refreshes every minion's pillar; returns {minion: refreshed}. The repo is not touched.
     """
-    _write_overlay(lab, settings)
+    lab_pillar(lab).write(lab.nodes, overrides=settings)
+    return refresh_pillar(lab)
+
+
+def refresh_pillar(lab):
     ids = ",".join(n.id for n in lab.nodes)
     ret = run_salt(lab, ids, "saltutil.refresh_pillar", "wait=True", timeout=60, list_target=True)
     return {n.id: ret.get(n.id) is True for n in lab.nodes}
@@ -128,7 +109,7 @@ def write_config(lab):
     conf.update({key: snippet[key] for key in ("peer", "reactor", "schedule")})
     lab.master_dir.mkdir(parents=True, exist_ok=True)
     if not (_overlay_dir(lab) / "top.sls").exists():
-        _write_overlay(lab, {})
+        lab_pillar(lab).write(lab.nodes)
     (lab.master_dir / "master").write_text(yaml.safe_dump(conf))
 
 
@@ -181,25 +162,14 @@ def start(lab):
     pid = master_pid(lab)
     if pid:
         return pid
-    log = open(lab.master_dir / "stdout.log", "ab")  # noqa: SIM115 - handed to the child
-    with log:
-        proc = subprocess.Popen(
-            [str(lab.venv / "bin" / "salt-master"), "-c", str(lab.master_dir)],
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=log,
-            start_new_session=True,
-        )
-    _pid_file(lab).parent.mkdir(parents=True, exist_ok=True)
-    _pid_file(lab).write_text(f"{proc.pid}\n")
-
-    def listening():
-        with socket.socket() as sock:
-            sock.settimeout(0.5)
-            return sock.connect_ex((lab.bridge_ip, RET_PORT)) == 0
-
-    wait_until(listening, 30, what=f"salt-master on {lab.bridge_ip}:{RET_PORT}")
-    return proc.pid
+    return start_daemon(
+        [lab.venv / "bin" / "salt-master", "-c", lab.master_dir],
+        lab.master_dir / "stdout.log",
+        _pid_file(lab),
+        lab.bridge_ip,
+        RET_PORT,
+        "salt-master",
+    )
 
 
 def stop(lab):

@@ -43,7 +43,10 @@ TimeoutStopSec=5
 [Install]
 WantedBy=multi-user.target
 """
-RECIPE = "\n".join([SUITE, *PACKAGES, *PACKAGE_UNITS_DISABLED, MINION_UNIT, "v1"])
+# debootstrap writes no /etc/hosts; an installed Debian has one, and programs that bind
+# "localhost" need it (without it the name goes to a resolver the hosts cannot reach).
+HOSTS = "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n"
+RECIPE = "\n".join([SUITE, *PACKAGES, *PACKAGE_UNITS_DISABLED, MINION_UNIT, HOSTS, "v1"])
 STAMP = ".kubesalt-lab-recipe"
 
 
@@ -137,6 +140,7 @@ def _debootstrap(target, mirror, progress):
 def _finalize(root):
     # Each container gets its own identity at boot.
     (root / "etc" / "hostname").unlink(missing_ok=True)
+    (root / "etc" / "hosts").write_text(HOSTS)
     (root / "etc" / "machine-id").write_text("")
     dbus_id = root / "var" / "lib" / "dbus" / "machine-id"
     dbus_id.unlink(missing_ok=True)

@@ -3,6 +3,7 @@
 import contextlib
 import os
 import signal
+import socket
 import subprocess
 import time
 
@@ -82,3 +83,28 @@ def wait_until(predicate, timeout, interval=0.2, what="condition"):
         if time.monotonic() > deadline:
             raise LabError(f"timed out after {timeout}s waiting for {what}")
         time.sleep(interval)
+
+
+def start_daemon(argv, log_path, pid_file, host, port, what):
+    """Start a lab daemon in its own session (output appended to ``log_path``), record its
+    PID in ``pid_file`` and wait until it listens on ``host:port``; returns the PID."""
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    log = open(log_path, "ab")  # noqa: SIM115 - handed to the child
+    with log:
+        proc = subprocess.Popen(
+            [str(a) for a in argv],
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=log,
+            start_new_session=True,
+        )
+    pid_file.parent.mkdir(parents=True, exist_ok=True)
+    pid_file.write_text(f"{proc.pid}\n")
+
+    def listening():
+        with socket.socket() as sock:
+            sock.settimeout(0.5)
+            return sock.connect_ex((host, port)) == 0
+
+    wait_until(listening, 30, what=f"{what} on {host}:{port}")
+    return proc.pid

@@ -4,6 +4,9 @@
 - ``tests/functional``: Salt's loader in-process with this repo's state tree (no daemons).
 - ``tests/integration``: a real salt-master and salt-minions (pytest-salt-factories) whose
   file_roots and pillar_roots are this repo; real etcd members from Debian's etcd-server.
+- ``tests/build``: every component built from its Go module (the lab's build cache), asked
+  about what kubesalt renders for it.
+- ``tests/lab``: the multi-host lab.
 
 Daemons write under a short temporary root (unix socket paths must stay under 108 bytes).
 """
@@ -41,7 +44,7 @@ HOST_EXCLUDE = ",".join(
 )
 STRANGER_MINION = "stranger-1"
 
-_TIERS = ("unit", "functional", "integration", "lab")
+_TIERS = ("unit", "functional", "integration", "build", "lab")
 
 
 LOOPBACK = "127.0.0.1"

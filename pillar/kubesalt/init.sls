@@ -12,41 +12,17 @@ kubesalt:
     cluster_dns_ip: 198.18.16.10
     bgp:
       fast_timers: true      # sessions up within a second in the lab
-  versions:
-    containerd: "1.6.20"   # Debian bookworm's package: config schema 2
+  kubelet:
+    # This machine's kernel mounts cgroup v1 (`stat -fc %T /sys/fs/cgroup` says tmpfs):
+    # the kubelet runs there only when told to (KEP-5573).
+    fail_cgroup_v1: false
   artifacts:
-    # What Debian ships on the lab hosts. kube-*, Calico, crictl and the CNI plugins cannot
-    # be had there: their units and configs are written and never started.
-    etcd:
-      source: package
-      package: etcd-server
-    containerd:
-      source: package
-      package: containerd
-    runc:
-      source: package
-      package: runc
+    # Routers run Debian's bird2. Every other artifact is built by the lab from its Go
+    # module (`kubesalt-lab build`) and served on the lab bridge: the lab points these
+    # entries at its archives and their sums in the pillar copy it serves.
     bird:
       source: package
       package: bird2
-    kubernetes:
-      source: unavailable
-      reason: no Kubernetes binaries in this lab
-    calico_node:
-      source: unavailable
-      reason: no Calico binaries in this lab
-    calico_typha:
-      source: unavailable
-      reason: no Calico binaries in this lab
-    calico_crds:
-      source: unavailable
-      reason: no Calico release in this lab
-    cni_plugins:
-      source: unavailable
-      reason: no CNI plugin release in this lab
-    crictl:
-      source: unavailable
-      reason: no crictl release in this lab
   nodes:
     master-1:
       roles: [master]

@@ -71,8 +71,29 @@ def test_member_state_gets_the_live_decision_inputs(loaders, tmp_path):
 def test_no_artifact_fails_with_the_key_named(loaders, tmp_path):
     pillar = lab_pillar()
     pillar["paths"] = {"root": str(tmp_path)}
-    del pillar["artifacts"]["etcd"]
+    pillar["artifacts"].pop("etcd", None)
     shown = loaders.modules.state.show_sls("kubesalt.etcd", pillar={"kubesalt": pillar})
     fun, args = _args(shown["kubesalt-etcd-installed"])
     assert fun == "test.fail_without_changes"
     assert "artifacts:etcd is not set" in args["name"]
+
+
+def test_the_unit_and_its_config_come_from_etcds_component_record(loaders, tmp_path):
+    shown = _show(loaders, tmp_path, URL)
+    _, unit = _args(shown["kubesalt-etcd-unit-managed"])
+    assert unit["name"] == f"{tmp_path}/etc/systemd/system/etcd.service"
+    text = unit["contents"]
+    for line in (
+        "Type=notify",
+        "NotifyAccess=main",
+        f"EnvironmentFile={tmp_path}/etc/etcd/etcd.env",
+        f"EnvironmentFile=-{tmp_path}/etc/etcd/cluster.env",
+        f"ExecStart={tmp_path}/usr/local/bin/etcd",
+        f"ReadWritePaths={tmp_path}/var/lib/etcd",
+        "ProtectSystem=strict",
+        "StandardOutput=journal",
+    ):
+        assert line in text.splitlines(), line
+    _, env = _args(shown["kubesalt-etcd-config-managed"])
+    assert "ETCD_NAME=master-1" in env["contents"].splitlines()
+    assert "ETCD_STRICT_RECONFIG_CHECK=true" in env["contents"].splitlines()

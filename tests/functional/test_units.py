@@ -32,13 +32,12 @@ SYSTEM_UNITS = Path("/usr/lib/systemd/system")
 def _url_config():
     """The lab cluster as production would have it: every artifact from a release url."""
     config = lab_config()
-    for name in ("kubernetes", "calico_node", "calico_typha", "containerd", "bird"):
+    for name in ("kubernetes", "etcd", "calico_node", "calico_typha", "containerd", "bird"):
         config["artifacts"][name] = {
             "source": "url",
             "url": f"https://releases.example.invalid/{name}.tar.gz",
             "sha256": "0" * 64,
         }
-    config["versions"]["containerd"] = "2.1.4"
     config["paths"] = kubesalt_pillar.resolve_paths(config["paths"])
     return config
 
@@ -54,7 +53,7 @@ def _scratch_root(tmp_path, config, node_ids):
     shutil.copytree(SYSTEM_UNITS, root / SYSTEM_UNITS.relative_to("/"), symlinks=True)
     units = []
     for node_id in node_ids:
-        for rendered in kubesalt_units.node_units(config, node_id):
+        for rendered in kubesalt_units.node_units(config, node_id, include_etcd=True):
             unit = root / rendered.unit_path.lstrip("/")
             unit.parent.mkdir(parents=True, exist_ok=True)
             unit.write_text(rendered.unit_text)
@@ -77,7 +76,7 @@ def test_every_unit_passes_systemd_analyze_verify(tmp_path, make_config):
     nodes = ["master-1", "master-2", "worker-1", "router-1"]
     root, units = _scratch_root(tmp_path, make_config(), nodes)
     names = sorted({r.unit.unit_name for r in units})
-    assert names == sorted(u.unit_name for u in kubesalt_units.UNITS)
+    assert names == sorted(c.unit_name for c in kubesalt_units.COMPONENTS)
     for rendered in units:
         proc = subprocess.run(
             ["systemd-analyze", "verify", f"--root={root}", rendered.unit_path],

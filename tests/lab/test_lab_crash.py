@@ -10,6 +10,8 @@ from tests.lab.conftest import LAB_CLI, leftovers_seen_by_the_system, quiet
 
 def test_down_after_up_was_killed_half_way(lab):
     lifecycle.down(lab, quiet)
+    # The builds first (cached: seconds), so the kill lands among the hosts, not a build.
+    lifecycle.build_components(lab, quiet)
     up = subprocess.Popen([*LAB_CLI, "up"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     pids = lab.run_dir / "pids"
     deadline = time.monotonic() + 120

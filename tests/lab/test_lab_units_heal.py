@@ -35,17 +35,19 @@ def _all_at_once(**episodes):
 @pytest.fixture(scope="module")
 def healing(lab_up):
     lab, _ = lab_up
-    units = {
-        "master-1": "etcd.service",
-        "master-2": "etcd.service",
-        "master-3": "etcd.service",
-        "worker-1": "containerd.service",
-        "worker-2": "containerd.service",
-    }
-    if any(heal.unit_props(lab, n, u)["ActiveState"] != "active" for n, u in units.items()):
+    units = [
+        ("master-1", "etcd.service"),
+        ("master-2", "etcd.service"),
+        ("master-3", "etcd.service"),
+        ("master-1", "kube-apiserver.service"),
+        ("master-3", "calico-typha.service"),
+        ("worker-1", "containerd.service"),
+        ("worker-2", "containerd.service"),
+    ]
+    if any(heal.unit_props(lab, n, u)["ActiveState"] != "active" for n, u in units):
         lifecycle.apply(lab, lambda _message: None)
     # A clean budget for every unit this module breaks (earlier tests may have used some).
-    for node_id, unit in units.items():
+    for node_id, unit in units:
         assert heal.salt(lab, node_id, "k8s_heal.reset", unit) == {"unit": unit, "reset": True}
     return lab
 
@@ -94,6 +96,8 @@ def first_failures(healing):
     lab = healing
     return _all_at_once(
         etcd=lambda: _gave_up(lab, "master-2", "etcd.service"),
+        apiserver=lambda: _gave_up(lab, "master-1", "kube-apiserver.service"),
+        typha=lambda: _gave_up(lab, "master-3", "calico-typha.service"),
         minion_down=lambda: _gave_up_while_the_minion_was_down(
             lab, "worker-1", "containerd.service"
         ),
@@ -117,6 +121,29 @@ def test_a_unit_systemd_gave_up_on_is_active_again_without_anyone(healing, first
     assert repair["detail"].startswith("restarted; held")
     members = heal.salt(lab, "master-1", "k8s_etcd.status")
     assert [m["healthy"] for m in members] == [True, True, True], members
+
+
+def test_an_apiserver_repair_holds_only_once_readyz_answers(healing, first_failures):
+    since, episode = first_failures["apiserver"]
+    said = heal.sh(
+        healing,
+        "master-1",
+        f"journalctl -o cat _PID=1 UNIT=kube-apiserver.service --since=@{int(since)}",
+    )
+    assert "Start request repeated too quickly" in said.stdout
+    (repair,) = episode
+    assert (repair["action"], repair["held"]) == ("restart", True)
+    # Held means the apiserver's own /readyz said ok, not merely the process up.
+    assert "readyz: 200 ok" in repair["detail"], repair["detail"]
+    answer = heal.salt(healing, "master-1", "k8s_unit.health", "kube-apiserver")
+    assert answer["kube-apiserver.service"]["healthy"] is True
+
+
+def test_typha_is_repaired_and_ready_again(healing, first_failures):
+    _, episode = first_failures["typha"]
+    (repair,) = episode
+    assert (repair["action"], repair["held"]) == ("restart", True)
+    assert "readiness: 200" in repair["detail"], repair["detail"]
 
 
 def test_a_failure_while_the_minion_was_down_is_repaired_once_it_is_back(first_failures):

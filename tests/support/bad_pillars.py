@@ -83,7 +83,7 @@ _IP = "an IPv4 address such as '198.18.0.10'"
 _VERSION = "a version string such as '1.37.0' (quote it in YAML)"
 _ROLES = "a list of roles from: master, worker, router"
 _DISJOINT = "expected node, pod and service ranges to be disjoint"
-_TOP_KEYS = "artifacts, cluster, heal, ingress, network, nodes, paths, pki, versions"
+_TOP_KEYS = "artifacts, cluster, heal, ingress, kubelet, network, nodes, paths, pki, versions"
 _NODE_NAME = (
     "is not a valid Kubernetes node name; expected lowercase letters, digits, '-' and '.' "
     "(RFC 1123)"
@@ -116,7 +116,7 @@ CASES = [
         "unknown-version-key",
         _set("versions", {"kubernets": "1.37.0"}),
         "kubesalt:versions:kubernets: unknown key; expected one of: bird, calico, cni_plugins, "
-        "containerd, crictl, etcd, ingress_nginx, kubernetes, nginx_ingress, runc "
+        "containerd, coredns, crictl, etcd, ingress_nginx, kubernetes, nginx_ingress, runc "
         "(did you mean 'kubernetes'?)",
     ),
     BadPillar(
@@ -359,6 +359,11 @@ CASES = [
         "bgp-flag-not-a-bool",
         _set("network:bgp:ebgp", "yes"),
         "kubesalt:network:bgp:ebgp: 'yes' is not true or false",
+    ),
+    BadPillar(
+        "fail-cgroup-v1-not-a-bool",
+        _set("kubelet:fail_cgroup_v1", "no"),
+        "kubesalt:kubelet:fail_cgroup_v1: 'no' is not true or false",
     ),
     BadPillar(
         "ip-pool-block-size-out-of-range",

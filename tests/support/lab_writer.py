@@ -1,5 +1,10 @@
-"""etcd_writer.py run inside a lab master while a membership change or an upgrade runs:
-a put every 100 ms to every master, every acknowledged key read back at the end."""
+"""Writers run inside a lab master while a master is removed, replaced or upgraded, stopped
+by a file: every acknowledged write is read back at the end.
+
+- :class:`Writer`: ``lab/etcd_writer.py``, a put every 100 ms to every etcd member.
+- :class:`ApiWriter`: ``lab/api_writer.py``, a ConfigMap every 100 ms through the
+  apiservers in turn.
+"""
 
 import json
 import subprocess
@@ -10,32 +15,24 @@ from kubesalt_lab import containers
 from tests.conftest import REPO
 
 PKI = "/etc/kubernetes/pki"
-WRITER_STOP = "/run/kubesalt-etcd-writer.stop"
 
 
-class Writer:
-    """etcd_writer.py inside master-1, talking to every master; stopped by a file."""
+class _InsideWriter:
+    script = None
+    stop_file = None
 
-    def __init__(self, lab):
+    def __init__(self, lab, args):
         self.lab = lab
         self.node = next(n for n in lab.nodes if n.id == "master-1")
-        endpoints = ",".join(f"https://{n.ip}:2379" for n in lab.nodes if "master" in n.roles)
-        self.argv = [
-            "python3", str(REPO / "lab" / "etcd_writer.py"),
-            "--endpoints", endpoints,
-            "--cert", f"{PKI}/apiserver-etcd-client.crt",
-            "--key", f"{PKI}/apiserver-etcd-client.key",
-            "--cacert", f"{PKI}/etcd-ca.crt",
-            "--stop-file", WRITER_STOP,
-            "--prefix", f"/kubesalt/writer/{time.time_ns()}/",
-        ]  # fmt: skip
+        self.argv = ["python3", str(REPO / "lab" / self.script), "--stop-file", self.stop_file]
+        self.argv += args
         self.result = None
 
     def __enter__(self):
-        containers.inside(self.lab, self.node, ["rm", "-f", WRITER_STOP])
+        containers.inside(self.lab, self.node, ["rm", "-f", self.stop_file])
         self.thread = threading.Thread(target=self._run)
         self.thread.start()
-        time.sleep(2)  # some keys before the change
+        time.sleep(2)  # some writes before the change
         return self
 
     def _run(self):
@@ -43,11 +40,55 @@ class Writer:
 
     def __exit__(self, *exc):
         time.sleep(2)  # and some after it
-        containers.inside(self.lab, self.node, ["touch", WRITER_STOP])
+        containers.inside(self.lab, self.node, ["touch", self.stop_file])
         self.thread.join(timeout=120)
 
     @property
     def summary(self):
         assert self.result is not None, "the writer did not finish"
         assert isinstance(self.result, subprocess.CompletedProcess)
-        return json.loads(self.result.stdout.strip().splitlines()[-1])
+        lines = self.result.stdout.strip().splitlines()
+        assert lines, self.result.stderr[-2000:]
+        return json.loads(lines[-1])
+
+
+def _masters(lab):
+    return [n for n in lab.nodes if "master" in n.roles]
+
+
+class Writer(_InsideWriter):
+    """etcd_writer.py inside master-1, talking to every master's etcd."""
+
+    script = "etcd_writer.py"
+    stop_file = "/run/kubesalt-etcd-writer.stop"
+
+    def __init__(self, lab):
+        super().__init__(
+            lab,
+            [
+                "--servers", ",".join(f"https://{n.ip}:2379" for n in _masters(lab)),
+                "--cert", f"{PKI}/apiserver-etcd-client.crt",
+                "--key", f"{PKI}/apiserver-etcd-client.key",
+                "--cacert", f"{PKI}/etcd-ca.crt",
+                "--prefix", f"/kubesalt/writer/{time.time_ns()}/",
+            ],
+        )  # fmt: skip
+
+
+class ApiWriter(_InsideWriter):
+    """api_writer.py inside master-1, creating through every master's apiserver in turn."""
+
+    script = "api_writer.py"
+    stop_file = "/run/kubesalt-api-writer.stop"
+
+    def __init__(self, lab):
+        super().__init__(
+            lab,
+            [
+                "--servers", ",".join(f"https://{n.ip}:6443" for n in _masters(lab)),
+                "--cert", f"{PKI}/admin.crt",
+                "--key", f"{PKI}/admin.key",
+                "--cacert", f"{PKI}/kubernetes-ca.crt",
+                "--run", str(time.time_ns()),
+            ],
+        )  # fmt: skip

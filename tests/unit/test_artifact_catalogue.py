@@ -3,16 +3,30 @@
 import pytest
 
 from kubesalt_ext.utils import kubesalt_artifacts as ka
-from kubesalt_ext.utils import kubesalt_pillar
+from kubesalt_ext.utils import kubesalt_pillar, kubesalt_units
 
 SPEC = {"source": "url", "url": "http://127.0.0.1/k.tgz", "sha256": "b" * 64}
 
 
 def test_every_unit_a_role_runs_has_its_binary_for_that_role():
-    for role, units in kubesalt_pillar.MANAGED_UNITS.items():
-        provided = {u for b in ka.for_roles([role]) for u in b.units if role in b.roles}
+    for role in kubesalt_pillar.ROLES:
+        units = kubesalt_units.managed_units([role])
+        provided = {u for b in ka.for_roles([role]) for u in kubesalt_units.units_of_binary(b)}
         # A binary's units may belong to several roles (BIRD: calico-bird, bird).
-        assert set(units) <= provided, role
+        assert units and set(units) <= provided, role
+
+
+def test_a_changed_binary_restarts_exactly_the_units_that_run_it():
+    assert kubesalt_units.units_of_binary(ka.binary("calico-node")) == (
+        "calico-felix.service",
+        "calico-confd.service",
+    )
+    assert kubesalt_units.units_of_binary(ka.binary("bird")) == (
+        "calico-bird.service",
+        "bird.service",
+    )
+    assert kubesalt_units.units_of_binary(ka.binary("etcd")) == ("etcd.service",)
+    assert kubesalt_units.units_of_binary(ka.binary("kubectl")) == ()
 
 
 def test_catalogue_names_are_unique_and_artifacts_are_known_to_the_pillar():

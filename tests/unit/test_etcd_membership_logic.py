@@ -132,6 +132,9 @@ def test_lock_request_and_holder():
 
 def test_node_settings_from_the_lab_pillar():
     config = lab_config()
+    assert ke.binary_path(config) is None  # no artifacts:etcd: nowhere to say where it is
+    # The lab installs etcd from its own build, as a release archive.
+    config["artifacts"]["etcd"] = {"source": "url", "url": "http://x/e.tgz", "sha256": "a" * 64}
     settings = ke.node_settings(config, "master-2", kubesalt_pki.Layout.of(config))
     assert settings["peer_urls"] == ["https://198.18.0.12:2380"]
     assert settings["listen_client_urls"] == ["https://198.18.0.12:2379", "https://127.0.0.1:2379"]
@@ -140,6 +143,8 @@ def test_node_settings_from_the_lab_pillar():
         "master-2": "https://198.18.0.12:2380",
         "master-3": "https://198.18.0.13:2380",
     }
-    assert settings["binary"] == "/usr/bin/etcd"  # artifacts:etcd is the Debian package
+    assert settings["binary"] == "/usr/local/bin/etcd"
+    config["artifacts"]["etcd"] = {"source": "package", "package": "etcd-server"}
+    assert ke.binary_path(config) == "/usr/bin/etcd"
     assert settings["cert"].endswith("/pki/etcd-server.crt")
     assert settings["token"] == "kubesalt-lab"

@@ -121,8 +121,3 @@ def test_the_policy_comes_from_pillar():
     assert heal.decide("etcd.service", history, now=101.5, policy=policy).action == "reapply"
     history += _attempts((102.0, "reapply"), (104.0, "restart"))
     assert heal.decide("etcd.service", history, now=110.0, policy=policy).action == "escalate"
-
-
-def test_each_unit_reapplies_its_own_component():
-    assert heal.component_state("etcd.service") == "kubesalt.etcd"
-    assert heal.component_state("containerd.service") == "kubesalt.units"

@@ -119,7 +119,7 @@ def test_debian_mirror_is_read_from_the_hosts_apt_sources(tmp_path):
         rootfs.debian_mirror(tmp_path / "nothing")
 
 
-@pytest.mark.parametrize("command", ["up", "apply", "status", "shell", "pillar", "down"])
+@pytest.mark.parametrize("command", ["build", "up", "apply", "status", "shell", "pillar", "down"])
 def test_every_command_has_help(command, capsys):
     with pytest.raises(SystemExit) as exit_info:
         cli.main([command, "--help"])
@@ -142,14 +142,31 @@ def test_pillar_settings_parse_as_yaml_and_bad_ones_name_the_setting():
 def test_pillar_override_replaces_values_in_a_copy(tmp_path, monkeypatch):
     lab = config.load(run_dir=tmp_path)
     monkeypatch.setattr(master, "run_salt", lambda *a, **k: {n.id: True for n in lab.nodes})
-    master.override_pillar(lab, {"versions:etcd": "3.5.1", "artifacts:etcd": {"source": "url"}})
+    package = {"source": "package", "package": "etcd-server"}
+    master.override_pillar(lab, {"versions:etcd": "3.4.23", "artifacts:etcd": package})
     overlay = tmp_path / "master" / "pillar"
-    assert "- lab_pillar" in (overlay / "top.sls").read_text()
+    top = yaml.safe_load((overlay / "top.sls").read_text())["base"]
+    # Every other id (the salt-master's own, for orchestrations) gets the common pillar.
+    assert top["* and not L@worker-1,worker-2"] == [{"match": "compound"}, "lab_pillar"]
+    assert top["L@worker-1,worker-2"] == [{"match": "compound"}, "lab_pillar_pending"]
     copy = yaml.safe_load((overlay / "lab_pillar.sls").read_text())["kubesalt"]
-    assert copy["versions"]["etcd"] == "3.5.1"
-    assert copy["artifacts"]["etcd"] == {"source": "url"}  # replaced, not merged
+    assert copy["versions"]["etcd"] == "3.4.23"
+    assert copy["artifacts"]["etcd"] == package  # replaced, not merged
     assert copy["nodes"] == yaml.safe_load(config.LAB_PILLAR.read_text())["kubesalt"]["nodes"]
+    # The workers' Kubernetes and Calico components are not run yet: said, not hidden.
+    pending = yaml.safe_load((overlay / "lab_pillar_pending.sls").read_text())["kubesalt"]
+    assert pending["artifacts"]["kubernetes"]["source"] == "unavailable"
+    assert pending["versions"]["etcd"] == "3.4.23"
     master.override_pillar(lab, {})
-    assert "- kubesalt" in (overlay / "top.sls").read_text()
-    with pytest.raises(config.LabError, match="'artifacts:etcd:source:x'"):
+    copy = yaml.safe_load((overlay / "lab_pillar.sls").read_text())["kubesalt"]
+    assert "etcd" not in copy["artifacts"]
+    before = (overlay / "lab_pillar.sls").read_text()
+    # An override that would make the pillar invalid is refused, naming the key; nothing is
+    # written.
+    with pytest.raises(config.LabError, match="kubesalt:artifacts:etcd:sha256"):
+        master.override_pillar(lab, {"artifacts:etcd": {"source": "url", "url": "http://x/e"}})
+    with pytest.raises(
+        config.LabError, match=re.escape("kubesalt:artifacts:etcd:source: {'x': 1}")
+    ):
         master.override_pillar(lab, {"artifacts:etcd:source:x": 1})  # source is a string
+    assert (overlay / "lab_pillar.sls").read_text() == before

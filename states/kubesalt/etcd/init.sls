@@ -4,6 +4,9 @@
 {%- set tplroot = tpldir.split("/")[0] %}
 {%- from tplroot ~ "/map.jinja" import kubesalt with context %}
 {%- set etcd = salt["k8s_etcd.settings"]() %}
+{#- The unit and its environment file from etcd's component record (kubesalt_units). #}
+{%- set unit = salt["k8s_unit.render"]("etcd") %}
+{%- set env = unit.files[etcd.env_file] %}
 {%- set artifact = kubesalt.artifacts.get("etcd") %}
 
 include:
@@ -53,15 +56,11 @@ kubesalt-etcd-data-dir-managed:
 kubesalt-etcd-config-managed:
   file.managed:
     - name: {{ etcd.env_file }}
-    - source: salt://{{ tplroot }}/etcd/files/etcd.env.jinja
-    - template: jinja
+    - contents: {{ env.text | json }}
     - user: root
     - group: root
-    - mode: "0644"
+    - mode: "{{ env.mode }}"
     - makedirs: True
-    - context:
-        etcd: {{ etcd | json }}
-        cluster: {{ kubesalt.cluster | json }}
     - require:
       - kubesalt: kubesalt-pillar-validated
       # A failed install (a wrong checksum) leaves the running etcd's unit as it was.
@@ -69,16 +68,12 @@ kubesalt-etcd-config-managed:
 
 kubesalt-etcd-unit-managed:
   file.managed:
-    - name: {{ etcd.unit_file }}
-    - source: salt://{{ tplroot }}/etcd/files/etcd.service.jinja
-    - template: jinja
+    - name: {{ unit.unit_path }}
+    - contents: {{ unit.unit_text | json }}
     - user: root
     - group: root
     - mode: "0644"
     - makedirs: True
-    - context:
-        etcd: {{ etcd | json }}
-        cluster: {{ kubesalt.cluster | json }}
     - require:
       - kubesalt: kubesalt-pillar-validated
       # A failed install (a wrong checksum) leaves the running etcd's unit as it was.

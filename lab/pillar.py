@@ -1,0 +1,168 @@
+"""The pillar the lab's salt-master serves: the repo's example cluster plus three layers.
+
+1. **built**: every artifact the lab built (``kubesalt-lab build``), as ``source: url``
+   with the URL of the lab's artifact server and the archive's sha256: the nodes install
+   them through ``k8s_artifact`` exactly as a production site installs upstream releases.
+2. **pending**: what the lab does not run yet on some nodes. The workers' Kubernetes and
+   Calico components are the next step; until then workers keep Debian's containerd and
+   their kube-* and Calico units are written but not started (``source: unavailable``).
+3. **overrides**: what an operator or a test set with ``kubesalt-lab pillar`` (a version,
+   an archive URL); each value replaces what is at its path.
+
+Each layer replaces values at colon paths of the ``kubesalt`` tree; the result is written
+as one complete pillar file per group of nodes, so nothing is merged by Salt.
+"""
+
+import copy
+import json
+from pathlib import Path
+
+import yaml
+
+from kubesalt_ext.utils import kubesalt_artifacts, kubesalt_pillar
+from kubesalt_lab.config import FORMULA_DEFAULTS, LAB_PILLAR, LabError
+
+_NOT_YET = "the lab runs the workers' Kubernetes and Calico components in a later step"
+PENDING_ROLES = ("worker",)
+PENDING = {
+    "versions:containerd": "1.6.20",
+    "artifacts:containerd": {"source": "package", "package": "containerd"},
+    "artifacts:runc": {"source": "package", "package": "runc"},
+    "artifacts:kubernetes": {"source": "unavailable", "reason": _NOT_YET},
+    "artifacts:calico_node": {"source": "unavailable", "reason": _NOT_YET},
+    "artifacts:cni_plugins": {"source": "unavailable", "reason": _NOT_YET},
+    "artifacts:crictl": {"source": "unavailable", "reason": _NOT_YET},
+}
+
+
+def set_path(tree, path, value):
+    """Replace the value at colon ``path`` of ``tree`` (making mappings on the way)."""
+    *parents, last = path.split(":")
+    for key in parents:
+        tree = tree.setdefault(key, {})
+        if not isinstance(tree, dict):
+            raise LabError(f"pillar setting {path!r}: {key!r} is not a mapping")
+    tree[last] = copy.deepcopy(value)
+
+
+def built_settings(built, base_url):
+    """``{"artifacts:<name>": {source: url, url, sha256}}`` for the built files kubesalt's
+    pillar knows (the others are built for later steps and served all the same)."""
+    return {
+        f"artifacts:{b.artifact}": {
+            "source": "url",
+            "url": f"{base_url}/{b.relative}",
+            "sha256": b.sha256,
+        }
+        for b in built
+        if b.artifact in kubesalt_artifacts.ARTIFACTS
+    }
+
+
+def is_pending(roles):
+    return any(role in PENDING_ROLES for role in roles)
+
+
+def layered(base, built, overrides, pending):
+    """The ``kubesalt`` tree with the layers applied in order (see the module docstring)."""
+    tree = copy.deepcopy(base)
+    for layer in (built, PENDING if pending else {}, overrides):
+        for path, value in layer.items():
+            set_path(tree, path, value)
+    return tree
+
+
+class LabPillar:
+    """The layers as files in the master's pillar overlay folder."""
+
+    def __init__(self, overlay_dir, pillar_file=LAB_PILLAR):
+        self.dir = Path(overlay_dir)
+        self.pillar_file = Path(pillar_file)
+
+    def _read(self, name):
+        path = self.dir / name
+        return json.loads(path.read_text()) if path.exists() else {}
+
+    def _write(self, name, data):
+        self.dir.mkdir(parents=True, exist_ok=True)
+        (self.dir / name).write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
+
+    @property
+    def built(self):
+        return self._read("built.json")
+
+    @property
+    def overrides(self):
+        return self._read("overrides.json")
+
+    def base(self):
+        return yaml.safe_load(self.pillar_file.read_text())["kubesalt"]
+
+    def tree(self, roles, built=None, overrides=None):
+        """The ``kubesalt`` pillar a node with ``roles`` gets (with the layers given in place
+        of the saved ones)."""
+        return layered(
+            self.base(),
+            self.built if built is None else built,
+            self.overrides if overrides is None else overrides,
+            is_pending(roles),
+        )
+
+    def config(self, roles, built=None, overrides=None):
+        """That pillar merged over the formula defaults, as the minions see it."""
+        defaults = yaml.safe_load(FORMULA_DEFAULTS.read_text())
+        return kubesalt_pillar.merge(defaults, self.tree(roles, built, overrides))
+
+    def versions(self, overrides=None):
+        return dict(self.config((), overrides=overrides).get("versions") or {})
+
+    def write(self, nodes, built=None, overrides=None):
+        """Save the layers given and write one pillar file per group of nodes and the top
+        file. An invalid result is refused (naming the keys) before anything is written."""
+        groups = {"lab_pillar": [], "lab_pillar_pending": []}
+        for node in nodes:
+            groups["lab_pillar_pending" if is_pending(node.roles) else "lab_pillar"].append(node)
+        trees = {}
+        for sls, members in groups.items():
+            if not members:
+                continue
+            roles = members[0].roles
+            problems = kubesalt_pillar.errors(
+                kubesalt_pillar.validate(self.config(roles, built, overrides))
+            )
+            if problems:
+                raise LabError(
+                    "the lab's pillar would be invalid: " + "; ".join(map(str, problems))
+                )
+            trees[sls] = self.tree(roles, built, overrides)
+        if built is not None:
+            self._write("built.json", built)
+        if overrides is not None:
+            self._write("overrides.json", overrides)
+        top = ["# Written by kubesalt-lab (see kubesalt_lab.pillar).", "base:"]
+        pending = ",".join(n.id for n in groups["lab_pillar_pending"])
+        # Every other minion id (the salt-master's own, for orchestrations) gets the common
+        # pillar; the pending nodes get theirs alone (two `kubesalt` trees would be merged).
+        targets = {
+            "lab_pillar": f"* and not L@{pending}" if pending else "*",
+            "lab_pillar_pending": f"L@{pending}",
+        }
+        for sls, tree in trees.items():
+            (self.dir / f"{sls}.sls").write_text(
+                yaml.safe_dump({"kubesalt": tree}, sort_keys=False)
+            )
+            top += [f"  '{targets[sls]}':", "    - match: compound", f"    - {sls}"]
+        (self.dir / "top.sls").write_text("\n".join(top) + "\n")
+
+
+_ETCD_ALONE = "etcd's upgrade path is tried alone on these masters"
+# Settings for trying etcd's upgrade path from Debian's etcd 3.4.23 (the rootfs has it):
+# etcd alone on the masters, since the pinned Kubernetes is not meant for etcd 3.4.
+ETCD_FROM_DEBIAN = {
+    "versions:etcd": "3.4.23",
+    "artifacts:etcd": {"source": "package", "package": "etcd-server"},
+    **{
+        f"artifacts:{name}": {"source": "unavailable", "reason": _ETCD_ALONE}
+        for name in ("kubernetes", "calico_typha", "calico_crds")
+    },
+}
