@@ -92,8 +92,12 @@ def main(argv=None):
         }
         for node in lab.ordered_nodes()
     ]
-    results["first_highstate_total_seconds"] = round(sum(r["seconds"] for r in first.values()), 1)
-    results["rerun_total_seconds"] = round(sum(r["seconds"] for r in again.values()), 1)
+    # A wave's nodes run together: its time counts once.
+    waves = lifecycle.apply_waves(lab)
+    results["first_highstate_total_seconds"] = round(
+        sum(first[wave[0].id]["seconds"] for wave in waves), 1
+    )
+    results["rerun_total_seconds"] = round(sum(again[wave[0].id]["seconds"] for wave in waves), 1)
 
     print(
         report.table(
@@ -117,8 +121,8 @@ def main(argv=None):
             "make lab (warm): nothing to every master component healthy",
             f"{results['control_plane_healthy_seconds']}s",
         ],
-        ["first highstate, all nodes in order", f"{results['first_highstate_total_seconds']}s"],
-        ["idempotent re-run, all nodes", f"{results['rerun_total_seconds']}s"],
+        ["first highstate, wave by wave", f"{results['first_highstate_total_seconds']}s"],
+        ["idempotent re-run, wave by wave", f"{results['rerun_total_seconds']}s"],
     ]
     if "up_cold_seconds" in results:
         rows.insert(0, ["up, empty cache (debootstrap included)", f"{results['up_cold_seconds']}s"])
