@@ -241,7 +241,7 @@ def test_removing_the_leader_hands_leadership_over_and_no_write_fails(ops, clust
 
     stop = cluster.workdir / "writer.stop"
     writer = subprocess.Popen(
-        [sys.executable, str(REPO / "lab" / "etcd_writer.py"), "--endpoints", ops.endpoints,
+        [sys.executable, str(REPO / "lab" / "etcd_writer.py"), "--servers", ops.endpoints,
          *pki["client"], "--stop-file", str(stop), "--interval", "0.05"],
         stdout=subprocess.PIPE, text=True,
     )  # fmt: skip
