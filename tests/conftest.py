@@ -4,7 +4,7 @@
 - ``tests/functional``: Salt's loader in-process with this repo's state tree (no daemons).
 - ``tests/integration``: a real salt-master and salt-minions (pytest-salt-factories) whose
   file_roots and pillar_roots are this repo; real etcd members from Debian's etcd-server.
-- ``tests/build``: every component built from its Go module (the lab's build cache), asked
+- ``tests/built``: every component built from its Go module (the lab's build cache), asked
   about what kubesalt renders for it.
 - ``tests/lab``: the multi-host lab.
 
@@ -44,7 +44,7 @@ HOST_EXCLUDE = ",".join(
 )
 STRANGER_MINION = "stranger-1"
 
-_TIERS = ("unit", "functional", "integration", "build", "lab")
+_TIERS = ("unit", "functional", "integration", "built", "lab")
 
 
 LOOPBACK = "127.0.0.1"

@@ -1,4 +1,4 @@
-"""The build tier: every component built from its Go module (the lab's build cache), and
+"""The built tier: every component built from its Go module (the lab's build cache), and
 the built programs asked about what kubesalt renders for them.
 
 The first run builds everything (tens of minutes on 2 cores); later runs find the builds in
