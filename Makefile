@@ -10,7 +10,7 @@ VENV ?= .venv
 PYTEST_ARGS ?=
 APT_PACKAGES := python3-venv etcd-server etcd-client systemd-container debootstrap bird2 openssl \
                 golang-go gcc libc6-dev libseccomp-dev pkg-config \
-                iproute2
+                iproute2 busybox-static docker-registry
 
 .PHONY: setup apt venv test lint clean
 
@@ -55,6 +55,7 @@ bench: setup
 	$(VENV)/bin/python bench/lab_highstate.py
 	$(VENV)/bin/python bench/bgp.py
 	$(VENV)/bin/python bench/heal.py
+	$(VENV)/bin/python bench/workers.py
 
 # The lab: one systemd-nspawn host per node of pillar/kubesalt, converged by a real salt-master.
 .PHONY: lab lab-down

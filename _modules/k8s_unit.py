@@ -18,6 +18,7 @@ CLI Example:
     salt master-1 k8s_unit.health
 """
 
+import os
 import ssl
 import subprocess
 import urllib.error
@@ -61,6 +62,7 @@ def _as_dict(config, rendered):
         "directories": list(rendered.directories),
         "reload": unit.reload,
         "uses_pki": bool(unit.certs or unit.kubeconfig),
+        "credentials": list(rendered.credentials),
         "binaries": [
             b.name
             for b in kubesalt_artifacts.CATALOGUE
@@ -143,9 +145,10 @@ def verify(name):
 
 def kernel():
     """
-    What a worker's kernel needs for kube-proxy (IPVS) and pod routing: the modules-load.d
-    and sysctl.d files, the modules, and whether to load and apply them now (only where
-    kube-proxy's artifact is available). Empty on a node without the worker role.
+    What a worker's kernel needs for kube-proxy's mode and pod routing: the sysctl.d file
+    (and for IPVS the modules-load.d file and its modules), the host packages the mode
+    uses, and whether to load and apply them now (only where kube-proxy's artifact is
+    available). Empty on a node without the worker role.
 
     CLI Example:
 
@@ -162,7 +165,8 @@ def kernel():
     files = kubesalt_units.kernel_files(ctx)
     return {
         "files": _files(files),
-        "modules": list(kubesalt_units.IPVS_MODULES),
+        "modules": list(kubesalt_units.kernel_modules(config)),
+        "packages": list(kubesalt_units.MODE_PACKAGES[kubesalt_units.kube_proxy_mode(config)]),
         "sysctl_file": kubesalt_units.sysctl_path(ctx),
         "apply": kubesalt_artifacts.available(config, "kubernetes"),
     }
@@ -240,3 +244,45 @@ def health(name=None, timeout=PROBE_TIMEOUT):
         healthy, detail = _ask(probe, float(timeout))
         answers[component.unit_name] = {"healthy": healthy, "detail": detail, "url": probe.url}
     return answers
+
+
+def _started_at(unit):
+    """When ``unit`` last became active (epoch seconds), or None when it is not active."""
+    shown = subprocess.run(
+        ["systemctl", "show", "--timestamp=unix", "-p", "ActiveState,ActiveEnterTimestamp", unit],
+        capture_output=True,
+        text=True,
+        check=False,
+    ).stdout
+    props = dict(line.split("=", 1) for line in shown.splitlines() if "=" in line)
+    stamp = props.get("ActiveEnterTimestamp", "")
+    if props.get("ActiveState") != "active" or not stamp.startswith("@"):
+        return None
+    return float(stamp[1:])
+
+
+def stale_credentials(name):
+    """
+    The certificate and kubeconfig files of unit ``name`` written after the unit started
+    (re-issued by kubesalt while it ran): the unit still holds the old ones. Empty when the
+    unit is not active.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt master-1 k8s_unit.stale_credentials calico-typha
+    """
+    config = __salt__["kubesalt.config"]()
+    node_id = __grains__["id"]
+    try:
+        rendered = kubesalt_units.render(config, node_id, name)
+    except KeyError as err:
+        raise SaltInvocationError(str(err.args[0])) from None
+    modified = {}
+    for path in rendered.credentials:
+        try:
+            modified[path] = os.stat(path).st_mtime
+        except FileNotFoundError:
+            continue
+    return kubesalt_units.stale_credentials(_started_at(rendered.unit.unit_name), modified)

@@ -56,6 +56,10 @@ CATALOGUE = (
     # in its images; kubesalt takes each as a single binary (the download is the binary).
     Binary("calico-node", "calico_node", "", "bin_dir", ("worker",)),
     Binary("calico-typha", "calico_typha", "", "bin_dir", ("master",)),
+    # calico-cni-linux-amd64-v<version>.tgz: Calico's CNI plugin, which also answers as
+    # calico-ipam (by the name it is called with).
+    Binary("calico", "calico_cni", "calico", "cni_bin_dir", ("worker",)),
+    Binary("calico-ipam", "calico_cni", "calico-ipam", "cni_bin_dir", ("worker",)),
     # BIRD for calico-confd on workers (Debian's bird2 package, or a static binary).
     Binary("bird", "bird", "", "bin_dir", ("worker", "router")),
     # Calico's CRD manifest (a release's manifests/crds.yaml): applied by one master, never
@@ -65,7 +69,12 @@ CATALOGUE = (
 
 ARTIFACTS = tuple(dict.fromkeys(b.artifact for b in CATALOGUE))
 # The `versions` key an artifact is pinned by, where it is not the artifact's own name.
-_VERSION_KEYS = {"calico_node": "calico", "calico_typha": "calico", "calico_crds": "calico"}
+_VERSION_KEYS = {
+    "calico_node": "calico",
+    "calico_typha": "calico",
+    "calico_crds": "calico",
+    "calico_cni": "calico",
+}
 
 # Where Debian's packages put a binary, where that is not /usr/bin/<name>.
 _PACKAGE_PATHS = {"runc": "/usr/sbin/runc", "bird": "/usr/sbin/bird", "birdc": "/usr/sbin/birdc"}

@@ -9,11 +9,12 @@
   NodeRestriction admission plugin cover, including the TokenReviews and
   SubjectAccessReviews of their webhook authentication and authorization.
 - Calico: ``calico-typha`` (Typha's identity) reads the datastore; ``calico-felix``
-  (calico-node's identity: felix, confd, the CNI plugin's IPAM) reads it and writes its
-  node's status, IPAM blocks and affinities.
+  (calico-node's identity: startup, felix, confd) reads it and writes its node's status,
+  IPAM blocks and affinities; ``calico-cni`` (the CNI plugin) assigns pods' addresses.
 - the ``calico-typha`` Service in ``kube-system`` with an EndpointSlice of every master's
   Typha: felix finds Typha through it (``FELIX_TYPHAK8SSERVICENAME``).
 
+- the add-ons (``kubesalt_addons``): CoreDNS and calico-kube-controllers.
 - the ingress controller (``kubesalt_ingress``): namespace, RBAC, IngressClass, DaemonSet
   and NodePort Service.
 
@@ -21,16 +22,18 @@ Calico's own CRDs are not here: they are a pinned artifact (``artifacts:calico_c
 """
 
 try:  # synced from file_roots: the synced _utils directory is on sys.path
+    import kubesalt_addons
     import kubesalt_ingress
     import kubesalt_pillar
     from kubesalt_units import TYPHA_PORT
 except ImportError:  # installed with pip
-    from kubesalt_ext.utils import kubesalt_ingress, kubesalt_pillar
+    from kubesalt_ext.utils import kubesalt_addons, kubesalt_ingress, kubesalt_pillar
     from kubesalt_ext.utils.kubesalt_units import TYPHA_PORT
 
 FIELD_MANAGER = "kubesalt"
-_LABELS = {"app.kubernetes.io/managed-by": "kubesalt"}
-_READ = ["get", "list", "watch"]
+_LABELS = kubesalt_addons.LABELS
+_READ = kubesalt_addons.READ
+_rule = kubesalt_addons.rule
 
 
 def _binding(name, role, user):
@@ -50,10 +53,6 @@ def _role(name, rules):
         "metadata": {"name": name, "labels": dict(_LABELS)},
         "rules": rules,
     }
-
-
-def _rule(groups, resources, verbs):
-    return {"apiGroups": list(groups), "resources": list(resources), "verbs": list(verbs)}
 
 
 _CALICO_GROUP = "crd.projectcalico.org"
@@ -77,9 +76,31 @@ _CALICO_TYPHA_RULES = [
     _rule([_CALICO_GROUP], ["clusterinformations"], ["create", "update"]),
     _rule([_CALICO_GROUP], ["tiers"], ["create"]),
 ]
+# The Calico CNI plugin's own identity (calico-cni): a pod's address from IPAM, its
+# status patched with it.
+_CALICO_CNI_RULES = [
+    _rule([""], ["pods", "nodes", "namespaces"], ["get"]),
+    _rule([""], ["pods/status"], ["patch"]),
+    _rule(
+        [_CALICO_GROUP],
+        [
+            "blockaffinities",
+            "ipamblocks",
+            "ipamhandles",
+            "clusterinformations",
+            "ippools",
+            "ipreservations",
+            "ipamconfigs",
+        ],
+        ["get", "list", "create", "update", "delete"],
+    ),
+]
 _CALICO_NODE_RULES = [
     _rule([""], ["nodes"], [*_READ, "patch"]),
-    _rule([""], ["nodes/status", "pods/status"], ["patch"]),
+    # calico-node's startup writes its node's BGP address and network (update), felix the
+    # node's and its pods' conditions (patch).
+    _rule([""], ["nodes/status"], ["patch", "update"]),
+    _rule([""], ["pods/status"], ["patch"]),
     _rule([""], ["pods", "namespaces", "serviceaccounts", "endpoints", "services"], _READ),
     _rule([""], ["configmaps"], ["get"]),
     _rule(["discovery.k8s.io"], ["endpointslices"], _READ),
@@ -147,7 +168,10 @@ def cluster_objects(config):
         _binding("kubesalt:calico-typha", "kubesalt:calico-typha", "calico-typha"),
         _role("kubesalt:calico-node", _CALICO_NODE_RULES),
         _binding("kubesalt:calico-node", "kubesalt:calico-node", "calico-felix"),
+        _role("kubesalt:calico-cni", _CALICO_CNI_RULES),
+        _binding("kubesalt:calico-cni", "kubesalt:calico-cni", "calico-cni"),
         *typha_service(config),
+        *kubesalt_addons.objects(config),
         *kubesalt_ingress.objects(config),
     ]
 

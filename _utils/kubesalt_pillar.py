@@ -42,6 +42,8 @@ ARTIFACT_SOURCES = ("url", "package", "path", "unavailable")
 # What pillar `artifacts` may name: the catalogue's artifacts.
 ARTIFACT_NAMES = kubesalt_artifacts.ARTIFACTS
 KEY_TYPES = ("ecdsa-p256", "rsa-2048", "rsa-4096")
+# ipvs is the architecture's choice; nftables and iptables for kernels without IPVS.
+KUBE_PROXY_MODES = ("ipvs", "nftables", "iptables")
 PATH_KEYS = (
     "config_dir",
     "kubernetes_dir",
@@ -195,6 +197,22 @@ def _check_ip(value, key):
         return None, [Problem(key, f"{value!r} is not {expected}")]
 
 
+def _check_dns_upstream(value, key):
+    """CoreDNS's upstream resolvers: null (the node's /etc/resolv.conf), or IPv4 addresses
+    ([]: none; the cluster answers only its own names)."""
+    if value is None:
+        return None, []
+    if not isinstance(value, list):
+        expected = "null or a list of IPv4 addresses"
+        return None, [Problem(key, f"expected {expected}, got {_kind(value)}")]
+    found, problems = [], []
+    for i, item in enumerate(value):
+        address, more = _check_ip(item, f"{key}:{i}")
+        problems += more
+        found.append(address)
+    return found, problems
+
+
 def _check_version(value, key):
     expected = "a version string such as '1.37.0' (quote it in YAML)"
     if value is None or value == "":
@@ -263,10 +281,53 @@ def _check_choice(choices):
     return choice
 
 
+# A container image reference as containerd parses it (the distribution reference grammar):
+# [registry[:port]/]path[:tag][@digest], the path in lowercase components.
+_LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?"
+_DOMAIN = rf"{_LABEL}(?:\.{_LABEL})*"
+_COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
+_IMAGE_RE = re.compile(
+    rf"^(?:{_DOMAIN}(?::[0-9]+)?/)?{_COMPONENT}(?:/{_COMPONENT})*"
+    r"(?::[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?"
+    r"(?:@[A-Za-z][A-Za-z0-9]*(?:[-_+.][A-Za-z][A-Za-z0-9]*)*:[0-9a-fA-F]{32,})?$"
+)
+
+
+def is_image_reference(value):
+    return isinstance(value, str) and len(value) <= 255 and bool(_IMAGE_RE.match(value))
+
+
 def _check_image(value, key):
-    if not isinstance(value, str) or not value or any(c.isspace() for c in value):
-        return None, [Problem(key, f"{value!r} is not a container image reference")]
+    if not is_image_reference(value):
+        expected = "a container image reference ([registry/]path[:tag][@digest], lowercase path)"
+        return None, [Problem(key, f"{value!r} is not {expected}")]
     return value, []
+
+
+_REGISTRY_RE = re.compile(rf"^{_DOMAIN}(?::[0-9]{{1,5}})?$")
+_MIRROR_RE = re.compile(rf"^https?://{_DOMAIN}(?::[0-9]{{1,5}})?(?:/[^\s]*)?$")
+
+
+def _check_registry_mirrors(value, key):
+    """``{registry host: [mirror URL, ...]}``: where containerd pulls each registry's images."""
+    if value is None:
+        return {}, []
+    if not isinstance(value, dict):
+        expected = "a mapping of registry host to a list of mirror URLs"
+        return None, [Problem(key, f"expected {expected}, got {_kind(value)}")]
+    problems = []
+    for registry, mirrors in value.items():
+        where = f"{key}:{registry}"
+        if not isinstance(registry, str) or not _REGISTRY_RE.match(registry):
+            problems.append(Problem(where, "not a registry host (e.g. registry.k8s.io)"))
+            continue
+        if not isinstance(mirrors, list) or not mirrors:
+            problems.append(Problem(where, f"expected a list of mirror URLs, got {_kind(mirrors)}"))
+            continue
+        for i, mirror in enumerate(mirrors):
+            if not isinstance(mirror, str) or not _MIRROR_RE.match(mirror):
+                problems.append(Problem(f"{where}:{i}", f"{mirror!r} is not an http(s):// URL"))
+    return value, problems
 
 
 def _check_optional(check):
@@ -434,8 +495,15 @@ def _check_wait_seconds(value, key):
     return value, []
 
 
+def _check_ca_host(value, key):
+    """A node's minion id, or null (the first master); which node is checked below."""
+    if value is not None and not isinstance(value, str):
+        return None, [Problem(key, f"{value!r} is not a node's minion id")]
+    return value, []
+
+
 _PKI_FIELDS = {
-    "ca_host": lambda value, key: (value, []),  # checked against nodes below
+    "ca_host": _check_ca_host,
     "key_type": _check_key_type,
     "leaf_days": _check_days,
     "ca_days": _check_days,
@@ -480,7 +548,7 @@ def _check_roles(value, key):
         return None, [Problem(key, f"empty; expected {expected}")]
     problems = []
     for index, role in enumerate(value):
-        if role not in ROLES:
+        if not isinstance(role, str) or role not in ROLES:
             hint = difflib.get_close_matches(str(role), ROLES, n=1)
             suffix = f" (did you mean '{hint[0]}'?)" if hint else ""
             problems.append(
@@ -491,7 +559,7 @@ def _check_roles(value, key):
             )
         elif role in value[:index]:
             problems.append(Problem(f"{key}:{index}", f"role {role!r} is listed twice"))
-    if {"router", "worker"} <= set(value):
+    if {"router", "worker"} <= {r for r in value if isinstance(r, str)}:
         problems.append(
             Problem(
                 key,
@@ -578,6 +646,7 @@ SCHEMA = {
             "pod_cidr": _check_cidr,
             "service_cidr": _check_cidr,
             "cluster_dns_ip": _check_ip,
+            "dns_upstream": _check_dns_upstream,
             "bgp": _mapping(
                 {
                     "advertise_service_cluster_ips": _check_bool,
@@ -604,6 +673,25 @@ SCHEMA = {
         }
     ),
     "kubelet": _mapping({"fail_cgroup_v1": _check_bool}),
+    "kube_proxy": _mapping(
+        {
+            "mode": _check_choice(KUBE_PROXY_MODES),
+            "conntrack_max_per_core": _check_int_range(0, 1 << 22, "a number of entries"),
+        }
+    ),
+    "containerd": _mapping(
+        {
+            "sandbox_image": _check_image,
+            "registry_mirrors": _check_registry_mirrors,
+            "restrict_oom_score_adj": _check_bool,
+        }
+    ),
+    "images": _mapping(
+        {
+            "coredns": _check_optional(_check_image),
+            "calico_kube_controllers": _check_optional(_check_image),
+        }
+    ),
     "paths": _mapping({"root": _check_abs_path, **dict.fromkeys(PATH_KEYS, _check_abs_path)}),
     "nodes": _check_nodes,
 }

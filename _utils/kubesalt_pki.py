@@ -98,6 +98,8 @@ CATALOGUE = (
     # felix's client cert towards Typha; calico-node also authenticates with it to the
     # apiserver (node registration, confd's BGP config, the CNI plugin's IPAM).
     CertSpec("calico-felix", "kubernetes-ca", "calico-felix", ("worker",)),
+    # The Calico CNI plugin's identity (pods' addresses from IPAM), less than calico-node's.
+    CertSpec("calico-cni", "kubernetes-ca", "calico-cni", ("worker",)),
 )
 
 
@@ -129,6 +131,7 @@ KUBECONFIGS = (
     KubeconfigSpec("kube-proxy", "kube-proxy", ("worker",), "cluster"),
     KubeconfigSpec("calico-typha", "calico-typha-client", ("master",), "local"),
     KubeconfigSpec("calico-node", "calico-felix", ("worker",), "cluster"),
+    KubeconfigSpec("calico-cni", "calico-cni", ("worker",), "cluster"),
 )
 
 

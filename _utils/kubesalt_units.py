@@ -16,6 +16,7 @@ Kubernetes objects, ``kubernetes-validate``.
 No Salt dunders and no I/O here.
 """
 
+import json
 from dataclasses import dataclass
 
 import yaml
@@ -23,14 +24,18 @@ import yaml
 try:  # synced from file_roots: the synced _utils directory is on sys.path
     import kubesalt_artifacts
     import kubesalt_calico
+    import kubesalt_confd
     import kubesalt_etcd
+    import kubesalt_images
     import kubesalt_pillar
     import kubesalt_pki
 except ImportError:  # installed with pip
     from kubesalt_ext.utils import (
         kubesalt_artifacts,
         kubesalt_calico,
+        kubesalt_confd,
         kubesalt_etcd,
+        kubesalt_images,
         kubesalt_pillar,
         kubesalt_pki,
     )
@@ -44,11 +49,15 @@ CONTAINERD_SOCKET = "/run/containerd/containerd.sock"
 # calico-node's confd writes BIRD's config here and reaches BIRD through this socket.
 CALICO_RUN_DIR = "/var/run/calico"
 BIRD_SOCKET = "/run/bird/bird.ctl"
-IPVS_MODULES = ("ip_vs", "ip_vs_rr", "ip_vs_wrr", "ip_vs_sh", "nf_conntrack", "br_netfilter")
-SYSCTLS = {
-    "net.ipv4.ip_forward": "1",
-    "net.bridge.bridge-nf-call-iptables": "1",
-    "net.bridge.bridge-nf-call-ip6tables": "1",
+IPVS_MODULES = ("ip_vs", "ip_vs_rr", "ip_vs_wrr", "ip_vs_sh", "nf_conntrack")
+# Calico routes pods' traffic (no bridge): forwarding is all the kernel must allow.
+SYSCTLS = {"net.ipv4.ip_forward": "1"}
+# The host packages kube-proxy's mode and felix use (Debian's names).
+# procps: kubesalt's own `sysctl -p`.
+MODE_PACKAGES = {
+    "ipvs": ("ipset", "ipvsadm", "conntrack", "procps"),
+    "nftables": ("nftables", "conntrack", "procps"),
+    "iptables": ("iptables", "ipset", "conntrack", "procps"),
 }
 
 # Hardening that every component here tolerates: none of them needs /home, a shared /tmp,
@@ -82,6 +91,7 @@ class Rendered:
     files: dict  # path -> (text, mode)
     executable: str
     directories: tuple  # what the unit writes under ProtectSystem=strict: must exist
+    credentials: tuple = ()  # certificate and kubeconfig files it reads when it starts
 
 
 # --- the values every builder needs ----------------------------------------------------------
@@ -270,18 +280,44 @@ def _typha(ctx):
     return [], {_typha_env_path(ctx): (_env_file(typha_environment(ctx)), 0o644)}
 
 
+def _registries_dir(ctx):
+    return f"{ctx.paths['containerd_dir']}/certs.d"
+
+
 def containerd_config(ctx):
-    """containerd's config.toml for its major version: schema 3 for 2.x, 2 for 1.x."""
+    """containerd's config.toml for its major version: schema 3 for 2.x, 2 for 1.x. The pod
+    sandbox image comes from pillar, registry hosts from ``certs.d`` (see
+    :func:`registry_hosts`)."""
     version = str(ctx.config["versions"]["containerd"])
     cni_bin, cni_conf = ctx.paths["cni_bin_dir"], ctx.paths["cni_conf_dir"]
+    sandbox = kubesalt_images.sandbox(ctx.config)
+    restrict = "true" if ctx.config["containerd"]["restrict_oom_score_adj"] else "false"
     if int(version.split(".")[0]) >= 2:
         cri_runtime = '"io.containerd.cri.v1.runtime"'
+        cri_images = '"io.containerd.cri.v1.images"'
         head = ["version = 3"]
+        images = [
+            f"[plugins.{cri_images}.pinned_images]",
+            f'  sandbox = "{sandbox}"',
+            "",
+            f"[plugins.{cri_images}.registry]",
+            f'  config_path = "{_registries_dir(ctx)}"',
+        ]
         cni = [f"[plugins.{cri_runtime}.cni]", f'  bin_dirs = ["{cni_bin}"]']
+        runtime = [f"[plugins.{cri_runtime}]", f"  restrict_oom_score_adj = {restrict}", ""]
     else:
         cri_runtime = '"io.containerd.grpc.v1.cri"'
         head = ["version = 2"]
+        images = [
+            f"[plugins.{cri_runtime}]",
+            f'  sandbox_image = "{sandbox}"',
+            f"  restrict_oom_score_adj = {restrict}",
+            "",
+            f"[plugins.{cri_runtime}.registry]",
+            f'  config_path = "{_registries_dir(ctx)}"',
+        ]
         cni = [f"[plugins.{cri_runtime}.cni]", f'  bin_dir = "{cni_bin}"']
+        runtime = []  # 1.x: one CRI table, above
     lines = [
         "# Managed by kubesalt: edits are replaced on the next state run.",
         *head,
@@ -291,6 +327,9 @@ def containerd_config(ctx):
         "[grpc]",
         f'  address = "{CONTAINERD_SOCKET}"',
         "",
+        *images,
+        "",
+        *runtime,
         f"[plugins.{cri_runtime}.containerd.runtimes.runc]",
         '  runtime_type = "io.containerd.runc.v2"',
         "",
@@ -304,13 +343,36 @@ def containerd_config(ctx):
     return "\n".join(lines) + "\n"
 
 
+# Where a registry's name is not its API's host.
+_REGISTRY_SERVERS = {"docker.io": "https://registry-1.docker.io"}
+
+
+def registry_hosts(ctx):
+    """``{path: hosts.toml}`` for each registry of ``containerd:registry_mirrors``: its
+    mirrors first, in order, for pulling and resolving; the registry itself last."""
+    files = {}
+    for registry, mirrors in sorted(
+        (ctx.config["containerd"].get("registry_mirrors") or {}).items()
+    ):
+        server = _REGISTRY_SERVERS.get(registry, f"https://{registry}")
+        lines = [
+            "# Managed by kubesalt: edits are replaced on the next state run.",
+            f'server = "{server}"',
+        ]
+        for mirror in mirrors:
+            lines += ["", f'[host."{mirror}"]', '  capabilities = ["pull", "resolve"]']
+        files[f"{_registries_dir(ctx)}/{registry}/hosts.toml"] = ("\n".join(lines) + "\n", 0o644)
+    return files
+
+
 def _containerd_config_path(ctx):
     return f"{ctx.paths['containerd_dir']}/config.toml"
 
 
 def _containerd(ctx):
     path = _containerd_config_path(ctx)
-    return _flags([("config", path)]), {path: (containerd_config(ctx), 0o644)}
+    files = {path: (containerd_config(ctx), 0o644), **registry_hosts(ctx)}
+    return _flags([("config", path)]), files
 
 
 def kubelet_configuration(ctx):
@@ -365,22 +427,33 @@ def _kubelet(ctx):
     return _flags(flags), {path: (_dump(kubelet_configuration(ctx)), 0o644)}
 
 
+def kube_proxy_mode(config):
+    return config.get("kube_proxy", {}).get("mode") or "ipvs"
+
+
 def kube_proxy_configuration(ctx):
     """The KubeProxyConfiguration (kubeproxy.config.k8s.io/v1alpha1) of one worker."""
-    return {
+    mode = kube_proxy_mode(ctx.config)
+    document = {
         "apiVersion": "kubeproxy.config.k8s.io/v1alpha1",
         "kind": "KubeProxyConfiguration",
-        "mode": "ipvs",
+        "mode": mode,
         "clusterCIDR": ctx.network["pod_cidr"],
         "hostnameOverride": ctx.node_id,
         "bindAddress": ctx.ip,
         "healthzBindAddress": f"{ctx.ip}:{KUBE_PROXY_HEALTHZ_PORT}",
         "metricsBindAddress": "127.0.0.1:10249",
         "clientConnection": {"kubeconfig": ctx.kubeconfig("kube-proxy")},
+        # 0: leave the kernel's conntrack table size as it is (see kube_proxy:).
+        "conntrack": {
+            "maxPerCore": int(ctx.config.get("kube_proxy", {}).get("conntrack_max_per_core", 32768))
+        },
+    }
+    if mode == "ipvs":
         # strictARP: the node answers ARP only for addresses on its own interfaces, which
         # IPVS needs once service IPs sit on kube-ipvs0.
-        "ipvs": {"scheduler": "rr", "strictARP": True},
-    }
+        document["ipvs"] = {"scheduler": "rr", "strictARP": True}
+    return document
 
 
 def _kube_proxy_config_path(ctx):
@@ -391,17 +464,24 @@ def sysctl_path(ctx):
     return f"{ctx.paths['sysctl_dir']}/90-kubesalt.conf"
 
 
+def kernel_modules(config):
+    """The modules kube-proxy's mode needs loaded (nftables and iptables: none beyond what
+    the kernel loads on use)."""
+    return IPVS_MODULES if kube_proxy_mode(config) == "ipvs" else ()
+
+
 def kernel_files(ctx):
-    """The modules-load.d and sysctl.d files kube-proxy's IPVS mode and routing need."""
-    modules = "\n".join(["# Managed by kubesalt: IPVS for kube-proxy.", *IPVS_MODULES]) + "\n"
+    """The sysctl.d file pod routing needs, and for IPVS the modules-load.d file."""
     sysctls = "\n".join(
         ["# Managed by kubesalt: routing for pods and services."]
         + [f"{key} = {value}" for key, value in SYSCTLS.items()]
     )
-    return {
-        f"{ctx.paths['modules_load_dir']}/kubesalt-ipvs.conf": (modules, 0o644),
-        sysctl_path(ctx): (sysctls + "\n", 0o644),
-    }
+    files = {sysctl_path(ctx): (sysctls + "\n", 0o644)}
+    modules = kernel_modules(ctx.config)
+    if modules:
+        text = "\n".join(["# Managed by kubesalt: IPVS for kube-proxy.", *modules]) + "\n"
+        files[f"{ctx.paths['modules_load_dir']}/kubesalt-ipvs.conf"] = (text, 0o644)
+    return files
 
 
 def _kube_proxy(ctx):
@@ -411,7 +491,7 @@ def _kube_proxy(ctx):
 
 
 def calico_node_environment(ctx):
-    """The environment felix and confd share (both run from the calico-node binary)."""
+    """The environment calico-node's startup, felix and confd share (one binary)."""
     pki = ctx.layout
     return {
         "DATASTORE_TYPE": "kubernetes",
@@ -419,6 +499,10 @@ def calico_node_environment(ctx):
         "NODENAME": ctx.node_id,
         "IP": ctx.ip,
         "CALICO_NETWORKING_BACKEND": "bird",
+        # kubesalt applies the pools (network:ip_pools): startup must not make its own.
+        "NO_DEFAULT_POOLS": "true",
+        "WAIT_FOR_DATASTORE": "true",
+        "CLUSTER_TYPE": "k8s,bgp,kubesalt",
         "FELIX_DATASTORETYPE": "kubernetes",
         "FELIX_FELIXHOSTNAME": ctx.node_id,
         "FELIX_LOGFILEPATH": "none",
@@ -435,6 +519,13 @@ def calico_node_environment(ctx):
         "FELIX_TYPHACERTFILE": pki.cert("calico-felix"),
         "FELIX_TYPHAKEYFILE": pki.key("calico-felix"),
         "FELIX_TYPHACN": "calico-typha",
+        # The dataplane kube-proxy uses: felix's rules must live beside kube-proxy's.
+        "FELIX_NFTABLESMODE": "Enabled"
+        if kube_proxy_mode(ctx.config) == "nftables"
+        else "Disabled",
+        "FELIX_IPV6SUPPORT": "false",
+        # Pods may reach their own host (kubelet probes come from it anyway).
+        "FELIX_DEFAULTENDPOINTTOHOSTACTION": "ACCEPT",
     }
 
 
@@ -442,14 +533,58 @@ def _calico_env_path(ctx):
     return f"{ctx.paths['calico_dir']}/calico-node.env"
 
 
+def _calico_env(ctx):
+    return {_calico_env_path(ctx): (_env_file(calico_node_environment(ctx)), 0o644)}
+
+
+def cni_config_path(ctx):
+    return f"{ctx.paths['cni_conf_dir']}/10-calico.conflist"
+
+
+def cni_configuration(ctx):
+    """The CNI network of the node's pods: Calico's plugin with its IPAM (addresses from
+    the pools, in blocks affine to the node) and Kubernetes policy, then portmap."""
+    return {
+        "name": "k8s-pod-network",
+        "cniVersion": "0.3.1",
+        "plugins": [
+            {
+                "type": "calico",
+                "log_level": "info",
+                "log_file_path": "none",
+                "datastore_type": "kubernetes",
+                "nodename": ctx.node_id,
+                # 0: the MTU felix detected (it writes it where the plugin reads it).
+                "mtu": 0,
+                "ipam": {"type": "calico-ipam"},
+                "policy": {"type": "k8s"},
+                "kubernetes": {"kubeconfig": ctx.kubeconfig("calico-cni")},
+            },
+            {"type": "portmap", "snat": True, "capabilities": {"portMappings": True}},
+        ],
+    }
+
+
+def _calico_node(ctx):
+    """calico-node's startup: the node's BGP address and IPAM, then the CNI config."""
+    cni = (json.dumps(cni_configuration(ctx), indent=2, sort_keys=True) + "\n", 0o644)
+    return ["-startup"], {**_calico_env(ctx), cni_config_path(ctx): cni}
+
+
 def _felix(ctx):
-    env = _calico_env_path(ctx)
-    return ["-felix"], {env: (_env_file(calico_node_environment(ctx)), 0o644)}
+    return ["-felix"], _calico_env(ctx)
+
+
+def confd_dir(ctx):
+    return f"{ctx.paths['calico_dir']}/confd"
 
 
 def _confd(ctx):
-    env = _calico_env_path(ctx)
-    return ["-confd"], {env: (_env_file(calico_node_environment(ctx)), 0o644)}
+    bird = kubesalt_artifacts.executable(ctx.config, "bird", "bird")
+    birdc = kubesalt_artifacts.executable(ctx.config, "bird", "birdc")
+    templates = kubesalt_confd.files(confd_dir(ctx), bird, birdc, f"{CALICO_RUN_DIR}/bird.ctl")
+    argv = ["-confd", f"-confd-confdir={confd_dir(ctx)}"]
+    return argv, {**_calico_env(ctx), **templates}
 
 
 def bird_config_path(ctx):
@@ -459,6 +594,15 @@ def bird_config_path(ctx):
 def _bird(ctx):
     argv = ["-f", "-R", "-s", f"{CALICO_RUN_DIR}/bird.ctl", "-c", bird_config_path(ctx)]
     return argv, {}
+
+
+def _calico_bird_service(ctx, _executable):
+    """BIRD starts once confd has written its config (a fresh node: within a minute)."""
+    wait = (
+        f"for i in $(seq 90); do [ -s {bird_config_path(ctx)} ] && exit 0; sleep 1; done; "
+        "echo 'no BIRD config from calico-confd' >&2; exit 1"
+    )
+    return [f"ExecStartPre=/bin/sh -c '{wait}'", "TimeoutStartSec=120"]
 
 
 def router_bird_config_path(ctx):
@@ -616,6 +760,7 @@ class Component:
     unit_type: str = "simple"
     hardening: tuple = _BASE_HARDENING
     read_write: tuple = ()  # paths: keys it writes under ProtectSystem=strict
+    directories: object = None  # ctx -> further directories it writes in, made for it
     service_extra: tuple = ()
     # A changed config reloads the unit (ExecReload) instead of restarting it.
     reload: bool = False
@@ -774,15 +919,32 @@ COMPONENTS = (
         "worker",
         "kubernetes",
         "kube-proxy",
-        "Kubernetes service proxy (IPVS)",
+        "Kubernetes service proxy",
         "https://kubernetes.io/docs/reference/command-line-tools-reference/kube-proxy/",
         command=_kube_proxy,
         health=_kube_proxy_probe,
         ports=(f"{KUBE_PROXY_HEALTHZ_PORT}/tcp health", "10249/tcp metrics (127.0.0.1)"),
         certs=("kube-proxy",),
         kubeconfig="kube-proxy",
-        # kube-proxy programs IPVS and iptables and loads no module of its own (kubesalt
-        # does): only the base hardening.
+        # kube-proxy programs IPVS, nftables or iptables and loads no module of its own
+        # (kubesalt does): only the base hardening.
+    ),
+    Component(
+        "calico-node",
+        "worker",
+        "calico_node",
+        "calico-node",
+        "Calico node startup: the node's BGP address and IPAM, and its CNI config",
+        "https://docs.tigera.io/calico/latest/reference/configure-calico-node",
+        command=_calico_node,
+        environment_files=lambda ctx: (_calico_env_path(ctx),),
+        # The kubelet registers the node that startup then annotates; until it has,
+        # startup fails and is tried again.
+        after=("network-online.target", "kubelet.service"),
+        certs=("calico-felix", "calico-cni"),
+        kubeconfig="calico-node",
+        unit_type="oneshot",
+        service_extra=("RemainAfterExit=yes",),
     ),
     Component(
         "calico-felix",
@@ -794,10 +956,19 @@ COMPONENTS = (
         command=_felix,
         environment_files=lambda ctx: (_calico_env_path(ctx),),
         health=_felix_probe,
-        after=("network-online.target", "containerd.service"),
+        after=("network-online.target", "calico-node.service"),
+        wants=("network-online.target", "calico-node.service"),
         ports=(f"{FELIX_HEALTH_PORT}/tcp health (127.0.0.1)",),
         certs=("calico-felix",),
         kubeconfig="calico-node",
+        # kubesalt runs felix's iptables/nftables dataplane: it gets no BPF filesystem and
+        # may mount none. (A calico-node built without libbpf, as the lab builds it,
+        # panics cleaning up BPF state it could reach: "LIBBPF syscall stub".)
+        service_extra=(
+            "TemporaryFileSystem=/sys/fs/bpf:ro",
+            "SystemCallFilter=~@mount",
+            "SystemCallErrorNumber=EPERM",
+        ),
     ),
     Component(
         "calico-confd",
@@ -808,6 +979,9 @@ COMPONENTS = (
         "https://docs.tigera.io/calico/latest/reference/architecture/overview",
         command=_confd,
         environment_files=lambda ctx: (_calico_env_path(ctx),),
+        directories=lambda ctx: (f"{confd_dir(ctx)}/config",),
+        after=("network-online.target", "calico-node.service"),
+        wants=("network-online.target", "calico-node.service"),
         certs=("calico-felix",),
         kubeconfig="calico-node",
         read_write=("calico_dir",),
@@ -823,6 +997,7 @@ COMPONENTS = (
         "BIRD for Calico (configured by calico-confd)",
         "https://bird.network.cz/",
         command=_bird,
+        service_lines=_calico_bird_service,
         # BIRD itself, and confd to configure it.
         needs=("bird", "calico_node"),
         after=("network-online.target", "calico-confd.service"),
@@ -958,6 +1133,8 @@ def render(config, node_id, name):
     argv, files = unit.command(ctx)
     executable = kubesalt_artifacts.executable(config, unit.artifact, unit.binary)
     directories = tuple(config["paths"][key] for key in unit.read_write)
+    if unit.directories:
+        directories += tuple(unit.directories(ctx))
     text = unit_text(
         unit,
         executable,
@@ -974,7 +1151,25 @@ def render(config, node_id, name):
         files=files,
         executable=executable,
         directories=directories,
+        credentials=credential_files(ctx, unit),
     )
+
+
+def credential_files(ctx, unit):
+    """The files holding ``unit``'s certificates (and its kubeconfig): a unit started before
+    one of them was re-issued still holds the old certificate."""
+    paths = [ctx.layout.cert(name) for name in unit.certs]
+    if unit.kubeconfig:
+        paths.append(ctx.layout.kubeconfig(unit.kubeconfig))
+    return tuple(paths)
+
+
+def stale_credentials(started_at, modified):
+    """The files of ``modified`` ({path: mtime}, epoch seconds) written after the unit
+    started (``started_at``, epoch seconds; None: not running, nothing is stale)."""
+    if started_at is None:
+        return []
+    return sorted(path for path, mtime in modified.items() if mtime > started_at)
 
 
 def node_units(config, node_id, include_etcd=False):

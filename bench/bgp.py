@@ -4,7 +4,7 @@ the time to Established in the lab.
   - build the BGP resources (BGPConfiguration, BGPPeers, node addresses, IPPools) for 1,000
     workers and 4 routers, and run the layout checks;
   - render one router's bird.conf for 1,000 workers and parse it with `bird -p`;
-  - in the lab (unless --no-lab): restart a worker's stand-in speaker and time until the
+  - in the lab (unless --no-lab): restart a worker's calico-bird and time until the
     router reports its session Established and its pod block is in the other worker's
     kernel, --runs times.
 Prints a table and writes bench/results/bgp.json.
@@ -26,7 +26,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from kubesalt_ext.utils import kubesalt_calico, kubesalt_pillar  # noqa: E402
-from kubesalt_lab import bgp, config, containers, lifecycle, report  # noqa: E402
+from kubesalt_lab import bgp, config, containers, lifecycle, report, workloads  # noqa: E402
 from tests.support.bad_pillars import lab_config  # noqa: E402
 
 
@@ -65,14 +65,14 @@ def lab_established(runs):
     applied = lifecycle.apply(lab, quiet)
     assert all(s["failed"] == 0 for s in applied.values()), applied
     worker_1, worker_2 = (n for n in lab.ordered_nodes() if n.id in ("worker-1", "worker-2"))
-    block = bgp.pod_block(lab.cluster, "worker-2")
+    (block, *_) = workloads.blocks(lab)["worker-2"]
     established, routed = [], []
     for _ in range(runs):
-        containers.inside(lab, worker_2, ["systemctl", "stop", f"{bgp.STANDIN_UNIT}.service"])
+        containers.inside(lab, worker_2, ["systemctl", "stop", "calico-bird.service"])
         while block in bgp.kernel_routes(lab, worker_1):
             time.sleep(0.2)
         start = time.monotonic()
-        bgp.start_standin(lab, worker_2)
+        containers.inside(lab, worker_2, ["systemctl", "start", "calico-bird.service"])
         up = None
         while True:
             now = time.monotonic() - start
@@ -134,7 +134,7 @@ def main(argv=None):
         results["lab_route_in_kernel_seconds"] = [round(s, 2) for s in routed]
         rows += [
             [
-                "lab: stand-in start -> Established (median)",
+                "lab: calico-bird start -> Established (median)",
                 f"{statistics.median(established):.2f} s",
             ],
             ["lab: -> route in the other worker's kernel", f"{statistics.median(routed):.2f} s"],

@@ -1,7 +1,7 @@
 """Highstate durations per role on the lab's real hosts.
 
 Fresh hosts (the lab is taken down and brought up first), then wave by wave as `make lab`
-applies them (the masters together, then each worker, then the router):
+applies them (the masters together, then the workers together, then the router):
   - test=True on the fresh hosts, and the first real highstate (both timed per wave);
   - the idempotent re-run of each node on its own, --runs times (median and worst),
 with the number of states and how many the first run changed. The masters' first run is

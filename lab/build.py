@@ -312,7 +312,7 @@ def build_component(go, cache_dir, recipe, version, progress):
     """Build ``recipe`` at ``version`` (or reuse a finished build); returns [Built]."""
     version = str(version).lstrip("v")
     resolved, go_mods, infos = resolve(go, cache_dir, recipe, version)
-    key = recipes.build_key(recipe, resolved, toolchain.GO_VERSION)
+    key = recipes.build_key(recipe, resolved, recipe.go)
     found = cached(cache_dir, recipe, version, key)
     if found:
         progress(f"build {recipe.name} {version}: cached ({len(found)} files)")
@@ -330,6 +330,7 @@ def build_component(go, cache_dir, recipe, version, progress):
     bindir.mkdir(parents=True)
     log_file = log_path(cache_dir, recipe.name, version)
     log_file.parent.mkdir(parents=True, exist_ok=True)
+    go = toolchain.ensure(cache_dir, progress, recipe.go)
     try:
         with open(log_file, "w") as log:
             _tidy(go, cache_dir, recipe, resolved, go_mods, workdir, log)
@@ -343,7 +344,7 @@ def build_component(go, cache_dir, recipe, version, progress):
             "module": recipe.modules[0],
             "module_version": resolved.module_version,
             "commit": resolved.commit,
-            "go": toolchain.GO_VERSION,
+            "go": recipe.go,
             "seconds": round(time.monotonic() - started, 1),
             "files": [{"artifact": a, "file": f, "sha256": s} for a, f, s in packed],
         }
@@ -377,6 +378,9 @@ def build_all(cache_dir, versions, progress, names=None):
     ``versions:`` mapping); returns {component: [Built]} and a summary row per component."""
     go = toolchain.ensure(cache_dir, progress)
     check_versions(go, cache_dir, versions, names)
+    for recipe in recipes.RECIPES:
+        if not names or recipe.name in names:
+            toolchain.ensure(cache_dir, progress, recipe.go)
     results, rows = {}, []
     for recipe in recipes.RECIPES:
         if names and recipe.name not in names:

@@ -12,26 +12,66 @@ from kubesalt_lab.system import alive, cmdline, read_pid, run, stop_pids, wait_u
 CGROUP_PARENT = "kubesalt-lab"
 
 
+def _own_cgroups():
+    """``[(controllers, path)]`` of this process, from /proc/self/cgroup (controllers is a
+    frozenset, empty for cgroup2, ``{"name=systemd"}`` for systemd's own hierarchy)."""
+    found = []
+    for line in Path("/proc/self/cgroup").read_text().splitlines():
+        _id, controllers, path = line.split(":", 2)
+        found.append((frozenset(c for c in controllers.split(",") if c), path))
+    return found
+
+
 def _cgroup_hierarchies():
-    """Mount points of the hierarchies systemd uses: cgroup2 and v1 name=systemd."""
-    points = []
+    """``[(mount point, this process's path in it)]`` for every cgroup hierarchy: cgroup2,
+    systemd's own, and each v1 controller hierarchy."""
+    own = _own_cgroups()
+    found = []
     with open("/proc/mounts") as mounts:
         for line in mounts:
             _dev, point, fstype, options = line.split()[:4]
-            if fstype == "cgroup2" or (fstype == "cgroup" and "name=systemd" in options):
-                points.append(Path(point))
-    return points
+            if fstype == "cgroup2":
+                wanted = frozenset()
+            elif fstype == "cgroup":
+                wanted = None
+                opts = set(options.split(","))
+                for controllers, _path in own:
+                    if controllers and controllers <= opts:
+                        wanted = controllers
+            else:
+                continue
+            path = next((p for c, p in own if c == wanted), None)
+            if wanted is not None and path is not None:
+                found.append((Path(point), path.lstrip("/")))
+    return found
 
 
 def cgroups(node=None):
-    """The lab's cgroup directories (one per node per hierarchy), or their parents."""
+    """The lab's cgroup directories (one per node per hierarchy, under the cgroup the lab
+    itself runs in there), or their parents."""
     tail = [CGROUP_PARENT, node.id] if node else [CGROUP_PARENT]
-    return [Path(point, *tail) for point in _cgroup_hierarchies()]
+    return [Path(point, own, *tail) for point, own in _cgroup_hierarchies()]
+
+
+def _make_cgroup(path):
+    """mkdir -p a cgroup; a v1 cpuset cgroup takes its parent's cpus and mems (it is empty,
+    and refuses processes, until they are set)."""
+    missing = []
+    while not path.exists():
+        missing.append(path)
+        path = path.parent
+    for directory in reversed(missing):
+        directory.mkdir()
+        for name in ("cpuset.cpus", "cpuset.mems"):
+            if (directory / name).exists():
+                (directory / name).write_text((directory.parent / name).read_text())
 
 
 def _enter_own_cgroup(paths):
     # Without machined, nspawn --keep-unit leaves the container in our own cgroup: two
     # containers would share it and their systemds trip over each other (status=219/CGROUP).
+    # In every v1 controller too: nspawn gives the container a cgroup namespace rooted where
+    # it starts, so a runtime inside creates its cgroups under its own host's.
     def enter():
         for path in paths:
             (path / "cgroup.procs").write_text(str(os.getpid()))
@@ -61,6 +101,19 @@ def nspawn_pid(lab, node):
     return None
 
 
+def resolv_conf(lab):
+    """The nodes' /etc/resolv.conf: no nameserver, so the resolver asks 127.0.0.1, finds
+    nothing there and fails at once (the lab addresses its nodes by IP; /etc/hosts names
+    localhost)."""
+    path = lab.run_dir / "resolv.conf"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(
+        "# kubesalt lab: no resolver (the lab addresses its nodes by IP)\n"
+        "options timeout:1 attempts:1\n"
+    )
+    return path
+
+
 def boot(lab, node):
     """Start the container unless it runs already; returns the nspawn PID."""
     pid = nspawn_pid(lab, node)
@@ -81,11 +134,30 @@ def boot(lab, node):
         f"--bind-ro={REPO}",
         f"--bind-ro={lab.run_dir / 'launch'}:/opt/kubesalt-lab",
         f"--bind={node_dir / 'etc-salt'}:/etc/salt",
-        "--capability=CAP_NET_ADMIN",
+        # No resolver from the machine: its nameserver is outside the lab, and a lookup
+        # would wait on the router (which drops it) instead of failing at once.
+        "--resolv-conf=off",
+        f"--bind-ro={resolv_conf(lab)}:/etc/resolv.conf",
     ]
+    env = dict(os.environ)
+    if runs_containers(node):
+        # A node that runs pods: runc needs every capability and no seccomp filter of
+        # nspawn's ("unable to join session keyring" otherwise), and containerd's overlay
+        # snapshots cannot sit on the container's own overlay root.
+        containerd = node_dir / "containerd"
+        containerd.mkdir(parents=True, exist_ok=True)
+        # The kubelet watches the kernel's log for OOM kills.
+        argv += [
+            "--capability=all",
+            f"--bind={containerd}:/var/lib/containerd",
+            "--bind-ro=/dev/kmsg",
+        ]
+        env["SYSTEMD_SECCOMP"] = "0"
+    else:
+        argv.append("--capability=CAP_NET_ADMIN")
     own = cgroups(node)
     for path in own:
-        path.mkdir(parents=True, exist_ok=True)
+        _make_cgroup(path)
     log = open(node_dir / "nspawn.log", "ab")  # noqa: SIM115 - handed to the child
     with log:
         proc = subprocess.Popen(
@@ -95,10 +167,54 @@ def boot(lab, node):
             stderr=log,
             start_new_session=True,
             preexec_fn=_enter_own_cgroup(own),
+            env=env,
         )
     pid_file(lab, node).parent.mkdir(parents=True, exist_ok=True)
     pid_file(lab, node).write_text(f"{proc.pid}\n")
     return proc.pid
+
+
+def runs_containers(node):
+    return "worker" in node.roles
+
+
+# The kubelet's kernel defaults (it sets them unless they already have these values). They
+# are machine-wide, and the lab's nodes share this machine's kernel: each node that runs
+# pods gets its own copy of the three files instead, so no lab node changes the machine.
+KUBELET_KERNEL_TUNABLES = ("kernel/panic", "kernel/panic_on_oops", "vm/overcommit_memory")
+_NODE_TUNABLES = "/run/kubesalt-lab/sysctl"
+
+
+def prepare_runtime(lab, node):
+    """What a node that runs pods needs from its host, done right after it booted:
+
+    - its v1 controller hierarchies writable (nspawn mounts them read-only); its cgroup
+      namespace shows only its own subtree, where containerd, runc and the kubelet create
+      their cgroups;
+    - its own copy of the kubelet's machine-wide kernel tunables (see above);
+    - /proc/sys/net writable: it holds only the node's own network namespace's settings
+      (ip_forward, which kubesalt sets on a worker), not the machine's.
+    """
+    script = [
+        "set -e",
+        "for c in /sys/fs/cgroup/*/; do",
+        '  case "$(stat -fc %T "$c")" in cgroupfs) mount -o remount,bind,rw "$c" ;; esac',
+        "done",
+        "if ! mountpoint -q /proc/sys/net; then",
+        "  mount --bind /proc/sys/net /proc/sys/net",
+        "  mount -o remount,bind,rw /proc/sys/net",
+        "fi",
+        f"mkdir -p {_NODE_TUNABLES}",
+    ]
+    for tunable in KUBELET_KERNEL_TUNABLES:
+        copy = f"{_NODE_TUNABLES}/{tunable.replace('/', '.')}"
+        script += [
+            f"if ! mountpoint -q /proc/sys/{tunable}; then",
+            f"  cat /proc/sys/{tunable} > {copy}",
+            f"  mount --bind {copy} /proc/sys/{tunable}",
+            "fi",
+        ]
+    inside(lab, node, ["sh", "-c", "\n".join(script)])
 
 
 def leader_pid(nspawn):

@@ -11,10 +11,12 @@ from kubesalt_lab import (
     bgp,
     build,
     containers,
+    images,
     master,
     net,
     pillar,
     recipes,
+    registry,
     report,
     rootfs,
 )
@@ -46,6 +48,23 @@ def build_components(lab, progress, names=None):
     return results, rows
 
 
+def publish_images(lab, components, progress):
+    """Make the cluster's images from the lab's builds and push them to the lab's registry
+    (started here); returns the pillar settings that point containerd at it."""
+    registry.start(lab)
+    base = registry.url(lab)
+    made = images.for_lab(
+        lab.cache_dir, master.lab_pillar(lab).versions(), components, lab.run_dir / "images"
+    )
+    for image in made:
+        digest, pushed = registry.push(base, image)
+        progress(
+            f"image {image.reference}: {'pushed' if pushed else 'in the registry'} ({digest[:19]})"
+        )
+    mirrors = sorted({image.registry for image in made})
+    return {"containerd:registry_mirrors": {name: [base] for name in mirrors}}
+
+
 def set_pillar(lab, settings, progress):
     """``kubesalt-lab pillar``: replace pillar values for every node. A changed version of a
     component the lab builds is built first (a version that cannot be built stops here,
@@ -59,7 +78,7 @@ def set_pillar(lab, settings, progress):
         results, _rows = build.build_all(lab.cache_dir, after, progress, names=changed)
         files = [b for found in results.values() for b in found]
         built = {**served.built, **pillar.built_settings(files, artifacts.server_url(lab))}
-    served.write(lab.nodes, built=built, overrides=settings)
+    served.write(built=built, overrides=settings)
     return master.refresh_pillar(lab)
 
 
@@ -83,9 +102,10 @@ def up(lab, progress):
     progress(f"network: {len(lab.nodes)} namespaces, one per node")
     artifacts.start_server(lab)
     progress(f"artifacts: served from {artifacts.server_url(lab)}")
+    mirrors = publish_images(lab, components, progress)
     files = [b for found in components.values() for b in found]
     master.lab_pillar(lab).write(
-        lab.nodes, built=pillar.built_settings(files, artifacts.server_url(lab))
+        built={**pillar.built_settings(files, artifacts.server_url(lab)), **mirrors}
     )
     master.write_config(lab)
     for node in lab.nodes:
@@ -97,6 +117,8 @@ def up(lab, progress):
         containers.boot(lab, node)
     for node in lab.ordered_nodes():
         state = containers.wait_booted(lab, node)
+        if containers.runs_containers(node):
+            containers.prepare_runtime(lab, node)
         progress(f"host {node.id}: systemd {state}")
     answered = {}
 
@@ -134,11 +156,16 @@ def _minion_diagnosis(lab, nodes):
 
 def apply_waves(lab):
     """The order a cluster comes up in: all masters at once (their first runs wait for each
-    other's service-account keys), then each worker, then each router."""
+    other's service-account keys), then all workers (they need the apiservers), then the
+    routers (their sessions are with the workers' BIRD)."""
     ordered = lab.ordered_nodes()
-    masters = [n for n in ordered if "master" in n.roles]
-    waves = [masters] if masters else []
-    return waves + [[n] for n in ordered if n not in masters]
+    waves = []
+    for role in ("master", "worker"):
+        wave = [n for n in ordered if role in n.roles and not any(n in w for w in waves)]
+        if wave:
+            waves.append(wave)
+    rest = [n for n in ordered if not any(n in w for w in waves)]
+    return waves + ([rest] if rest else [])
 
 
 def apply(lab, progress):
@@ -162,14 +189,9 @@ def apply(lab, progress):
             )
             for error in summary["errors"]:
                 progress(f"  {node.id}: {error}")
-    routers_ok = all(
-        results[n.id]["failed"] == 0 and not results[n.id]["errors"]
-        for n in lab.nodes
-        if "router" in n.roles
-    )
-    if routers_ok and any("router" in n.roles for n in lab.nodes):
-        # The workers' BGP side, which calico-node would be: the lab's stand-in speakers.
-        bgp.start_standins(lab, progress)
+    if any("router" in n.roles for n in lab.nodes):
+        # The routers' sessions with the workers' BIRD (calico-bird, configured by confd).
+        bgp.wait_established(lab, progress)
     return results
 
 
@@ -227,7 +249,7 @@ def status(lab):
             [node.id, ",".join(node.roles), node.ip, system, minion if system != "down" else "-"]
         )
         managed = kubesalt_units.managed_units(node.roles)
-        node_artifacts = served.config(node.roles).get("artifacts") or {}
+        node_artifacts = served.config().get("artifacts") or {}
         if system == "down":
             units += [[node.id, unit, "host down"] for unit in managed]
             continue
@@ -367,6 +389,7 @@ def down(lab, progress):
         progress("salt-master: stopping")
     master.stop(lab)
     artifacts.stop_server(lab)
+    registry.stop(lab)
     # Anything still inside a lab namespace is a lab process (a container whose nspawn was
     # killed, a minion): end it by PID before the namespace goes.
     for netns in net.lab_namespaces():
@@ -402,7 +425,10 @@ def _lab_processes(lab):
             str(lab.master_dir) in argv
         )
         is_server = "http.server" in argv and served in argv and "--directory" in argv
-        if is_nspawn or is_master or is_server:
+        is_registry = (
+            bool(argv) and argv[0] == str(registry.PROGRAM) and str(lab.run_dir) in " ".join(argv)
+        )
+        if is_nspawn or is_master or is_server or is_registry:
             found.append(int(entry.name))
     return found
 

@@ -70,7 +70,7 @@ def override_pillar(lab, settings):
 
     Refreshes every minion's pillar; returns {minion: refreshed}. The repo is not touched.
     """
-    lab_pillar(lab).write(lab.nodes, overrides=settings)
+    lab_pillar(lab).write(overrides=settings)
     return refresh_pillar(lab)
 
 
@@ -109,7 +109,7 @@ def write_config(lab):
     conf.update({key: snippet[key] for key in ("peer", "reactor", "schedule")})
     lab.master_dir.mkdir(parents=True, exist_ok=True)
     if not (_overlay_dir(lab) / "top.sls").exists():
-        lab_pillar(lab).write(lab.nodes)
+        lab_pillar(lab).write()
     (lab.master_dir / "master").write_text(yaml.safe_dump(conf))
 
 

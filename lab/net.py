@@ -1,6 +1,12 @@
 """The lab network: one bridge on the host holding the master's address, and per node a
-network namespace joined to the bridge by a veth pair. No default route, no NAT: lab
-addresses (198.18.0.0/15) never leave the machine."""
+network namespace joined to the bridge by a veth pair.
+
+The first router is every other node's gateway, as a datacenter's router would be: it
+forwards between the nodes by the routes it learnt over BGP (the pods' blocks), so masters
+reach pods and a pod's gateway (Calico's proxy-ARP 169.254.1.1, which the kernel answers
+only for an address it has a route to) resolves. The router itself has no default route and
+there is no NAT: lab addresses (198.18.0.0/15) never leave the machine, and anything else is
+dropped at the router."""
 
 from pathlib import Path
 
@@ -52,6 +58,16 @@ def ensure_node(lab, node):
     run([*ns, "link", "set", "eth0", "up"])
     run([*ns, "link", "set", "lo", "up"])
     run(["ip", "link", "set", node.veth_host, "master", BRIDGE, "up"])
+    router = gateway(lab)
+    if router is node:
+        run(["ip", "netns", "exec", node.netns, "sysctl", "-q", "-w", "net.ipv4.ip_forward=1"])
+    elif router is not None:
+        run([*ns, "route", "replace", "default", "via", router.ip, "dev", "eth0"])
+
+
+def gateway(lab):
+    """The node every other node routes through: the first router, if the lab has one."""
+    return next((n for n in lab.ordered_nodes() if "router" in n.roles), None)
 
 
 def lab_namespaces():

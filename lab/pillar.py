@@ -1,16 +1,14 @@
-"""The pillar the lab's salt-master serves: the repo's example cluster plus three layers.
+"""The pillar the lab's salt-master serves: the repo's example cluster plus two layers.
 
 1. **built**: every artifact the lab built (``kubesalt-lab build``), as ``source: url``
-   with the URL of the lab's artifact server and the archive's sha256: the nodes install
-   them through ``k8s_artifact`` exactly as a production site installs upstream releases.
-2. **pending**: what the lab does not run yet on some nodes. The workers' Kubernetes and
-   Calico components are the next step; until then workers keep Debian's containerd and
-   their kube-* and Calico units are written but not started (``source: unavailable``).
-3. **overrides**: what an operator or a test set with ``kubesalt-lab pillar`` (a version,
+   with the URL of the lab's artifact server and the archive's sha256, and the lab's
+   registry as the mirror of every registry the cluster's images name: the nodes install
+   and pull them exactly as an air-gapped production site does.
+2. **overrides**: what an operator or a test set with ``kubesalt-lab pillar`` (a version,
    an archive URL); each value replaces what is at its path.
 
 Each layer replaces values at colon paths of the ``kubesalt`` tree; the result is written
-as one complete pillar file per group of nodes, so nothing is merged by Salt.
+as one complete pillar file, so nothing is merged by Salt.
 """
 
 import copy
@@ -21,18 +19,6 @@ import yaml
 
 from kubesalt_ext.utils import kubesalt_artifacts, kubesalt_pillar
 from kubesalt_lab.config import FORMULA_DEFAULTS, LAB_PILLAR, LabError
-
-_NOT_YET = "the lab runs the workers' Kubernetes and Calico components in a later step"
-PENDING_ROLES = ("worker",)
-PENDING = {
-    "versions:containerd": "1.6.20",
-    "artifacts:containerd": {"source": "package", "package": "containerd"},
-    "artifacts:runc": {"source": "package", "package": "runc"},
-    "artifacts:kubernetes": {"source": "unavailable", "reason": _NOT_YET},
-    "artifacts:calico_node": {"source": "unavailable", "reason": _NOT_YET},
-    "artifacts:cni_plugins": {"source": "unavailable", "reason": _NOT_YET},
-    "artifacts:crictl": {"source": "unavailable", "reason": _NOT_YET},
-}
 
 
 def set_path(tree, path, value):
@@ -59,14 +45,10 @@ def built_settings(built, base_url):
     }
 
 
-def is_pending(roles):
-    return any(role in PENDING_ROLES for role in roles)
-
-
-def layered(base, built, overrides, pending):
+def layered(base, built, overrides):
     """The ``kubesalt`` tree with the layers applied in order (see the module docstring)."""
     tree = copy.deepcopy(base)
-    for layer in (built, PENDING if pending else {}, overrides):
+    for layer in (built, overrides):
         for path, value in layer.items():
             set_path(tree, path, value)
     return tree
@@ -98,61 +80,41 @@ class LabPillar:
     def base(self):
         return yaml.safe_load(self.pillar_file.read_text())["kubesalt"]
 
-    def tree(self, roles, built=None, overrides=None):
-        """The ``kubesalt`` pillar a node with ``roles`` gets (with the layers given in place
-        of the saved ones)."""
+    def tree(self, built=None, overrides=None):
+        """The ``kubesalt`` pillar every node gets (with the layers given in place of the
+        saved ones)."""
         return layered(
             self.base(),
             self.built if built is None else built,
             self.overrides if overrides is None else overrides,
-            is_pending(roles),
         )
 
-    def config(self, roles, built=None, overrides=None):
+    def config(self, built=None, overrides=None):
         """That pillar merged over the formula defaults, as the minions see it."""
         defaults = yaml.safe_load(FORMULA_DEFAULTS.read_text())
-        return kubesalt_pillar.merge(defaults, self.tree(roles, built, overrides))
+        return kubesalt_pillar.merge(defaults, self.tree(built, overrides))
 
     def versions(self, overrides=None):
-        return dict(self.config((), overrides=overrides).get("versions") or {})
+        return dict(self.config(overrides=overrides).get("versions") or {})
 
-    def write(self, nodes, built=None, overrides=None):
-        """Save the layers given and write one pillar file per group of nodes and the top
-        file. An invalid result is refused (naming the keys) before anything is written."""
-        groups = {"lab_pillar": [], "lab_pillar_pending": []}
-        for node in nodes:
-            groups["lab_pillar_pending" if is_pending(node.roles) else "lab_pillar"].append(node)
-        trees = {}
-        for sls, members in groups.items():
-            if not members:
-                continue
-            roles = members[0].roles
-            problems = kubesalt_pillar.errors(
-                kubesalt_pillar.validate(self.config(roles, built, overrides))
-            )
-            if problems:
-                raise LabError(
-                    "the lab's pillar would be invalid: " + "; ".join(map(str, problems))
-                )
-            trees[sls] = self.tree(roles, built, overrides)
+    def write(self, built=None, overrides=None):
+        """Save the layers given and write the pillar file and the top file. An invalid
+        result is refused (naming the keys) before anything is written."""
+        problems = kubesalt_pillar.errors(kubesalt_pillar.validate(self.config(built, overrides)))
+        if problems:
+            raise LabError("the lab's pillar would be invalid: " + "; ".join(map(str, problems)))
+        tree = self.tree(built, overrides)
         if built is not None:
             self._write("built.json", built)
         if overrides is not None:
             self._write("overrides.json", overrides)
-        top = ["# Written by kubesalt-lab (see kubesalt_lab.pillar).", "base:"]
-        pending = ",".join(n.id for n in groups["lab_pillar_pending"])
-        # Every other minion id (the salt-master's own, for orchestrations) gets the common
-        # pillar; the pending nodes get theirs alone (two `kubesalt` trees would be merged).
-        targets = {
-            "lab_pillar": f"* and not L@{pending}" if pending else "*",
-            "lab_pillar_pending": f"L@{pending}",
-        }
-        for sls, tree in trees.items():
-            (self.dir / f"{sls}.sls").write_text(
-                yaml.safe_dump({"kubesalt": tree}, sort_keys=False)
-            )
-            top += [f"  '{targets[sls]}':", "    - match: compound", f"    - {sls}"]
-        (self.dir / "top.sls").write_text("\n".join(top) + "\n")
+        (self.dir / "lab_pillar.sls").write_text(
+            yaml.safe_dump({"kubesalt": tree}, sort_keys=False)
+        )
+        (self.dir / "top.sls").write_text(
+            "# Written by kubesalt-lab (see kubesalt_lab.pillar).\n"
+            "base:\n  '*':\n    - lab_pillar\n"
+        )
 
 
 _ETCD_ALONE = "etcd's upgrade path is tried alone on these masters"

@@ -17,6 +17,8 @@ that is :meth:`Recipe.local_replacement`.
 import re
 from dataclasses import dataclass, field
 
+from kubesalt_lab.toolchain import GO_VERSION
+
 KUBERNETES_MODULE = "k8s.io/kubernetes"
 CALICO_MODULE = "github.com/projectcalico/calico"
 CALICO_API_MODULE = "github.com/projectcalico/api"
@@ -77,6 +79,7 @@ class Recipe:
     module_version_of: object = None  # "1.37.0" -> "v1.37.0"
     known_versions: object = None  # for versions the proxy cannot list (Calico)
     extra_replaces: object = None  # Resolved -> {module: version}
+    go: str = GO_VERSION  # the Go toolchain it is built with (toolchain.TOOLCHAIN_SUMS)
     notes: str = ""
 
     def module_version(self, version):
@@ -278,6 +281,8 @@ def _calico_module_version(version):
 CALICO = Recipe(
     name="calico",
     modules=(CALICO_MODULE,),
+    # Calico's release toolchain line, not the default: see toolchain.TOOLCHAIN_SUMS.
+    go="1.24.9",
     # Without cgo felix has no eBPF dataplane (libbpf): kubesalt uses iptables/nftables.
     programs=(
         Program("calico-node", f"{CALICO_MODULE}/node/cmd/calico-node"),
@@ -286,6 +291,7 @@ CALICO = Recipe(
         Program(
             "calico-kube-controllers", f"{CALICO_MODULE}/kube-controllers/cmd/kube-controllers"
         ),
+        Program("check-status", f"{CALICO_MODULE}/kube-controllers/cmd/check-status"),
     ),
     releases=(
         Release("calico_node", "calico-node-amd64", single="calico-node"),
@@ -297,10 +303,11 @@ CALICO = Recipe(
             "calico-cni-linux-amd64-v{version}.tgz",
             members={"calico": "calico", "calico-ipam": "calico"},
         ),
+        # kube-controllers and the check its probes run (made into an image by the lab).
         Release(
             "calico_kube_controllers",
-            "calico-kube-controllers-amd64",
-            single="calico-kube-controllers",
+            "calico-kube-controllers-linux-amd64-v{version}.tgz",
+            members={"kube-controllers": "calico-kube-controllers", "check-status": "check-status"},
         ),
     ),
     stamps=lambda r: _x(

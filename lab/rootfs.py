@@ -22,6 +22,13 @@ PACKAGES = (
     "containerd",
     "bird2",
     "nginx",
+    # What kube-proxy's and felix's dataplanes call (kubesalt's states ask for them; the
+    # lab's hosts have no way out to a mirror, so they are in the rootfs already).
+    "nftables",
+    "iptables",
+    "ipset",
+    "conntrack",
+    "procps",
 )
 # Debian enables these at install; kubesalt's states decide when they run, not the package.
 PACKAGE_UNITS_DISABLED = ("etcd.service", "containerd.service", "nginx.service", "bird.service")

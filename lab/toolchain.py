@@ -18,11 +18,18 @@ from pathlib import Path
 
 from kubesalt_lab.config import LabError
 
-GO_VERSION = "1.26.8"
+GO_VERSION = "1.26.8"  # the default; a recipe may pin another (recipes.Recipe.go)
 TOOLCHAIN_MODULE = "golang.org/toolchain"
-# The module's go.sum lines: the go command checks the download against them (it refuses
-# a toolchain it cannot verify, and this machine reaches no checksum database).
-TOOLCHAIN_SUM = "h1:ZOmGe1OnfREDMIdb1Qi4G9JSuDPBLGExZMQ4nis1RXM="
+# Each pinned toolchain's go.sum line: the go command checks the download against it (it
+# refuses a toolchain it cannot verify, and this machine reaches no checksum database).
+TOOLCHAIN_SUMS = {
+    "1.26.8": "h1:ZOmGe1OnfREDMIdb1Qi4G9JSuDPBLGExZMQ4nis1RXM=",
+    # Calico 3.31's own release toolchain line: json-iterator's reflect2 (which Calico's
+    # datastore encoding uses) misreads interned label maps when built with Go 1.26, and
+    # Typha panics "makeslice: len out of range" on its first snapshot.
+    "1.24.9": "h1:XCaHFxbYbAFzirf0FlQ6XUJ3WM+yR7FdDHZvREoPVDI=",
+}
+TOOLCHAIN_SUM = TOOLCHAIN_SUMS[GO_VERSION]
 TOOLCHAIN_GO_MOD_SUM = "h1:8wlg68NqwW7eMnI1aABk/C2pDYXj8mrMY4TyRfiLeS0="
 # Where Debian's golang-go puts its go, for a machine whose PATH has none.
 BOOTSTRAP_CANDIDATES = ("/usr/lib/go/bin/go", "/usr/bin/go")
@@ -87,8 +94,14 @@ def installed(cache_dir, go_version=GO_VERSION):
     return None
 
 
-def ensure(cache_dir, progress, go_version=GO_VERSION, expected_sum=TOOLCHAIN_SUM):
+def ensure(cache_dir, progress, go_version=GO_VERSION, expected_sum=None):
     """The pinned toolchain's go binary, downloaded (and its sum checked) when missing."""
+    if expected_sum is None:
+        if go_version not in TOOLCHAIN_SUMS:
+            raise LabError(
+                f"go: no pinned sum for go{go_version}; pinned: {', '.join(TOOLCHAIN_SUMS)}"
+            )
+        expected_sum = TOOLCHAIN_SUMS[go_version]
     found = installed(cache_dir, go_version)
     if found:
         return found

@@ -22,6 +22,7 @@ FIRST_RUN_CHANGES = {
     "worker": [
         *NODE_STATES,
         "kubesalt-pki-certificates-present",
+        "kubesalt-pki-kubeconfig-calico-cni-managed",
         "kubesalt-pki-kubeconfig-calico-node-managed",
         "kubesalt-pki-kubeconfig-kube-proxy-managed",
         "kubesalt-pki-kubeconfig-kubelet-managed",

@@ -4,7 +4,7 @@ import subprocess
 
 import yaml
 
-from kubesalt_ext.utils import kubesalt_pki
+from kubesalt_ext.utils import kubesalt_pki, kubesalt_units
 from kubesalt_lab import containers, lifecycle, master, report
 from tests.lab.conftest import LAB_CLI, leftovers_seen_by_the_system, quiet
 from tests.support.bad_pillars import lab_config
@@ -24,14 +24,20 @@ def test_every_minion_answers_test_ping(lab_up):
 
 def test_hosts_have_their_pillar_address_and_no_way_out(lab_up):
     lab, _ = lab_up
+    router = next(n for n in lab.ordered_nodes() if "router" in n.roles)
+    subnet = f"198.18.0.0/{lab.prefixlen} dev eth0 proto kernel scope link src"
     for node in lab.nodes:
         addrs = containers.inside(lab, node, ["ip", "-4", "-o", "addr", "show", "eth0"]).stdout
         assert f"inet {node.ip}/{lab.prefixlen}" in addrs
         routes = containers.inside(lab, node, ["ip", "-4", "route"]).stdout.splitlines()
-        routes = [line.strip() for line in routes]
-        assert routes == [
-            f"198.18.0.0/{lab.prefixlen} dev eth0 proto kernel scope link src {node.ip}"
-        ]
+        routes = [line.strip() for line in routes if "proto bird" not in line]
+        # The router is every other node's gateway, as a datacenter's router would be ...
+        gateway = [] if node is router else [f"default via {router.ip} dev eth0"]
+        assert routes == [*gateway, f"{subnet} {node.ip}"], node.id
+    # ... and it has no way out itself: a lookup (no packet sent) of a documentation
+    # address finds no route.
+    lookup = containers.inside(lab, router, ["ip", "route", "get", "192.0.2.1"], check=False)
+    assert lookup.returncode != 0 and "unreachable" in lookup.stderr, lookup
 
 
 def test_first_highstate_converges(first_apply, lab_up):
@@ -144,22 +150,17 @@ def test_second_highstate_changes_nothing(first_apply, lab_up):
         assert summary["ok"] == first_apply[node_id]["ok"] + first_apply[node_id]["changed"]
 
 
-def test_status_shows_units_and_never_fakes_missing_artifacts(first_apply, lab_up):
+def test_status_shows_every_unit_running_from_the_lab_build(first_apply, lab_up):
     lab, _ = lab_up
     shown = lifecycle.status(lab)
     assert [row[3:] for row in shown["hosts"]] == [["running", "answers"]] * len(lab.nodes)
     states = {(node, unit): state for node, unit, state in shown["units"]}
-    # The workers' Kubernetes and Calico components are a later step of the lab.
-    assert states[("worker-1", "calico-felix.service")].startswith(report.NOT_IN_LAB)
-    # Built by the lab (or Debian's, for BIRD): a real state, not the placeholder.
-    for key in (
-        ("master-1", "etcd.service"),
-        ("master-1", "kube-apiserver.service"),
-        ("router-1", "bird.service"),
-    ):
-        assert states[key] == "active (running), enabled", key
-    assert states[("worker-2", "containerd.service")] == "active (running), enabled"
-    assert "artifact not available in this lab" in lifecycle.status_tables(shown)
+    # Built by the lab (or Debian's, for BIRD): every unit has its artifact and runs.
+    for node in lab.ordered_nodes():
+        for unit in kubesalt_units.managed_units(node.roles):
+            assert states[(node.id, unit)].startswith("active"), (node.id, unit)
+    assert states[("worker-2", "calico-node.service")] == "active (exited), enabled"
+    assert report.NOT_IN_LAB not in lifecycle.status_tables(shown)
 
 
 def test_up_twice_duplicates_nothing(lab_up):

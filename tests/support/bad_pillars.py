@@ -83,7 +83,10 @@ _IP = "an IPv4 address such as '198.18.0.10'"
 _VERSION = "a version string such as '1.37.0' (quote it in YAML)"
 _ROLES = "a list of roles from: master, worker, router"
 _DISJOINT = "expected node, pod and service ranges to be disjoint"
-_TOP_KEYS = "artifacts, cluster, heal, ingress, kubelet, network, nodes, paths, pki, versions"
+_TOP_KEYS = (
+    "artifacts, cluster, containerd, heal, images, ingress, kube_proxy, kubelet, network, nodes, "
+    "paths, pki, versions"
+)
 _NODE_NAME = (
     "is not a valid Kubernetes node name; expected lowercase letters, digits, '-' and '.' "
     "(RFC 1123)"
@@ -104,7 +107,8 @@ CASES = [
         "unknown-network-key",
         _set("network:as_numbr", 64512),
         "kubesalt:network:as_numbr: unknown key; expected one of: as_number, bgp, "
-        "cluster_dns_ip, ip_pools, node_cidr, pod_cidr, service_cidr (did you mean 'as_number'?)",
+        "cluster_dns_ip, dns_upstream, ip_pools, node_cidr, pod_cidr, service_cidr "
+        "(did you mean 'as_number'?)",
     ),
     BadPillar(
         "unknown-node-key",
@@ -366,6 +370,35 @@ CASES = [
         "kubesalt:kubelet:fail_cgroup_v1: 'no' is not true or false",
     ),
     BadPillar(
+        "kube-proxy-unknown-mode",
+        _set("kube_proxy:mode", "userspace"),
+        "kubesalt:kube_proxy:mode: 'userspace' is not one of: ipvs, nftables, iptables",
+    ),
+    BadPillar(
+        "registry-mirror-not-a-url",
+        _set("containerd:registry_mirrors", {"registry.k8s.io": ["mirror.example.internal"]}),
+        "kubesalt:containerd:registry_mirrors:registry.k8s.io:0: 'mirror.example.internal' is "
+        "not an http(s):// URL",
+    ),
+    BadPillar(
+        "image-reference-unparsable",
+        _set("images:coredns", "coredns/CoreDNS:1.14.6"),
+        "kubesalt:images:coredns: 'coredns/CoreDNS:1.14.6' is not a container image reference "
+        "([registry/]path[:tag][@digest], lowercase path)",
+    ),
+    BadPillar(
+        "ip-pool-outside-pod-cidr",
+        _set("network:ip_pools", [{"name": "outside", "cidr": "198.20.0.0/16"}]),
+        "kubesalt:network:ip_pools:0:cidr: 198.20.0.0/16 is not inside network:pod_cidr "
+        "198.19.0.0/16",
+    ),
+    BadPillar(
+        "dns-upstream-not-an-address",
+        _set("network:dns_upstream", ["resolver.example"]),
+        "kubesalt:network:dns_upstream:0: 'resolver.example' is not an IPv4 address such as "
+        "'198.18.0.10'",
+    ),
+    BadPillar(
         "ip-pool-block-size-out-of-range",
         _set("network:ip_pools", [{"name": "pods", "cidr": "198.19.0.0/16", "block_size": 33}]),
         "kubesalt:network:ip_pools:0:block_size: 33 is not Calico's IPv4 block size, a whole "
@@ -413,7 +446,8 @@ CASES = [
         "artifact-unknown-name",
         _set("artifacts:kubernets", {"source": "package", "package": "kubernetes"}),
         "kubesalt:artifacts:kubernets: unknown artifact; expected one of: kubernetes, etcd, "
-        "containerd, runc, crictl, cni_plugins, calico_node, calico_typha, bird, calico_crds",
+        "containerd, runc, crictl, cni_plugins, calico_node, calico_typha, calico_cni, bird, "
+        "calico_crds",
     ),
     BadPillar(
         "artifact-members-not-a-mapping",

@@ -10,10 +10,21 @@ import re
 _FLAG_RE = re.compile(r"^\s+(?:-[A-Za-z], )?--([a-z0-9][a-z0-9-]*)", re.MULTILINE)
 
 # calico-node reads these with os.Getenv (its startup and confd: datastore, node name and
-# address, BGP backend); felix's config loader does not see them and nothing reports an
-# unknown one. Checked by hand against Calico's "Configure calico/node" reference.
+# address, BGP backend; startup's WAIT_FOR_DATASTORE, NO_DEFAULT_POOLS and CLUSTER_TYPE in
+# node/pkg/lifecycle/startup/startup.go); felix's config loader does not see them and
+# nothing reports an unknown one. Checked by hand against Calico's "Configure calico/node"
+# reference and that source.
 CALICO_NODE_PLAIN_VARIABLES = frozenset(
-    ["DATASTORE_TYPE", "KUBECONFIG", "NODENAME", "IP", "CALICO_NETWORKING_BACKEND"]
+    [
+        "DATASTORE_TYPE",
+        "KUBECONFIG",
+        "NODENAME",
+        "IP",
+        "CALICO_NETWORKING_BACKEND",
+        "WAIT_FOR_DATASTORE",
+        "NO_DEFAULT_POOLS",
+        "CLUSTER_TYPE",
+    ]
 )
 # Typha's Kubernetes client reads KUBECONFIG itself (client-go), not through its config.
 TYPHA_PLAIN_VARIABLES = frozenset(["KUBECONFIG"])

@@ -18,6 +18,7 @@ def test_every_unit_a_role_runs_has_its_binary_for_that_role():
 
 def test_a_changed_binary_restarts_exactly_the_units_that_run_it():
     assert kubesalt_units.units_of_binary(ka.binary("calico-node")) == (
+        "calico-node.service",
         "calico-felix.service",
         "calico-confd.service",
     )

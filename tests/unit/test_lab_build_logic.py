@@ -156,18 +156,15 @@ def test_built_files_become_url_sources_for_the_artifacts_kubesalt_knows():
     }
 
 
-def test_pillar_layers_apply_in_order_and_only_pending_nodes_get_the_pending_one():
+def test_pillar_layers_apply_in_order_and_replace_what_is_at_their_path():
     base = {"versions": {"etcd": "3.6.5"}, "artifacts": {"bird": {"source": "package"}}}
     built = {"artifacts:kubernetes": {"source": "url", "url": "u", "sha256": "s"}}
-    overrides = {"versions:etcd": "3.5.1"}
-    master = pillar.layered(base, built, overrides, pending=False)
-    assert master["artifacts"]["kubernetes"]["source"] == "url"
-    assert master["versions"]["etcd"] == "3.5.1"
-    worker = pillar.layered(base, built, overrides, pending=True)
-    assert worker["artifacts"]["kubernetes"]["source"] == "unavailable"
-    assert worker["versions"]["containerd"] == "1.6.20"
+    overrides = {"versions:etcd": "3.5.1", "artifacts:kubernetes": {"source": "path"}}
+    tree = pillar.layered(base, built, overrides)
+    assert tree["artifacts"]["kubernetes"] == {"source": "path"}  # replaced, not merged
+    assert tree["artifacts"]["bird"] == {"source": "package"}
+    assert tree["versions"]["etcd"] == "3.5.1"
     assert base == {"versions": {"etcd": "3.6.5"}, "artifacts": {"bird": {"source": "package"}}}
-    assert pillar.is_pending(("worker",)) and not pillar.is_pending(("master",))
 
 
 def test_release_archives_are_reproducible(tmp_path):

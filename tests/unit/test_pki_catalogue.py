@@ -87,7 +87,13 @@ def test_apiserver_sans_cover_service_ip_every_master_and_extras(config):
 
 def test_worker_certificates_carry_the_node_identity(config):
     certs = _by_name(config, "worker-2")
-    assert set(certs) == {"kubelet-client", "kubelet-server", "kube-proxy", "calico-felix"}
+    assert set(certs) == {
+        "kubelet-client",
+        "kubelet-server",
+        "kube-proxy",
+        "calico-felix",
+        "calico-cni",
+    }
     client = certs["kubelet-client"]
     assert (client.common_name, client.organizations) == ("system:node:worker-2", ("system:nodes",))
     assert client.extended_usages == ("client_auth",)
@@ -96,6 +102,7 @@ def test_worker_certificates_carry_the_node_identity(config):
     assert server.extended_usages == ("server_auth",)
     assert certs["kube-proxy"].common_name == "system:kube-proxy"
     assert certs["calico-felix"].common_name == "calico-felix"
+    assert certs["calico-cni"].common_name == "calico-cni"
 
 
 def test_router_holds_no_certificate(config):
@@ -179,7 +186,7 @@ def test_kubeconfigs_per_role():
     names = {s.name for s in kubesalt_pki.node_kubeconfigs(["master"])}
     assert names == {"admin", "scheduler", "controller-manager", "calico-typha"}
     worker = {s.name for s in kubesalt_pki.node_kubeconfigs(["worker"])}
-    assert worker == {"kubelet", "kube-proxy", "calico-node"}
+    assert worker == {"kubelet", "kube-proxy", "calico-node", "calico-cni"}
     assert kubesalt_pki.node_kubeconfigs(["router"]) == []
 
 

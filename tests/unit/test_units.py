@@ -119,15 +119,27 @@ def test_kubelet_configuration_owns_nothing_kubesalt_owns(config):
     assert document["clusterDNS"] == ["198.18.16.10"]
 
 
-def test_kube_proxy_uses_ipvs_and_the_pod_range(config):
-    document = kubesalt_units.kube_proxy_configuration(_ctx(config, "worker-2"))
-    assert document["mode"] == "ipvs"
+def test_kube_proxy_follows_its_mode_and_the_pod_range(config):
+    ipvs = copy.deepcopy(config)
+    ipvs["kube_proxy"] = {"mode": "ipvs", "conntrack_max_per_core": 32768}
+    document = kubesalt_units.kube_proxy_configuration(_ctx(ipvs, "worker-2"))
+    assert (document["mode"], document["ipvs"]["strictARP"]) == ("ipvs", True)
     assert document["clusterCIDR"] == "198.19.0.0/16"
     assert document["hostnameOverride"] == "worker-2"
-    files = kubesalt_units.kernel_files(_ctx(config, "worker-2"))
-    modules, sysctls = (text for text, _ in files.values())
+    assert document["conntrack"] == {"maxPerCore": 32768}
+    files = kubesalt_units.kernel_files(_ctx(ipvs, "worker-2"))
+    sysctls, modules = (files[p][0] for p in sorted(files, key=lambda p: "modules" in p))
     assert {"ip_vs", "ip_vs_rr", "nf_conntrack"} <= set(modules.split())
     assert "net.ipv4.ip_forward = 1" in sysctls
+    # The lab's kernel has no IPVS: nftables, no modules to load, the conntrack table
+    # left as the machine has it.
+    lab = kubesalt_units.kube_proxy_configuration(_ctx(config, "worker-2"))
+    assert (lab["mode"], "ipvs" in lab, lab["conntrack"]) == ("nftables", False, {"maxPerCore": 0})
+    assert list(kubesalt_units.kernel_files(_ctx(config, "worker-2"))) == [
+        "/etc/sysctl.d/90-kubesalt.conf"
+    ]
+    felix = kubesalt_units.calico_node_environment(_ctx(config, "worker-2"))
+    assert felix["FELIX_NFTABLESMODE"] == "Enabled"  # felix's rules beside kube-proxy's
 
 
 def test_containerd_config_schema_follows_its_major_version(config):
@@ -212,3 +224,21 @@ def test_the_readme_lists_every_unit_with_its_config_files(config):
             for port in rendered.unit.ports:
                 where = port.split()[1] if port.startswith("unix ") else port.split("/")[0]
                 assert where in section, (rendered.unit.name, port)
+
+
+def test_a_unit_holds_stale_credentials_only_when_they_were_written_after_it_started(config):
+    rendered = kubesalt_units.render(config, "master-1", "calico-typha")
+    pki = config["paths"]["pki_dir"]
+    assert rendered.credentials == (
+        f"{pki}/calico-typha.crt",
+        f"{pki}/calico-typha-client.crt",
+        "/etc/kubernetes/calico-typha.conf",
+    )
+    written = {path: 1000.0 for path in rendered.credentials}
+    assert kubesalt_units.stale_credentials(1000.5, written) == []
+    renewed = {**written, f"{pki}/calico-typha.crt": 2000.0}
+    assert kubesalt_units.stale_credentials(1000.5, renewed) == [f"{pki}/calico-typha.crt"]
+    # Not running: it reads whatever is there when it starts.
+    assert kubesalt_units.stale_credentials(None, renewed) == []
+    # etcd reloads its certificates on each handshake; BIRD has none.
+    assert kubesalt_units.render(config, "router-1", "bird").credentials == ()

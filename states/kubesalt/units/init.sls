@@ -1,6 +1,7 @@
 {#- The systemd units of this node's roles (all but etcd, which has its own formula): their
     config files, the unit files, then each unit enabled and running, restarted when its
-    config, unit or binary changes (and only then). A unit whose artifact is `source:
+    config, unit or binary changes (and only then), or when a certificate it reads was
+    re-issued after it started. A unit whose artifact is `source:
     unavailable` is written and left stopped. What is written is rendered by k8s_unit from
     _utils/kubesalt_units.py. #}
 {%- set tplroot = tpldir.split("/")[0] %}
@@ -101,6 +102,15 @@ kubesalt-unit-{{ unit.name }}-running:
 {%- for binary in unit.binaries %}
       - k8s_artifact: kubesalt-artifact-{{ binary }}-installed
 {%- endfor %}
+{%- if unit.credentials %}
+
+{#- A certificate re-issued while the unit ran (renewal) restarts it: it reads them at start. #}
+kubesalt-unit-{{ unit.name }}-credentials-current:
+  k8s_unit.credentials_current:
+    - name: {{ unit.name }}
+    - require:
+      - service: kubesalt-unit-{{ unit.name }}-running
+{%- endif %}
 {%- else %}
 
 kubesalt-unit-{{ unit.name }}-not-started:

@@ -1,7 +1,7 @@
-{#- What kube-proxy's IPVS mode and pod routing need from the kernel on a worker: the
-    modules-load.d and sysctl.d files always; loading the modules and applying the sysctls
-    only where kube-proxy really runs (its artifact is available), since a host that cannot
-    run it (a container in the lab) may not load kernel modules at all. #}
+{#- What kube-proxy's mode and pod routing need from a worker's kernel and host: the
+    sysctl.d file (and for IPVS the modules-load.d file) always; the host packages of the
+    mode (nftables, iptables, ipset, conntrack), loading the modules and applying the
+    sysctls only where kube-proxy really runs (its artifact is available). #}
 {%- set tplroot = tpldir.split("/")[0] %}
 {%- from tplroot ~ "/map.jinja" import kubesalt, node with context %}
 {%- set kernel = salt["k8s_unit.kernel"]() %}
@@ -22,6 +22,15 @@ kubesalt-kernel-{{ path }}-managed:
       - kubesalt: kubesalt-pillar-validated
 {%- endfor %}
 {%- if kernel.apply %}
+
+kubesalt-kernel-packages-installed:
+  pkg.installed:
+    - pkgs: {{ kernel.packages | json }}
+    - require:
+      - kubesalt: kubesalt-pillar-validated
+    # kube-proxy and felix call these programs (nft, iptables, ipset, conntrack).
+    - require_in:
+      - sls: {{ tplroot }}.units
 {%- for module in kernel.modules %}
 
 kubesalt-kernel-module-{{ module }}-loaded:
@@ -35,6 +44,7 @@ kubesalt-kernel-sysctls-applied:
     - onchanges:
       - file: kubesalt-kernel-{{ kernel.sysctl_file }}-managed
     - require:
+      - pkg: kubesalt-kernel-packages-installed
 {%- for module in kernel.modules %}
       - kmod: kubesalt-kernel-module-{{ module }}-loaded
 {%- endfor %}
