@@ -98,8 +98,12 @@ def test_the_cluster_objects_and_calicos_crds_are_applied(lab_applied):
     assert addresses == sorted(_node(lab_applied, m).ip for m in MASTERS)
     ingress = _kubectl(lab_applied, "get", "ingressclass", "-o", "name").stdout.split()
     assert ingress == ["ingressclass.networking.k8s.io/nginx"]
-    # kubesalt creates no Node: the kubelet registers its own.
-    assert _kubectl(lab_applied, "get", "nodes", "-o", "name").stdout.split() == []
+    # kubesalt creates no Node: each worker's kubelet registers its own.
+    nodes = json.loads(_kubectl(lab_applied, "get", "nodes", "-o", "json").stdout)["items"]
+    assert sorted(n["metadata"]["name"] for n in nodes) == ["worker-1", "worker-2"]
+    for node in nodes:
+        managers = {f["manager"] for f in node["metadata"].get("managedFields", [])}
+        assert "kubelet" in managers and "kubesalt" not in managers, managers
 
 
 def test_typha_initialised_the_datastore_and_syncs_with_kubesalts_rights(lab_applied):
