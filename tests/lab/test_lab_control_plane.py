@@ -99,7 +99,8 @@ def test_the_cluster_objects_and_calicos_crds_are_applied(lab_applied):
     ingress = _kubectl(lab_applied, "get", "ingressclass", "-o", "name").stdout.split()
     assert ingress == ["ingressclass.networking.k8s.io/nginx"]
     # kubesalt creates no Node: each worker's kubelet registers its own.
-    nodes = json.loads(_kubectl(lab_applied, "get", "nodes", "-o", "json").stdout)["items"]
+    shown = _kubectl(lab_applied, "get", "nodes", "--show-managed-fields", "-o", "json")
+    nodes = json.loads(shown.stdout)["items"]
     assert sorted(n["metadata"]["name"] for n in nodes) == ["worker-1", "worker-2"]
     for node in nodes:
         managers = {f["manager"] for f in node["metadata"].get("managedFields", [])}
