@@ -9,7 +9,6 @@ import time
 from kubesalt_lab import containers
 
 ROUTER_SOCKET = "/run/bird/bird.ctl"
-WORKER_SOCKET = "/var/run/calico/bird.ctl"
 
 
 def wait_established(lab, progress, timeout=60):
@@ -46,16 +45,14 @@ def parse_protocols(text):
     return rows
 
 
-def sessions(lab, role="router"):
-    """The BGP sessions of every node with ``role`` (``router``, or ``worker``: calico-bird)
-    as BIRD reports them: [[node, session, state, info]]."""
-    socket = ROUTER_SOCKET if role == "router" else WORKER_SOCKET
+def sessions(lab):
+    """The routers' BGP sessions as their BIRD reports them: [[router, session, state, info]]."""
     rows = []
     for node in lab.ordered_nodes():
-        if role not in node.roles or not containers.leader(lab, node):
+        if "router" not in node.roles or not containers.leader(lab, node):
             continue
         out = containers.inside(
-            lab, node, ["birdc", "-s", socket, "show", "protocols"], check=False
+            lab, node, ["birdc", "-s", ROUTER_SOCKET, "show", "protocols"], check=False
         )
         if out.returncode != 0:
             rows.append([node.id, "-", "-", (out.stdout + out.stderr).strip()[-120:]])

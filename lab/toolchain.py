@@ -29,7 +29,6 @@ TOOLCHAIN_SUMS = {
     # Typha panics "makeslice: len out of range" on its first snapshot.
     "1.24.9": "h1:XCaHFxbYbAFzirf0FlQ6XUJ3WM+yR7FdDHZvREoPVDI=",
 }
-TOOLCHAIN_SUM = TOOLCHAIN_SUMS[GO_VERSION]
 TOOLCHAIN_GO_MOD_SUM = "h1:8wlg68NqwW7eMnI1aABk/C2pDYXj8mrMY4TyRfiLeS0="
 # Where Debian's golang-go puts its go, for a machine whose PATH has none.
 BOOTSTRAP_CANDIDATES = ("/usr/lib/go/bin/go", "/usr/bin/go")
