@@ -16,6 +16,7 @@ import time
 
 import yaml
 
+from kubesalt_ext.utils import kubesalt_pillar
 from kubesalt_lab import config, containers, lifecycle, recipes, report
 from kubesalt_lab.config import LabError
 
@@ -60,12 +61,19 @@ def _parser():
         help="build the rootfs once, boot every node, start salt, wait for every minion",
         description="Bring the lab up. Safe to repeat: what runs already is kept.",
     )
-    sub.add_parser(
+    apply = sub.add_parser(
         "apply",
         help="highstate in order: masters, workers, routers",
         description="Apply the highstate node by node (masters, then workers, "
         "then routers) and print node, roles, states ok/changed/failed, duration. "
         "Exits 1 when a state failed.",
+    )
+    apply.add_argument(
+        "--role",
+        action="append",
+        choices=kubesalt_pillar.ROLES,
+        dest="roles",
+        help="only the nodes with this role (repeatable); default: every node",
     )
     sub.add_parser(
         "status",
@@ -131,7 +139,7 @@ def main(argv=None):
         elif args.command == "up":
             lifecycle.up(lab, _progress)
         elif args.command == "apply":
-            results = lifecycle.apply(lab, _progress)
+            results = lifecycle.apply(lab, _progress, args.roles)
             print(lifecycle.apply_table(lab, results))
             if any(r["failed"] or r["errors"] for r in results.values()):
                 return 1

@@ -154,11 +154,12 @@ def _minion_diagnosis(lab, nodes):
     return "; ".join(seen) or "none (the salt CLI itself did not answer)"
 
 
-def apply_waves(lab):
+def apply_waves(lab, roles=None):
     """The order a cluster comes up in: all masters at once (their first runs wait for each
     other's service-account keys), then all workers (they need the apiservers), then the
-    routers (their sessions are with the workers' BIRD)."""
-    ordered = lab.ordered_nodes()
+    routers (their sessions are with the workers' BIRD). ``roles`` keeps only the nodes
+    that have one of them (``None``: every node)."""
+    ordered = [n for n in lab.ordered_nodes() if roles is None or set(n.roles) & set(roles)]
     waves = []
     for role in ("master", "worker"):
         wave = [n for n in ordered if role in n.roles and not any(n in w for w in waves)]
@@ -168,10 +169,12 @@ def apply_waves(lab):
     return waves + ([rest] if rest else [])
 
 
-def apply(lab, progress):
-    """Highstate wave by wave (see :func:`apply_waves`); a summary per node."""
+def apply(lab, progress, roles=None):
+    """Highstate wave by wave (see :func:`apply_waves`; ``roles`` limits it to the nodes
+    with one of them); a summary per node."""
     results = {}
-    for wave in apply_waves(lab):
+    waves = apply_waves(lab, roles)
+    for wave in waves:
         names = ", ".join(n.id for n in wave)
         progress(f"apply {names} ...")
         start = time.monotonic()
@@ -189,7 +192,8 @@ def apply(lab, progress):
             )
             for error in summary["errors"]:
                 progress(f"  {node.id}: {error}")
-    if any("router" in n.roles for n in lab.nodes):
+    applied = {r for wave in waves for n in wave for r in n.roles}
+    if {"router", "worker"} <= applied:
         # The routers' sessions with the workers' BIRD (calico-bird, configured by confd).
         bgp.wait_established(lab, progress)
     return results

@@ -7,6 +7,7 @@ itself; a worker's BIRD or kubelet that systemd gave up on is repaired by kubesa
 """
 
 import ipaddress
+import json
 import time
 
 import pytest
@@ -277,3 +278,93 @@ def test_a_reissued_certificate_restarts_exactly_the_units_that_read_it(cluster)
     again = master.run_salt(lab, "worker-1", "state.apply", "kubesalt.units", timeout=300)
     assert not [s["__id__"] for s in again["worker-1"].values() if s["changes"]]
     wait_until(lambda: _sessions_up(lab), 60, interval=0.5, what="worker-1's BGP back")
+
+
+GHOST = "ghost-1"
+GHOST_CONTAINER = "kubesalt-ghost-sandbox"
+# The CNI network's name and the container: the handle calico-ipam records the address under.
+GHOST_HANDLE = f"k8s-pod-network.{GHOST_CONTAINER}"
+
+
+def _ghost_ipam_add(lab):
+    """Ask worker-1's own calico-ipam plugin, as containerd would for a pod sandbox, for an
+    address on behalf of a node that has no kubelet: the network config is the worker's own
+    conflist with only the node name changed. Returns the address calico-ipam gave."""
+    script = (
+        "python3 -c '"
+        'import json; c = json.load(open("/etc/cni/net.d/10-calico.conflist")); '
+        'p = c["plugins"][0]; '
+        f'p.update(name=c["name"], cniVersion=c["cniVersion"], nodename="{GHOST}"); '
+        "print(json.dumps(p))' | "
+        # IPAM needs no network namespace, but the plugin refuses its own: name none at all.
+        f"CNI_COMMAND=ADD CNI_CONTAINERID={GHOST_CONTAINER} CNI_NETNS=/run/netns/{GHOST} "
+        "CNI_IFNAME=eth0 CNI_PATH=/opt/cni/bin "
+        # As containerd passes them: the plugin refuses unknown arguments without IgnoreUnknown.
+        f'CNI_ARGS="IgnoreUnknown=1;K8S_POD_NAMESPACE=default;K8S_POD_NAME={GHOST}-pod" '
+        "/opt/cni/bin/calico-ipam"
+    )
+    added = heal.sh(lab, "worker-1", script)
+    assert added.returncode == 0, added.stdout + added.stderr[-2000:]
+    (ip,) = json.loads(added.stdout)["ips"]
+    return ipaddress.ip_interface(ip["address"]).ip
+
+
+def _ipam_of(lab, node):
+    """What Calico's IPAM holds for ``node``: its block affinities, the blocks affine to it,
+    and the ghost's handle if it still exists."""
+    affinities = [
+        a["spec"]["cidr"]
+        for a in workloads.get(lab, "blockaffinities.crd.projectcalico.org")["items"]
+        if a["spec"]["node"] == node and a["spec"].get("deleted") != "true"
+    ]
+    blocks = [
+        b["spec"]["cidr"]
+        for b in workloads.get(lab, "ipamblocks.crd.projectcalico.org")["items"]
+        if b["spec"].get("affinity") == f"host:{node}"
+    ]
+    handles = [
+        h["spec"]["handleID"]
+        for h in workloads.get(lab, "ipamhandles.crd.projectcalico.org")["items"]
+        if h["spec"]["handleID"] == GHOST_HANDLE
+    ]
+    return {"affinities": affinities, "blocks": blocks, "handles": handles}
+
+
+def test_calico_kube_controllers_releases_a_deleted_nodes_block_and_addresses(cluster):
+    """A node leaves the cluster with an address still allocated in its block: once its Node
+    is deleted (and the address's pod does not exist), calico-kube-controllers frees the
+    address and releases the node's block, so the pool does not leak."""
+    lab = cluster
+    # A Node with no kubelet behind it, which nothing may schedule on.
+    workloads.apply(
+        lab,
+        {
+            "apiVersion": "v1",
+            "kind": "Node",
+            "metadata": {"name": GHOST, "labels": {"kubernetes.io/hostname": GHOST}},
+            "spec": {
+                "unschedulable": True,
+                "taints": [{"key": "kubesalt.test/ghost", "effect": "NoSchedule"}],
+            },
+        },
+    )
+    try:
+        address = _ghost_ipam_add(lab)
+        assert address in POOL
+        held = _ipam_of(lab, GHOST)
+        assert len(held["affinities"]) == 1 and held["handles"] == [GHOST_HANDLE], held
+        (block,) = held["affinities"]
+        assert address in ipaddress.ip_network(block)
+        # The real workers' blocks are not the ghost's.
+        workers = {n: c for n, c in workloads.blocks(lab).items() if n != GHOST}
+        assert all(block not in cidrs for cidrs in workers.values()), workers
+    finally:
+        workloads.kubectl(lab, "delete", "node", GHOST, "--ignore-not-found")
+    wait_until(
+        lambda: _ipam_of(lab, GHOST) == {"affinities": [], "blocks": [], "handles": []},
+        120,
+        interval=1,
+        what=f"calico-kube-controllers to release {GHOST}'s block and address",
+    )
+    # The workers kept theirs.
+    assert sorted(workloads.blocks(lab)) == list(WORKERS)

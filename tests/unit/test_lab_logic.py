@@ -33,6 +33,8 @@ def test_masters_are_applied_together_then_the_workers_then_the_routers():
         ["worker-1", "worker-2"],
         ["router-1"],
     ]
+    only = [[n.id for n in wave] for wave in lifecycle.apply_waves(lab, ["master", "router"])]
+    assert only == [["master-1", "master-2", "master-3"], ["router-1"]]
 
 
 def test_lab_refuses_addresses_outside_the_benchmarking_range(tmp_path):

@@ -1,11 +1,31 @@
-"""`down` cleans up after an `up` that was killed half-way."""
+"""`down` leaves nothing behind: after a lab that runs, and after an `up` that was killed
+half-way."""
 
 import signal
 import subprocess
 import time
 
-from kubesalt_lab import lifecycle
+from kubesalt_lab import containers, lifecycle, master
 from tests.lab.conftest import LAB_CLI, leftovers_seen_by_the_system, quiet
+
+
+def test_down_leaves_nothing(lab_up):
+    lab, _ = lab_up
+    nspawns = [containers.nspawn_pid(lab, n) for n in lab.nodes]
+    master_pid = master.master_pid(lab)
+    lifecycle.down(lab, quiet)
+    assert lifecycle.leftovers_of(lab) == []
+    assert leftovers_seen_by_the_system(lab) == []
+    for pid in [*nspawns, master_pid]:
+        assert not _running(pid), pid
+
+
+def _running(pid):
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
 
 
 def test_down_after_up_was_killed_half_way(lab):
