@@ -228,10 +228,12 @@ def _binary_in(archive, member, url):
         with open(archive, "rb") as handle:
             yield handle
         return
+    candidates = {member, member.removeprefix("./"), f"./{member.removeprefix('./')}"}
     try:
-        with tarfile.open(archive) as tar:
-            candidates = {member, member.removeprefix("./"), f"./{member.removeprefix('./')}"}
-            info = next((i for i in tar.getmembers() if i.name in candidates), None)
+        # As a stream, read only up to the member: a gzip archive cannot seek back without
+        # decompressing again from its start, and listing it first decompresses it whole.
+        with tarfile.open(archive, "r|*") as tar:
+            info = next((i for i in tar if i.name in candidates), None)
             if info is None or not info.isfile():
                 raise CommandExecutionError(
                     f"{url} has no regular file {member!r} (set artifacts:<name>:members "
