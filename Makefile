@@ -4,6 +4,7 @@
 #   make setup  only the installation part
 #   make lint   ruff (check + format)
 #   make bench  benchmarks: print a table, write bench/results/*.json
+#   make conformance  every [Conformance] spec of Kubernetes' own suite against the lab
 SHELL := /bin/bash
 PYTHON ?= /usr/bin/python3
 VENV ?= .venv
@@ -56,6 +57,12 @@ bench: setup
 	$(VENV)/bin/python bench/bgp.py
 	$(VENV)/bin/python bench/heal.py
 	$(VENV)/bin/python bench/workers.py
+
+# Every [Conformance] spec against the lab (brought up and applied when not running); the
+# result table goes to bench/results/conformance.json.
+.PHONY: conformance
+conformance: setup
+	$(VENV)/bin/python bench/conformance.py
 
 # The lab: one systemd-nspawn host per node of pillar/kubesalt, converged by a real salt-master.
 .PHONY: lab lab-down

@@ -44,6 +44,9 @@ ARTIFACT_NAMES = kubesalt_artifacts.ARTIFACTS
 KEY_TYPES = ("ecdsa-p256", "rsa-2048", "rsa-4096")
 # ipvs is the architecture's choice; nftables and iptables for kernels without IPVS.
 KUBE_PROXY_MODES = ("ipvs", "nftables", "iptables")
+# How kube-apiserver reaches a Service it calls (webhooks, aggregated APIs): at its ready
+# endpoints (--enable-aggregator-routing), or at its cluster IP.
+APISERVER_SERVICE_ROUTING = ("endpoints", "cluster_ip")
 PATH_KEYS = (
     "config_dir",
     "kubernetes_dir",
@@ -672,6 +675,7 @@ SCHEMA = {
             "https_node_port": _check_node_port,
         }
     ),
+    "apiserver": _mapping({"service_routing": _check_choice(APISERVER_SERVICE_ROUTING)}),
     "kubelet": _mapping({"fail_cgroup_v1": _check_bool}),
     "kube_proxy": _mapping(
         {

@@ -195,6 +195,13 @@ def _apiserver(ctx):
         ("service-account-key-file", pki.service_account_bundle),
         ("service-account-signing-key-file", pki.service_account_key),
         ("service-cluster-ip-range", ctx.network["service_cidr"]),
+        # The masters run no kube-proxy and no route leads them to Service addresses: with
+        # "endpoints" the apiserver calls webhooks, CRD conversion and aggregated APIs at
+        # their Services' ready pod addresses, which the routers route to the masters.
+        (
+            "enable-aggregator-routing",
+            str(ctx.config["apiserver"]["service_routing"] == "endpoints").lower(),
+        ),
         ("authorization-mode", "Node,RBAC"),
         ("enable-admission-plugins", "NodeRestriction"),
         ("anonymous-auth", "false"),

@@ -24,6 +24,7 @@ as it was (files are built in a staging folder and renamed into place).
 import gzip
 import hashlib
 import json
+import re
 import shutil
 import subprocess
 import tarfile
@@ -61,6 +62,13 @@ def artifacts_dir(cache_dir):
 
 def src_dir(cache_dir, name, version):
     return Path(cache_dir) / "build" / "src" / f"{name}-{version}"
+
+
+def module_dir(cache_dir, recipe, version):
+    """Where Go's module cache keeps the tree of ``recipe``'s first module at ``version``
+    (upper-case letters are escaped as ``!`` + lower case there)."""
+    path = re.sub(r"[A-Z]", lambda m: "!" + m.group(0).lower(), recipe.modules[0])
+    return Path(cache_dir) / "go" / "mod" / f"{path}@{recipe.module_version(version)}"
 
 
 def log_path(cache_dir, name, version):
@@ -188,9 +196,10 @@ def cached(cache_dir, recipe, version, key):
     return found
 
 
-def _run_logged(argv, cwd, env, log, progress, label):
-    """Run a long go command, its output into ``log``; a progress line every HEARTBEAT s.
-    Returns (returncode, last lines)."""
+def run_logged(argv, cwd, env, log, progress, label, counting="packages compiled"):
+    """Run a long build command, its output into ``log``; a progress line every HEARTBEAT
+    s, with the number of output lines so far as ``counting`` (``go build -v`` prints a
+    line per package, make one per file). Returns (returncode, last lines)."""
     started = time.monotonic()
     lines = []
     proc = subprocess.Popen(
@@ -200,10 +209,9 @@ def _run_logged(argv, cwd, env, log, progress, label):
 
     def heartbeat():
         while not done.wait(HEARTBEAT):
-            progress(
-                f"build {label}: {time.monotonic() - started:.0f}s, "
-                f"{len(lines)} packages compiled so far"
-            )
+            # `go test -c` says nothing while it compiles.
+            said = f", {len(lines)} {counting} so far" if lines else ""
+            progress(f"build {label}: {time.monotonic() - started:.0f}s{said}")
 
     beat = threading.Thread(target=heartbeat, daemon=True)
     beat.start()
@@ -223,24 +231,25 @@ def _program_env(program):
     return env
 
 
-def _build_programs(go, cache_dir, recipe, resolved, workdir, bindir, log, progress):
+def _program_argv(go, program, flags, out):
+    """``go build`` of a program, or ``go test -c`` of a test binary: a suite's package
+    is a dependency here, so its tests' own imports are resolved from the module graph
+    (``-mod=mod``), and vet is left out (it costs more than the compile)."""
+    verb = ["test", "-c", "-vet=off", "-mod=mod"] if program.test else ["build", "-v"]
+    return [str(go), *verb, "-trimpath", "-buildvcs=false", "-o", str(out), "-ldflags", flags]
+
+
+def _build_programs(go, cache_dir, recipe, resolved, infos, workdir, bindir, log, progress):
     flags = recipes.ldflags(recipe, resolved)
     for program in recipe.programs:
         started = time.monotonic()
         program_flags = flags
         if program.static:
             program_flags += " -extldflags '-static'"
-        argv = [
-            str(go),
-            "build",
-            "-v",
-            "-trimpath",
-            "-buildvcs=false",
-            "-o",
-            str(bindir / program.name),
-            "-ldflags",
-            program_flags,
-        ]
+        if program.version_file:
+            stamped = _source_file(infos, program.version_file).read_text().strip()
+            program_flags += f" -X 'main.Version={stamped}'"
+        argv = _program_argv(go, program, program_flags, bindir / program.name)
         if program.tags:
             argv += ["-tags", ",".join(program.tags)]
         argv.append(program.package)
@@ -249,7 +258,7 @@ def _build_programs(go, cache_dir, recipe, resolved, workdir, bindir, log, progr
         env = toolchain.environment(cache_dir)
         env.update(_program_env(program))
         label = f"{recipe.name} {resolved.version}: {program.name}"
-        code, tail = _run_logged(argv, workdir, env, log, progress, label)
+        code, tail = run_logged(argv, workdir, env, log, progress, label)
         if code != 0:
             raise BuildError(
                 f"build of {recipe.name} {resolved.version} failed at {program.name} "
@@ -334,7 +343,7 @@ def build_component(go, cache_dir, recipe, version, progress):
     try:
         with open(log_file, "w") as log:
             _tidy(go, cache_dir, recipe, resolved, go_mods, workdir, log)
-            _build_programs(go, cache_dir, recipe, resolved, workdir, bindir, log, progress)
+            _build_programs(go, cache_dir, recipe, resolved, infos, workdir, bindir, log, progress)
         packed = _pack(recipe, resolved, infos, bindir, staging)
         shutil.rmtree(bindir)
         record = {

@@ -6,6 +6,8 @@ kubesalt-lab apply     highstate masters, then workers, then routers; print a ta
 kubesalt-lab status    hosts, minions, and the units each node's roles manage
 kubesalt-lab shell N   a shell (or a command) inside node N
 kubesalt-lab pillar K=V  replace pillar values for every node (a copy; the repo is untouched)
+kubesalt-lab kubeconfig  print an admin kubeconfig usable from this machine
+kubesalt-lab conformance run Kubernetes' conformance suite against the lab
 kubesalt-lab down      stop and remove everything the lab made
 """
 
@@ -13,11 +15,13 @@ import argparse
 import os
 import sys
 import time
+from pathlib import Path
 
 import yaml
 
 from kubesalt_ext.utils import kubesalt_pillar
-from kubesalt_lab import config, containers, lifecycle, recipes, report
+from kubesalt_lab import config, containers, lifecycle, master, recipes, report
+from kubesalt_lab import conformance as conformance_lib
 from kubesalt_lab.config import LabError
 
 
@@ -102,6 +106,49 @@ def _parser():
     )
     pillar.add_argument("--reset", action="store_true", help="back to the repo's pillar")
     sub.add_parser(
+        "kubeconfig",
+        help="print an admin kubeconfig usable from this machine",
+        description="Print the first master's admin kubeconfig with its CA, certificate and "
+        "key embedded, so kubectl and other tools on this machine reach the lab's "
+        "apiserver: kubesalt-lab kubeconfig > lab.conf; kubectl --kubeconfig lab.conf get "
+        "nodes. It holds the cluster admin's private key: keep it 0600.",
+    )
+    conformance = sub.add_parser(
+        "conformance",
+        help="run Kubernetes' conformance suite against the lab",
+        description="Build e2e.test and ginkgo from the cluster's Kubernetes version "
+        "(cached), make the images the suite runs and push them to the lab's registry, then "
+        "run the [Conformance] specs (those whose names match --focus) against the running "
+        "lab. Prints a line per finished spec and a summary; the JUnit report, Ginkgo's "
+        "JSON report and the suite's log stay in the report directory. Exits 0 when every "
+        "spec passed, 1 when one failed, 2 when nothing could run (no lab, a focus that "
+        "selects no spec).",
+    )
+    conformance.add_argument(
+        "--focus",
+        metavar="REGEX",
+        help="only the conformance specs whose full name matches (Ginkgo's --focus), e.g. "
+        r"'\[sig-network\]'; default: all of them",
+    )
+    conformance.add_argument(
+        "--skip",
+        metavar="REGEX",
+        default=conformance_lib.DEFAULT_SKIP,
+        help="leave out the specs whose names match, e.g. '\\[Disruptive\\]' (default: none)",
+    )
+    conformance.add_argument(
+        "--procs",
+        type=int,
+        default=conformance_lib.DEFAULT_PROCS,
+        help="parallel Ginkgo processes ([Serial] specs run alone at the end; default: "
+        f"{conformance_lib.DEFAULT_PROCS})",
+    )
+    conformance.add_argument(
+        "--report-dir",
+        metavar="DIR",
+        help="where the reports go (default: <cache>/conformance/reports/<UTC time>)",
+    )
+    sub.add_parser(
         "down",
         help="stop and remove everything the lab made",
         description="Stop every host and the salt-master, remove namespaces, "
@@ -123,6 +170,28 @@ def parse_settings(items):
         except yaml.YAMLError as err:
             raise LabError(f"{item!r}: the value is not YAML: {err}") from None
     return settings
+
+
+def _conformance(lab, args):
+    if args.procs < 1:
+        raise LabError(f"--procs {args.procs}: expected a number of processes, 1 or more")
+    conformance_lib.check_focus(args.focus, args.skip)
+    # In this order, so that no lab, a lab that does not answer or a focus that selects
+    # nothing stops the run before anything outside the lab's build cache changes.
+    kubeconfig = conformance_lib.write_kubeconfig(lab)
+    tools = conformance_lib.build_tools(lab, _progress, master.lab_pillar(lab).versions())
+    conformance_lib.check_api(tools, kubeconfig)
+    report_dir = Path(args.report_dir or conformance_lib.default_report_dir(lab))
+    names = conformance_lib.selected_specs(tools, kubeconfig, args.focus, args.skip)
+    conformance_lib.publish_images(lab, tools, _progress)
+    result = conformance_lib.run(
+        tools, kubeconfig, report_dir, _progress, names, args.focus, args.procs, args.skip
+    )
+    print(report.table(["result", "specs"], conformance_lib.summary_rows(result)))
+    for name, reason in result.failures:
+        print(f"FAILED {name}\n       {reason}")
+    print(f"reports: {result.report_dir}")
+    return 0 if result.failed == 0 else 1
 
 
 def main(argv=None):
@@ -159,6 +228,10 @@ def main(argv=None):
             if stale:
                 raise LabError(f"pillar written, but not refreshed on: {', '.join(stale)}")
             _progress("pillar refreshed on every node; `kubesalt-lab apply` uses it")
+        elif args.command == "kubeconfig":
+            sys.stdout.write(conformance_lib.kubeconfig(lab))
+        elif args.command == "conformance":
+            return _conformance(lab, args)
         elif args.command == "down":
             lifecycle.down(lab, _progress)
     except LabError as err:

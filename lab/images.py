@@ -30,6 +30,7 @@ import tarfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from kubesalt_lab import build, recipes
 from kubesalt_lab.config import LabError
 
 BUSYBOX = Path("/bin/busybox")
@@ -45,11 +46,20 @@ MEDIA_LAYER = "application/vnd.oci.image.layer.v1.tar+gzip"
 
 
 @dataclass(frozen=True)
+class Layer:
+    """A layer made once and shared by several images: its gzipped tar and its diff id."""
+
+    compressed: bytes
+    diff_id: str
+
+
+@dataclass(frozen=True)
 class Image:
     """One image: where it goes (registry, repository, tag) and what is in it.
 
     files
-        ``{path in the image: (bytes, mode)}``; ``links`` ``{path: target}``.
+        ``{path in the image: (bytes, mode)}``; ``links`` ``{path: target}``; ``base``
+        layers it sits on (its own files are the top layer).
     """
 
     registry: str  # the registry pillar names it by (containerd mirrors it)
@@ -60,6 +70,9 @@ class Image:
     entrypoint: tuple = ()
     cmd: tuple = ()
     user: str = "0"
+    base: tuple = ()
+    workdir: str = ""
+    directories: dict = field(default_factory=dict)  # {empty directory: mode}, top layer
 
     @property
     def reference(self):
@@ -86,16 +99,21 @@ def layer(image):
     raw = io.BytesIO()
     with tarfile.open(fileobj=raw, mode="w", format=tarfile.PAX_FORMAT) as tar:
         directories = set()
-        entries = sorted({*image.files, *image.links})
+        modes = {path.strip("/"): mode for path, mode in image.directories.items()}
+        entries = sorted({*image.files, *image.links, *image.directories})
         for path in entries:
-            parts = path.strip("/").split("/")[:-1]
+            parts = path.strip("/").split("/")
+            if path not in image.directories:
+                parts = parts[:-1]
             for depth in range(1, len(parts) + 1):
                 directory = "/".join(parts[:depth])
                 if directory not in directories:
                     directories.add(directory)
                     info = tarfile.TarInfo(directory)
-                    info.type, info.mode = tarfile.DIRTYPE, 0o755
+                    info.type, info.mode = tarfile.DIRTYPE, modes.get(directory, 0o755)
                     tar.addfile(info)
+            if path in image.directories:
+                continue
             name = path.strip("/")
             if path in image.links:
                 info = tarfile.TarInfo(name)
@@ -112,23 +130,27 @@ def layer(image):
 
 
 def blobs(image):
-    """``(manifest bytes, [config blob, layer blob])`` of ``image`` as an OCI image."""
+    """``(manifest bytes, [config blob, layer blobs...])`` of ``image`` as an OCI image."""
     compressed, diff_id = layer(image)
+    layers = [*image.base, Layer(compressed, diff_id)]
+    settings = {
+        "Entrypoint": list(image.entrypoint) or None,
+        "Cmd": list(image.cmd) or None,
+        "User": image.user,
+        "Env": ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"],
+    }
+    if image.workdir:
+        settings["WorkingDir"] = image.workdir
     config = {
         "architecture": "amd64",
         "os": "linux",
-        "config": {
-            "Entrypoint": list(image.entrypoint) or None,
-            "Cmd": list(image.cmd) or None,
-            "User": image.user,
-            "Env": ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"],
-        },
-        "rootfs": {"type": "layers", "diff_ids": [diff_id]},
+        "config": settings,
+        "rootfs": {"type": "layers", "diff_ids": [part.diff_id for part in layers]},
         "history": [{"created_by": "kubesalt-lab", "comment": image.reference}],
     }
     config_bytes = json.dumps(config, sort_keys=True).encode()
     config_blob = Blob(_sha(config_bytes), config_bytes, MEDIA_CONFIG)
-    layer_blob = Blob(_sha(compressed), compressed, MEDIA_LAYER)
+    layer_blobs = [Blob(_sha(part.compressed), part.compressed, MEDIA_LAYER) for part in layers]
     manifest = {
         "schemaVersion": 2,
         "mediaType": MEDIA_MANIFEST,
@@ -138,10 +160,11 @@ def blobs(image):
             "size": len(config_bytes),
         },
         "layers": [
-            {"mediaType": MEDIA_LAYER, "digest": layer_blob.digest, "size": len(compressed)}
+            {"mediaType": MEDIA_LAYER, "digest": blob.digest, "size": len(blob.data)}
+            for blob in layer_blobs
         ],
     }
-    return json.dumps(manifest, sort_keys=True).encode(), [config_blob, layer_blob]
+    return json.dumps(manifest, sort_keys=True).encode(), [config_blob, *layer_blobs]
 
 
 # --- what each image is made of --------------------------------------------------------------
@@ -249,7 +272,7 @@ def for_lab(cache_dir, versions, built, workdir):
         A folder for the programs taken out of their archives.
     """
     files = {b.artifact: b.path for found in built.values() for b in found}
-    kubernetes_dir = Path(cache_dir) / "go" / "mod" / f"k8s.io/kubernetes@v{versions['kubernetes']}"
+    kubernetes_dir = build.module_dir(cache_dir, recipes.KUBERNETES, str(versions["kubernetes"]))
     source, tag = pause_source(kubernetes_dir)
     workdir = Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)

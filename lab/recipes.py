@@ -41,6 +41,9 @@ class Program:
     cgo: bool = False
     tags: tuple = ()
     static: bool = False  # link a cgo binary statically (-extldflags -static)
+    test: bool = False  # a test binary of the package (`go test -c`), not its main
+    # A file of the module's tree whose content upstream's build stamps as main.Version.
+    version_file: str | None = None
 
 
 @dataclass(frozen=True)
@@ -81,6 +84,12 @@ class Recipe:
     extra_replaces: object = None  # Resolved -> {module: version}
     go: str = GO_VERSION  # the Go toolchain it is built with (toolchain.TOOLCHAIN_SUMS)
     notes: str = ""
+    follows: str | None = None  # the versions: key it is built at, when not its name
+
+    @property
+    def pinned_by(self):
+        """The ``versions:`` key whose value this recipe is built at."""
+        return self.follows or self.name
 
     def module_version(self, version):
         if self.module_version_of:
@@ -92,7 +101,7 @@ class Recipe:
         or None when the directive only guards the tree (etcd's FORBIDDEN_DEPENDENCY)."""
         if "FORBIDDEN" in target:
             return None
-        if self.name == "kubernetes" and module.startswith("k8s.io/"):
+        if KUBERNETES_MODULE in self.modules and module.startswith("k8s.io/"):
             return staging_version(resolved.version)
         if self.name == "calico" and module == CALICO_API_MODULE:
             return CALICO_RELEASES[resolved.version][1]
@@ -336,6 +345,46 @@ COREDNS = Recipe(
 RECIPES = (KUBERNETES, ETCD, CONTAINERD, RUNC, CNI_PLUGINS, CRICTL, CALICO, COREDNS)
 BY_NAME = {recipe.name: recipe for recipe in RECIPES}
 
+# --- what the lab tests the cluster with: built on demand, never part of the cluster --------
+
+# The conformance suite and the programs of its test images, from the same k8s.io/kubernetes
+# version as the cluster (upstream's kubernetes-test-linux-amd64.tar.gz holds e2e.test and
+# ginkgo; the images' programs are built as test/images/image-util.sh builds them). ginkgo
+# comes at the version k8s.io/kubernetes requires, sample-apiserver from its staging module.
+KUBERNETES_TEST = Recipe(
+    name="kubernetes_test",
+    follows="kubernetes",
+    modules=(KUBERNETES_MODULE,),
+    programs=(
+        Program("e2e.test", f"{KUBERNETES_MODULE}/test/e2e", test=True),
+        Program("ginkgo", "github.com/onsi/ginkgo/v2/ginkgo"),
+        Program(
+            "agnhost",
+            f"{KUBERNETES_MODULE}/test/images/agnhost",
+            version_file="test/images/agnhost/VERSION",
+        ),
+        Program("nnp", f"{KUBERNETES_MODULE}/test/images/nonewprivs"),
+        Program("sample-apiserver", "k8s.io/sample-apiserver"),
+    ),
+    releases=(
+        Release(
+            "kubernetes_test",
+            "kubernetes-test-linux-amd64.tar.gz",
+            members={
+                "kubernetes/test/bin/e2e.test": "e2e.test",
+                "kubernetes/test/bin/ginkgo": "ginkgo",
+            },
+        ),
+        Release(
+            "e2e_image_programs",
+            "e2e-image-programs-linux-amd64.tar.gz",
+            members={name: name for name in ("agnhost", "nnp", "sample-apiserver")},
+        ),
+    ),
+    stamps=_kubernetes_stamps,
+    notes="k8s.io/kubernetes' e2e suite and test images, staging modules at their v0.Y.Z",
+)
+
 
 def version_key(version):
     """Sort key for dotted versions ("1.37.10" after "1.37.9")."""
@@ -352,6 +401,14 @@ def ldflags(recipe_, resolved):
 PACKING = "2"
 
 
+def _program_key(program):
+    key = f"{program.name}={program.package}:{program.cgo}:{','.join(program.tags)}"
+    key += f":{program.static}"
+    if program.test or program.version_file:
+        key += f":test={program.test}:version_file={program.version_file}"
+    return key
+
+
 def build_key(recipe_, resolved, go_version):
     """What a finished build depends on; a cached build with the same key is reused."""
     parts = [
@@ -360,7 +417,7 @@ def build_key(recipe_, resolved, go_version):
         resolved.module_version,
         go_version,
         ldflags(recipe_, resolved),
-        *(f"{p.name}={p.package}:{p.cgo}:{','.join(p.tags)}:{p.static}" for p in recipe_.programs),
+        *(_program_key(p) for p in recipe_.programs),
         *(
             f"{r.artifact}={r.filename}:{sorted(r.members.items())}:{r.single}"
             for r in recipe_.releases

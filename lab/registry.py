@@ -126,16 +126,35 @@ def manifest_digest(base, repository, tag):
     return answer.get("Docker-Content-Digest") if status == 200 else None
 
 
-def push(base, image):
+def _mount(base, repository, digest, source):
+    """Ask the registry to link a blob it holds for ``source`` into ``repository`` (no
+    upload); True when it did."""
+    query = urllib.parse.urlencode({"mount": digest, "from": source})
+    status, _, _ = _request("POST", f"{base}/v2/{repository}/blobs/uploads/?{query}")
+    return status == 201
+
+
+def push(base, image, known=None):
     """Push ``image`` (blobs the registry lacks, then its manifest). Returns ``(digest,
-    pushed)``: ``pushed`` is False when the registry already had exactly this image."""
+    pushed)``: ``pushed`` is False when the registry already had exactly this image.
+
+    known
+        ``{blob digest: repository}`` of blobs pushed before (filled in here): a layer
+        shared by several images is sent once and mounted into the others.
+    """
+    known = {} if known is None else known
     manifest, parts = images.blobs(image)
     digest = images._sha(manifest)
     if manifest_digest(base, image.repository, image.tag) == digest:
         return digest, False
     for blob in parts:
-        if not _has_blob(base, image.repository, blob.digest):
+        if _has_blob(base, image.repository, blob.digest):
+            pass
+        elif not (
+            blob.digest in known and _mount(base, image.repository, blob.digest, known[blob.digest])
+        ):
             _upload(base, image.repository, blob)
+        known.setdefault(blob.digest, image.repository)
     status, _, body = _request(
         "PUT",
         f"{base}/v2/{image.repository}/manifests/{image.tag}",

@@ -102,7 +102,7 @@ def ensure(rootfs, progress):
     staging.parent.mkdir(parents=True, exist_ok=True)
     mirror = debian_mirror()
     progress(f"rootfs: debootstrap {SUITE} into {staging} (a few minutes, once)")
-    _debootstrap(staging, mirror, progress)
+    debootstrap(staging, mirror, progress, PACKAGES, "rootfs")
     _finalize(staging)
     old = rootfs.with_name(rootfs.name + ".old")
     if rootfs.exists():
@@ -113,11 +113,13 @@ def ensure(rootfs, progress):
     return True
 
 
-def _debootstrap(target, mirror, progress):
+def debootstrap(target, mirror, progress, packages, label):
+    """``debootstrap --variant=minbase`` of SUITE with ``packages`` into ``target``, its
+    log beside it, a progress line (``label: ...``) every 10 s."""
     argv = [
         "debootstrap",
         "--variant=minbase",
-        f"--include={','.join(PACKAGES)}",
+        f"--include={','.join(packages)}",
         SUITE,
         str(target),
         mirror,
@@ -138,7 +140,7 @@ def _debootstrap(target, mirror, progress):
                 step = line[3:].strip()
             if time.monotonic() - last_report > 10:
                 last_report = time.monotonic()
-                progress(f"rootfs: {int(last_report - start)}s, {step}")
+                progress(f"{label}: {int(last_report - start)}s, {step}")
         proc.wait()
     if proc.returncode != 0:
         raise LabError(f"debootstrap failed ({proc.returncode}); see {log_path}")

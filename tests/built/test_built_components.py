@@ -10,7 +10,7 @@ import pytest
 import yaml
 
 from kubesalt_ext.utils import kubesalt_artifacts, kubesalt_pki, kubesalt_units
-from kubesalt_lab import build, config, recipes, toolchain
+from kubesalt_lab import build, config, conformance, e2e_images, recipes, toolchain
 from tests.support import flags
 
 
@@ -264,3 +264,29 @@ def test_the_toolchain_is_checked_against_its_pinned_sum(tmp_path):
     with pytest.raises(config.LabError, match=r"golang\.org/toolchain") as refused:
         toolchain.ensure(tmp_path, lambda _m: None, expected_sum="h1:" + "A" * 43 + "=")
     assert toolchain.installed(tmp_path) is None, refused.value
+
+
+# --- the conformance suite and its images' programs -----------------------------------------
+
+
+def test_the_conformance_suite_is_built_from_the_clusters_kubernetes(lab):
+    tools = conformance.build_tools(lab, lambda _m: None, lab.versions())
+    k8s = f"v{lab.versions()['kubernetes']}"
+    assert _output([tools.e2e, "--version"]).strip() == k8s
+    refs = e2e_images.manifest(tools.kubernetes_dir)
+    agnhost_tag = e2e_images.split_reference(refs["Agnhost"])[2]
+    assert _output([tools.programs["agnhost"], "--version"]).strip() == (
+        f"app version {agnhost_tag}"
+    )
+    assert f"etcd Version: {e2e_images.etcd_version(refs)}" in _output(
+        [tools.programs["etcd"], "--version"]
+    )
+    assert "wardle" in _output([tools.programs["sample-apiserver"], "--help"])
+    # ginkgo at the version k8s.io/kubernetes requires (its go.mod).
+    go_mod = (tools.kubernetes_dir / "go.mod").read_text()
+    (ginkgo,) = [line.split()[1] for line in go_mod.splitlines() if "onsi/ginkgo/v2 " in line]
+    assert _output([tools.ginkgo, "version"]).strip() == f"Ginkgo Version {ginkgo.lstrip('v')}"
+    # The suite knows its conformance specs (upstream's own list: 462 in 1.37).
+    listed = _output([tools.e2e, "--list-conformance-tests"], timeout=120)
+    expected = 462 if k8s.startswith("v1.37.") else 1
+    assert listed.count("testname:") >= expected, listed[-500:]

@@ -84,8 +84,8 @@ _VERSION = "a version string such as '1.37.0' (quote it in YAML)"
 _ROLES = "a list of roles from: master, worker, router"
 _DISJOINT = "expected node, pod and service ranges to be disjoint"
 _TOP_KEYS = (
-    "artifacts, cluster, containerd, heal, images, ingress, kube_proxy, kubelet, network, nodes, "
-    "paths, pki, versions"
+    "apiserver, artifacts, cluster, containerd, heal, images, ingress, kube_proxy, kubelet, "
+    "network, nodes, paths, pki, versions"
 )
 _NODE_NAME = (
     "is not a valid Kubernetes node name; expected lowercase letters, digits, '-' and '.' "
@@ -102,6 +102,11 @@ CASES = [
         "unknown-top-level-key",
         _set("netwrok", {}),
         f"kubesalt:netwrok: unknown key; expected one of: {_TOP_KEYS} (did you mean 'network'?)",
+    ),
+    BadPillar(
+        "apiserver-service-routing",
+        _set("apiserver:service_routing", "vip"),
+        "kubesalt:apiserver:service_routing: 'vip' is not one of: endpoints, cluster_ip",
     ),
     BadPillar(
         "unknown-network-key",
