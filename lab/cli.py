@@ -144,6 +144,15 @@ def _parser():
         f"{conformance_lib.DEFAULT_PROCS})",
     )
     conformance.add_argument(
+        "--flake-attempts",
+        type=int,
+        default=1,
+        metavar="N",
+        help="run a failed spec up to N times in all (Ginkgo's --flake-attempts); a spec "
+        "that passes on a retry counts as passed and is listed as flaky with its first "
+        "failure (default: 1, no retry, as a certification run)",
+    )
+    conformance.add_argument(
         "--report-dir",
         metavar="DIR",
         help="where the reports go (default: <cache>/conformance/reports/<UTC time>)",
@@ -175,6 +184,8 @@ def parse_settings(items):
 def _conformance(lab, args):
     if args.procs < 1:
         raise LabError(f"--procs {args.procs}: expected a number of processes, 1 or more")
+    if args.flake_attempts < 1:
+        raise LabError(f"--flake-attempts {args.flake_attempts}: expected 1 or more")
     conformance_lib.check_focus(args.focus, args.skip)
     # In this order, so that no lab, a lab that does not answer or a focus that selects
     # nothing stops the run before anything outside the lab's build cache changes.
@@ -184,10 +195,23 @@ def _conformance(lab, args):
     report_dir = Path(args.report_dir or conformance_lib.default_report_dir(lab))
     names = conformance_lib.selected_specs(tools, kubeconfig, args.focus, args.skip)
     conformance_lib.publish_images(lab, tools, _progress)
+    started = time.time()
     result = conformance_lib.run(
-        tools, kubeconfig, report_dir, _progress, names, args.focus, args.procs, args.skip
+        tools,
+        kubeconfig,
+        report_dir,
+        _progress,
+        names,
+        args.focus,
+        args.procs,
+        args.skip,
+        flake_attempts=args.flake_attempts,
     )
+    if result.failed or result.flaky:
+        conformance_lib.keep_journals(lab, report_dir, started, _progress)
     print(report.table(["result", "specs"], conformance_lib.summary_rows(result)))
+    for name, reason in result.flaky:
+        print(f"FLAKY  {name}\n       first attempt: {reason}")
     for name, reason in result.failures:
         print(f"FAILED {name}\n       {reason}")
     print(f"reports: {result.report_dir}")

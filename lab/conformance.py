@@ -69,6 +69,8 @@ class Result:
     failed: int = 0
     skipped: int = 0
     failures: list = field(default_factory=list)  # [(spec, reason)]
+    passed_specs: list = field(default_factory=list)
+    flaky: list = field(default_factory=list)  # [(spec, why its first attempt failed)]
     seconds: float = 0.0
     report_dir: Path | None = None
     selected: int = 0
@@ -318,19 +320,34 @@ def selected_specs(tools, kubeconfig_path, focus=None, skip=DEFAULT_SKIP):
     return names
 
 
-def specs_in_report(report, states):
-    """Full texts of the It specs in a Ginkgo JSON report whose state is in ``states``."""
-    names = []
+def _its(report):
     for suite in report:
         for spec in suite.get("SpecReports") or []:
-            if spec.get("LeafNodeType") != "It" or spec.get("State") not in states:
-                continue
-            names.append(
-                " ".join(
-                    [*(spec.get("ContainerHierarchyTexts") or []), spec.get("LeafNodeText", "")]
-                )
-            )
-    return names
+            if spec.get("LeafNodeType") == "It":
+                yield spec
+
+
+def _spec_text(spec):
+    return " ".join([*(spec.get("ContainerHierarchyTexts") or []), spec.get("LeafNodeText", "")])
+
+
+def specs_in_report(report, states):
+    """Full texts of the It specs in a Ginkgo JSON report whose state is in ``states``."""
+    return [_spec_text(spec) for spec in _its(report) if spec.get("State") in states]
+
+
+def flaky_specs(report):
+    """``(spec, why its first attempt failed)`` for each spec of a Ginkgo JSON report that
+    passed only on a retry (``--flake-attempts``): Ginkgo keeps the earlier attempts'
+    failures as the spec's additional failures."""
+    flaky = []
+    for spec in _its(report):
+        if spec.get("State") != "passed" or (spec.get("NumAttempts") or 1) < 2:
+            continue
+        earlier = [f.get("Failure") or {} for f in spec.get("AdditionalFailures") or []]
+        reason = failure_summary(earlier[0].get("Message", "")) if earlier else "not recorded"
+        flaky.append((_spec_text(spec), reason))
+    return flaky
 
 
 # Ginkgo's verbose stream: a spec's end is a line "• [12.345 seconds]" (or "• [FAILED]
@@ -379,10 +396,11 @@ def run(
     procs=DEFAULT_PROCS,
     skip=DEFAULT_SKIP,
     timeout="24h",
+    flake_attempts=1,
 ):
     """Run the conformance specs ``selected_specs`` chose (``names``) with ``procs``
-    parallel Ginkgo processes (``[Serial]`` specs run alone at the end, as Ginkgo does);
-    returns :class:`Result`."""
+    parallel Ginkgo processes (``[Serial]`` specs run alone at the end, as Ginkgo does),
+    a failed spec run up to ``flake_attempts`` times in all; returns :class:`Result`."""
     report_dir = Path(report_dir)
     report_dir.mkdir(parents=True, exist_ok=True)
     progress(f"conformance: {len(names)} specs, {procs} parallel processes, report in {report_dir}")
@@ -393,6 +411,7 @@ def run(
         "--no-color",
         f"--timeout={timeout}",
         f"--json-report={report_dir / 'report.json'}",
+        *([f"--flake-attempts={flake_attempts}"] if flake_attempts > 1 else []),
         *ginkgo_filters(focus, skip),
         str(tools.e2e),
         "--",
@@ -425,12 +444,51 @@ def run(
             done.set()
             beat.join()
     result = read_junit(report_dir / JUNIT)
+    if (report_dir / "report.json").is_file():
+        result.flaky = flaky_specs(json.loads((report_dir / "report.json").read_text()))
     result.seconds = time.monotonic() - started
     result.report_dir = report_dir
     result.selected = len(names)
     if result.passed + result.failed == 0:
         raise LabError(f"the suite ran no spec (exit {proc.returncode}); see {log_path}")
     return result
+
+
+# What a failed run keeps from each node's journal, by role: the parts a failing spec most
+# often points at (the apiserver's webhook and discovery errors, the controllers' and the
+# kubelets' view of its pods).
+JOURNAL_UNITS = {
+    "master": ("kube-apiserver", "kube-controller-manager", "kube-scheduler", "etcd"),
+    "worker": ("kubelet", "containerd", "calico-felix"),
+}
+
+
+def journal_units(node):
+    """The units :func:`keep_journals` reads on ``node``, in role order."""
+    units = []
+    for role in node.roles:
+        units += [u for u in JOURNAL_UNITS.get(role, ()) if u not in units]
+    return units
+
+
+def keep_journals(lab, report_dir, since, progress):
+    """Write each running node's journal of :func:`journal_units` since ``since`` (epoch
+    seconds) to ``report_dir/journals/NODE-UNIT.log``: the hosts' journals live only as long
+    as the lab, the report outlives it. Returns the files written."""
+    out_dir = Path(report_dir) / "journals"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    written = []
+    for node in lab.ordered_nodes():
+        if not containers.leader(lab, node):
+            continue
+        for unit in journal_units(node):
+            argv = ["journalctl", "-u", unit, f"--since=@{int(since)}", "-o", "short-precise"]
+            said = containers.inside(lab, node, [*argv, "--no-pager"], check=False, timeout=120)
+            path = out_dir / f"{node.id}-{unit}.log"
+            path.write_text(said.stdout)
+            written.append(path)
+    progress(f"conformance: kept {len(written)} unit journals in {out_dir}")
+    return written
 
 
 # --- the report ------------------------------------------------------------------------------
@@ -470,10 +528,13 @@ def read_junit(path):
             result.failures.append((name.removeprefix("[It] "), reason))
         else:
             result.passed += 1
+            result.passed_specs.append(name.removeprefix("[It] "))
     return result
 
 
 def summary_rows(result):
     rows = [["passed", result.passed], ["failed", result.failed], ["skipped", result.skipped]]
+    if result.flaky:
+        rows.insert(1, ["of which flaky", len(result.flaky)])
     rows.append(["took", f"{result.seconds / 60:.1f} min"])
     return rows

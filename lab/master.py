@@ -247,3 +247,24 @@ def orchestrate(lab, sls, pillar=None, timeout=600):
             }
     ok = proc.returncode == 0 and bool(steps) and all(s["result"] for s in steps.values())
     return ok, steps
+
+
+def failed_steps(steps, limit=800):
+    """What went wrong in :func:`orchestrate`'s steps, short enough to read in a test's
+    message: each failed step's comment and, per minion, the comments of its failed states
+    (or what the minion said instead of states: a refusal, an exception)."""
+    failed = {}
+    for step_id, step in steps.items():
+        if step.get("result"):
+            continue
+        minions = {}
+        returns = (step.get("changes") or {}).get("ret") if isinstance(step, dict) else None
+        for minion, said in (returns or {}).items():
+            if isinstance(said, dict):
+                bad = [s.get("comment", "") for s in said.values() if not s.get("result", True)]
+                if bad:
+                    minions[minion] = [str(c)[:limit] for c in bad]
+            else:
+                minions[minion] = str(said)[:limit]
+        failed[step_id] = {"comment": str(step.get("comment", step))[:limit], "minions": minions}
+    return failed

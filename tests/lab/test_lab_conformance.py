@@ -4,6 +4,8 @@ and DNS specs, and the admission webhook, CRD conversion webhook and aggregated 
 ``make conformance`` runs all of them (bench/conformance.py).
 """
 
+import json
+import re
 import subprocess
 
 import pytest
@@ -32,8 +34,16 @@ def _cli(*args, timeout=None):
     return subprocess.run([*LAB_CLI, *args], capture_output=True, text=True, timeout=timeout)
 
 
-def _conformance(report_dir, focus):
-    said = _cli("conformance", "--focus", focus, "--report-dir", str(report_dir))
+# Upstream's known flake with more than one apiserver (kubernetes/kubernetes#138085): the
+# suite waits only 30 s for a deleted CRD to leave discovery, while the apiservers' CRD
+# finalizers conflict and back off ("storage is (re)initializing" on an apiserver that
+# never served the CRD). A spec whose first attempt failed so may pass on a retry; a spec
+# that failed any other way on its first attempt fails this test.
+KNOWN_FLAKE = r"(failed to delete|deleting) CustomResourceDefinition.*context deadline exceeded"
+
+
+def _conformance(report_dir, focus, *extra):
+    said = _cli("conformance", "--focus", focus, "--report-dir", str(report_dir), *extra)
     result = conformance.read_junit(report_dir / conformance.JUNIT)
     return said, result
 
@@ -58,23 +68,51 @@ def test_kubeconfig_is_self_contained_and_reaches_the_lab_from_this_machine(clus
     assert nodes.stdout.split() == ["node/worker-1", "node/worker-2"], nodes.stderr
 
 
-def test_sig_network_and_dns_conformance_passes(cluster, tmp_path):
-    said, result = _conformance(tmp_path, NETWORK_AND_DNS)
-    failures = "\n".join(f"{name}: {reason}" for name, reason in result.failures)
-    assert said.returncode == 0, failures or said.stderr[-2000:]
-    assert (result.failed, result.skipped) == (0, 0), failures
+@pytest.fixture(scope="module")
+def suite(cluster, tmp_path_factory):
+    """One run of both sets (one Ginkgo run packs the short webhook specs around the long
+    network ones): what the command said, and the JUnit report read back."""
+    report_dir = tmp_path_factory.mktemp("conformance")
+    focus = f"{NETWORK_AND_DNS}|{WEBHOOKS_AND_AGGREGATOR}"
+    said, result = _conformance(report_dir, focus, "--flake-attempts", "2")
+    result.flaky = conformance.flaky_specs(json.loads((report_dir / "report.json").read_text()))
+    return said, result, report_dir
+
+
+def _failures(result):
+    return "\n".join(f"{name}: {reason}" for name, reason in result.failures)
+
+
+def _passed_in(suite, focus):
+    """No spec ``focus`` names failed; returns how many passed."""
+    _said, result, report_dir = suite
+    mine = [(n, r) for n, r in result.failures if re.search(focus, n)]
+    assert mine == [], f"{_failures(result)}\njournals: {report_dir / 'journals'}"
+    return len([n for n in result.passed_specs if re.search(focus, n)])
+
+
+def test_sig_network_and_dns_conformance_passes(suite):
     # Kubernetes 1.37 has 47 conformance specs in sig-network and DNS.
-    assert result.passed >= 47, said.stdout[-2000:]
-    assert "passed" in said.stdout and str(tmp_path) in said.stdout
+    assert _passed_in(suite, NETWORK_AND_DNS) >= 47, suite[0].stdout[-2000:]
 
 
-def test_webhook_and_aggregated_api_conformance_passes(cluster, tmp_path):
-    said, result = _conformance(tmp_path, WEBHOOKS_AND_AGGREGATOR)
-    failures = "\n".join(f"{name}: {reason}" for name, reason in result.failures)
-    assert said.returncode == 0, failures or said.stderr[-2000:]
-    assert (result.failed, result.skipped) == (0, 0), failures
+def test_webhook_and_aggregated_api_conformance_passes(suite):
     # 25 in Kubernetes 1.37: 22 admission webhook, 2 CRD conversion webhook, 1 aggregator.
-    assert result.passed >= 25, said.stdout[-2000:]
+    assert _passed_in(suite, WEBHOOKS_AND_AGGREGATOR) >= 25, suite[0].stdout[-2000:]
+
+
+def test_a_spec_passes_on_a_retry_only_after_upstreams_known_flake(suite):
+    _said, result, _report_dir = suite
+    other = [(name, why) for name, why in result.flaky if not re.search(KNOWN_FLAKE, why)]
+    assert other == [], other
+
+
+def test_the_run_exits_0_with_its_summary_and_report(suite):
+    said, result, report_dir = suite
+    assert said.returncode == 0, _failures(result) or said.stderr[-2000:]
+    assert (result.failed, result.skipped) == (0, 0), _failures(result)
+    assert "passed" in said.stdout and str(report_dir) in said.stdout
+    assert (report_dir / "e2e.log").stat().st_size > 0
 
 
 def test_a_focus_that_selects_nothing_exits_2_and_runs_nothing(cluster, tmp_path):

@@ -179,7 +179,7 @@ def test_the_apiservers_keep_serving_while_a_master_is_replaced(lab_applied):
             "kubesalt.orch.replace_master",
             {"dead": "master-3", "target": "master-3"},
         )
-        assert ok, steps
+        assert ok, master.failed_steps(steps)
     summary = writer.summary
     assert summary["creates"] > 50, summary
     assert summary["failed_creates"] == 0 and summary["missing"] == 0, summary

@@ -9,7 +9,7 @@ import tarfile
 import pytest
 
 from kubesalt_lab import build, busybox, conformance, e2e_images, images, recipes
-from kubesalt_lab.config import LabError
+from kubesalt_lab.config import LabError, Node
 
 MANIFEST = """
 var (
@@ -236,6 +236,9 @@ def test_the_junit_report_gives_counts_and_each_failure_with_its_first_line(tmp_
     (tmp_path / "junit_01.xml").write_text(JUNIT)
     result = conformance.read_junit(tmp_path / "junit_01.xml")
     assert (result.passed, result.failed, result.skipped) == (1, 1, 1)
+    assert result.passed_specs == [
+        "[sig-network] DNS should provide DNS for the cluster [Conformance]"
+    ]
     assert result.failures == [
         (
             "[sig-node] Pods should be updated [Conformance]",
@@ -277,3 +280,54 @@ def test_the_suites_busybox_version_must_have_a_known_release_source(tmp_path):
     with pytest.raises(LabError, match=r"busybox 1\.99\.0: no Debian suite known to carry it"):
         busybox.source_tarball(tmp_path, "1.99.0", lambda _m: None)
     assert not any(tmp_path.iterdir())  # nothing fetched, nothing written
+
+
+def test_a_failed_run_keeps_the_journals_of_each_roles_components():
+    master = Node(id="m", roles=("master",), ip="198.18.0.11")
+    both = Node(id="mw", roles=("master", "worker"), ip="198.18.0.12")
+    router = Node(id="r", roles=("router",), ip="198.18.0.31")
+    assert conformance.journal_units(master) == [
+        "kube-apiserver",
+        "kube-controller-manager",
+        "kube-scheduler",
+        "etcd",
+    ]
+    assert conformance.journal_units(both)[-3:] == ["kubelet", "containerd", "calico-felix"]
+    assert len(conformance.journal_units(both)) == 7
+    assert conformance.journal_units(router) == []
+
+
+def test_a_spec_that_passed_only_on_a_retry_is_flaky_with_its_first_failure():
+    def spec(text, state, attempts, first_failure=None):
+        report = {
+            "ContainerHierarchyTexts": ["[sig-api-machinery] AdmissionWebhook"],
+            "LeafNodeText": text,
+            "LeafNodeType": "It",
+            "State": state,
+            "NumAttempts": attempts,
+        }
+        if first_failure:
+            report["AdditionalFailures"] = [
+                {"State": "failed", "Failure": {"Message": first_failure}}
+            ]
+        return report
+
+    report = [
+        {
+            "SpecReports": [
+                spec("should mutate custom resource", "passed", 2, "failed to delete\n  CRD"),
+                spec("should mutate configmap", "passed", 1),
+                spec("should deny", "failed", 2, "timed out"),
+                {"LeafNodeType": "SynchronizedBeforeSuite", "State": "passed", "NumAttempts": 2},
+            ]
+        }
+    ]
+    assert conformance.flaky_specs(report) == [
+        (
+            "[sig-api-machinery] AdmissionWebhook should mutate custom resource",
+            "failed to delete CRD",
+        )
+    ]
+    result = conformance.Result(passed=2, failed=1, flaky=conformance.flaky_specs(report))
+    assert ["of which flaky", 1] in conformance.summary_rows(result)
+    assert ["of which flaky", 1] not in conformance.summary_rows(conformance.Result(passed=2))

@@ -166,3 +166,27 @@ def test_pillar_override_replaces_values_in_a_copy(tmp_path, monkeypatch):
     ):
         master.override_pillar(lab, {"artifacts:etcd:source:x": 1})  # source is a string
     assert (overlay / "lab_pillar.sls").read_text() == before
+
+
+def test_failed_orchestration_steps_say_what_each_minion_refused():
+    steps = {
+        "removed": {"result": True, "comment": "States ran successfully.", "changes": {}},
+        "healthy": {
+            "result": False,
+            "comment": "Run failed on minions: master-3",
+            "changes": {
+                "ret": {
+                    "master-1": {
+                        "k8s_etcd_|-a_|-etcd_|-healthy": {"result": True, "comment": "ok"}
+                    },
+                    "master-3": "Passed invalid arguments to state.sls: boom\n" + "doc " * 500,
+                }
+            },
+        },
+    }
+    failed = master.failed_steps(steps, limit=60)
+    assert list(failed) == ["healthy"]
+    assert failed["healthy"]["comment"] == "Run failed on minions: master-3"
+    assert list(failed["healthy"]["minions"]) == ["master-3"]
+    assert failed["healthy"]["minions"]["master-3"].startswith("Passed invalid arguments")
+    assert len(failed["healthy"]["minions"]["master-3"]) == 60
