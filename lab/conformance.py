@@ -443,11 +443,8 @@ def run(
         finally:
             done.set()
             beat.join()
-    result = read_junit(report_dir / JUNIT)
-    if (report_dir / "report.json").is_file():
-        result.flaky = flaky_specs(json.loads((report_dir / "report.json").read_text()))
+    result = read_report(report_dir)
     result.seconds = time.monotonic() - started
-    result.report_dir = report_dir
     result.selected = len(names)
     if result.passed + result.failed == 0:
         raise LabError(f"the suite ran no spec (exit {proc.returncode}); see {log_path}")
@@ -529,6 +526,18 @@ def read_junit(path):
         else:
             result.passed += 1
             result.passed_specs.append(name.removeprefix("[It] "))
+    return result
+
+
+def read_report(report_dir):
+    """A finished run read back from its report directory: the JUnit report's counts and
+    failures, and the specs Ginkgo's JSON report shows passing only on a retry."""
+    report_dir = Path(report_dir)
+    result = read_junit(report_dir / JUNIT)
+    json_report = report_dir / "report.json"
+    if json_report.is_file():
+        result.flaky = flaky_specs(json.loads(json_report.read_text()))
+    result.report_dir = report_dir
     return result
 
 

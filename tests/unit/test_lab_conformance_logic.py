@@ -4,6 +4,7 @@ output and reports are read."""
 
 import base64
 import io
+import json
 import tarfile
 
 import pytest
@@ -331,3 +332,22 @@ def test_a_spec_that_passed_only_on_a_retry_is_flaky_with_its_first_failure():
     result = conformance.Result(passed=2, failed=1, flaky=conformance.flaky_specs(report))
     assert ["of which flaky", 1] in conformance.summary_rows(result)
     assert ["of which flaky", 1] not in conformance.summary_rows(conformance.Result(passed=2))
+
+
+def test_a_report_directory_reads_back_counts_failures_and_flaky_specs(tmp_path):
+    (tmp_path / "junit_01.xml").write_text(JUNIT)
+    spec = {
+        "ContainerHierarchyTexts": ["[sig-network] DNS"],
+        "LeafNodeText": "should provide DNS for the cluster [Conformance]",
+        "LeafNodeType": "It",
+        "State": "passed",
+        "NumAttempts": 2,
+        "AdditionalFailures": [{"State": "failed", "Failure": {"Message": "timed out"}}],
+    }
+    (tmp_path / "report.json").write_text(json.dumps([{"SpecReports": [spec]}]))
+    result = conformance.read_report(tmp_path)
+    assert (result.passed, result.failed, result.skipped) == (1, 1, 1)
+    assert result.flaky == [
+        ("[sig-network] DNS should provide DNS for the cluster [Conformance]", "timed out")
+    ]
+    assert result.report_dir == tmp_path
