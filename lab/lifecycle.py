@@ -10,7 +10,9 @@ from kubesalt_lab import (
     artifacts,
     bgp,
     build,
+    conformance,
     containers,
+    e2e_images,
     images,
     master,
     net,
@@ -46,6 +48,26 @@ def build_components(lab, progress, names=None):
         build.write_sums(lab.cache_dir, [b for built in results.values() for b in built])
     progress(f"build: {len(results)} components ready ({time.monotonic() - started:.1f}s)")
     return results, rows
+
+
+def prepare(lab, progress):
+    """Make ahead what `up` and `conformance` take from the cache: every component built,
+    the hosts' rootfs (unless hosts run from the one there), the conformance suite, the
+    programs of its images and their shared base layer. Nothing starts and nothing outside
+    the cache changes. Returns the build's table rows."""
+    check_prerequisites(lab)
+    started = time.monotonic()
+    _components, rows = build_components(lab, progress)
+    running = [n.id for n in lab.nodes if containers.nspawn_pid(lab, n)]
+    if running:
+        progress(f"rootfs: left as it is ({', '.join(running)} run from it)")
+    else:
+        rootfs.ensure(lab.rootfs, progress)
+    versions = master.lab_pillar(lab).versions() if lab.master_dir.exists() else lab.versions()
+    tools = conformance.build_tools(lab, progress, versions)
+    e2e_images.base_layer(lab.cache_dir, tools.programs["busybox"], progress)
+    progress(f"prepare: everything in the cache ({time.monotonic() - started:.1f}s)")
+    return rows
 
 
 def publish_images(lab, components, progress):

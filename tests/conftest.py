@@ -8,28 +8,29 @@
   about what kubesalt renders for it.
 - ``tests/lab``: the multi-host lab.
 
+They run in that order. When built or lab tests are selected, `kubesalt-lab prepare` fills
+the lab's cache in the background at nice 19 while the first tiers run (``lab_cache``
+waits for it; ``KUBESALT_TEST_PREPARE=0`` turns it off).
+
 Daemons write under a short temporary root (unix socket paths must stay under 108 bytes).
 """
 
+import os
 import shutil
 import tempfile
 from pathlib import Path
 
 import pytest
 import salt._logging.impl
-import yaml
 from saltfactories.plugins.event_listener import EventListener
 
-from kubesalt_lab import master as lab_master
-from tests.support import etcd
+from kubesalt_lab import config as lab_config
+from tests.support import prepare
 
 REPO = Path(__file__).resolve().parents[1]
 STATES_DIR = REPO / "states"
 PILLAR_DIR = REPO / "pillar"
 
-# Minions the integration tier starts: one per role of the lab pillar, plus one that the
-# pillar does not know.
-CLUSTER_MINIONS = ("master-1", "worker-1", "router-1")
 # This host has no systemd, and packages must not be installed on it: highstates here leave
 # out the SLS that install artifacts and run units (the lab tier applies them in systemd
 # containers; tests/functional/test_units.py proves the units by render).
@@ -42,12 +43,15 @@ HOST_EXCLUDE = ",".join(
         "kubesalt.cluster_objects",
     ]
 )
-STRANGER_MINION = "stranger-1"
 
+# The order the tiers run in: the quick ones first; the built and lab tiers wait for the
+# lab's cache, which `kubesalt-lab prepare` fills in the background meanwhile.
 _TIERS = ("unit", "functional", "integration", "built", "lab")
+_NEEDS_LAB_CACHE = ("built", "lab")
 
 
 LOOPBACK = "127.0.0.1"
+_PREPARE = pytest.StashKey()
 
 
 @pytest.hookimpl(hookwrapper=True)
@@ -75,11 +79,58 @@ def event_listener():
         yield listener
 
 
+def _tier(item):
+    parts = Path(item.fspath).relative_to(REPO / "tests").parts
+    return parts[0] if parts and parts[0] in _TIERS else None
+
+
 def pytest_collection_modifyitems(items):
     for item in items:
-        parts = Path(item.fspath).relative_to(REPO / "tests").parts
-        if parts and parts[0] in _TIERS:
-            item.add_marker(getattr(pytest.mark, parts[0]))
+        if tier := _tier(item):
+            item.add_marker(getattr(pytest.mark, tier))
+    # A stable sort: each tier keeps its own order (tests/lab/conftest.py orders the lab's).
+    items.sort(key=lambda item: _TIERS.index(_tier(item)) if _tier(item) else len(_TIERS))
+
+
+def pytest_collection_finish(session):
+    config = session.config
+    if config.option.collectonly or os.environ.get("KUBESALT_TEST_PREPARE") == "0":
+        return
+    if not any(_tier(item) in _NEEDS_LAB_CACHE for item in session.items):
+        return
+    background = prepare.Background(lab_config.load().cache_dir / "prepare.log")
+    pid = background.start()
+    config.stash[_PREPARE] = background
+    reporter = config.pluginmanager.get_plugin("terminalreporter")
+    if reporter is not None:
+        reporter.write_line(
+            f"kubesalt-lab prepare: filling the lab's cache in the background (pid {pid}, "
+            f"nice 19; log {background.log})"
+        )
+
+
+def pytest_unconfigure(config):
+    background = config.stash.get(_PREPARE, None)
+    if background is not None:
+        background.stop()
+
+
+@pytest.fixture(scope="session")
+def lab_cache(pytestconfig):
+    """Waits for the background `kubesalt-lab prepare`; its exit status (None: not run)."""
+    background = pytestconfig.stash.get(_PREPARE, None)
+    if background is None:
+        return None
+    reporter = pytestconfig.pluginmanager.get_plugin("terminalreporter")
+
+    def say(message):
+        if reporter is not None:
+            reporter.write_line(message)
+
+    status = background.wait(say)
+    if status:
+        say(f"kubesalt-lab prepare exited {status} (see {background.log}); building here")
+    return status
 
 
 @pytest.fixture(scope="session")
@@ -88,92 +139,3 @@ def salt_factories_config():
     # slow_stop=False: daemons get SIGTERM and are not waited on politely (saves ~20 s).
     yield {"root_dir": root, "slow_stop": False}
     shutil.rmtree(root, ignore_errors=True)
-
-
-@pytest.fixture(scope="session")
-def node_roots(tmp_path_factory):
-    """Directory under which each minion's kubesalt paths:root lives (<dir>/<minion id>)."""
-    return tmp_path_factory.mktemp("node-roots")
-
-
-@pytest.fixture(scope="session")
-def test_pillar_tree(tmp_path_factory, node_roots):
-    """A pillar overlay: the repo's lab pillar plus paths:root under a temp dir per minion.
-
-    It comes first in pillar_roots, so its top.sls wins; the `kubesalt` SLS is still the
-    repo's own pillar/kubesalt/init.sls.
-    """
-    tree = tmp_path_factory.mktemp("pillar-overlay")
-    (tree / "top.sls").write_text(
-        "base:\n  '*':\n    - kubesalt\n    - kubesalt_test_paths\n    - kubesalt_test_pki\n"
-    )
-    (tree / "kubesalt_test_paths.sls").write_text(
-        "kubesalt:\n  paths:\n    root: " + str(node_roots) + '/{{ opts["id"] }}\n'
-    )
-    write_test_pki_pillar(tree, {})
-    return tree
-
-
-# master-2 and master-3 of the lab pillar never run here: a master must not wait for their
-# service-account keys.
-TEST_PKI_DEFAULTS = {"service_account_wait_seconds": 0}
-
-
-def write_test_pki_pillar(tree, pki):
-    """Set ``kubesalt:pki`` overrides for the integration tier (then refresh pillar)."""
-    text = yaml.safe_dump({"kubesalt": {"pki": {**TEST_PKI_DEFAULTS, **pki}}})
-    (tree / "kubesalt_test_pki.sls").write_text(text)
-
-
-@pytest.fixture(scope="session")
-def salt_master(salt_factories, test_pillar_tree):
-    config = {
-        "file_roots": {"base": [str(STATES_DIR)]},
-        "pillar_roots": {"base": [str(test_pillar_tree), str(PILLAR_DIR)]},
-        "interface": LOOPBACK,
-        "log_level_logfile": "info",
-        # What conf/master.d/kubesalt.conf tells users to configure.
-        "peer": lab_master.peer_config(),
-    }
-    master = salt_factories.salt_master_daemon("kubesalt-master", overrides=config)
-    with master.started():
-        yield master
-
-
-def cluster_minion(salt_master, minion_id):
-    overrides = {"log_level_logfile": "info", "master": LOOPBACK}
-    return salt_master.salt_minion_daemon(minion_id, overrides=overrides)
-
-
-@pytest.fixture(scope="session")
-def salt_minions(salt_master):
-    """Started minions by id: the lab pillar's master-1, worker-1, router-1 and a stranger."""
-    minions = {mid: cluster_minion(salt_master, mid) for mid in (*CLUSTER_MINIONS, STRANGER_MINION)}
-    for minion in minions.values():
-        minion.start()
-    yield minions
-    for minion in minions.values():
-        minion.terminate()
-
-
-@pytest.fixture(scope="session")
-def salt_cli(salt_master):
-    return salt_master.salt_cli(timeout=120)
-
-
-@pytest.fixture(scope="session")
-def etcd_cluster(tmp_path_factory):
-    """Start real etcd clusters: ``etcd_cluster(3)`` -> EtcdCluster on 127.0.0.1.
-
-    Every member started through this fixture is SIGKILLed when the session ends.
-    """
-    started = []
-
-    def start(size):
-        cluster = etcd.start_cluster(size, tmp_path_factory.mktemp(f"etcd-{size}"))
-        started.append(cluster)
-        return cluster
-
-    yield start
-    for cluster in started:
-        cluster.kill()

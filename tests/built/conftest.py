@@ -19,7 +19,7 @@ def _quiet(_message):
 
 
 @pytest.fixture(scope="session")
-def lab():
+def lab(lab_cache):
     return config.load()
 
 

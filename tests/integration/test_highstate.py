@@ -3,7 +3,8 @@
 import pytest
 import yaml
 
-from tests.conftest import CLUSTER_MINIONS, HOST_EXCLUDE, STRANGER_MINION
+from tests.conftest import HOST_EXCLUDE
+from tests.integration.conftest import CLUSTER_MINIONS, STRANGER_MINION
 
 EXCLUDE = f"exclude={HOST_EXCLUDE}"
 VALIDATE_ID = "kubesalt-pillar-validated"

@@ -13,7 +13,8 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
 from kubesalt_ext.utils import kubesalt_pki
-from tests.conftest import REPO, write_test_pki_pillar
+from tests.conftest import REPO
+from tests.integration.conftest import write_test_pki_pillar
 from tests.support.bad_pillars import lab_config
 
 CA_HOST = "master-1"

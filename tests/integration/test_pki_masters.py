@@ -14,7 +14,7 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 
 from kubesalt_ext.utils import kubesalt_pki
-from tests.conftest import cluster_minion, write_test_pki_pillar
+from tests.integration.conftest import cluster_minion, write_test_pki_pillar
 from tests.support import etcd
 from tests.support.bad_pillars import lab_config
 

@@ -77,7 +77,7 @@ def leftovers_seen_by_the_system(lab):
 
 
 @pytest.fixture(scope="session")
-def lab():
+def lab(lab_cache):
     lab = config.load()
     lifecycle.down(lab, quiet)
     yield lab
