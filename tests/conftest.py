@@ -122,10 +122,13 @@ def lab_cache(pytestconfig):
     if background is None:
         return None
     reporter = pytestconfig.pluginmanager.get_plugin("terminalreporter")
+    capture = pytestconfig.pluginmanager.get_plugin("capturemanager")
 
     def say(message):
-        if reporter is not None:
-            reporter.write_line(message)
+        # Fixtures run under output capture: the progress line goes past it to the terminal.
+        if reporter is not None and capture is not None:
+            with capture.global_and_fixture_disabled():
+                reporter.write_line(message)
 
     status = background.wait(say)
     if status:

@@ -51,11 +51,11 @@ class Background:
         return lines[-1] if lines else ""
 
     def wait(self, say, every=60):
-        """Wait for the process (telling ``say`` where it is every ``every`` seconds);
-        its exit status, or None when it was never started."""
+        """Wait for the process (telling ``say`` where it is at once, then every ``every``
+        seconds); its exit status, or None when it was never started."""
         if self.proc is None:
             return None
-        told = time.monotonic()
+        told = time.monotonic() - every
         while self.proc.poll() is None:
             if time.monotonic() - told >= every:
                 say(f"waiting for `kubesalt-lab prepare`: {self.last_line()}")
