@@ -130,7 +130,7 @@ def _act(unit, action):
     systemd.reset_failed(unit)
     if action == "reapply":
         sls = kubesalt_units.state_of(unit)
-        ret = __salt__["state.apply"](sls, queue=True)
+        ret = __salt__["state.apply"](sls, queue=heal.STATE_QUEUE)
         if isinstance(ret, dict):
             failed = [k for k, s in ret.items() if not s.get("result")]
             changed = [k for k, s in ret.items() if s.get("changes")]

@@ -28,8 +28,10 @@ from salt.exceptions import SaltInvocationError
 
 try:  # synced from file_roots (salt-run saltutil.sync_all): _utils is on sys.path
     import kubesalt_files
+    import kubesalt_heal as heal
 except ImportError:  # installed with pip
     from kubesalt_ext.utils import kubesalt_files
+    from kubesalt_ext.utils import kubesalt_heal as heal
 
 log = logging.getLogger(__name__)
 
@@ -94,7 +96,11 @@ def highstate(timeout=900):
     minions = {}
     for wave in waves(roles):
         ret = client.cmd(
-            wave, "state.apply", tgt_type="list", kwarg={"queue": True}, timeout=timeout
+            wave,
+            "state.apply",
+            tgt_type="list",
+            kwarg={"queue": heal.STATE_QUEUE},
+            timeout=timeout,
         )
         for minion in wave:
             minions[minion] = summarize(ret.get(minion, "no answer"))

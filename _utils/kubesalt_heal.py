@@ -27,6 +27,15 @@ REPAIRS = ("restart", "reapply")
 ESCALATE = "escalate"
 RESET = "reset"
 
+# How a kubesalt state run (a repair's re-apply, the scheduled highstate) that finds another
+# state run going on the node waits its turn: Salt's ``queue`` as a number, which blocks
+# until the runs before it end (when fewer than this many are running, else it reports the
+# conflict). Never ``queue=True``: since Salt 3008 that puts the job in the minion's disk
+# queue and returns "Job queued for execution" at once, and called from a module (as a
+# repair does) the queued job has no function: the minion later runs "command None", whose
+# half-dead job makes the next state.sls on that node fail with a TypeError.
+STATE_QUEUE = 16
+
 # A systemd unit name as kubesalt manages them (no templates, no paths).
 UNIT_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,200}\.service$")
 

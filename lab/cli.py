@@ -90,6 +90,12 @@ def _parser():
         dest="roles",
         help="only the nodes with this role (repeatable); default: every node",
     )
+    apply.add_argument(
+        "--together",
+        action="store_true",
+        help="every node in one run instead of masters, workers, routers in turn (for a "
+        "cluster that converged already: the order matters while it is being built)",
+    )
     sub.add_parser(
         "status",
         help="hosts, minions and managed units",
@@ -246,7 +252,7 @@ def main(argv=None):
         elif args.command == "up":
             lifecycle.up(lab, _progress)
         elif args.command == "apply":
-            results = lifecycle.apply(lab, _progress, args.roles)
+            results = lifecycle.apply(lab, _progress, args.roles, together=args.together)
             print(lifecycle.apply_table(lab, results))
             if any(r["failed"] or r["errors"] for r in results.values()):
                 return 1

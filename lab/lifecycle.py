@@ -135,6 +135,7 @@ def up(lab, progress):
     master.ensure_keys(lab)
     pid = master.start(lab)
     progress(f"salt-master: pid {pid}, listening on {lab.bridge_ip}")
+    booted = [n.id for n in lab.ordered_nodes() if not containers.nspawn_pid(lab, n)]
     for node in lab.ordered_nodes():
         containers.boot(lab, node)
     for node in lab.ordered_nodes():
@@ -155,7 +156,7 @@ def up(lab, progress):
         raise LabError(f"{err}; silent: {_minion_diagnosis(lab, silent)}") from None
     elapsed = time.monotonic() - started
     progress(f"up: {len(lab.nodes)} minions answer ({elapsed:.1f}s)")
-    return {"seconds": elapsed, "built_rootfs": built}
+    return {"seconds": elapsed, "built_rootfs": built, "booted": booted}
 
 
 def _minion_diagnosis(lab, nodes):
@@ -176,11 +177,11 @@ def _minion_diagnosis(lab, nodes):
     return "; ".join(seen) or "none (the salt CLI itself did not answer)"
 
 
-def apply_waves(lab, roles=None):
+def apply_waves(lab, roles=None, together=False):
     """The order a cluster comes up in: all masters at once (their first runs wait for each
     other's service-account keys), then all workers (they need the apiservers), then the
     routers (their sessions are with the workers' BIRD). ``roles`` keeps only the nodes
-    that have one of them (``None``: every node)."""
+    that have one of them (``None``: every node); ``together`` puts them in one wave."""
     ordered = [n for n in lab.ordered_nodes() if roles is None or set(n.roles) & set(roles)]
     waves = []
     for role in ("master", "worker"):
@@ -188,14 +189,16 @@ def apply_waves(lab, roles=None):
         if wave:
             waves.append(wave)
     rest = [n for n in ordered if not any(n in w for w in waves)]
-    return waves + ([rest] if rest else [])
+    waves += [rest] if rest else []
+    return [[n for wave in waves for n in wave]] if together and waves else waves
 
 
-def apply(lab, progress, roles=None):
+def apply(lab, progress, roles=None, together=False):
     """Highstate wave by wave (see :func:`apply_waves`; ``roles`` limits it to the nodes
-    with one of them); a summary per node."""
+    with one of them); a summary per node. ``together`` runs every node at once instead:
+    the waves matter while a cluster is being built, not on one that converged already."""
     results = {}
-    waves = apply_waves(lab, roles)
+    waves = apply_waves(lab, roles, together)
     for wave in waves:
         names = ", ".join(n.id for n in wave)
         progress(f"apply {names} ...")

@@ -176,7 +176,7 @@ def test_up_twice_duplicates_nothing(lab_up):
     before = {n.id: containers.nspawn_pid(lab, n) for n in lab.nodes}
     master_before = master.master_pid(lab)
     result = lifecycle.up(lab, quiet)
-    assert result["built_rootfs"] is False
+    assert result["built_rootfs"] is False and result["booted"] == []
     assert {n.id: containers.nspawn_pid(lab, n) for n in lab.nodes} == before
     assert master.master_pid(lab) == master_before
     netns = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout

@@ -35,6 +35,11 @@ def test_masters_are_applied_together_then_the_workers_then_the_routers():
     ]
     only = [[n.id for n in wave] for wave in lifecycle.apply_waves(lab, ["master", "router"])]
     assert only == [["master-1", "master-2", "master-3"], ["router-1"]]
+    together = [[n.id for n in wave] for wave in lifecycle.apply_waves(lab, together=True)]
+    assert together == [["master-1", "master-2", "master-3", "worker-1", "worker-2", "router-1"]]
+    workers = lifecycle.apply_waves(lab, ["worker"], together=True)
+    assert [[n.id for n in wave] for wave in workers] == [["worker-1", "worker-2"]]
+    assert lifecycle.apply_waves(lab, ["nothing-has-this-role"], together=True) == []
 
 
 def test_lab_refuses_addresses_outside_the_benchmarking_range(tmp_path):
