@@ -2,7 +2,7 @@
     `target` must already be a master in pillar. Its etcd joins as a learner and is promoted
     once in sync (k8s_etcd.member_present); the other masters then get its service-account
     key. etcd must be healthy before and after. #}
-{%- from "kubesalt/orch/params.jinja" import masters, target, others with context %}
+{%- from "kubesalt/orch/params.jinja" import masters, target, others, state_queue with context %}
 {%- if target not in masters or not others %}
 
 kubesalt-orch-refused:
@@ -14,12 +14,14 @@ kubesalt-orch-refused:
 
 kubesalt-orch-etcd-healthy-before:
   salt.state:
+    - queue: {{ state_queue }}
     - tgt: {{ others | join(",") }}
     - tgt_type: list
     - sls: kubesalt.etcd.healthy
 
 kubesalt-orch-new-master-applied:
   salt.state:
+    - queue: {{ state_queue }}
     - tgt: {{ target }}
     - highstate: True
     - require:
@@ -27,6 +29,7 @@ kubesalt-orch-new-master-applied:
 
 kubesalt-orch-masters-pki-applied:
   salt.state:
+    - queue: {{ state_queue }}
     - tgt: {{ others | join(",") }}
     - tgt_type: list
     - sls: kubesalt.pki
@@ -35,6 +38,7 @@ kubesalt-orch-masters-pki-applied:
 
 kubesalt-orch-etcd-healthy-after:
   salt.state:
+    - queue: {{ state_queue }}
     - tgt: {{ (others + [target]) | join(",") }}
     - tgt_type: list
     - sls: kubesalt.etcd.healthy

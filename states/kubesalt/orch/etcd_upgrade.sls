@@ -3,11 +3,12 @@
     One master at a time, in name order: apply kubesalt.etcd (a changed binary restarts
     etcd only while quorum holds without it), then wait until every member is healthy
     before the next master. A failure stops the run there. #}
-{%- from "kubesalt/orch/params.jinja" import masters with context %}
+{%- from "kubesalt/orch/params.jinja" import masters, state_queue with context %}
 {%- for master in masters %}
 
 kubesalt-orch-etcd-upgraded-{{ master }}:
   salt.state:
+    - queue: {{ state_queue }}
     - tgt: {{ master }}
     - sls: kubesalt.etcd
 {%-   if not loop.first %}
@@ -17,6 +18,7 @@ kubesalt-orch-etcd-upgraded-{{ master }}:
 
 kubesalt-orch-etcd-healthy-after-{{ master }}:
   salt.state:
+    - queue: {{ state_queue }}
     - tgt: {{ masters | join(",") }}
     - tgt_type: list
     - sls: kubesalt.etcd.healthy

@@ -4,7 +4,7 @@
     etcd is stopped and its data dir moved aside. Take the node out of pillar (or its master
     role) too, or a later highstate joins it back. Its minion must answer: for a dead
     master use kubesalt.orch.replace_master. #}
-{%- from "kubesalt/orch/params.jinja" import masters, target, others with context %}
+{%- from "kubesalt/orch/params.jinja" import masters, target, others, state_queue with context %}
 {%- set remaining = masters | reject("equalto", target) | list %}
 {%- if not target or not remaining %}
 
@@ -17,12 +17,14 @@ kubesalt-orch-refused:
 
 kubesalt-orch-etcd-healthy-before:
   salt.state:
+    - queue: {{ state_queue }}
     - tgt: {{ remaining | join(",") }}
     - tgt_type: list
     - sls: kubesalt.etcd.healthy
 
 kubesalt-orch-member-retired:
   salt.state:
+    - queue: {{ state_queue }}
     - tgt: {{ target }}
     - sls: kubesalt.etcd.retired
     - require:
@@ -30,6 +32,7 @@ kubesalt-orch-member-retired:
 
 kubesalt-orch-etcd-healthy-after:
   salt.state:
+    - queue: {{ state_queue }}
     - tgt: {{ remaining | join(",") }}
     - tgt_type: list
     - sls: kubesalt.etcd.healthy

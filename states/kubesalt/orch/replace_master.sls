@@ -3,7 +3,7 @@
     The dead member is removed through a live master (refused if quorum would not hold
     without it), then `target` (a master in pillar; the same id for a rebuilt host) joins as
     a learner and is promoted. etcd must be healthy at the end. #}
-{%- from "kubesalt/orch/params.jinja" import masters, target, dead, others with context %}
+{%- from "kubesalt/orch/params.jinja" import masters, target, dead, others, state_queue with context %}
 {%- if not dead or target not in masters or not others %}
 
 kubesalt-orch-refused:
@@ -16,6 +16,7 @@ kubesalt-orch-refused:
 
 kubesalt-orch-dead-member-removed:
   salt.state:
+    - queue: {{ state_queue }}
     - tgt: {{ others[0] }}
     - sls: kubesalt.etcd.member_removed
     - pillar:
@@ -23,6 +24,7 @@ kubesalt-orch-dead-member-removed:
 
 kubesalt-orch-replacement-applied:
   salt.state:
+    - queue: {{ state_queue }}
     - tgt: {{ target }}
     - highstate: True
     - require:
@@ -30,6 +32,7 @@ kubesalt-orch-replacement-applied:
 
 kubesalt-orch-etcd-healthy-after:
   salt.state:
+    - queue: {{ state_queue }}
     - tgt: {{ (others + [target]) | join(",") }}
     - tgt_type: list
     - sls: kubesalt.etcd.healthy
