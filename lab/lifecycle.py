@@ -104,10 +104,34 @@ def set_pillar(lab, settings, progress):
     return master.refresh_pillar(lab)
 
 
+# The kubelet's default hard eviction threshold for its image filesystem. In the lab every
+# node's kubelet sees this machine's filesystem: below it the workers are tainted
+# node.kubernetes.io/disk-pressure and no pod schedules.
+KUBELET_IMAGEFS_EVICTION = 0.15
+
+
+def disk_warning(total_bytes, free_bytes, where):
+    """A warning when the filesystem at ``where`` is near the kubelets' disk-pressure
+    threshold (None otherwise)."""
+    free = free_bytes / total_bytes if total_bytes else 0.0
+    if free >= KUBELET_IMAGEFS_EVICTION + 0.05:
+        return None
+    return (
+        f"warning: {where} has {free:.0%} of its filesystem free; the workers' kubelets see "
+        f"this filesystem and below {KUBELET_IMAGEFS_EVICTION:.0%} free they report "
+        "DiskPressure and no pod schedules"
+    )
+
+
 def up(lab, progress):
     """Bring the lab up; every step is idempotent, so a second `up` only checks."""
     started = time.monotonic()
     check_prerequisites(lab)
+    lab.cache_dir.mkdir(parents=True, exist_ok=True)
+    usage = shutil.disk_usage(lab.cache_dir)
+    warning = disk_warning(usage.total, usage.free, lab.cache_dir)
+    if warning:
+        progress(warning)
     running = [n.id for n in lab.nodes if containers.nspawn_pid(lab, n)]
     if running and not rootfs.is_current(lab.rootfs):
         raise LabError(

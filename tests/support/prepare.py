@@ -58,7 +58,7 @@ class Background:
         told = time.monotonic() - every
         while self.proc.poll() is None:
             if time.monotonic() - told >= every:
-                say(f"waiting for `kubesalt-lab prepare`: {self.last_line()}")
+                say(f"waiting for `kubesalt-lab prepare`: {self.last_line() or 'starting'}")
                 told = time.monotonic()
             time.sleep(1)
         return self.proc.returncode

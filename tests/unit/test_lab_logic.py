@@ -195,3 +195,14 @@ def test_failed_orchestration_steps_say_what_each_minion_refused():
     assert list(failed["healthy"]["minions"]) == ["master-3"]
     assert failed["healthy"]["minions"]["master-3"].startswith("Passed invalid arguments")
     assert len(failed["healthy"]["minions"]["master-3"]) == 60
+
+
+def test_up_warns_near_the_kubelets_disk_pressure_threshold():
+    from kubesalt_lab import lifecycle
+
+    gib = 1 << 30
+    assert lifecycle.disk_warning(252 * gib, 64 * gib, "/var/cache/kubesalt-lab") is None
+    said = lifecycle.disk_warning(252 * gib, 36 * gib, "/var/cache/kubesalt-lab")
+    assert said.startswith("warning: /var/cache/kubesalt-lab has 14% of its filesystem free")
+    assert "DiskPressure" in said
+    assert lifecycle.disk_warning(0, 0, "/x").startswith("warning: /x has 0%")
