@@ -38,12 +38,16 @@ def check_prerequisites(lab):
         raise LabError(f"no salt in {lab.venv} (run `make setup`)")
 
 
+def pinned_versions(lab):
+    """The versions the lab's pillar pins (its own copy once `up` wrote one)."""
+    return master.lab_pillar(lab).versions() if lab.master_dir.exists() else lab.versions()
+
+
 def build_components(lab, progress, names=None):
     """Build (or find built) every component at the versions the lab's pillar pins; writes
     ``SHA256SUMS`` beside the archives. Returns ({component: [Built]}, table rows)."""
     started = time.monotonic()
-    versions = master.lab_pillar(lab).versions() if lab.master_dir.exists() else lab.versions()
-    results, rows = build.build_all(lab.cache_dir, versions, progress, names)
+    results, rows = build.build_all(lab.cache_dir, pinned_versions(lab), progress, names)
     if not names:
         build.write_sums(lab.cache_dir, [b for built in results.values() for b in built])
     progress(f"build: {len(results)} components ready ({time.monotonic() - started:.1f}s)")
@@ -63,8 +67,7 @@ def prepare(lab, progress):
         progress(f"rootfs: left as it is ({', '.join(running)} run from it)")
     else:
         rootfs.ensure(lab.rootfs, progress)
-    versions = master.lab_pillar(lab).versions() if lab.master_dir.exists() else lab.versions()
-    tools = conformance.build_tools(lab, progress, versions)
+    tools = conformance.build_tools(lab, progress, pinned_versions(lab))
     e2e_images.base_layer(lab.cache_dir, tools.programs["busybox"], progress)
     progress(f"prepare: everything in the cache ({time.monotonic() - started:.1f}s)")
     return rows

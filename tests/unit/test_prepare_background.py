@@ -1,8 +1,8 @@
 """The harness's background preparation (tests/support/prepare.py), with real processes."""
 
-import os
 import time
 
+from kubesalt_lab.system import alive
 from tests.support.prepare import Background
 
 
@@ -40,16 +40,6 @@ def test_stop_ends_the_process_and_what_it_started(tmp_path):
     background.stop()
     assert background.proc.returncode is not None
     deadline = time.monotonic() + 10
-    while _alive(child):
+    while alive(child):
         assert time.monotonic() < deadline, f"the child {child} outlived stop()"
         time.sleep(0.05)
-
-
-def _alive(pid):
-    try:
-        with open(f"/proc/{pid}/stat") as stat:
-            return stat.read().split(") ")[1][0] != "Z"
-    except FileNotFoundError:
-        return False
-    except OSError:
-        return os.path.exists(f"/proc/{pid}")
