@@ -11,7 +11,7 @@ VENV ?= .venv
 PYTEST_ARGS ?=
 APT_PACKAGES := python3-venv etcd-server etcd-client systemd-container debootstrap bird2 openssl \
                 golang-go gcc libc6-dev libseccomp-dev pkg-config \
-                iproute2 busybox-static docker-registry
+                iproute2 busybox-static docker-registry haproxy
 
 .PHONY: setup apt venv test lint clean
 

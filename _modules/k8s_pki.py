@@ -381,8 +381,9 @@ def rotate_ca(ca):
 # --- the node side ----------------------------------------------------------------------------
 
 
-def _ask_ca(config, request):
-    """Send ``request`` to the CA host and return its answer, or raise with the reason."""
+def _ask_ca(config, request, silent_ok=False):
+    """Send ``request`` to the CA host and return its answer, or raise with the reason
+    (``silent_ok``: None when the CA host does not answer at all)."""
     host = kubesalt_pki.ca_host(config)
     me = __opts__["id"]
     if me == host:
@@ -395,6 +396,8 @@ def _ask_ca(config, request):
         host, "k8s_pki.sign", arg=[request], timeout=PUBLISH_TIMEOUT
     )
     answer = (replies or {}).get(host)
+    if not answer and silent_ok:
+        return None
     if not answer:
         raise CommandExecutionError(
             f"the CA host {host} did not answer k8s_pki.sign within {PUBLISH_TIMEOUT} s: is "
@@ -548,7 +551,9 @@ def issue(test=False):
     identities = kubesalt_pki.node_identities(config, me, roles)
     if not identities and not kubesalt_pki.holds_service_account_key(roles):
         return {"changes": {}, "comment": f"{me} holds no certificates (roles: {roles})"}
-    answer = _ask_ca(config, {})
+    answer = _ask_ca(config, {}, silent_ok=True)
+    if answer is None:
+        return _without_ca(config, me, roles, layout)
     plan = _plan(config, me, roles, layout, answer)
     changes = _changes(plan)
     if test or not changes:
@@ -604,6 +609,39 @@ def issue(test=False):
             kubesalt_files.write_atomically(layout.service_account_bundle, bundle, 0o644)
             changes["service-account bundle"] = sorted(registered)
     return {"changes": changes, "comment": _comment(changes, False)}
+
+
+def _without_ca(config, me, roles, layout):
+    """The CA host does not answer (its host is down): the node's certificates checked
+    against its own copies of the CAs. A certificate that is still valid keeps working and
+    its renewal waits (said in the comment); one that is missing, expired or not signed by
+    the CA copy cannot be issued, and that fails the run."""
+    host = kubesalt_pki.ca_host(config)
+    silent = f"the CA host {host} does not answer (publish.publish within {PUBLISH_TIMEOUT} s)"
+    identities, held = _local_state(config, me, roles, layout)
+    cas = {ca: _load_cert(layout.trusted_ca(ca)) for ca in kubesalt_pki.trusted_cas(identities)}
+    missing = sorted(ca for ca, cert in cas.items() if cert is None)
+    if missing:
+        raise CommandExecutionError(
+            f"{silent}, and this node holds no copy of {', '.join(missing)}: its certificates "
+            "wait for the CA host"
+        )
+    waiting, blocked = kubesalt_pki.without_ca_plan(identities, held, cas, config["pki"], _now())
+    if kubesalt_pki.holds_service_account_key(roles) and not os.path.exists(
+        layout.service_account_key
+    ):
+        blocked["service-account key"] = "missing (the CA host keeps the registry)"
+    if blocked:
+        parts = ", ".join(f"{name} ({reason})" for name, reason in blocked.items())
+        raise CommandExecutionError(f"{silent}; nothing was written: {parts} need it")
+    if not waiting:
+        return {"changes": {}, "comment": f"{silent}; every certificate is valid (checked "
+                "against this node's copies of the CAs)"}  # fmt: skip
+    parts = ", ".join(f"{name} ({reason})" for name, reason in waiting.items())
+    return {
+        "changes": {},
+        "comment": f"{silent}; waiting for it to renew {parts}: each still works until then",
+    }
 
 
 def _comment(changes, test):

@@ -59,6 +59,8 @@ def _as_dict(config, rendered):
         "available": available,
         "unavailable_reason": None if available else spec.get("reason") or "not in pillar",
         "files": _files(rendered.files),
+        # file.managed's check_cmd: the component's own check of its config files.
+        "check": " ".join([rendered.executable, *unit.config_check]) if unit.config_check else "",
         "directories": list(rendered.directories),
         "reload": unit.reload,
         "uses_pki": bool(unit.certs or unit.kubeconfig),
@@ -96,7 +98,9 @@ def render(name):
 def _units_here(config, node_id, include_etcd=False):
     roles = config["nodes"][node_id]["roles"]
     return [
-        c for c in kubesalt_units.for_roles(roles) if include_etcd or c.state == "kubesalt.units"
+        c
+        for c in kubesalt_units.for_roles(roles)
+        if (include_etcd or c.state == "kubesalt.units") and kubesalt_units.is_wanted(c, config)
     ]
 
 
@@ -115,6 +119,29 @@ def rendered():
     if node_id not in config["nodes"]:
         return []
     return [_as_dict(config, r) for r in kubesalt_units.node_units(config, node_id)]
+
+
+def unwanted():
+    """
+    The units of this node's roles the site turned off (the apiserver proxy with
+    ``cluster:apiserver_endpoint`` set): ``[{name, unit, unit_path}]``, which the formula
+    stops and removes.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt worker-1 k8s_unit.unwanted
+    """
+    config = __salt__["kubesalt.config"]()
+    node_id = __grains__["id"]
+    if node_id not in config["nodes"]:
+        return []
+    systemd_dir = config["paths"]["systemd_dir"]
+    return [
+        {"name": c.name, "unit": c.unit_name, "unit_path": f"{systemd_dir}/{c.unit_name}"}
+        for c in kubesalt_units.unwanted_units(config, node_id)
+    ]
 
 
 def verify(name):
@@ -145,10 +172,11 @@ def verify(name):
 
 def kernel():
     """
-    What a worker's kernel needs for kube-proxy's mode and pod routing: the sysctl.d file
-    (and for IPVS the modules-load.d file and its modules), the host packages the mode
-    uses, and whether to load and apply them now (only where kube-proxy's artifact is
-    available). Empty on a node without the worker role.
+    What this node's kernel needs: on a worker, for kube-proxy's mode and pod routing, the
+    sysctl.d file (and for IPVS the modules-load.d file and its modules), the host packages
+    the mode uses, and whether to load and apply them now (only where kube-proxy's artifact
+    is available); on a router, forwarding (it routes the pods' traffic it learns over BGP).
+    Empty on a node with neither role.
 
     CLI Example:
 
@@ -159,9 +187,18 @@ def kernel():
     config = __salt__["kubesalt.config"]()
     node_id = __grains__["id"]
     node = config["nodes"].get(node_id)
-    if not node or "worker" not in node["roles"]:
+    roles = node["roles"] if node else []
+    if "worker" not in roles and "router" not in roles:
         return {}
     ctx = kubesalt_units.Context(config, node_id, kubesalt_pki.Layout.of(config))
+    if "worker" not in roles:
+        return {
+            "files": _files(kubesalt_units.kernel_files(ctx, routing_only=True)),
+            "modules": [],
+            "packages": list(kubesalt_units.ROUTER_PACKAGES),
+            "sysctl_file": kubesalt_units.sysctl_path(ctx),
+            "apply": True,
+        }
     files = kubesalt_units.kernel_files(ctx)
     return {
         "files": _files(files),

@@ -62,6 +62,8 @@ CATALOGUE = (
     Binary("calico-ipam", "calico_cni", "calico-ipam", "cni_bin_dir", ("worker",)),
     # BIRD for calico-confd on workers (Debian's bird2 package, or a static binary).
     Binary("bird", "bird", "", "bin_dir", ("worker", "router")),
+    # The node-local apiserver proxy on workers (Debian's haproxy package, or a binary).
+    Binary("haproxy", "haproxy", "", "bin_dir", ("worker",)),
     # Calico's CRD manifest (a release's manifests/crds.yaml): applied by one master, never
     # copied into the formula.
     Binary("calico-crds.yaml", "calico_crds", "", "manifest_dir", ("master",)),
@@ -77,7 +79,12 @@ _VERSION_KEYS = {
 }
 
 # Where Debian's packages put a binary, where that is not /usr/bin/<name>.
-_PACKAGE_PATHS = {"runc": "/usr/sbin/runc", "bird": "/usr/sbin/bird", "birdc": "/usr/sbin/birdc"}
+_PACKAGE_PATHS = {
+    "runc": "/usr/sbin/runc",
+    "bird": "/usr/sbin/bird",
+    "birdc": "/usr/sbin/birdc",
+    "haproxy": "/usr/sbin/haproxy",
+}
 
 
 def version_key(artifact):

@@ -14,10 +14,17 @@ import re
 from dataclasses import dataclass
 
 try:  # synced from file_roots: the synced _utils directory is on sys.path
+    import kubesalt_apiserver_proxy
     import kubesalt_artifacts
     import kubesalt_calico
+    import kubesalt_ports
 except ImportError:  # installed with pip
-    from kubesalt_ext.utils import kubesalt_artifacts, kubesalt_calico
+    from kubesalt_ext.utils import (
+        kubesalt_apiserver_proxy,
+        kubesalt_artifacts,
+        kubesalt_calico,
+        kubesalt_ports,
+    )
 
 PILLAR_KEY = "kubesalt"
 ROLES = ("master", "worker", "router")
@@ -35,6 +42,7 @@ COMPONENTS = (
     "ingress_nginx",
     "nginx_ingress",
     "bird",
+    "haproxy",
 )
 # `unavailable`: this site has no such binary (the lab: kube-* and Calico); kubesalt writes
 # the component's units and configs but never enables or starts them.
@@ -71,7 +79,7 @@ PATH_KEYS = (
     "heal_dir",
 )
 # kube-apiserver's secure port, unless cluster:apiserver_endpoint names another.
-APISERVER_PORT = 6443
+APISERVER_PORT = kubesalt_ports.APISERVER_PORT
 # Kubernetes refuses a larger IPv4 service range (kube-apiserver: "mask must be >= 12").
 MAX_SERVICE_PREFIX_V4 = 12
 # 0, 23456 (AS_TRANS), 65535 and 4294967295 are reserved (RFC 7607, 6793, 7300).
@@ -104,9 +112,11 @@ def merge(defaults, override):
     """Return ``defaults`` updated recursively with ``override``.
 
     Mappings merge key by key; any other value (lists included) in ``override`` replaces
-    the default, so pillar can always say exactly which roles or sources it wants.
+    the default, so pillar can always say exactly which roles or sources it wants. An
+    artifact's source (a mapping with ``source``) is one choice and replaces the default
+    whole: ``source: path`` over a default ``source: package`` keeps no ``package``.
     """
-    if not isinstance(defaults, dict) or not isinstance(override, dict):
+    if not isinstance(defaults, dict) or not isinstance(override, dict) or "source" in override:
         return override
     merged = dict(defaults)
     for key, value in override.items():
@@ -133,6 +143,15 @@ def _kind(value):
 
 def _missing(key, expected):
     return [Problem(key, f"missing; expected {expected}")]
+
+
+def _check_minion_ids(value, key):
+    """A list of minion ids (each checked against ``nodes`` where it is used); null: []."""
+    if value is None:
+        return [], []
+    if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
+        return None, [Problem(key, f"expected a list of minion ids, got {value!r}")]
+    return value, []
 
 
 def _check_dns_label(value, key):
@@ -676,6 +695,13 @@ SCHEMA = {
         }
     ),
     "apiserver": _mapping({"service_routing": _check_choice(APISERVER_SERVICE_ROUTING)}),
+    "apiserver_proxy": _mapping(
+        {
+            "enabled": _check_optional(_check_bool),
+            "port": _check_int_range(1, 65535, "a TCP port"),
+            "drain": _check_minion_ids,
+        }
+    ),
     "kubelet": _mapping({"fail_cgroup_v1": _check_bool}),
     "kube_proxy": _mapping(
         {
@@ -714,13 +740,16 @@ def validate(config):
     problems += _check_pki_against_nodes(parsed.get("pki") or {}, nodes)
     problems += _check_endpoint_in_sans(parsed.get("cluster") or {}, parsed.get("pki") or {}, nodes)
     if not problems:
-        problems += [Problem(key, message) for key, message in _bgp_problems(config)]
+        problems += [Problem(key, message) for key, message in _layout_problems(config)]
     return problems
 
 
-def _bgp_problems(config):
-    """The BGP layout checks of kubesalt_calico, on a config whose fields are all valid."""
-    return kubesalt_calico.problems(config, PILLAR_KEY)
+def _layout_problems(config):
+    """The BGP layout checks of kubesalt_calico and the apiserver proxy's, on a config whose
+    fields are all valid."""
+    return kubesalt_calico.problems(config, PILLAR_KEY) + kubesalt_apiserver_proxy.problems(
+        config, masters(config), PILLAR_KEY
+    )
 
 
 def _check_endpoint_in_sans(cluster, pki, nodes):

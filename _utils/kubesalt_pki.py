@@ -20,9 +20,10 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 try:  # synced from file_roots: the synced _utils directory is on sys.path
+    import kubesalt_apiserver_proxy
     import kubesalt_pillar
 except ImportError:  # installed with pip
-    from kubesalt_ext.utils import kubesalt_pillar
+    from kubesalt_ext.utils import kubesalt_apiserver_proxy, kubesalt_pillar
 
 SERVER = "server_auth"
 CLIENT = "client_auth"
@@ -95,6 +96,9 @@ CATALOGUE = (
         "node",
     ),
     CertSpec("kube-proxy", "kubernetes-ca", "system:kube-proxy", ("worker",)),
+    # The node-local apiserver proxy's checks of every apiserver's /readyz (any
+    # authenticated identity may read it: system:public-info-viewer).
+    CertSpec("apiserver-proxy", "kubernetes-ca", "kubesalt:apiserver-proxy", ("worker",)),
     # felix's client cert towards Typha; calico-node also authenticates with it to the
     # apiserver (node registration, confd's BGP config, the CNI plugin's IPAM).
     CertSpec("calico-felix", "kubernetes-ca", "calico-felix", ("worker",)),
@@ -113,8 +117,8 @@ SERVICE_ACCOUNT_ROLES = ("master",)
 class KubeconfigSpec:
     """A kubeconfig: which client cert it uses, and which apiserver it talks to.
 
-    ``server`` is ``"local"`` (this master's own apiserver) or ``"cluster"``
-    (``cluster:apiserver_endpoint``, else the first master).
+    ``server`` is ``"local"`` (this master's own apiserver) or ``"cluster"`` (see
+    :func:`apiserver_url`).
     """
 
     name: str
@@ -199,8 +203,10 @@ def _sans_apiserver(config, node_id):
         f"kubernetes.default.svc.{domain}",
         *(m for m, _ in masters),
         *extra_names,
+        # The node-local apiserver proxy passes TLS through: clients dial the loopback.
+        "localhost",
     ]
-    ips = [service_ip, *(ip for _, ip in masters), *extra_ips]
+    ips = [service_ip, *(ip for _, ip in masters), *extra_ips, "127.0.0.1"]
     return tuple(dict.fromkeys(dns)), tuple(dict.fromkeys(ips))
 
 
@@ -303,12 +309,20 @@ class Layout:
 
 
 def apiserver_url(config, node_id, scope):
-    """``https://host:port`` of the apiserver a kubeconfig of ``scope`` talks to."""
+    """``https://host:port`` of the apiserver a kubeconfig of ``scope`` talks to.
+
+    ``local`` and any kubeconfig of a master: the master's own apiserver. Otherwise
+    ``cluster:apiserver_endpoint`` when set, the node-local apiserver proxy where it runs,
+    and with the proxy turned off the first master.
+    """
     port = kubesalt_pillar.APISERVER_PORT
-    if scope == "local":
+    roles = config["nodes"][node_id]["roles"]
+    if scope == "local" or "master" in roles:
         host = config["nodes"][node_id]["ip"]
     elif config["cluster"].get("apiserver_endpoint"):
         host, port = kubesalt_pillar.split_endpoint(config["cluster"]["apiserver_endpoint"])
+    elif kubesalt_apiserver_proxy.runs_on(config, roles):
+        return kubesalt_apiserver_proxy.url(config)
     else:
         host = kubesalt_pillar.masters(config)[0][1]
     if ":" in host:
@@ -510,6 +524,15 @@ def same_public_key(a, b):
     return a.public_bytes(*fmt) == b.public_bytes(*fmt)
 
 
+def signed_by(cert, ca_cert):
+    """True when ``ca_cert`` signed ``cert``."""
+    try:
+        cert.verify_directly_issued_by(ca_cert)
+    except (InvalidSignature, ValueError, TypeError):
+        return False
+    return True
+
+
 def reissue_reason(identity, cert, public_key, ca_cert, now, renew_before_days):
     """Why ``cert`` must be (re)issued for ``identity``, or None when it is good as it is.
 
@@ -519,9 +542,7 @@ def reissue_reason(identity, cert, public_key, ca_cert, now, renew_before_days):
     """
     if cert is None:
         return "missing"
-    try:
-        cert.verify_directly_issued_by(ca_cert)
-    except (InvalidSignature, ValueError, TypeError):
+    if not signed_by(cert, ca_cert):
         return "not signed by the current CA"
     if not same_public_key(cert.public_key(), public_key):
         return "does not match its key"
@@ -533,6 +554,40 @@ def reissue_reason(identity, cert, public_key, ca_cert, now, renew_before_days):
     if left <= datetime.timedelta(days=renew_before_days):
         return f"expires in {max(left.days, 0)} days (renew within {renew_before_days})"
     return None
+
+
+def without_ca_plan(identities, held, cas, pki, now):
+    """With the CA host silent: ``(waiting, blocked)``, each ``{name: reason}``.
+
+    ``waiting``: certificates that are due (renewal, a changed SAN) but still valid and
+    signed by the node's copy of their CA: they keep working until the CA host answers.
+    ``blocked``: those the node cannot run with (missing, expired, not signed by the CA it
+    trusts), which need the CA host now.
+
+    held
+        ``{name: (private key or None, certificate or None)}``.
+    """
+    waiting, blocked = {}, {}
+    for identity in identities:
+        key, cert = held[identity.name]
+        ca_cert = cas[identity.ca]
+        reason, _new_key = certificate_plan(
+            identity, key, cert, ca_cert, pki["key_type"], now, pki["renew_before_days"]
+        )
+        if not reason:
+            continue
+        usable = (
+            key is not None
+            and cert is not None
+            and cert.not_valid_before_utc <= now < cert.not_valid_after_utc
+            and signed_by(cert, ca_cert)
+        )
+        if usable:
+            until = cert.not_valid_after_utc.strftime("%Y-%m-%d %H:%M UTC")
+            waiting[identity.name] = f"{reason}; valid until {until}"
+        else:
+            blocked[identity.name] = reason
+    return waiting, blocked
 
 
 def certificate_plan(identity, key, cert, ca_cert, key_type, now, renew_before_days):

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 import yaml
 
 try:  # synced from file_roots: the synced _utils directory is on sys.path
+    import kubesalt_apiserver_proxy
     import kubesalt_artifacts
     import kubesalt_calico
     import kubesalt_confd
@@ -29,8 +30,10 @@ try:  # synced from file_roots: the synced _utils directory is on sys.path
     import kubesalt_images
     import kubesalt_pillar
     import kubesalt_pki
+    import kubesalt_ports
 except ImportError:  # installed with pip
     from kubesalt_ext.utils import (
+        kubesalt_apiserver_proxy,
         kubesalt_artifacts,
         kubesalt_calico,
         kubesalt_confd,
@@ -38,13 +41,14 @@ except ImportError:  # installed with pip
         kubesalt_images,
         kubesalt_pillar,
         kubesalt_pki,
+        kubesalt_ports,
     )
 
-TYPHA_PORT = 5473
-TYPHA_HEALTH_PORT = 9098
-FELIX_HEALTH_PORT = 9099
-KUBELET_HEALTHZ_PORT = 10248
-KUBE_PROXY_HEALTHZ_PORT = 10256
+TYPHA_PORT = kubesalt_ports.TYPHA_PORT
+TYPHA_HEALTH_PORT = kubesalt_ports.TYPHA_HEALTH_PORT
+FELIX_HEALTH_PORT = kubesalt_ports.FELIX_HEALTH_PORT
+KUBELET_HEALTHZ_PORT = kubesalt_ports.KUBELET_HEALTHZ_PORT
+KUBE_PROXY_HEALTHZ_PORT = kubesalt_ports.KUBE_PROXY_HEALTHZ_PORT
 CONTAINERD_SOCKET = "/run/containerd/containerd.sock"
 # calico-node's confd writes BIRD's config here and reaches BIRD through this socket.
 CALICO_RUN_DIR = "/var/run/calico"
@@ -54,6 +58,7 @@ IPVS_MODULES = ("ip_vs", "ip_vs_rr", "ip_vs_wrr", "ip_vs_sh", "nf_conntrack")
 SYSCTLS = {"net.ipv4.ip_forward": "1"}
 # The host packages kube-proxy's mode and felix use (Debian's names).
 # procps: kubesalt's own `sysctl -p`.
+ROUTER_PACKAGES = ("procps",)
 MODE_PACKAGES = {
     "ipvs": ("ipset", "ipvsadm", "conntrack", "procps"),
     "nftables": ("nftables", "conntrack", "procps"),
@@ -477,13 +482,16 @@ def kernel_modules(config):
     return IPVS_MODULES if kube_proxy_mode(config) == "ipvs" else ()
 
 
-def kernel_files(ctx):
-    """The sysctl.d file pod routing needs, and for IPVS the modules-load.d file."""
+def kernel_files(ctx, routing_only=False):
+    """The sysctl.d file pod routing needs, and for IPVS the modules-load.d file (not with
+    ``routing_only``: a router forwards and runs no kube-proxy)."""
     sysctls = "\n".join(
         ["# Managed by kubesalt: routing for pods and services."]
         + [f"{key} = {value}" for key, value in SYSCTLS.items()]
     )
     files = {sysctl_path(ctx): (sysctls + "\n", 0o644)}
+    if routing_only:
+        return files
     modules = kernel_modules(ctx.config)
     if modules:
         text = "\n".join(["# Managed by kubesalt: IPVS for kube-proxy.", *modules]) + "\n"
@@ -633,6 +641,32 @@ def _router_bird_service(ctx, executable):
     ]
 
 
+def apiserver_proxy_config_path(ctx):
+    return f"{ctx.paths['kubernetes_dir']}/apiserver-proxy.cfg"
+
+
+def _apiserver_proxy(ctx):
+    path = apiserver_proxy_config_path(ctx)
+    text = kubesalt_apiserver_proxy.config_text(
+        ctx.config,
+        kubesalt_pillar.masters(ctx.config),
+        ctx.layout.trusted_ca("kubernetes-ca"),
+        ctx.layout.cert("apiserver-proxy"),
+    )
+    # -Ws: master-worker mode with systemd's notify protocol; a reload (SIGUSR2) starts new
+    # workers on the new config while the old ones finish the connections they carry.
+    return ["-Ws", "-f", path], {path: (text, 0o644)}
+
+
+def _apiserver_proxy_service(ctx, executable):
+    """A reload checks the config first and keeps the running one when it does not load."""
+    path = apiserver_proxy_config_path(ctx)
+    return [
+        f"ExecReload={executable} -Ws -f {path} -c -q",
+        "ExecReload=/bin/kill -USR2 $MAINPID",
+    ]
+
+
 def _etcd_settings(ctx):
     return kubesalt_etcd.node_settings(ctx.config, ctx.node_id, ctx.layout)
 
@@ -714,6 +748,17 @@ def _apiserver_probe(ctx):
     )
 
 
+def _apiserver_proxy_probe(ctx):
+    # /readyz of whichever apiserver the proxy picks: the proxy passes TLS through.
+    pki = ctx.layout
+    return Probe(
+        f"{kubesalt_apiserver_proxy.url(ctx.config)}/readyz",
+        pki.trusted_ca("kubernetes-ca"),
+        pki.cert("apiserver-proxy"),
+        pki.key("apiserver-proxy"),
+    )
+
+
 def _local_tls_probe(port, path="healthz"):
     return lambda ctx: Probe(f"https://{ctx.ip}:{port}/{path}")
 
@@ -771,6 +816,13 @@ class Component:
     service_extra: tuple = ()
     # A changed config reloads the unit (ExecReload) instead of restarting it.
     reload: bool = False
+    # Not on a node that also has one of these roles.
+    not_with: tuple = ()
+    # config -> False: the site turned the component off (its unit is removed).
+    wanted: object = None
+    # The component's own check of a config file (its arguments before the file's path):
+    # a file it rejects never replaces the running one.
+    config_check: tuple = ()
 
     @property
     def unit_name(self):
@@ -875,6 +927,29 @@ COMPONENTS = (
         kubeconfig="calico-typha",
         hardening=_SERVER_HARDENING,
     ),
+    Component(
+        "kube-apiserver-proxy",
+        "worker",
+        "haproxy",
+        "haproxy",
+        "Node-local apiserver proxy (HAProxy): every master's apiserver on the loopback",
+        "https://docs.haproxy.org/2.6/configuration.html",
+        command=_apiserver_proxy,
+        service_lines=_apiserver_proxy_service,
+        health=_apiserver_proxy_probe,
+        ports=("6443/tcp apiserver proxy (127.0.0.1; apiserver_proxy:port)",),
+        certs=("apiserver-proxy",),
+        unit_type="notify",
+        hardening=_SERVER_HARDENING,
+        # The old workers of a reload belong to the unit too (they finish their connections).
+        service_extra=("KillMode=mixed",),
+        reload=True,
+        not_with=("master",),
+        wanted=kubesalt_apiserver_proxy.wanted,
+        config_check=("-c", "-f"),
+    ),
+    # The workers' components after their proxy: the kubelet, kube-proxy and calico-node
+    # reach the apiservers through it (calico-node's startup blocks until it can).
     Component(
         "containerd",
         "worker",
@@ -1037,7 +1112,12 @@ BY_UNIT = {component.unit_name: component for component in COMPONENTS}
 
 
 def for_roles(roles):
-    return [c for c in COMPONENTS if c.role in roles]
+    return [c for c in COMPONENTS if c.role in roles and not set(c.not_with) & set(roles)]
+
+
+def is_wanted(component, config):
+    """False when the site turned ``component`` off (``Component.wanted``)."""
+    return component.wanted is None or bool(component.wanted(config))
 
 
 def spec(name):
@@ -1050,7 +1130,7 @@ def spec(name):
 def managed_units(roles):
     """``{unit: artifact}`` for every unit kubesalt manages on a node with ``roles``: what
     the journal beacon watches and the healer may touch."""
-    return {c.unit_name: c.artifact for c in COMPONENTS if c.role in roles}
+    return {c.unit_name: c.artifact for c in for_roles(roles)}
 
 
 def units_of_binary(binary):
@@ -1186,5 +1266,11 @@ def node_units(config, node_id, include_etcd=False):
     return [
         render(config, node_id, c.name)
         for c in for_roles(roles)
-        if include_etcd or c.state == "kubesalt.units"
+        if (include_etcd or c.state == "kubesalt.units") and is_wanted(c, config)
     ]
+
+
+def unwanted_units(config, node_id):
+    """The units of ``node_id``'s roles the site turned off: stopped and removed."""
+    roles = config["nodes"][node_id]["roles"]
+    return [c for c in for_roles(roles) if not is_wanted(c, config)]

@@ -6,6 +6,8 @@ kubesalt-lab up        build, boot the hosts, start the salt-master, wait for mi
 kubesalt-lab apply     highstate masters, then workers, then routers; print a table
 kubesalt-lab status    hosts, minions, and the units each node's roles manage
 kubesalt-lab shell N   a shell (or a command) inside node N
+kubesalt-lab stop N    power node N off as a pulled plug would (its disk is kept)
+kubesalt-lab start N   boot a stopped node N again from its disk
 kubesalt-lab pillar K=V  replace pillar values for every node (a copy; the repo is untouched)
 kubesalt-lab kubeconfig  print an admin kubeconfig usable from this machine
 kubesalt-lab conformance run Kubernetes' conformance suite against the lab
@@ -109,6 +111,23 @@ def _parser():
     )
     shell.add_argument("node", metavar="NODE")
     shell.add_argument("cmd", nargs=argparse.REMAINDER, metavar="COMMAND")
+    stop = sub.add_parser(
+        "stop",
+        help="power a node off as a pulled plug would",
+        description="Kill every process of NODE at once (no shutdown: its services flush "
+        "nothing), take its network link down so that its peers hear nothing from it, and "
+        "drop its routes, as a host that lost power. Its disk is kept: `kubesalt-lab start "
+        "NODE` boots it again. `status` shows it as stopped.",
+    )
+    stop.add_argument("node", metavar="NODE")
+    start = sub.add_parser(
+        "start",
+        help="boot a stopped node again from its disk",
+        description="Boot NODE from its disk as it was when it stopped and wait for its "
+        "minion. Nothing else is done for it: what runs there starts as its own systemd "
+        "starts it.",
+    )
+    start.add_argument("node", metavar="NODE")
     pillar = sub.add_parser(
         "pillar",
         help="replace pillar values for every node",
@@ -264,6 +283,10 @@ def main(argv=None):
                 raise LabError(f"{node.id} is not running (kubesalt-lab up)")
             argv = containers.shell_argv(lab, node, args.cmd)
             os.execvp(argv[0], argv)
+        elif args.command == "stop":
+            lifecycle.stop_host(lab, args.node, _progress)
+        elif args.command == "start":
+            lifecycle.start_host(lab, args.node, _progress)
         elif args.command == "pillar":
             if bool(args.settings) == args.reset:
                 raise LabError("give PATH=VALUE settings, or --reset (not both)")

@@ -1,5 +1,8 @@
-"""Lab hosts: systemd-nspawn containers booting the shared rootfs with --volatile=overlay,
-one per node, each in its node's network namespace."""
+"""Lab hosts: systemd-nspawn containers, one per node, each in its node's network namespace.
+
+Every node boots an overlay of the shared rootfs with an upper directory of its own, so a
+host powered off (``power_off``: every process killed at once, as a pulled plug) boots again
+(``power_on``) with its disk as it was. ``kubesalt-lab down`` removes the disks."""
 
 import contextlib
 import os
@@ -114,6 +117,39 @@ def resolv_conf(lab):
     return path
 
 
+def root_dir(lab, node):
+    """Where the node's disk is mounted: the shared rootfs under its own upper directory."""
+    return lab.node_dir(node) / "root"
+
+
+def is_mounted(path):
+    with open("/proc/mounts") as mounts:
+        return any(line.split()[1] == str(path) for line in mounts)
+
+
+def mount_root(lab, node):
+    """Mount the node's disk unless it is mounted (its changes stay in ``disk/``)."""
+    root = root_dir(lab, node)
+    if is_mounted(root):
+        return root
+    disk = lab.node_dir(node) / "disk"
+    for path in (disk / "upper", disk / "work", root):
+        path.mkdir(parents=True, exist_ok=True)
+    options = f"lowerdir={lab.rootfs},upperdir={disk / 'upper'},workdir={disk / 'work'}"
+    run(["mount", "-t", "overlay", "overlay", "-o", options, str(root)])
+    return root
+
+
+def is_lab_nspawn(lab, argv):
+    """True for a systemd-nspawn command line booting one of the lab's node disks."""
+    prefix = f"--directory={lab.run_dir / 'nodes'}/"
+    return (
+        bool(argv)
+        and argv[0].endswith("systemd-nspawn")
+        and any(a.startswith(prefix) for a in argv)
+    )
+
+
 def boot(lab, node):
     """Start the container unless it runs already; returns the nspawn PID."""
     pid = nspawn_pid(lab, node)
@@ -122,12 +158,11 @@ def boot(lab, node):
     node_dir = lab.node_dir(node)
     argv = [
         "systemd-nspawn",
-        f"--directory={lab.rootfs}",
+        f"--directory={mount_root(lab, node)}",
         "--boot",
         "--register=no",
         "--keep-unit",
         f"--machine={node.id}",
-        "--volatile=overlay",
         "--console=passive",
         f"--network-namespace-path=/run/netns/{node.netns}",
         # The repo (with its venv) at the same path, so the venv's scripts resolve.
@@ -186,24 +221,32 @@ _NODE_TUNABLES = "/run/kubesalt-lab/sysctl"
 
 
 def prepare_runtime(lab, node):
-    """What a node that runs pods needs from its host, done right after it booted:
+    """What a node needs from its host, done right after it booted:
+
+    - /proc/sys/net writable: it holds only the node's own network namespace's settings
+      (ip_forward, which kubesalt sets on workers and routers), not the machine's;
+
+    and on a node that runs pods:
 
     - its v1 controller hierarchies writable (nspawn mounts them read-only); its cgroup
       namespace shows only its own subtree, where containerd, runc and the kubelet create
       their cgroups;
-    - its own copy of the kubelet's machine-wide kernel tunables (see above);
-    - /proc/sys/net writable: it holds only the node's own network namespace's settings
-      (ip_forward, which kubesalt sets on a worker), not the machine's.
+    - its own copy of the kubelet's machine-wide kernel tunables (see above).
     """
     script = [
         "set -e",
-        "for c in /sys/fs/cgroup/*/; do",
-        '  case "$(stat -fc %T "$c")" in cgroupfs) mount -o remount,bind,rw "$c" ;; esac',
-        "done",
         "if ! mountpoint -q /proc/sys/net; then",
         "  mount --bind /proc/sys/net /proc/sys/net",
         "  mount -o remount,bind,rw /proc/sys/net",
         "fi",
+    ]
+    if not runs_containers(node):
+        inside(lab, node, ["sh", "-c", "\n".join(script)])
+        return
+    script += [
+        "for c in /sys/fs/cgroup/*/; do",
+        '  case "$(stat -fc %T "$c")" in cgroupfs) mount -o remount,bind,rw "$c" ;; esac',
+        "done",
         f"mkdir -p {_NODE_TUNABLES}",
     ]
     for tunable in KUBELET_KERNEL_TUNABLES:
@@ -290,3 +333,28 @@ def stop(lab, nodes):
     stop_pids([pid for pid in leaders if pid and alive(pid)], grace=0)
     for node in nodes:
         pid_file(lab, node).unlink(missing_ok=True)
+
+
+def power_off(lab, node):
+    """Pull the node's plug: every process of it killed at once (no shutdown, nothing
+    flushed by its services), its network link down so that peers hear nothing (no reset,
+    as from a host that is gone), its kernel network state (routes, rules) lost. Its disk
+    stays. Returns False when it was not running."""
+    nspawn = nspawn_pid(lab, node)
+    if not nspawn:
+        return False
+    init = leader_pid(nspawn)
+    # PID 1 of the container first: its PID namespace, every process of the host, ends
+    # with it; then nspawn, which would otherwise shut down what is left.
+    stop_pids([pid for pid in (init,) if pid], at_once=True)
+    stop_pids([nspawn], at_once=True)
+    pid_file(lab, node).unlink(missing_ok=True)
+    run(["ip", "link", "set", node.veth_host, "down"], check=False)
+    run(["ip", "-n", node.netns, "link", "set", "eth0", "down"], check=False)
+    run(["ip", "-n", node.netns, "route", "flush", "table", "main"], check=False)
+    for top in cgroups(node):
+        if top.exists():
+            for dirpath, _dirs, _files in os.walk(top, topdown=False):
+                with contextlib.suppress(OSError):
+                    os.rmdir(dirpath)
+    return True

@@ -163,27 +163,65 @@ def up(lab, progress):
     pid = master.start(lab)
     progress(f"salt-master: pid {pid}, listening on {lab.bridge_ip}")
     booted = [n.id for n in lab.ordered_nodes() if not containers.nspawn_pid(lab, n)]
-    for node in lab.ordered_nodes():
+    _boot_and_wait(lab, lab.ordered_nodes(), progress)
+    elapsed = time.monotonic() - started
+    progress(f"up: {len(lab.nodes)} minions answer ({elapsed:.1f}s)")
+    return {"seconds": elapsed, "built_rootfs": built, "booted": booted}
+
+
+def _boot_and_wait(lab, nodes, progress):
+    """Boot ``nodes`` (those not running), then wait for each one's systemd and minion."""
+    for node in nodes:
         containers.boot(lab, node)
-    for node in lab.ordered_nodes():
+    for node in nodes:
         state = containers.wait_booted(lab, node)
-        if containers.runs_containers(node):
-            containers.prepare_runtime(lab, node)
+        containers.prepare_runtime(lab, node)
         progress(f"host {node.id}: systemd {state}")
     answered = {}
 
     def everyone_answers():
-        answered.update(master.ping(lab, lab.nodes))
-        return all(answered.values())
+        answered.update(master.ping(lab, nodes))
+        return all(answered.get(n.id) for n in nodes)
 
     try:
         wait_until(everyone_answers, 180, interval=1, what="every minion to answer test.ping")
     except LabError as err:
-        silent = [n for n in lab.nodes if not answered.get(n.id)]
+        silent = [n for n in nodes if not answered.get(n.id)]
         raise LabError(f"{err}; silent: {_minion_diagnosis(lab, silent)}") from None
+
+
+def _lab_is_up(lab):
+    if not master.master_pid(lab):
+        raise LabError("the lab is not up (kubesalt-lab up)")
+
+
+def stop_host(lab, node_id, progress):
+    """Power ``node_id`` off as a pulled plug would (see ``containers.power_off``); its
+    disk stays for ``start_host``. Returns the seconds it took."""
+    _lab_is_up(lab)
+    node = lab.node(node_id)
+    started = time.monotonic()
+    if not containers.power_off(lab, node):
+        progress(f"host {node.id}: already stopped")
+    else:
+        progress(f"host {node.id}: powered off (every process killed, link down)")
+    return time.monotonic() - started
+
+
+def start_host(lab, node_id, progress):
+    """Boot a stopped ``node_id`` again from its own disk and wait for its minion; nothing
+    else is done (what runs there starts as its systemd starts it). Returns the seconds."""
+    _lab_is_up(lab)
+    node = lab.node(node_id)
+    started = time.monotonic()
+    if containers.nspawn_pid(lab, node):
+        progress(f"host {node.id}: already running")
+        return 0.0
+    net.ensure_node(lab, node)
+    _boot_and_wait(lab, [node], progress)
     elapsed = time.monotonic() - started
-    progress(f"up: {len(lab.nodes)} minions answer ({elapsed:.1f}s)")
-    return {"seconds": elapsed, "built_rootfs": built, "booted": booted}
+    progress(f"host {node.id}: booted from its disk, minion answers ({elapsed:.1f}s)")
+    return elapsed
 
 
 def _minion_diagnosis(lab, nodes):
@@ -300,14 +338,15 @@ def status(lab):
     served = master.lab_pillar(lab)
     for node in lab.ordered_nodes():
         system = containers.system_state(lab, node)
+        if system == "down" and containers.root_dir(lab, node).exists():
+            system = "stopped"  # powered off with its disk kept (kubesalt-lab stop)
         minion = "answers" if answers.get(node.id) else "silent"
-        hosts.append(
-            [node.id, ",".join(node.roles), node.ip, system, minion if system != "down" else "-"]
-        )
+        minion = minion if system not in ("down", "stopped") else "-"
+        hosts.append([node.id, ",".join(node.roles), node.ip, system, minion])
         managed = kubesalt_units.managed_units(node.roles)
         node_artifacts = served.config().get("artifacts") or {}
-        if system == "down":
-            units += [[node.id, unit, "host down"] for unit in managed]
+        if system in ("down", "stopped"):
+            units += [[node.id, unit, f"host {system}"] for unit in managed]
             continue
         shown = containers.inside(
             lab,
@@ -469,14 +508,13 @@ def down(lab, progress):
 def _lab_processes(lab):
     """PIDs of the lab's own daemons that outlived their bookkeeping: a systemd-nspawn on
     the lab's rootfs, a salt-master with the lab's config dir, the lab's artifact server."""
-    nspawn_arg = f"--directory={lab.rootfs}"
     served = str(build.artifacts_dir(lab.cache_dir))
     found = []
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit() or not alive(int(entry.name)):
             continue
         argv = cmdline(int(entry.name))
-        is_nspawn = bool(argv) and argv[0].endswith("systemd-nspawn") and nspawn_arg in argv
+        is_nspawn = containers.is_lab_nspawn(lab, argv)
         is_master = any(a.endswith("salt-master") for a in argv[:2]) and (
             str(lab.master_dir) in argv
         )

@@ -1,12 +1,13 @@
 """The lab network: one bridge on the host holding the master's address, and per node a
 network namespace joined to the bridge by a veth pair.
 
-The first router is every other node's gateway, as a datacenter's router would be: it
-forwards between the nodes by the routes it learnt over BGP (the pods' blocks), so masters
-reach pods and a pod's gateway (Calico's proxy-ARP 169.254.1.1, which the kernel answers
-only for an address it has a route to) resolves. The router itself has no default route and
-there is no NAT: lab addresses (198.18.0.0/15) never leave the machine, and anything else is
-dropped at the router."""
+The first router is every other node's gateway, as a datacenter's router would be: once
+kubesalt's router role has turned forwarding on, it forwards between the nodes by the
+routes it learnt over BGP (the pods' blocks), so masters reach pods and a pod's gateway
+(Calico's proxy-ARP 169.254.1.1, which the kernel answers only for an address it has a
+route to) resolves. The router itself has no default route and there is no NAT: lab
+addresses (198.18.0.0/15) never leave the machine, and anything else is dropped at the
+router."""
 
 from pathlib import Path
 
@@ -59,9 +60,8 @@ def ensure_node(lab, node):
     run([*ns, "link", "set", "lo", "up"])
     run(["ip", "link", "set", node.veth_host, "master", BRIDGE, "up"])
     router = gateway(lab)
-    if router is node:
-        run(["ip", "netns", "exec", node.netns, "sysctl", "-q", "-w", "net.ipv4.ip_forward=1"])
-    elif router is not None:
+    # The router forwards once kubesalt's router role has set it up (not the lab's doing).
+    if router is not None and router is not node:
         run([*ns, "route", "replace", "default", "via", router.ip, "dev", "eth0"])
 
 

@@ -22,6 +22,8 @@ PACKAGES = (
     "containerd",
     "bird2",
     "nginx",
+    # The node-local apiserver proxy (kubesalt's default source for it is this package).
+    "haproxy",
     # What kube-proxy's and felix's dataplanes call (kubesalt's states ask for them; the
     # lab's hosts have no way out to a mirror, so they are in the rootfs already).
     "nftables",
@@ -31,7 +33,13 @@ PACKAGES = (
     "procps",
 )
 # Debian enables these at install; kubesalt's states decide when they run, not the package.
-PACKAGE_UNITS_DISABLED = ("etcd.service", "containerd.service", "nginx.service", "bird.service")
+PACKAGE_UNITS_DISABLED = (
+    "etcd.service",
+    "containerd.service",
+    "nginx.service",
+    "bird.service",
+    "haproxy.service",
+)
 MINION_UNIT_NAME = "kubesalt-lab-minion.service"
 # /opt/kubesalt-lab is bound from the lab's run directory at boot: it holds a launcher for
 # the salt-minion of the project's venv.

@@ -50,12 +50,12 @@ def read_pid(path):
         return None
 
 
-def stop_pids(pids, grace=10.0, group=False):
+def stop_pids(pids, grace=10.0, group=False, at_once=False):
     """SIGTERM every pid (or its process group), wait up to grace seconds for all of them
-    together, then SIGKILL the ones left."""
+    together, then SIGKILL the ones left (``at_once``: SIGKILL only, no chance to clean up)."""
     send = os.killpg if group else os.kill
     pids = [p for p in pids if p]
-    for sig in (signal.SIGTERM, signal.SIGKILL):
+    for sig in (signal.SIGKILL,) if at_once else (signal.SIGTERM, signal.SIGKILL):
         for pid in pids:
             with contextlib.suppress(ProcessLookupError):
                 send(pid, sig)

@@ -1,4 +1,4 @@
-"""Pods on the lab cluster, through kubectl on the first master: what the worker tests and
+"""Pods on the lab cluster, through kubectl on the first running master: what the worker tests and
 benchmarks run, and what they read back (node readiness, pod addresses, Calico's blocks).
 
 Every pod runs the lab's ``busybox`` image (Debian's busybox-static, served by the lab's
@@ -17,11 +17,14 @@ HTTP_PORT = 8080
 
 
 def _first_master(lab):
-    return next(n for n in lab.ordered_nodes() if "master" in n.roles)
+    """The first master whose host runs (each master's admin.conf names its own apiserver)."""
+    masters = [n for n in lab.ordered_nodes() if "master" in n.roles]
+    return next((n for n in masters if containers.nspawn_pid(lab, n)), masters[0])
 
 
 def kubectl(lab, *args, check=True, timeout=60, stdin=None):
-    """``kubectl --kubeconfig admin.conf ARGS`` on the first master: the CompletedProcess."""
+    """``kubectl --kubeconfig admin.conf ARGS`` on the first running master: the
+    CompletedProcess."""
     argv = ["kubectl", "--kubeconfig", ADMIN, *args]
     if stdin is not None:
         argv = ["sh", "-c", 'printf "%s" "$0" | "$@"', stdin, *argv]

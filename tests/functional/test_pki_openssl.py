@@ -47,7 +47,7 @@ def _verify(ca_file, cert_file, purpose):
 
 def test_every_cert_verifies_against_its_ca_for_each_usage(issued_tree):
     root, issued = issued_tree
-    assert len(issued) == 3 * 11 + 2 * 5
+    assert len(issued) == 3 * 11 + 2 * 6  # per master, per worker
     for identity, path in issued:
         for usage in identity.extended_usages:
             purpose = "sslserver" if usage == "server_auth" else "sslclient"

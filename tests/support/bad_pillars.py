@@ -84,7 +84,8 @@ _VERSION = "a version string such as '1.37.0' (quote it in YAML)"
 _ROLES = "a list of roles from: master, worker, router"
 _DISJOINT = "expected node, pod and service ranges to be disjoint"
 _TOP_KEYS = (
-    "apiserver, artifacts, cluster, containerd, heal, images, ingress, kube_proxy, kubelet, "
+    "apiserver, apiserver_proxy, artifacts, cluster, containerd, heal, images, ingress, "
+    "kube_proxy, kubelet, "
     "network, nodes, paths, pki, versions"
 )
 _NODE_NAME = (
@@ -125,8 +126,8 @@ CASES = [
         "unknown-version-key",
         _set("versions", {"kubernets": "1.37.0"}),
         "kubesalt:versions:kubernets: unknown key; expected one of: bird, calico, cni_plugins, "
-        "containerd, coredns, crictl, etcd, ingress_nginx, kubernetes, nginx_ingress, runc "
-        "(did you mean 'kubernetes'?)",
+        "containerd, coredns, crictl, etcd, haproxy, ingress_nginx, kubernetes, nginx_ingress, "
+        "runc (did you mean 'kubernetes'?)",
     ),
     BadPillar(
         "network-not-a-mapping",
@@ -452,7 +453,7 @@ CASES = [
         _set("artifacts:kubernets", {"source": "package", "package": "kubernetes"}),
         "kubesalt:artifacts:kubernets: unknown artifact; expected one of: kubernetes, etcd, "
         "containerd, runc, crictl, cni_plugins, calico_node, calico_typha, calico_cni, bird, "
-        "calico_crds",
+        "haproxy, calico_crds",
     ),
     BadPillar(
         "artifact-members-not-a-mapping",
@@ -493,6 +494,61 @@ CASES = [
         "pki-lifetime-zero",
         _set("pki", {"ca_days": 0}),
         "kubesalt:pki:ca_days: 0 is not a whole number of days, at least 1",
+    ),
+    BadPillar(
+        "apiserver-proxy-with-an-endpoint",
+        lambda p: {
+            **p,
+            "cluster": {**p["cluster"], "apiserver_endpoint": "198.18.0.11"},
+            "apiserver_proxy": {"enabled": True},
+        },
+        "kubesalt:apiserver_proxy:enabled: true while kubesalt:cluster:apiserver_endpoint is "
+        "'198.18.0.11': nodes use either the local proxy or that endpoint; set enabled to null "
+        "(the proxy unless an endpoint is set) or false, or remove apiserver_endpoint",
+    ),
+    BadPillar(
+        "apiserver-proxy-port-of-the-kubelet",
+        _set("apiserver_proxy", {"port": 10250}),
+        "kubesalt:apiserver_proxy:port: 10250 is the port of the kubelet's API on every worker; "
+        "expected a port no component of a worker listens on (the default: 6443)",
+    ),
+    BadPillar(
+        "apiserver-proxy-port-in-the-node-port-range",
+        _set("apiserver_proxy", {"port": 30443}),
+        "kubesalt:apiserver_proxy:port: 30443 is in the NodePort range 30000-32767, which "
+        "kube-proxy answers on every address of a worker; expected a port outside it (the "
+        "default: 6443)",
+    ),
+    BadPillar(
+        "apiserver-proxy-drains-every-master",
+        _set("apiserver_proxy", {"drain": ["master-1", "master-2", "master-3"]}),
+        "kubesalt:apiserver_proxy:drain: drains every master: the workers' proxies would reach "
+        "no apiserver; expected at least one master left",
+    ),
+    BadPillar(
+        "apiserver-proxy-drains-a-worker",
+        _set("apiserver_proxy", {"drain": ["worker-1"]}),
+        "kubesalt:apiserver_proxy:drain:0: 'worker-1' is not a master; expected minion ids of "
+        "masters",
+    ),
+    BadPillar(
+        "apiserver-proxy-port-not-a-port",
+        _set("apiserver_proxy", {"port": 70000}),
+        "kubesalt:apiserver_proxy:port: 70000 is not a TCP port, a whole number from 1 to 65535",
+    ),
+    BadPillar(
+        "apiserver-proxy-master-on-the-loopback",
+        lambda p: {
+            **p,
+            "network": {**p["network"], "node_cidr": "127.0.0.0/8"},
+            # The only master: no worker's proxy could reach any apiserver.
+            "nodes": {
+                "master-1": {"roles": ["master"], "ip": "127.0.0.11"},
+                "worker-1": {"roles": ["worker"], "ip": "127.0.0.21"},
+            },
+        },
+        "kubesalt:nodes:master-1:ip: 127.0.0.11 is not an address other nodes can reach; the "
+        "apiserver proxy of every worker would send it connections",
     ),
     BadPillar(
         "path-relative",

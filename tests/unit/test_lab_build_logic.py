@@ -130,9 +130,9 @@ def test_tools_file_imports_every_program_and_never_builds():
 
 def test_every_release_the_pillar_knows_is_an_artifact_of_the_catalogue():
     served = {r.artifact for recipe in recipes.RECIPES for r in recipe.releases}
-    # Everything kubesalt installs is built (BIRD is Debian's), and more besides (CoreDNS,
-    # the Calico CNI plugin and kube-controllers, for the workers' step).
-    assert set(kubesalt_artifacts.ARTIFACTS) - served == {"bird"}
+    # Everything kubesalt installs is built (BIRD and HAProxy are Debian's), and more
+    # besides (CoreDNS, the Calico CNI plugin and kube-controllers, for the workers' step).
+    assert set(kubesalt_artifacts.ARTIFACTS) - served == {"bird", "haproxy"}
     assert recipes.release_filename(recipes.ETCD.releases[0], "3.6.5") == (
         "etcd-v3.6.5-linux-amd64.tar.gz"
     )

@@ -74,6 +74,8 @@ def test_apiserver_sans_cover_service_ip_every_master_and_extras(config):
         "master-2",
         "master-3",
         "api.lab",
+        # Clients of the node-local apiserver proxy dial the loopback.
+        "localhost",
     )
     assert api.ip_addresses == (
         "198.18.16.1",
@@ -81,6 +83,7 @@ def test_apiserver_sans_cover_service_ip_every_master_and_extras(config):
         "198.18.0.12",
         "198.18.0.13",
         "198.18.0.100",
+        "127.0.0.1",
     )
     assert api.extended_usages == ("server_auth",)
 
@@ -93,7 +96,9 @@ def test_worker_certificates_carry_the_node_identity(config):
         "kube-proxy",
         "calico-felix",
         "calico-cni",
+        "apiserver-proxy",
     }
+    assert certs["apiserver-proxy"].extended_usages == ("client_auth",)
     client = certs["kubelet-client"]
     assert (client.common_name, client.organizations) == ("system:node:worker-2", ("system:nodes",))
     assert client.extended_usages == ("client_auth",)
@@ -193,8 +198,9 @@ def test_kubeconfigs_per_role():
 def test_kubeconfig_points_at_files_and_the_right_apiserver(config):
     kubelet = _kubeconfig(config, "worker-2", "kubelet")
     (cluster,) = kubelet["clusters"]
+    # A worker talks to every apiserver through its node-local proxy.
     assert cluster["cluster"] == {
-        "server": "https://198.18.0.11:6443",
+        "server": "https://127.0.0.1:6443",
         "certificate-authority": "/pki/kubernetes-ca.crt",
     }
     (user,) = kubelet["users"]
@@ -206,6 +212,15 @@ def test_kubeconfig_points_at_files_and_the_right_apiserver(config):
     # The control plane's own components talk to their local apiserver.
     scheduler = _kubeconfig(config, "master-3", "scheduler")
     assert scheduler["clusters"][0]["cluster"]["server"] == "https://198.18.0.13:6443"
+    admin = _kubeconfig(config, "master-2", "admin")
+    assert admin["clusters"][0]["cluster"]["server"] == "https://198.18.0.12:6443"
+
+
+def test_with_the_proxy_turned_off_workers_use_the_first_master(config):
+    off = kubesalt_pillar.merge(config, {"apiserver_proxy": {"enabled": False}})
+    assert kubesalt_pillar.validate(off) == []
+    server = _kubeconfig(off, "worker-1", "kubelet")["clusters"][0]["cluster"]["server"]
+    assert server == "https://198.18.0.11:6443"
 
 
 def test_kubeconfig_uses_the_pillar_endpoint(config):

@@ -4,7 +4,7 @@
     etcd is stopped and its data dir moved aside. Take the node out of pillar (or its master
     role) too, or a later highstate joins it back. Its minion must answer: for a dead
     master use kubesalt.orch.replace_master. #}
-{%- from "kubesalt/orch/params.jinja" import masters, target, others, state_queue with context %}
+{%- from "kubesalt/orch/params.jinja" import masters, proxied, target, others, state_queue with context %}
 {%- set remaining = masters | reject("equalto", target) | list %}
 {%- if not target or not remaining %}
 
@@ -21,6 +21,26 @@ kubesalt-orch-etcd-healthy-before:
     - tgt: {{ remaining | join(",") }}
     - tgt_type: list
     - sls: kubesalt.etcd.healthy
+
+{%- if proxied %}
+
+{#- Every worker's apiserver proxy gets the new list of masters: a reload, so that the
+    connections to the masters that stay are kept. #}
+kubesalt-orch-apiserver-proxies-updated:
+  salt.state:
+    - queue: {{ state_queue }}
+    - tgt: {{ proxied | join(",") }}
+    - tgt_type: list
+    - sls: kubesalt.units
+    # The master leaves every proxy before pillar loses it (its apiserver is about to lose
+    # its etcd member anyway).
+    - pillar:
+        kubesalt:
+          apiserver_proxy:
+            drain: {{ ([target] + salt["pillar.get"]("kubesalt:apiserver_proxy:drain", [])) | json }}
+    - require:
+      - salt: kubesalt-orch-etcd-healthy-before
+{%- endif %}
 
 kubesalt-orch-member-retired:
   salt.state:

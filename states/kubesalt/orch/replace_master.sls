@@ -2,8 +2,9 @@
       salt-run state.orchestrate kubesalt.orch.replace_master pillar='{"dead": "master-3", "target": "master-4"}'
     The dead member is removed through a live master (refused if quorum would not hold
     without it), then `target` (a master in pillar; the same id for a rebuilt host) joins as
-    a learner and is promoted. etcd must be healthy at the end. #}
-{%- from "kubesalt/orch/params.jinja" import masters, target, dead, others, state_queue with context %}
+    a learner and is promoted. etcd must be healthy at the end; then every worker's
+    apiserver proxy sends connections to the target too. #}
+{%- from "kubesalt/orch/params.jinja" import masters, proxied, target, dead, others, state_queue with context %}
 {%- if not dead or target not in masters or not others %}
 
 kubesalt-orch-refused:
@@ -38,4 +39,23 @@ kubesalt-orch-etcd-healthy-after:
     - sls: kubesalt.etcd.healthy
     - require:
       - salt: kubesalt-orch-replacement-applied
+{%- if proxied %}
+
+{#- Every worker's apiserver proxy gets the new list of masters (a reload); a dead master
+    that pillar still names is drained until pillar loses it. #}
+kubesalt-orch-apiserver-proxies-updated:
+  salt.state:
+    - queue: {{ state_queue }}
+    - tgt: {{ proxied | join(",") }}
+    - tgt_type: list
+    - sls: kubesalt.units
+{%- if dead != target and dead in masters %}
+    - pillar:
+        kubesalt:
+          apiserver_proxy:
+            drain: {{ ([dead] + salt["pillar.get"]("kubesalt:apiserver_proxy:drain", [])) | json }}
+{%- endif %}
+    - require:
+      - salt: kubesalt-orch-etcd-healthy-after
+{%- endif %}
 {%- endif %}

@@ -2,14 +2,16 @@
     config files, the unit files, then each unit enabled and running, restarted when its
     config, unit or binary changes (and only then), or when a certificate it reads was
     re-issued after it started. A unit whose artifact is `source:
-    unavailable` is written and left stopped. What is written is rendered by k8s_unit from
+    unavailable` is written and left stopped; a unit the site turned off is stopped and
+    removed. A config file its component can check (HAProxy's) replaces the running one only
+    once the component's own check accepts it. What is written is rendered by k8s_unit from
     _utils/kubesalt_units.py. #}
 {%- set tplroot = tpldir.split("/")[0] %}
 {%- set units = salt["k8s_unit.rendered"]() %}
 {%- set files = {} %}
 {%- for unit in units %}
 {%- for path, file in unit.files.items() %}
-{%- do files.setdefault(path, {"file": file, "units": []})["units"].append(unit.name) %}
+{%- do files.setdefault(path, {"file": file, "units": []})["units"].append(unit) %}
 {%- endfor %}
 {%- endfor %}
 
@@ -31,8 +33,21 @@ kubesalt-config-{{ path }}-managed:
     - group: root
     - mode: "{{ entry.file.mode }}"
     - makedirs: True
+{%- set checked = entry.units | selectattr("check") | list %}
+{%- if checked and checked[0].available %}
+    # The check reads the certificates the config names, with the binary installed.
+    - check_cmd: {{ checked[0].check | json }}
+{%- endif %}
     - require:
       - kubesalt: kubesalt-pillar-validated
+{%- if checked and checked[0].available %}
+{%- if checked[0].uses_pki %}
+      - k8s_pki: kubesalt-pki-certificates-present
+{%- endif %}
+{%- for binary in checked[0].binaries %}
+      - k8s_artifact: kubesalt-artifact-{{ binary }}-installed
+{%- endfor %}
+{%- endif %}
 {%- endfor %}
 
 {%- for directory in units | map(attribute="directories") | sum(start=[]) | unique %}
@@ -121,4 +136,18 @@ kubesalt-unit-{{ unit.name }}-not-started:
     - require:
       - file: kubesalt-unit-{{ unit.name }}-managed
 {%- endif %}
+{%- endfor %}
+
+{%- for unit in salt["k8s_unit.unwanted"]() if salt["file.file_exists"](unit.unit_path) %}
+
+kubesalt-unit-{{ unit.name }}-turned-off:
+  service.dead:
+    - name: {{ unit.unit }}
+    - enable: False
+
+kubesalt-unit-{{ unit.name }}-removed:
+  file.absent:
+    - name: {{ unit.unit_path }}
+    - require:
+      - service: kubesalt-unit-{{ unit.name }}-turned-off
 {%- endfor %}
