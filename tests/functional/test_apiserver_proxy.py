@@ -261,9 +261,7 @@ def test_connections_pass_through_with_the_clients_own_certificate(pki, proxy):
     assert answer["client"] == "client"  # not the proxy's identity: TLS is passed through
 
 
-def test_a_master_that_is_not_ready_is_skipped_and_its_connections_closed(
-    pki, proxy, apiservers
-):
+def test_a_master_that_is_not_ready_is_skipped_and_its_connections_closed(pki, proxy, apiservers):
     _both_up(pki, proxy)
     held = _Client(pki, proxy.port)
     victim = held.who()["server"]
