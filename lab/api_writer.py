@@ -106,6 +106,8 @@ def main(argv=None):
         "missing": len(missing),
         "slowest_create_seconds": done["slowest_seconds"],
         "by_server": done["by_server"],
+        "started_at": done["started_at"],
+        "stalls": done["stalls"],
     }
     print(json.dumps(summary))
     return 0 if not done["failed"] and not missing else 1

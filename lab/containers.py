@@ -344,13 +344,15 @@ def power_off(lab, node):
     if not nspawn:
         return False
     init = leader_pid(nspawn)
-    # PID 1 of the container first: its PID namespace, every process of the host, ends
-    # with it; then nspawn, which would otherwise shut down what is left.
+    # The link first: the sockets of the killed processes would otherwise send their peers
+    # a FIN or a reset, which no host that lost its power does.
+    run(["ip", "link", "set", node.veth_host, "down"], check=False)
+    run(["ip", "-n", node.netns, "link", "set", "eth0", "down"], check=False)
+    # PID 1 of the container: its PID namespace, every process of the host, ends with it;
+    # then nspawn, which would otherwise shut down what is left.
     stop_pids([pid for pid in (init,) if pid], at_once=True)
     stop_pids([nspawn], at_once=True)
     pid_file(lab, node).unlink(missing_ok=True)
-    run(["ip", "link", "set", node.veth_host, "down"], check=False)
-    run(["ip", "-n", node.netns, "link", "set", "eth0", "down"], check=False)
     run(["ip", "-n", node.netns, "route", "flush", "table", "main"], check=False)
     for top in cgroups(node):
         if top.exists():

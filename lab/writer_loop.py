@@ -19,6 +19,9 @@ def arguments(description, servers_help, timeout):
     parser.add_argument("--interval", type=float, default=0.1, help="seconds between writes")
     parser.add_argument("--timeout", type=float, default=timeout, help="seconds per attempt")
     parser.add_argument("--max-seconds", type=float, default=900)
+    parser.add_argument(
+        "--slow", type=float, default=0.5, help="a write that takes longer is kept as a stall"
+    )
     return parser
 
 
@@ -31,15 +34,19 @@ def tls_context(args):
 def write_until_stopped(args, write):
     """Call ``write(index)`` every ``args.interval`` until the stop file exists. ``write``
     returns ``(name, server that acknowledged or None)``. Returns a summary dict with the
-    acknowledged and failed names."""
-    acknowledged, failed, by_server, slowest = [], [], {}, 0.0
+    acknowledged and failed names, and the stalls: ``[epoch seconds at its start, seconds
+    it took, acknowledged]`` of every write that failed or took longer than ``args.slow``."""
+    acknowledged, failed, by_server, slowest, stalls = [], [], {}, 0.0, []
     started = time.monotonic()
+    started_at = time.time()
     index = 0
     while not os.path.exists(args.stop_file) and time.monotonic() - started < args.max_seconds:
-        t0 = time.monotonic()
+        t0, at = time.monotonic(), time.time()
         name, server = write(index)
         took = time.monotonic() - t0
         slowest = max(slowest, took)
+        if not server or took > args.slow:
+            stalls.append([round(at, 3), round(took, 3), bool(server)])
         if server:
             acknowledged.append(name)
             by_server[server] = by_server.get(server, 0) + 1
@@ -54,4 +61,6 @@ def write_until_stopped(args, write):
         "failed": failed,
         "by_server": by_server,
         "slowest_seconds": round(slowest, 3),
+        "started_at": round(started_at, 3),
+        "stalls": stalls,
     }

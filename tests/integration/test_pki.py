@@ -75,7 +75,7 @@ def test_nodes_hold_exactly_their_catalogue(converged, node_roots):
     for minion_id, role in ((CA_HOST, "master"), ("worker-1", "worker")):
         pki = _pki_dir(node_roots, minion_id)
         names = {i.name for i in kubesalt_pki.node_identities(lab_config(), minion_id, [role])}
-        assert len(names) == {"master": 11, "worker": 5}[role]
+        assert len(names) == {"master": 11, "worker": 6}[role]
         crts = {p.stem for p in pki.glob("*.crt")} - set(kubesalt_pki.CAS)
         keys = {p.stem for p in pki.glob("*.key")}
         assert crts == names

@@ -32,6 +32,7 @@ MODULE_ORDER = (
     "test_lab_conformance.py",
     "test_lab_bgp.py",
     "test_lab_units_heal.py",
+    "test_lab_lost_master.py",
     "test_lab_etcd.py",
     "test_lab_down.py",
     "test_lab_etcd_upgrade.py",
