@@ -126,3 +126,31 @@ def test_grains_cannot_grant_roles(synced, salt_cli):
     finally:
         for key in ("roles", "kubesalt"):
             salt_cli.run("grains.delkey", key, "force=True", minion_tgt="worker-1")
+
+
+def test_the_workers_proxy_config_is_checked_by_haproxy_before_it_replaces_the_old(
+    synced, salt_cli
+):
+    """kubesalt.units as Salt compiles it for a worker: the proxy's config file carries
+    HAProxy's own check (Salt runs it on the new content before moving it into place), after
+    the certificate and the binary it names are there."""
+    ret = salt_cli.run("state.show_sls", "kubesalt.units", minion_tgt="worker-1")
+    assert isinstance(ret.data, dict), ret.stdout
+    (path,) = [i for i in ret.data if i.endswith("/etc/kubernetes/apiserver-proxy.cfg-managed")]
+    # The only checked config file, and the check is HAProxy's.
+    checked = [sid for sid, body in ret.data.items() if _arg(body, "check_cmd")]
+    assert checked == [path], checked
+    assert _arg(ret.data[path], "check_cmd") == "/usr/sbin/haproxy -c -f"
+    required = _arg(ret.data[path], "require")
+    assert {"k8s_pki": "kubesalt-pki-certificates-present"} in required, required
+    assert {"k8s_artifact": "kubesalt-artifact-haproxy-installed"} in required, required
+
+
+def _arg(body, name):
+    """The value of argument ``name`` in a show_sls state body (None when absent)."""
+    for function in body.values():
+        if isinstance(function, list):
+            for arg in function:
+                if isinstance(arg, dict) and name in arg:
+                    return arg[name]
+    return None

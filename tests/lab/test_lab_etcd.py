@@ -7,7 +7,7 @@ import json
 import pytest
 
 from kubesalt_lab import containers, lifecycle, master
-from tests.support.lab_writer import Writer
+from tests.support.lab_writer import ProxiedApiWriter, Writer
 
 
 @pytest.fixture(scope="module")
@@ -73,16 +73,31 @@ def test_first_highstate_founds_a_three_member_tls_cluster(lab_applied):
     assert "Started etcd.service" in logged
 
 
-def test_orchestrated_remove_and_add_lose_no_write(lab_applied):
+def _proxied_masters(lab, worker):
+    """The masters ``worker``'s node-local apiserver proxy sends connections to."""
+    text = containers.inside(
+        lab, _node(lab, worker), ["cat", "/etc/kubernetes/apiserver-proxy.cfg"]
+    ).stdout
+    return [line.split()[1] for line in text.splitlines() if line.startswith("    server ")]
+
+
+def test_orchestrated_remove_and_add_lose_no_write(lab_applied, tmp_path):
     # The hardest case on purpose: the master that leaves leads.
     assert _salt(lab_applied, "master-1", "k8s_etcd.move_leader", "master-3") == "master-3"
-    with Writer(lab_applied) as writer:
+    workers = ("worker-1", "worker-2")
+    with (
+        Writer(lab_applied) as writer,
+        ProxiedApiWriter(lab_applied, "worker-1", tmp_path / "writer") as proxied,
+    ):
         ok, steps = master.orchestrate(
             lab_applied, "kubesalt.orch.remove_master", {"target": "master-3"}
         )
         assert ok, steps
         assert "handed over to master-" in json.dumps(steps)
         assert sorted(_members(lab_applied)) == ["master-1", "master-2"]
+        # Every worker's proxy left it out (before its member was retired).
+        for worker in workers:
+            assert _proxied_masters(lab_applied, worker) == ["master-1", "master-2"], worker
         aside = containers.inside(
             lab_applied, _node(lab_applied, "master-3"),
             ["sh", "-c", "ls -d /var/lib/etcd.removed-*/member"],
@@ -92,10 +107,19 @@ def test_orchestrated_remove_and_add_lose_no_write(lab_applied):
             lab_applied, "kubesalt.orch.add_master", {"target": "master-3"}
         )
         assert ok, steps
+        for worker in workers:
+            assert _proxied_masters(lab_applied, worker) == [
+                "master-1", "master-2", "master-3"
+            ], worker  # fmt: skip
     summary = writer.summary
     assert summary["puts"] > 50, summary
     assert summary["failed_puts"] == 0 and summary["missing"] == 0, summary
     assert _health(lab_applied)["healthy_voting_members"] == 3
+    # Through a worker's proxy, no create failed while the masters came and went (a
+    # reload keeps the connections to the masters that stay).
+    through = proxied.summary
+    assert through["acknowledged"] > 50, through
+    assert through["failed_creates"] == 0 and through["missing"] == 0, through
 
 
 def test_removing_two_of_three_is_refused(lab_applied):

@@ -5,7 +5,7 @@ import re
 import pytest
 import yaml
 
-from kubesalt_lab import cli, config, master, report, rootfs
+from kubesalt_lab import cli, config, containers, lifecycle, master, report, rootfs
 
 
 def test_lab_comes_from_the_example_pillar():
@@ -125,7 +125,9 @@ def test_debian_mirror_is_read_from_the_hosts_apt_sources(tmp_path):
         rootfs.debian_mirror(tmp_path / "nothing")
 
 
-@pytest.mark.parametrize("command", ["build", "up", "apply", "status", "shell", "pillar", "down"])
+@pytest.mark.parametrize(
+    "command", ["build", "up", "apply", "status", "shell", "stop", "start", "pillar", "down"]
+)
 def test_every_command_has_help(command, capsys):
     with pytest.raises(SystemExit) as exit_info:
         cli.main([command, "--help"])
@@ -206,3 +208,22 @@ def test_up_warns_near_the_kubelets_disk_pressure_threshold():
     assert said.startswith("warning: /var/cache/kubesalt-lab has 14% of its filesystem free")
     assert "DiskPressure" in said
     assert lifecycle.disk_warning(0, 0, "/x").startswith("warning: /x has 0%")
+
+
+def test_the_lab_knows_its_own_hosts_by_their_disk(tmp_path):
+    lab = config.load(cache_dir=tmp_path / "cache", run_dir=tmp_path / "run")
+    node = lab.node("master-1")
+    root = containers.root_dir(lab, node)
+    assert root == tmp_path / "run" / "nodes" / "master-1" / "root"
+    assert containers.is_lab_nspawn(lab, ["/usr/bin/systemd-nspawn", f"--directory={root}"])
+    other = ["/usr/bin/systemd-nspawn", "--directory=/var/lib/machines/other"]
+    assert not containers.is_lab_nspawn(lab, other)
+    assert not containers.is_lab_nspawn(lab, ["/bin/sh", f"--directory={root}"])
+
+
+def test_stop_and_start_need_a_running_lab(tmp_path):
+    lab = config.load(cache_dir=tmp_path / "cache", run_dir=tmp_path / "run")
+    for action in (lifecycle.stop_host, lifecycle.start_host):
+        with pytest.raises(config.LabError, match="the lab is not up"):
+            action(lab, "master-1", print)
+    assert cli.main(["--run-dir", str(tmp_path / "run"), "stop", "master-9"]) == 2
