@@ -194,10 +194,11 @@ _FILE_FIELDS = {
 
 
 def _first_master(lab):
+    """The first master whose host runs (the first of all when none does)."""
     masters = [n for n in lab.ordered_nodes() if "master" in n.roles]
     if not masters:
         raise LabError("the lab's pillar has no master")
-    return masters[0]
+    return next((n for n in masters if containers.nspawn_pid(lab, n)), masters[0])
 
 
 def self_contained(document, read):
@@ -214,8 +215,9 @@ def self_contained(document, read):
 
 
 def kubeconfig(lab):
-    """The first master's admin kubeconfig with its certificates and key embedded: usable
-    from this machine (the masters' addresses are on the lab bridge). YAML text."""
+    """The first running master's admin kubeconfig (its own apiserver's address) with its
+    certificates and key embedded: usable from this machine (the masters' addresses are on
+    the lab bridge). YAML text."""
     master = _first_master(lab)
     if not containers.nspawn_pid(lab, master):
         raise LabError("no lab is running (kubesalt-lab up, then kubesalt-lab apply)")

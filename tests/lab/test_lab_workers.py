@@ -77,7 +77,12 @@ def test_every_worker_is_ready_with_every_component_healthy(cluster):
     for worker in WORKERS:
         # Every component with a health endpoint answers it itself ...
         answers = heal.salt(lab, worker, "k8s_unit.health")
-        assert set(answers) == {"kubelet.service", "kube-proxy.service", "calico-felix.service"}
+        assert set(answers) == {
+            "kube-apiserver-proxy.service",
+            "kubelet.service",
+            "kube-proxy.service",
+            "calico-felix.service",
+        }
         for unit, answer in answers.items():
             assert answer["healthy"], (worker, unit, answer)
         # ... and every unit of the role is active (calico-node's one-shot startup exited
