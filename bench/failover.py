@@ -117,6 +117,7 @@ def one_stop(lab, victim, workdir):
     row["failed_calls"] = sum(1 for s in after if not s[2])
     row["slow_calls"] = sum(1 for s in after if s[2])
     row["slowest_call_seconds"] = max((s[1] for s in after), default=0.0)
+    row["refused_by_apiserver"] = summary.get("refused_by_apiserver", {})
     row["calls"] = summary["creates"]
     row["missing"] = summary["missing"]
     lifecycle.start_host(lab, victim, quiet)

@@ -48,8 +48,10 @@ def _ensure_namespace(servers, context):
     raise SystemExit("no apiserver answered to create the namespace")
 
 
-def _create(servers, first, name, run, context, timeout):
-    """Try the servers from ``first`` on; return the one that acknowledged, or None."""
+def _create(servers, first, name, run, context, timeout, refusals):
+    """Try the servers from ``first`` on; return the one that acknowledged, or None.
+    Each answer that was an error (the apiserver answered, the connection worked) is
+    counted in ``refusals`` by its status and reason."""
     body = {
         "apiVersion": "v1",
         "kind": "ConfigMap",
@@ -65,9 +67,19 @@ def _create(servers, first, name, run, context, timeout):
         except urllib.error.HTTPError as err:
             if err.code == 409:  # an earlier attempt landed after all: it exists
                 return server
+            key = f"{err.code} {_reason(err)}"
+            refusals[key] = refusals.get(key, 0) + 1
         except (urllib.error.URLError, OSError, ValueError):
             continue
     return None
+
+
+def _reason(err):
+    """The apiserver's own message of an error answer (a Status object), shortened."""
+    try:
+        return str(json.loads(err.read() or b"{}").get("message", ""))[:120]
+    except (ValueError, OSError):
+        return ""
 
 
 def _list(servers, run, context):
@@ -91,9 +103,11 @@ def main(argv=None):
     servers = args.servers.split(",")
     _ensure_namespace(servers, context)
 
+    refusals = {}
+
     def create(index):
         name = f"writer-{args.run}-{index:06d}"
-        return name, _create(servers, index, name, args.run, context, args.timeout)
+        return name, _create(servers, index, name, args.run, context, args.timeout, refusals)
 
     done = writer_loop.write_until_stopped(args, create)
     present = _list(servers, args.run, context)
@@ -103,6 +117,9 @@ def main(argv=None):
         "creates": done["writes"],
         "acknowledged": len(done["acknowledged"]),
         "failed_creates": len(done["failed"]),
+        # Failed creates the apiserver answered with an error ({status and message: n});
+        # the others got no answer (connection refused, reset or timed out).
+        "refused_by_apiserver": refusals,
         "missing": len(missing),
         "slowest_create_seconds": done["slowest_seconds"],
         "by_server": done["by_server"],

@@ -66,8 +66,9 @@ def test_first_highstate_founds_a_three_member_tls_cluster(lab_applied):
         "Restart=on-failure",
         "ReadWritePaths=/var/lib/etcd",
     }
+    # Since the host's last boot (an earlier module may have stopped and booted it).
     logged = containers.inside(
-        lab_applied, node, ["journalctl", "-u", "etcd", "-o", "cat", "--no-pager", "-n", "200"]
+        lab_applied, node, ["journalctl", "-b", "-u", "etcd", "-o", "cat", "--no-pager"]
     ).stdout
     # Type=notify: systemd calls it started only once etcd said it is ready.
     assert "Started etcd.service" in logged
@@ -119,7 +120,12 @@ def test_orchestrated_remove_and_add_lose_no_write(lab_applied, tmp_path):
     # reload keeps the connections to the masters that stay).
     through = proxied.summary
     assert through["acknowledged"] > 50, through
-    assert through["failed_creates"] == 0 and through["missing"] == 0, through
+    assert through["missing"] == 0, through
+    # Every create got an answer from an apiserver: no connection through the proxy failed.
+    # (An apiserver may refuse one while etcd's leadership moves: it says so.)
+    unanswered = through["failed_creates"] - sum(through["refused_by_apiserver"].values())
+    assert unanswered == 0, through
+    assert through["failed_creates"] <= 3, through
 
 
 def test_removing_two_of_three_is_refused(lab_applied):
