@@ -109,7 +109,8 @@ def one_stop(lab, victim, workdir):
         for name in LEASES:
             at = lease_at.get(name)
             row[f"{name}_lease_seconds"] = round(at - stopped_at, 1) if at else None
-        time.sleep(5)  # calls after the last of it
+        # Calls until 30 s after the stop at least, and 5 s after the last of it.
+        time.sleep(max(5.0, 30.0 - (time.time() - stopped_at)))
     summary = writer.summary
     after = [s for s in summary["stalls"] if s[0] >= stopped_at - 0.1]
     row["api_back_seconds"] = round(max((s[0] + s[1] for s in after), default=stopped_at)
@@ -132,6 +133,8 @@ def main(argv=None):
     if args.stops < 1:
         raise SystemExit("--stops: expected 1 or more")
     lab = config.load()
+    for name in MASTERS:
+        wait_until(lambda n=name: _healthy(lab, n), 240, interval=3, what=f"{name} healthy")
     rows = []
     with tempfile.TemporaryDirectory(prefix="kubesalt-failover-") as tmp:
         for index in range(args.stops):

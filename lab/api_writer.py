@@ -82,15 +82,21 @@ def _reason(err):
         return ""
 
 
-def _list(servers, run, context):
+def _list(servers, run, context, within=60):
+    """The names of this run's ConfigMaps, asked of the servers in turn until one answers
+    (for up to ``within`` seconds: a client tries again)."""
     path = f"/api/v1/namespaces/{NAMESPACE}/configmaps?labelSelector=kubesalt.lab/writer%3D{run}"
-    for server in servers:
-        try:
-            answer = _call(server, "GET", path, None, context, 10)
-        except (urllib.error.URLError, OSError, ValueError):
-            continue
-        return {item["metadata"]["name"] for item in answer.get("items") or ()}
-    raise SystemExit("no apiserver answered the final list")
+    deadline = time.monotonic() + within
+    while True:
+        for server in servers:
+            try:
+                answer = _call(server, "GET", path, None, context, 10)
+            except (urllib.error.URLError, OSError, ValueError):
+                continue
+            return {item["metadata"]["name"] for item in answer.get("items") or ()}
+        if time.monotonic() > deadline:
+            raise SystemExit(f"no apiserver answered the final list within {within} s")
+        time.sleep(1)
 
 
 def main(argv=None):
