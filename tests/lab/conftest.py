@@ -13,7 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from kubesalt_lab import config, lifecycle
+from kubesalt_lab import config, lifecycle, workloads
+from kubesalt_lab.system import wait_until
 from tests.conftest import REPO
 
 LAB_CLI = [str(REPO / ".venv" / "bin" / "kubesalt-lab")]
@@ -105,3 +106,14 @@ def first_apply(lab_up):
         if all(s["failed"] == 0 and not s["errors"] for s in together.values()):
             return together
     return lifecycle.apply(lab, quiet)
+
+
+@pytest.fixture(scope="module")
+def cluster(lab_up, first_apply):
+    """The lab converged (the module's first apply failed nowhere) with every worker Ready."""
+    lab, _ = lab_up
+    for node_id, summary in first_apply.items():
+        assert (summary["failed"], summary["errors"]) == (0, []), (node_id, summary)
+    workers = sorted(n.id for n in lab.nodes if "worker" in n.roles)
+    wait_until(lambda: workloads.ready_nodes(lab) == workers, 120, interval=1, what="nodes Ready")
+    return lab

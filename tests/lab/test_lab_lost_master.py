@@ -23,17 +23,6 @@ PKI_STATE = "kubesalt-pki-certificates-present"
 
 
 @pytest.fixture(scope="module")
-def cluster(lab_up, first_apply):
-    lab, _ = lab_up
-    for node_id, summary in first_apply.items():
-        assert (summary["failed"], summary["errors"]) == (0, []), (node_id, summary)
-    wait_until(
-        lambda: workloads.ready_nodes(lab) == list(WORKERS), 120, interval=1, what="nodes Ready"
-    )
-    return lab
-
-
-@pytest.fixture(scope="module")
 def survivor(cluster):
     """A Deployment spread over the workers, its Service, and a client pod per worker."""
     lab = cluster
@@ -97,6 +86,18 @@ def _answer(action):
         return None
 
 
+def _scale(lab, replicas):
+    """Scale the Deployment, trying again while an apiserver refuses (see _answer)."""
+    wait_until(
+        lambda: _answer(
+            lambda: workloads.kubectl(lab, "scale", "deployment/survivor", f"--replicas={replicas}")
+        ),
+        60,
+        interval=2,
+        what=f"the Deployment scaled to {replicas}",
+    )
+
+
 def _ride_out(lab, victim, tmp_path, while_down=None):
     """Stop ``victim``'s host under load, check the cluster through the outage, boot it
     again (also when a check failed). Returns what was measured."""
@@ -146,14 +147,7 @@ def _while_down(lab, victim, asked, stopped_at, measured, while_down):
     )
     measured["leases_moved_seconds"] = round(time.monotonic() - stopped_at, 1)
     # A Deployment scaled while the master is gone: new pods scheduled, started, addressed.
-    wait_until(
-        lambda: _answer(
-            lambda: workloads.kubectl(lab, "scale", "deployment/survivor", "--replicas=4")
-        ),
-        60,
-        interval=2,
-        what="the Deployment scaled to 4",
-    )
+    _scale(lab, 4)
     pods = wait_until(
         lambda: _answer(lambda: workloads.wait_ready(lab, "app=survivor", 4, timeout=0)),
         150,
@@ -183,14 +177,7 @@ def _while_down(lab, victim, asked, stopped_at, measured, while_down):
         while_down(measured)
     # Both workers stayed Ready through all of it.
     assert wait_until(lambda: _answer(lambda: workloads.ready_nodes(lab)), 30) == list(WORKERS)
-    wait_until(
-        lambda: _answer(
-            lambda: workloads.kubectl(lab, "scale", "deployment/survivor", "--replicas=2")
-        ),
-        60,
-        interval=2,
-        what="the Deployment scaled back to 2",
-    )
+    _scale(lab, 2)
 
 
 def test_the_router_forwards_by_kubesalts_own_setting(cluster):

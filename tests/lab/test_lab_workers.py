@@ -39,17 +39,6 @@ def _routes(lab, node_id):
 
 
 @pytest.fixture(scope="module")
-def cluster(lab_up, first_apply):
-    lab, _ = lab_up
-    for node_id, summary in first_apply.items():
-        assert (summary["failed"], summary["errors"]) == (0, []), (node_id, summary)
-    wait_until(
-        lambda: workloads.ready_nodes(lab) == list(WORKERS), 120, interval=1, what="nodes Ready"
-    )
-    return lab
-
-
-@pytest.fixture(scope="module")
 def web(cluster):
     """One httpd pod per worker, a Service in front of them, and a client pod per worker."""
     lab = cluster
