@@ -452,8 +452,23 @@ def removal_check(member, **kwargs):
     return _removal_check(_gateway(**_connection(kwargs)), member)
 
 
+# How long a removal check waits for an election under way to end before it judges quorum.
+ELECTION_WAIT = 15
+
+
+def _settled_status(gateway):
+    """Member status once no election is under way (or ELECTION_WAIT has passed): read
+    during an election, every member would count as unhealthy."""
+    deadline = time.monotonic() + ELECTION_WAIT
+    while True:
+        members_, rows = _once(lambda: _status(gateway), "reading member status")
+        if not kubesalt_etcd.electing(rows) or time.monotonic() > deadline:
+            return members_, rows
+        time.sleep(0.5)
+
+
 def _removal_check(gateway, member):
-    members_, rows = _once(lambda: _status(gateway), "reading member status")
+    members_, rows = _settled_status(gateway)
     found = _resolve(members_, member)
     if found is None:
         return {"safe": True, "reason": f"{member} is not a member", "member": None}

@@ -145,6 +145,13 @@ def removal_refusal(members, healthy_ids, target):
     return None
 
 
+def electing(rows):
+    """Whether status ``rows`` show an election under way: a member that answered knows no
+    leader (after a leader is lost, until the others elect one: about a second, longer on a
+    loaded host; for good when quorum is lost). Health read then undercounts."""
+    return any(r.get("leader_id") == "0" for r in rows)
+
+
 def successor(rows, leaving_id):
     """The member to hand leadership to before ``leaving_id`` is removed or restarted.
 

@@ -7,7 +7,7 @@ import yaml
 
 from kubesalt_ext.utils import kubesalt_pki, kubesalt_units
 from kubesalt_lab import containers, lifecycle, master, report
-from tests.lab.conftest import LAB_CLI, quiet
+from tests.lab.conftest import LAB_CLI, quiet, second_run
 from tests.support.bad_pillars import lab_config
 
 POD_POOL = ipaddress.ip_network("198.19.0.0/16")  # network:pod_cidr of the lab's pillar
@@ -152,7 +152,7 @@ def test_masters_trust_each_others_service_account_keys(first_apply, lab_up):
 
 def test_second_highstate_changes_nothing(first_apply, lab_up):
     lab, _ = lab_up
-    again = lifecycle.apply(lab, quiet)
+    again = second_run(lab, first_apply)
     for node_id, summary in again.items():
         assert (summary["changed"], summary["failed"], summary["errors"]) == (0, 0, []), node_id
         assert summary["ok"] == first_apply[node_id]["ok"] + first_apply[node_id]["changed"]

@@ -11,6 +11,7 @@ import yaml
 
 from kubesalt_ext.utils import kubesalt_units
 from kubesalt_lab import containers, lifecycle, master
+from tests.lab.conftest import second_run
 from tests.support.lab_writer import ApiWriter
 
 MASTERS = ("master-1", "master-2", "master-3")
@@ -158,8 +159,8 @@ def test_an_object_the_apiserver_refuses_fails_with_its_message(lab_applied):
     assert "kubectl apply failed: Error from server" in said and ".data: expected map" in said
 
 
-def test_a_second_highstate_changes_nothing(lab_applied):
-    again = lifecycle.apply(lab_applied, lambda _m: None)
+def test_a_second_highstate_changes_nothing(lab_applied, first_apply):
+    again = second_run(lab_applied, first_apply)
     for node_id, summary in again.items():
         assert (summary["changed"], summary["failed"], summary["errors"]) == (0, 0, []), node_id
 

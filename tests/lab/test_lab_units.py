@@ -79,6 +79,6 @@ def test_every_worker_component_runs_from_the_lab_build(fresh_first_run, lab):
 
 
 def test_the_second_run_changes_nothing(fresh_first_run, lab):
-    again = lifecycle.apply(lab, quiet)
+    again = lifecycle.apply(lab, quiet, together=True)
     for node_id, summary in again.items():
         assert (summary["changed"], summary["failed"], summary["errors"]) == (0, 0, []), node_id

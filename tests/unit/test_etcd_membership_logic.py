@@ -81,6 +81,14 @@ def test_successor_only_when_the_leader_leaves_and_the_furthest_healthy_voter():
     assert ke.successor([_row("1", leader=True)], "1") is None
 
 
+def test_an_election_is_under_way_while_a_member_that_answered_knows_no_leader():
+    settled = [{"leader_id": "7"}, {"leader_id": "7"}, {"error": "connection refused"}]
+    assert not ke.electing(settled)
+    assert ke.electing([{"leader_id": "7"}, {"leader_id": "0"}, {"error": "refused"}])
+    assert ke.electing([{"leader_id": "0"}, {"leader_id": "0"}])
+    assert not ke.electing([{"error": "refused"}, {"error": "refused"}])  # nobody answered
+
+
 def test_join_steps():
     urls = ["https://198.18.0.14:2380"]
     assert ke.join_step(THREE, "m4", urls) == ("add", None)
