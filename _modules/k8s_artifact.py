@@ -279,6 +279,25 @@ def install(name):
     return {"path": row["path"], "version": row["version"], "reason": row["reason"]}
 
 
+def needed():
+    """
+    The catalogue's binaries this node installs: those of its roles (pillar
+    ``kubesalt:nodes``), less those that would run none of its units (the apiserver proxy's
+    on a worker that is also a master, or on every node of a site with
+    ``cluster:apiserver_endpoint`` set).
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt worker-1 k8s_artifact.needed
+    """
+    config = _config()
+    roles = (config["nodes"].get(__opts__["id"]) or {}).get("roles") or []
+    idle = set(kubesalt_units.idle_binaries(config, roles))
+    return [b.name for b in kubesalt_artifacts.for_roles(roles) if b.name not in idle]
+
+
 def catalogue():
     """
     The artifact catalogue: every binary with its artifact, archive member, directory,

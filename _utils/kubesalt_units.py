@@ -1274,3 +1274,16 @@ def unwanted_units(config, node_id):
     """The units of ``node_id``'s roles the site turned off: stopped and removed."""
     roles = config["nodes"][node_id]["roles"]
     return [c for c in for_roles(roles) if not is_wanted(c, config)]
+
+
+def idle_binaries(config, roles):
+    """Names of the binaries of ``roles`` (artifact catalogue) that would run no unit on a
+    node with those roles: every unit that runs them is ruled out by another of its roles
+    (``Component.not_with``) or turned off by the site (``Component.wanted``). A binary
+    that runs no unit at all (kubectl, the CNI plugins) is never idle."""
+    running = {c.unit_name for c in for_roles(roles) if is_wanted(c, config)}
+    return [
+        b.name
+        for b in kubesalt_artifacts.for_roles(roles)
+        if units_of_binary(b) and not set(units_of_binary(b)) & running
+    ]

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from kubesalt_ext.utils import kubesalt_pillar
 from kubesalt_lab import artifacts
 from tests.support.bad_pillars import lab_pillar
 
@@ -172,3 +173,26 @@ def test_failures_say_what_and_change_nothing(loaders, releases, tmp_path, case,
     failed = _apply(loaders, "etcd", pillar)
     assert failed["result"] is False and message in failed["comment"], failed["comment"]
     assert not (tmp_path / "usr" / "local" / "bin" / "etcd").exists()
+
+
+@pytest.mark.parametrize(
+    ("roles", "setting", "proxy"),
+    [
+        (["worker"], {}, True),
+        (["worker"], {"cluster": {"apiserver_endpoint": "198.18.0.12"}}, False),
+        (["worker"], {"apiserver_proxy": {"enabled": False}}, False),
+        (["master", "worker"], {}, False),
+    ],
+    ids=["worker", "endpoint", "proxy-off", "master-and-worker"],
+)
+def test_a_node_installs_the_proxys_binary_only_where_the_proxy_runs(
+    loaders, tmp_path, roles, setting, proxy
+):
+    pillar = kubesalt_pillar.merge(lab_pillar(), setting)
+    pillar["nodes"]["master-1"]["roles"] = roles
+    pillar["paths"] = {"root": str(tmp_path)}
+    states = loaders.modules.state.show_sls("kubesalt.artifacts", pillar={"kubesalt": pillar})
+    assert isinstance(states, dict), states
+    assert ("kubesalt-artifact-haproxy-installed" in states) is proxy
+    # The rest of the worker's binaries are there either way.
+    assert "kubesalt-artifact-kubelet-installed" in states

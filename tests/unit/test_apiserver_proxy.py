@@ -76,6 +76,14 @@ def test_a_site_with_an_endpoint_or_the_proxy_off_gets_it_removed(config, settin
     assert ("kube-apiserver-proxy" in _units(site, "worker-1")) is wanted
     unwanted = [c.name for c in ku.unwanted_units(site, "worker-1")]
     assert unwanted == ([] if wanted else ["kube-apiserver-proxy"])
+    # Its binary is not installed either (HAProxy is a Debian package on the node).
+    assert ku.idle_binaries(site, ["worker"]) == ([] if wanted else ["haproxy"])
+
+
+def test_a_worker_that_is_also_a_master_installs_no_proxy():
+    assert ku.idle_binaries(lab_config(), ["master", "worker"]) == ["haproxy"]
+    assert ku.idle_binaries(lab_config(), ["master"]) == []
+    assert ku.idle_binaries(lab_config(), ["router"]) == []
 
 
 def test_a_drained_master_gets_no_connections(config):
