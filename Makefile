@@ -29,10 +29,11 @@ apt:
 
 venv: $(VENV)/.installed
 
-$(VENV)/.installed: setup.cfg pyproject.toml requirements/constraints.txt
+# kubesalt (the product) and, beside it, the lab (a development tool, not in kubesalt's wheel).
+$(VENV)/.installed: setup.cfg pyproject.toml lab/pyproject.toml requirements/constraints.txt
 	@echo "setup: creating $(VENV) with pinned salt (about a minute the first time)"
 	$(PYTHON) -m venv $(VENV)
-	$(VENV)/bin/pip install -q -c requirements/constraints.txt setuptools -e '.[test]'
+	$(VENV)/bin/pip install -q -c requirements/constraints.txt setuptools -e '.[test]' -e lab
 	@touch $@
 
 lint: venv

@@ -29,16 +29,11 @@ import logging
 import shutil
 import time
 
-try:  # synced from file_roots: the synced _utils directory is on sys.path
-    import kubesalt_heal as heal
-    import kubesalt_heal_store
-    import kubesalt_pillar
-    import kubesalt_systemd as systemd
-    import kubesalt_units
-except ImportError:  # installed with pip
-    from kubesalt_ext.utils import kubesalt_heal as heal
-    from kubesalt_ext.utils import kubesalt_heal_store, kubesalt_pillar, kubesalt_units
-    from kubesalt_ext.utils import kubesalt_systemd as systemd
+import kubesalt_core.heal
+import kubesalt_core.heal_store
+import kubesalt_core.pillar
+import kubesalt_core.systemd
+import kubesalt_core.unit
 
 log = logging.getLogger(__name__)
 
@@ -94,9 +89,11 @@ def _node():
     cached = __context__.get("kubesalt_journal.node")
     if cached and time.monotonic() - cached[0] < CONFIG_SECONDS:
         return cached[1], cached[2]
-    pillar = (__opts__.get("pillar") or {}).get(kubesalt_pillar.PILLAR_KEY) or {}
-    managed = kubesalt_units.managed_units(kubesalt_pillar.roles_of(pillar, __opts__["id"]))
-    store = kubesalt_heal_store.Store(kubesalt_heal_store.heal_dir(pillar.get("paths")))
+    pillar = (__opts__.get("pillar") or {}).get(kubesalt_core.pillar.PILLAR_KEY) or {}
+    managed = kubesalt_core.unit.managed_units(
+        kubesalt_core.pillar.roles_of(pillar, __opts__["id"])
+    )
+    store = kubesalt_core.heal_store.Store(kubesalt_core.heal_store.heal_dir(pillar.get("paths")))
     __context__["kubesalt_journal.node"] = (time.monotonic(), managed, store)
     return managed, store
 
@@ -109,14 +106,14 @@ def beacon(config):
         return []
     cursor = store.cursor()
     if cursor is None:
-        tail = systemd.journal_tail_cursor()
+        tail = kubesalt_core.systemd.journal_tail_cursor()
         if tail:
             store.save_cursor(tail)
             log.info("kubesalt_journal: following the journal from its end")
         return []
     try:
-        entries = systemd.failures_after(cursor, options.get("max_entries", 500))
-    except systemd.SystemdError as err:
+        entries = kubesalt_core.systemd.failures_after(cursor, options.get("max_entries", 500))
+    except kubesalt_core.systemd.SystemdError as err:
         log.warning("kubesalt_journal: %s", err)
         return []
     if not entries:
@@ -124,12 +121,12 @@ def beacon(config):
     named = {e.get("UNIT") for e in entries} & set(managed)
     states = {
         unit: (props.get("ActiveState"), _int(props.get("NRestarts")))
-        for unit, props in systemd.show(sorted(named)).items()
+        for unit, props in kubesalt_core.systemd.show(sorted(named)).items()
     }
     failed = [unit for unit, (state, _) in states.items() if state == "failed"]
-    notes = {unit: systemd.systemd_messages(unit) for unit in failed}
+    notes = {unit: kubesalt_core.systemd.systemd_messages(unit) for unit in failed}
     events = []
-    for event in heal.failure_events(entries, states, managed, notes):
+    for event in kubesalt_core.heal.failure_events(entries, states, managed, notes):
         if store.in_flight(event["unit"]):
             continue
         events.append({"tag": "failed", **event})

@@ -1,7 +1,7 @@
 """
 calico_bgp: Calico's BGP resources and the routers' BIRD config, from pillar.
 
-What is built (``_utils/kubesalt_calico.py``): the BGPConfiguration ``default`` (explicit
+What is built (``_utils/kubesalt_core/calico.py``): the BGPConfiguration ``default`` (explicit
 ``asNumber``, node-to-node mesh off, service IPs when asked), one BGPPeer per router and the
 IPPools (no encapsulation). They are applied by one master with
 ``kubectl apply --server-side`` through ``k8s_objects``; the routers render their
@@ -18,10 +18,7 @@ CLI Example:
 import yaml
 from salt.exceptions import CommandExecutionError, SaltInvocationError
 
-try:  # synced from file_roots: the synced _utils directory is on sys.path
-    import kubesalt_calico
-except ImportError:  # installed with pip
-    from kubesalt_ext.utils import kubesalt_calico
+import kubesalt_core.calico
 
 __virtualname__ = "calico_bgp"
 
@@ -40,7 +37,7 @@ def resources():
 
         salt master-1 calico_bgp.resources
     """
-    return kubesalt_calico.resources(__salt__["kubesalt.config"]())
+    return kubesalt_core.calico.resources(__salt__["kubesalt.config"]())
 
 
 def stream(part="all"):
@@ -75,4 +72,4 @@ def bird_config(router=None):
     node = config["nodes"].get(router)
     if not node or "router" not in node["roles"]:
         raise CommandExecutionError(f"{router} is not a router in pillar kubesalt:nodes")
-    return kubesalt_calico.bird_config(config, router)
+    return kubesalt_core.calico.bird_config(config, router)

@@ -1,7 +1,7 @@
 """
 k8s_artifact: install the cluster's binaries from pillar ``artifacts``, checked and atomic.
 
-Each binary of the catalogue (``_utils/kubesalt_artifacts.py``: which artifact, where in
+Each binary of the catalogue (``_utils/kubesalt_core/artifact.py``: which artifact, where in
 its release archive, which roles, which units) comes from its artifact's source:
 
 ``source: url`` (with ``sha256``)
@@ -43,12 +43,9 @@ import urllib.request
 
 from salt.exceptions import CommandExecutionError, SaltInvocationError
 
-try:  # synced from file_roots: the synced _utils directory is on sys.path
-    import kubesalt_artifacts
-    import kubesalt_files
-    import kubesalt_units
-except ImportError:  # installed with pip
-    from kubesalt_ext.utils import kubesalt_artifacts, kubesalt_files, kubesalt_units
+import kubesalt_core.artifact
+import kubesalt_core.files
+import kubesalt_core.unit
 
 log = logging.getLogger(__name__)
 
@@ -68,7 +65,7 @@ def _config():
 
 def _entry(name):
     try:
-        return kubesalt_artifacts.binary(name)
+        return kubesalt_core.artifact.binary(name)
     except KeyError as err:
         raise SaltInvocationError(str(err.args[0])) from None
 
@@ -84,7 +81,7 @@ def _spec(config, entry):
 
 
 def _version(config, entry):
-    return str(config["versions"][kubesalt_artifacts.version_key(entry.artifact)])
+    return str(config["versions"][kubesalt_core.artifact.version_key(entry.artifact)])
 
 
 def _target(config, entry):
@@ -135,11 +132,11 @@ def _check(config, entry):
     path = _target(config, entry)
     row = {"name": entry.name, "path": path, "source": spec["source"], "version": version}
     if spec["source"] == "url":
-        row["reason"] = kubesalt_artifacts.plan(
+        row["reason"] = kubesalt_core.artifact.plan(
             spec, version, _file_sha256(path), _read_record(_record_path(config, entry))
         )
     elif spec["source"] == "path":
-        row["path"] = kubesalt_artifacts.path_source(spec, entry.artifact, entry.name)
+        row["path"] = kubesalt_core.artifact.path_source(spec, entry.artifact, entry.name)
         usable = os.path.isfile(row["path"]) and os.access(row["path"], os.X_OK)
         row["reason"] = None if usable else f"{row['path']} is not an executable file"
     elif spec["source"] == "unavailable":
@@ -163,7 +160,7 @@ def status(roles=None):
     if roles is None:
         roles = __salt__["kubesalt.node"]().get("roles", [])
     config = _config()
-    return [_check(config, b)[0] for b in kubesalt_artifacts.for_roles(roles)]
+    return [_check(config, b)[0] for b in kubesalt_core.artifact.for_roles(roles)]
 
 
 def fetch(url, sha256, dest):
@@ -266,13 +263,15 @@ def install(name):
     if row["reason"] is None:
         return {"path": row["path"], "version": row["version"], "reason": None}
     archive = _download(config, entry, spec)
-    member = kubesalt_artifacts.member_of(entry, spec, row["version"])
+    member = kubesalt_core.artifact.member_of(entry, spec, row["version"])
     with _binary_in(archive, member, spec["url"]) as binary:
         # Binaries are executable; a manifest (Calico's CRDs) is not.
         mode = 0o644 if entry.dest == "manifest_dir" else 0o755
-        kubesalt_files.write_atomically(row["path"], binary, mode)
-    record = kubesalt_artifacts.record_for(spec, row["version"], member, _file_sha256(row["path"]))
-    kubesalt_files.write_atomically(
+        kubesalt_core.files.write_atomically(row["path"], binary, mode)
+    record = kubesalt_core.artifact.record_for(
+        spec, row["version"], member, _file_sha256(row["path"])
+    )
+    kubesalt_core.files.write_atomically(
         _record_path(config, entry), json.dumps(record, indent=2).encode(), 0o644
     )
     log.info("k8s_artifact: installed %s %s (%s)", name, row["version"], row["reason"])
@@ -294,8 +293,8 @@ def needed():
     """
     config = _config()
     roles = (config["nodes"].get(__opts__["id"]) or {}).get("roles") or []
-    idle = set(kubesalt_units.idle_binaries(config, roles))
-    return [b.name for b in kubesalt_artifacts.for_roles(roles) if b.name not in idle]
+    idle = set(kubesalt_core.unit.idle_binaries(config, roles))
+    return [b.name for b in kubesalt_core.artifact.for_roles(roles) if b.name not in idle]
 
 
 def catalogue():
@@ -316,7 +315,7 @@ def catalogue():
             "member": b.member,
             "dest": b.dest,
             "roles": list(b.roles),
-            "units": list(kubesalt_units.units_of_binary(b)),
+            "units": list(kubesalt_core.unit.units_of_binary(b)),
         }
-        for b in kubesalt_artifacts.CATALOGUE
+        for b in kubesalt_core.artifact.CATALOGUE
     ]

@@ -13,7 +13,7 @@ starts or is promoted, a learner not yet in sync, a leader election, an endpoint
 not answer) are retried with backoff until ``timeout`` seconds have passed. etcd's strict
 reconfiguration check stays on: kubesalt waits for it rather than turning it off.
 
-Quorum rules: see ``_utils/kubesalt_etcd.py``. In short, members join as learners one at a
+Quorum rules: see ``_utils/kubesalt_core/etcd.py``. In short, members join as learners one at a
 time and are promoted once etcd says they are in sync; a removal must leave a healthy
 majority of the voting members it started from; the last member is never removed.
 
@@ -36,11 +36,8 @@ import urllib.request
 
 from salt.exceptions import CommandExecutionError, SaltInvocationError
 
-try:  # synced from file_roots: the synced _utils directory is on sys.path
-    import kubesalt_etcd
-    import kubesalt_pki
-except ImportError:  # installed with pip
-    from kubesalt_ext.utils import kubesalt_etcd, kubesalt_pki
+import kubesalt_core.etcd
+import kubesalt_core.pki
 
 log = logging.getLogger(__name__)
 
@@ -60,13 +57,13 @@ class EtcdError(Exception):
     """etcd answered with an error status."""
 
     def __init__(self, status, message, path):
-        super().__init__(kubesalt_etcd.explain(status, message, path))
+        super().__init__(kubesalt_core.etcd.explain(status, message, path))
         self.status = status
         self.message = message
 
     @property
     def transient(self):
-        return kubesalt_etcd.transient(self.status, self.message)
+        return kubesalt_core.etcd.transient(self.status, self.message)
 
 
 class Unreachable(Exception):
@@ -132,8 +129,8 @@ def _gateway(endpoints=None, cert=None, key=None, cacert=None, timeout=REQUEST_T
     endpoints = _split(endpoints)
     if not endpoints or not (cert and key and cacert):
         config = _config()
-        layout = kubesalt_pki.Layout.of(config)
-        endpoints = endpoints or kubesalt_etcd.master_endpoints(config)
+        layout = kubesalt_core.pki.Layout.of(config)
+        endpoints = endpoints or kubesalt_core.etcd.master_endpoints(config)
         cert = cert or layout.cert("apiserver-etcd-client")
         key = key or layout.key("apiserver-etcd-client")
         cacert = cacert or layout.trusted_ca("etcd-ca")
@@ -165,7 +162,7 @@ def _retrying(action, what, timeout, on_retry=None):
         book these by reason).
     """
     deadline = time.monotonic() + float(timeout)
-    delays = kubesalt_etcd.backoff()
+    delays = kubesalt_core.etcd.backoff()
     attempts = 0
     while True:
         attempts += 1
@@ -197,7 +194,7 @@ def _once(action, what):
 
 
 def _members(gateway):
-    return kubesalt_etcd.members_of(gateway.post(kubesalt_etcd.MEMBER_LIST))
+    return kubesalt_core.etcd.members_of(gateway.post(kubesalt_core.etcd.MEMBER_LIST))
 
 
 def _probe(gateway, member):
@@ -208,7 +205,7 @@ def _probe(gateway, member):
         return row
     try:
         answer = gateway.post(
-            kubesalt_etcd.STATUS, endpoints=member.client_urls, timeout=PROBE_TIMEOUT
+            kubesalt_core.etcd.STATUS, endpoints=member.client_urls, timeout=PROBE_TIMEOUT
         )
     except (EtcdError, Unreachable) as err:
         row["error"] = str(err)
@@ -277,10 +274,10 @@ def health(**kwargs):
     """
     gateway = _gateway(**_connection(kwargs))
     members_, rows = _once(lambda: _status(gateway), "reading member status")
-    voters = kubesalt_etcd.voting(members_)
+    voters = kubesalt_core.etcd.voting(members_)
     healthy = [r for r in rows if r["healthy"] and not r["is_learner"]]
     leaders = [r["name"] for r in rows if r["leader"]]
-    needed = kubesalt_etcd.quorum(len(voters))
+    needed = kubesalt_core.etcd.quorum(len(voters))
     return {
         "healthy": len(healthy) >= needed,
         "voting_members": len(voters),
@@ -344,17 +341,19 @@ def add(name, peer_urls, learner=True, timeout=60, **kwargs):
 
     def attempt():
         current = _members(gateway)
-        listed = kubesalt_etcd.find(current, peer_urls=peer_urls)
+        listed = kubesalt_core.etcd.find(current, peer_urls=peer_urls)
         if listed is None:
             body = {"peerURLs": peer_urls, "isLearner": bool(learner)}
-            current = kubesalt_etcd.members_of(gateway.post(kubesalt_etcd.MEMBER_ADD, body))
-            listed = kubesalt_etcd.find(current, peer_urls=peer_urls)
+            current = kubesalt_core.etcd.members_of(
+                gateway.post(kubesalt_core.etcd.MEMBER_ADD, body)
+            )
+            listed = kubesalt_core.etcd.find(current, peer_urls=peer_urls)
         return current, listed
 
     current, listed = _retrying(attempt, f"adding {name}", timeout)
     return {
         "member": listed.as_dict(),
-        "initial_cluster": kubesalt_etcd.initial_cluster(current, name, peer_urls),
+        "initial_cluster": kubesalt_core.etcd.initial_cluster(current, name, peer_urls),
         "members": [m.as_dict() for m in current],
     }
 
@@ -381,7 +380,7 @@ def promote(member, timeout=120, **kwargs):
             raise CommandExecutionError(f"promoting {member}: no such member")
         if not found.is_learner:
             return {"member": found.as_dict(), "promoted": False}
-        gateway.post(kubesalt_etcd.MEMBER_PROMOTE, {"ID": found.id})
+        gateway.post(kubesalt_core.etcd.MEMBER_PROMOTE, {"ID": found.id})
         return {"member": {**found.as_dict(), "is_learner": False}, "promoted": True}
 
     return _retrying(attempt, f"promoting {member}", timeout)
@@ -409,11 +408,11 @@ def move_leader(target=None, timeout=30, **kwargs):
         members_, rows = _status(gateway)
         current = next((r for r in rows if r["leader"]), None)
         if current is None:
-            raise EtcdError(503, "no leader", kubesalt_etcd.STATUS)
+            raise EtcdError(503, "no leader", kubesalt_core.etcd.STATUS)
         chosen = _next_leader(members_, rows, current, target)
         if chosen["id"] != current["id"]:
             gateway.post(
-                kubesalt_etcd.MOVE_LEADER,
+                kubesalt_core.etcd.MOVE_LEADER,
                 {"targetID": chosen["id"]},
                 endpoints=current["client_urls"],
             )
@@ -425,7 +424,7 @@ def move_leader(target=None, timeout=30, **kwargs):
 def _next_leader(members_, rows, current, target):
     """The status row of the member that should lead: ``target``, or the successor."""
     if target is None:
-        chosen = kubesalt_etcd.successor(rows, current["id"])
+        chosen = kubesalt_core.etcd.successor(rows, current["id"])
         if chosen is None:
             raise CommandExecutionError("no other healthy voting member can lead")
         return next(r for r in rows if r["id"] == chosen)
@@ -462,7 +461,7 @@ def _settled_status(gateway):
     deadline = time.monotonic() + ELECTION_WAIT
     while True:
         members_, rows = _once(lambda: _status(gateway), "reading member status")
-        if not kubesalt_etcd.electing(rows) or time.monotonic() > deadline:
+        if not kubesalt_core.etcd.electing(rows) or time.monotonic() > deadline:
             return members_, rows
         time.sleep(0.5)
 
@@ -473,8 +472,8 @@ def _removal_check(gateway, member):
     if found is None:
         return {"safe": True, "reason": f"{member} is not a member", "member": None}
     healthy = {r["id"] for r in rows if r["healthy"]}
-    reason = kubesalt_etcd.removal_refusal(members_, healthy, found)
-    successor = kubesalt_etcd.successor(rows, found.id)
+    reason = kubesalt_core.etcd.removal_refusal(members_, healthy, found)
+    successor = kubesalt_core.etcd.successor(rows, found.id)
     return {
         "safe": reason is None,
         "reason": reason or "quorum holds",
@@ -502,7 +501,7 @@ def _hand_over(gateway, leaving, successor):
         return None
     try:
         gateway.post(
-            kubesalt_etcd.MOVE_LEADER,
+            kubesalt_core.etcd.MOVE_LEADER,
             {"targetID": successor["id"]},
             endpoints=leaving["client_urls"],
         )
@@ -548,7 +547,7 @@ def remove(member, timeout=60, **kwargs):
     def attempt():
         if _resolve(_members(gateway), found["id"]) is None:
             return found
-        gateway.post(kubesalt_etcd.MEMBER_REMOVE, {"ID": found["id"]})
+        gateway.post(kubesalt_core.etcd.MEMBER_REMOVE, {"ID": found["id"]})
         return found
 
     return _retrying(attempt, f"removing {member}", timeout)
@@ -570,9 +569,11 @@ def wait_ready(endpoint, timeout=60, **kwargs):
 
 def _wait_ready(gateway, endpoint, timeout):
     def attempt():
-        answer = gateway.post(kubesalt_etcd.STATUS, endpoints=[endpoint], timeout=PROBE_TIMEOUT)
+        answer = gateway.post(
+            kubesalt_core.etcd.STATUS, endpoints=[endpoint], timeout=PROBE_TIMEOUT
+        )
         if str(answer.get("leader", "0")) == "0":
-            raise EtcdError(503, "no leader", kubesalt_etcd.STATUS)
+            raise EtcdError(503, "no leader", kubesalt_core.etcd.STATUS)
         return answer
 
     return _retrying(attempt, f"waiting for {endpoint}", timeout)
@@ -591,7 +592,7 @@ def answers(endpoint, **kwargs):
     """
     gateway = _gateway(**_connection(kwargs))
     try:
-        gateway.post(kubesalt_etcd.STATUS, endpoints=[endpoint], timeout=PROBE_TIMEOUT)
+        gateway.post(kubesalt_core.etcd.STATUS, endpoints=[endpoint], timeout=PROBE_TIMEOUT)
     except EtcdError:
         return True
     except Unreachable:
@@ -614,7 +615,7 @@ def settings():
     me = __opts__["id"]
     if me not in config["nodes"] or "master" not in config["nodes"][me]["roles"]:
         raise CommandExecutionError(f"{me} is not a master in pillar; etcd runs on masters")
-    return kubesalt_etcd.node_settings(config, me, kubesalt_pki.Layout.of(config))
+    return kubesalt_core.etcd.node_settings(config, me, kubesalt_core.pki.Layout.of(config))
 
 
 def live_cluster(**kwargs):
@@ -633,7 +634,9 @@ def live_cluster(**kwargs):
     answering, has_leader = [], False
     for endpoint in gateway.endpoints:
         try:
-            answer = gateway.post(kubesalt_etcd.STATUS, endpoints=[endpoint], timeout=PROBE_TIMEOUT)
+            answer = gateway.post(
+                kubesalt_core.etcd.STATUS, endpoints=[endpoint], timeout=PROBE_TIMEOUT
+            )
         except (EtcdError, Unreachable):
             continue
         answering.append(endpoint)
@@ -655,22 +658,24 @@ def live_cluster(**kwargs):
 def _cluster_lock(gateway, name, holder, timeout, ttl=120):
     """Hold ``/kubesalt/locks/<name>`` in etcd itself, under a lease of ``ttl`` seconds
     (a holder that dies frees it when the lease runs out)."""
-    key = kubesalt_etcd.LOCK_PREFIX + name
+    key = kubesalt_core.etcd.LOCK_PREFIX + name
     lease = _retrying(
-        lambda: gateway.post(kubesalt_etcd.LEASE_GRANT, {"TTL": ttl}), "granting a lease", timeout
+        lambda: gateway.post(kubesalt_core.etcd.LEASE_GRANT, {"TTL": ttl}),
+        "granting a lease",
+        timeout,
     )["ID"]
     deadline = time.monotonic() + float(timeout)
     while True:
         answer = _retrying(
             lambda: gateway.post(
-                kubesalt_etcd.KV_TXN, kubesalt_etcd.lock_request(key, holder, lease)
+                kubesalt_core.etcd.KV_TXN, kubesalt_core.etcd.lock_request(key, holder, lease)
             ),
             f"taking lock {key}",
             timeout,
         )
         if answer.get("succeeded"):
             break
-        other = kubesalt_etcd.lock_holder(answer)
+        other = kubesalt_core.etcd.lock_holder(answer)
         if other == holder:
             break
         if time.monotonic() > deadline:
@@ -681,7 +686,7 @@ def _cluster_lock(gateway, name, holder, timeout, ttl=120):
     finally:
         try:
             _retrying(
-                lambda: gateway.post(kubesalt_etcd.LEASE_REVOKE, {"ID": lease}),
+                lambda: gateway.post(kubesalt_core.etcd.LEASE_REVOKE, {"ID": lease}),
                 "releasing the lock",
                 30,
             )

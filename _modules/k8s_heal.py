@@ -11,7 +11,7 @@ runs here, on the node, and trusts nothing in the event:
 - the unit must really be failed here and now; otherwise nothing is done (a forged or stale
   event costs one ``systemctl show``);
 - one repair per unit at a time (a lock in ``paths:heal_dir``); a second one returns at once;
-- what to do comes from ``kubesalt_heal.decide`` over the history kept on the node:
+- what to do comes from ``kubesalt_core.heal.decide`` over the history kept on the node:
   reset-failed and restart, with backoff between repairs that did not hold; after
   ``heal:restarts_before_reapply`` of those, re-apply the component's state once (config
   drift, a missing or expired certificate); when ``heal:budget_attempts`` repairs within
@@ -38,15 +38,10 @@ import time
 
 from salt.exceptions import CommandExecutionError, SaltInvocationError
 
-try:  # synced from file_roots: the synced _utils directory is on sys.path
-    import kubesalt_heal as heal
-    import kubesalt_heal_store
-    import kubesalt_systemd as systemd
-    import kubesalt_units
-except ImportError:  # installed with pip
-    from kubesalt_ext.utils import kubesalt_heal as heal
-    from kubesalt_ext.utils import kubesalt_heal_store, kubesalt_units
-    from kubesalt_ext.utils import kubesalt_systemd as systemd
+import kubesalt_core.heal
+import kubesalt_core.heal_store
+import kubesalt_core.systemd
+import kubesalt_core.unit
 
 log = logging.getLogger(__name__)
 
@@ -66,9 +61,9 @@ def __virtual__():
 def _context():
     """The validated config, this node's managed units, its heal policy and its store."""
     config = __salt__["kubesalt.config"]()
-    managed = kubesalt_units.managed_units(__salt__["kubesalt.roles"]())
-    policy = heal.Policy.from_config(config.get("heal"))
-    store = kubesalt_heal_store.Store(config["paths"]["heal_dir"])
+    managed = kubesalt_core.unit.managed_units(__salt__["kubesalt.roles"]())
+    policy = kubesalt_core.heal.Policy.from_config(config.get("heal"))
+    store = kubesalt_core.heal_store.Store(config["paths"]["heal_dir"])
     return managed, policy, store
 
 
@@ -76,7 +71,9 @@ def _check_managed(unit, managed, store):
     if isinstance(unit, str) and unit in managed:
         return unit
     shown = unit[:120] if isinstance(unit, str) else repr(unit)[:120]
-    store.record(heal.Attempt(shown, time.time(), "refused", False, "not a managed unit"))
+    store.record(
+        kubesalt_core.heal.Attempt(shown, time.time(), "refused", False, "not a managed unit")
+    )
     expected = ", ".join(sorted(managed)) or "none (this node has no kubesalt role)"
     raise SaltInvocationError(
         f"unit {shown!r} is not one kubesalt manages on {__opts__['id']}; "
@@ -102,7 +99,7 @@ def _observe(unit, hold_seconds, settle_seconds=SETTLE_SECONDS):
     deadline = time.monotonic() + settle_seconds + hold_seconds
     since, seen, answered, said = None, None, None, ""
     while True:
-        props = systemd.show([unit]).get(unit, {})
+        props = kubesalt_core.systemd.show([unit]).get(unit, {})
         state = props.get("ActiveState")
         # Failed again, whether systemd gave up or waits to retry by itself (auto-restart):
         # either way this repair did not hold.
@@ -127,27 +124,27 @@ def _observe(unit, hold_seconds, settle_seconds=SETTLE_SECONDS):
 
 def _act(unit, action):
     """Do ``action`` (restart or reapply) to ``unit``; returns what it says about it."""
-    systemd.reset_failed(unit)
+    kubesalt_core.systemd.reset_failed(unit)
     if action == "reapply":
-        sls = kubesalt_units.state_of(unit)
-        ret = __salt__["state.apply"](sls, queue=heal.STATE_QUEUE)
+        sls = kubesalt_core.unit.state_of(unit)
+        ret = __salt__["state.apply"](sls, queue=kubesalt_core.heal.STATE_QUEUE)
         if isinstance(ret, dict):
             failed = [k for k, s in ret.items() if not s.get("result")]
             changed = [k for k, s in ret.items() if s.get("changes")]
             detail = f"state.apply {sls}: {len(changed)} changed, {len(failed)} failed"
         else:  # a render error or a conflict: Salt answers with a list of messages
             detail = f"state.apply {sls} did not run: {'; '.join(map(str, ret))[:300]}"
-        if systemd.active_state(unit) != "active":
-            systemd.reset_failed(unit)
-            ok, said = systemd.restart(unit)
+        if kubesalt_core.systemd.active_state(unit) != "active":
+            kubesalt_core.systemd.reset_failed(unit)
+            ok, said = kubesalt_core.systemd.restart(unit)
             detail += "; restarted" if ok else f"; restart failed: {said}"
         return detail
-    ok, said = systemd.restart(unit)
+    ok, said = kubesalt_core.systemd.restart(unit)
     return "restarted" if ok else f"restart failed: {said}"
 
 
 def _escalate(unit, decision, store, trigger):
-    lines = systemd.last_lines(unit)
+    lines = kubesalt_core.systemd.last_lines(unit)
     attempts = [
         {"at": a.at, "action": a.action, "held": a.held, "detail": a.detail}
         for a in store.history()
@@ -162,7 +159,14 @@ def _escalate(unit, decision, store, trigger):
     }
     fired = __salt__["event.fire_master"](payload, ESCALATED_TAG)
     store.record(
-        heal.Attempt(unit, time.time(), heal.ESCALATE, False, decision.reason, {"journal": lines})
+        kubesalt_core.heal.Attempt(
+            unit,
+            time.time(),
+            kubesalt_core.heal.ESCALATE,
+            False,
+            decision.reason,
+            {"journal": lines},
+        )
     )
     log.error("kubesalt: %s escalated: %s", unit, decision.reason)
     return fired
@@ -174,28 +178,38 @@ def _repair_loop(unit, policy, store, trigger):
     def done(outcome):
         return {"unit": unit, "outcome": outcome, "steps": steps}
 
-    state = systemd.active_state(unit)
+    state = kubesalt_core.systemd.active_state(unit)
     if state != "failed":
         detail = f"ActiveState={state}: nothing to repair"
-        store.record(heal.Attempt(unit, time.time(), "none", state == "active", detail, trigger))
+        store.record(
+            kubesalt_core.heal.Attempt(
+                unit, time.time(), "none", state == "active", detail, trigger
+            )
+        )
         return done("nothing to do")
     while True:
-        decision = heal.decide(unit, store.history(), time.time(), policy)
+        decision = kubesalt_core.heal.decide(unit, store.history(), time.time(), policy)
         if decision.action == "wait":
             steps.append(f"wait {decision.wait_seconds:.0f}s: {decision.reason}")
             time.sleep(decision.wait_seconds)
             seen, _, _ = _observe(unit, policy.hold_seconds, settle_seconds=0)
             if seen == "held":
                 store.record(
-                    heal.Attempt(unit, time.time(), "none", True, "active again by itself")
+                    kubesalt_core.heal.Attempt(
+                        unit, time.time(), "none", True, "active again by itself"
+                    )
                 )
                 return done("recovered by itself")
             continue
         if decision.action == "stand-down":
             steps.append(decision.reason)
-            store.record(heal.Attempt(unit, time.time(), "none", False, decision.reason, trigger))
+            store.record(
+                kubesalt_core.heal.Attempt(
+                    unit, time.time(), "none", False, decision.reason, trigger
+                )
+            )
             return done("escalated earlier")
-        if decision.action == heal.ESCALATE:
+        if decision.action == kubesalt_core.heal.ESCALATE:
             steps.append(f"escalate: {decision.reason}")
             _escalate(unit, decision, store, trigger)
             return done("escalated")
@@ -205,7 +219,11 @@ def _repair_loop(unit, policy, store, trigger):
         health = f", {said}" if said else ""
         detail = f"{detail}; {seen} (ActiveState={props.get('ActiveState')}{health})"
         steps.append(f"{decision.action}: {detail}")
-        store.record(heal.Attempt(unit, started, decision.action, seen == "held", detail, trigger))
+        store.record(
+            kubesalt_core.heal.Attempt(
+                unit, started, decision.action, seen == "held", detail, trigger
+            )
+        )
         if seen == "held":
             return done("repaired")
         if seen == "inactive":
@@ -239,9 +257,9 @@ def repair(unit, invocation_id=None, result=None):
     try:
         with store.repairing(unit):
             return _repair_loop(unit, policy, store, trigger)
-    except kubesalt_heal_store.InFlight:
+    except kubesalt_core.heal_store.InFlight:
         return {"unit": unit, "outcome": "in flight", "steps": []}
-    except systemd.SystemdError as err:
+    except kubesalt_core.systemd.SystemdError as err:
         raise CommandExecutionError(f"repair of {unit} stopped: {err}") from err
 
 
@@ -295,7 +313,11 @@ def reset(unit):
     """
     managed, _, store = _context()
     unit = _check_managed(unit, managed, store)
-    store.record(heal.Attempt(unit, time.time(), heal.RESET, False, "reset by an operator"))
+    store.record(
+        kubesalt_core.heal.Attempt(
+            unit, time.time(), kubesalt_core.heal.RESET, False, "reset by an operator"
+        )
+    )
     return {"unit": unit, "reset": True}
 
 
@@ -312,7 +334,7 @@ def status():
     """
     managed, policy, store = _context()
     attempts = store.history()
-    props = systemd.show(sorted(managed))
+    props = kubesalt_core.systemd.show(sorted(managed))
     now = time.time()
     out = {}
     for unit in sorted(managed):
@@ -320,7 +342,7 @@ def status():
         out[unit] = {
             "active_state": props.get(unit, {}).get("ActiveState"),
             "in_flight": store.in_flight(unit),
-            "repairs_in_window": sum(1 for a in mine if a.action in heal.REPAIRS),
-            "next": heal.decide(unit, attempts, now, policy).action,
+            "repairs_in_window": sum(1 for a in mine if a.action in kubesalt_core.heal.REPAIRS),
+            "next": kubesalt_core.heal.decide(unit, attempts, now, policy).action,
         }
     return out

@@ -1,7 +1,7 @@
 """
 k8s_objects: the cluster objects kubesalt owns, applied with server-side apply.
 
-What is applied (``_utils/kubesalt_manifests.py``): the binding of the apiserver's
+What is applied (``_utils/kubesalt_core/manifest.py``): the binding of the apiserver's
 kubelet-client identity to ``system:kubelet-api-admin``, kube-proxy's and Calico's RBAC,
 the ``calico-typha`` Service and Endpoints; then Calico's CRDs from their pinned artifact
 (``artifacts:calico_crds``, installed by ``k8s_artifact`` to ``paths:manifest_dir``).
@@ -27,12 +27,9 @@ import time
 import yaml
 from salt.exceptions import CommandExecutionError, SaltInvocationError
 
-try:  # synced from file_roots: the synced _utils directory is on sys.path
-    import kubesalt_artifacts
-    import kubesalt_manifests
-    import kubesalt_pki
-except ImportError:  # installed with pip
-    from kubesalt_ext.utils import kubesalt_artifacts, kubesalt_manifests, kubesalt_pki
+import kubesalt_core.artifact
+import kubesalt_core.manifest
+import kubesalt_core.pki
 
 __virtualname__ = "k8s_objects"
 
@@ -72,14 +69,14 @@ def manifests(part="all"):
     if part not in ("all", "namespaces", "rest"):
         raise SaltInvocationError(f"Invalid value {part!r} for part. Valid: all, namespaces, rest")
     config = _config()
-    objects = kubesalt_manifests.cluster_objects(config)
+    objects = kubesalt_core.manifest.cluster_objects(config)
     if part == "namespaces":
         objects = [o for o in objects if o["kind"] == "Namespace"]
     elif part == "rest":
         objects = [o for o in objects if o["kind"] != "Namespace"]
     text = yaml.safe_dump_all(objects, sort_keys=True) if objects else ""
     crds = _crds_path(config)
-    with_crds = part != "namespaces" and kubesalt_artifacts.available(config, "calico_crds")
+    with_crds = part != "namespaces" and kubesalt_core.artifact.available(config, "calico_crds")
     if with_crds and os.path.isfile(crds):
         with open(crds, encoding="utf-8") as handle:
             text += "---\n" + handle.read()
@@ -88,10 +85,10 @@ def manifests(part="all"):
 
 def _kubectl_command(config):
     """``[kubectl, --kubeconfig, admin.conf]``, or None when kubectl is unavailable here."""
-    if not kubesalt_artifacts.available(config, "kubernetes"):
+    if not kubesalt_core.artifact.available(config, "kubernetes"):
         return None
-    kubectl = kubesalt_artifacts.executable(config, "kubernetes", "kubectl")
-    return [kubectl, "--kubeconfig", kubesalt_pki.Layout.of(config).kubeconfig("admin")]
+    kubectl = kubesalt_core.artifact.executable(config, "kubernetes", "kubectl")
+    return [kubectl, "--kubeconfig", kubesalt_core.pki.Layout.of(config).kubeconfig("admin")]
 
 
 def _run(argv, stdin, timeout=120):
@@ -114,7 +111,7 @@ def _kubectl(config, verb):
         raise CommandExecutionError(
             "kubectl is not available: pillar artifacts:kubernetes is source unavailable"
         )
-    field_manager = f"--field-manager={kubesalt_manifests.FIELD_MANAGER}"
+    field_manager = f"--field-manager={kubesalt_core.manifest.FIELD_MANAGER}"
     return [*command, verb, "--server-side", "--force-conflicts", field_manager, "-f", "-"]
 
 
@@ -180,7 +177,7 @@ def describe(stream):
 
         salt master-1 k8s_objects.describe "$(cat objects.yaml)"
     """
-    return [kubesalt_manifests.describe(o) for o in yaml.safe_load_all(stream or "") if o]
+    return [kubesalt_core.manifest.describe(o) for o in yaml.safe_load_all(stream or "") if o]
 
 
 def diff(wait=APISERVER_WAIT, stream=None):
@@ -236,7 +233,7 @@ def applies_here():
 
         salt '*' k8s_objects.applies_here
     """
-    return kubesalt_manifests.applying_master(_config()) == __grains__["id"]
+    return kubesalt_core.manifest.applying_master(_config()) == __grains__["id"]
 
 
 def leases(namespace="kube-system"):

@@ -2,7 +2,7 @@
 k8s_pki: the cluster's certificates, issued by kubesalt's own CAs.
 
 What is issued
-    Every certificate of the catalogue (``_utils/kubesalt_pki.py``, one record per cert:
+    Every certificate of the catalogue (``_utils/kubesalt_core/pki.py``, one record per cert:
     CA, CN, O, usages, SAN rule) for the roles pillar gives a node; the kubernetes, etcd and
     front-proxy CAs on the CA host; on every master a service-account signing key pair;
     kubeconfigs for admin, scheduler, controller-manager, kubelet and kube-proxy.
@@ -53,25 +53,15 @@ import os
 import time
 
 import salt.utils.yaml
+
+# cryptography comes with Salt (a requirement of it since 3006), so it is imported plainly.
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
 from salt.exceptions import CommandExecutionError, SaltInvocationError
 
-try:
-    from cryptography import x509
-    from cryptography.hazmat.primitives import serialization
-
-    HAS_CRYPTOGRAPHY = True
-except ImportError:
-    HAS_CRYPTOGRAPHY = False
-
-try:  # synced from file_roots: the synced _utils directory is on sys.path
-    import kubesalt_files
-    import kubesalt_pillar
-    import kubesalt_pki
-except ImportError:  # installed with pip
-    try:
-        from kubesalt_ext.utils import kubesalt_files, kubesalt_pillar, kubesalt_pki
-    except ImportError:  # no cryptography: __virtual__ says so
-        kubesalt_pki = None
+import kubesalt_core.files
+import kubesalt_core.pillar
+import kubesalt_core.pki
 
 log = logging.getLogger(__name__)
 
@@ -84,8 +74,6 @@ REGISTRY_POLL_SECONDS = 2
 
 
 def __virtual__():
-    if not HAS_CRYPTOGRAPHY or kubesalt_pki is None:
-        return (False, "k8s_pki needs the Python package 'cryptography'")
     return __virtualname__
 
 
@@ -131,7 +119,7 @@ def _load_key(path):
 def _identity():
     config = _config()
     me = __opts__["id"]
-    roles = kubesalt_pillar.roles_of(config, me)
+    roles = kubesalt_core.pillar.roles_of(config, me)
     return config, me, roles
 
 
@@ -153,7 +141,7 @@ def _ca_lock(layout):
 def _load_cas(layout):
     """``{ca: (cert, key)}`` for the CAs that exist; raises on a half-present CA."""
     cas = {}
-    for name in kubesalt_pki.CAS:
+    for name in kubesalt_core.pki.CAS:
         cert, key = _load_cert(layout.ca_cert(name)), _load_key(layout.ca_key(name))
         if cert is None and key is None:
             continue
@@ -164,7 +152,7 @@ def _load_cas(layout):
                 "will not replace half a CA; restore it, or move both files aside to "
                 "create a new CA (see k8s_pki.rotate_ca)"
             )
-        if not kubesalt_pki.same_public_key(cert.public_key(), key.public_key()):
+        if not kubesalt_core.pki.same_public_key(cert.public_key(), key.public_key()):
             raise CommandExecutionError(
                 f"CA {name}: {layout.ca_cert(name)} does not belong to {layout.ca_key(name)}"
             )
@@ -183,16 +171,16 @@ def _ensure_cas(config, layout, create):
         created = []
         if create:
             pki = config["pki"]
-            for name in kubesalt_pki.CAS:
+            for name in kubesalt_core.pki.CAS:
                 if name in cas:
                     continue
-                key = kubesalt_pki.new_private_key(pki["key_type"])
-                cert = kubesalt_pki.build_ca(name, key, pki["ca_days"], _now())
-                kubesalt_files.write_atomically(
-                    layout.ca_key(name), kubesalt_pki.key_pem(key), 0o600
+                key = kubesalt_core.pki.new_private_key(pki["key_type"])
+                cert = kubesalt_core.pki.build_ca(name, key, pki["ca_days"], _now())
+                kubesalt_core.files.write_atomically(
+                    layout.ca_key(name), kubesalt_core.pki.key_pem(key), 0o600
                 )
-                kubesalt_files.write_atomically(
-                    layout.ca_cert(name), kubesalt_pki.cert_pem(cert), 0o644
+                kubesalt_core.files.write_atomically(
+                    layout.ca_cert(name), kubesalt_core.pki.cert_pem(cert), 0o644
                 )
                 cas[name] = (cert, key)
                 created.append(name)
@@ -201,7 +189,7 @@ def _ensure_cas(config, layout, create):
 
 
 def _require_ca_host(config):
-    host = kubesalt_pki.ca_host(config)
+    host = kubesalt_core.pki.ca_host(config)
     if __opts__["id"] != host:
         raise CommandExecutionError(
             f"this is {__opts__['id']!r}; the CAs live on {host!r} (pillar kubesalt:pki:ca_host)"
@@ -224,7 +212,7 @@ def ca_init():
     """
     config = _config()
     _require_ca_host(config)
-    return _ensure_cas(config, kubesalt_pki.Layout.of(config), create=True)[1]
+    return _ensure_cas(config, kubesalt_core.pki.Layout.of(config), create=True)[1]
 
 
 def ca_missing():
@@ -239,15 +227,15 @@ def ca_missing():
     """
     config = _config()
     _require_ca_host(config)
-    cas = _ensure_cas(config, kubesalt_pki.Layout.of(config), create=False)[0]
-    return [name for name in kubesalt_pki.CAS if name not in cas]
+    cas = _ensure_cas(config, kubesalt_core.pki.Layout.of(config), create=False)[0]
+    return [name for name in kubesalt_core.pki.CAS if name not in cas]
 
 
 def _registry(config, layout):
     """Registered service-account public keys of the nodes that are masters in pillar."""
     keys = {}
     for mid, node in sorted((config.get("nodes") or {}).items()):
-        if kubesalt_pki.holds_service_account_key(node.get("roles") or []):
+        if kubesalt_core.pki.holds_service_account_key(node.get("roles") or []):
             pem = _read(os.path.join(layout.registry_dir, f"{mid}.pub"))
             if pem is not None:
                 keys[mid] = pem.decode()
@@ -256,30 +244,30 @@ def _registry(config, layout):
 
 def _register(config, layout, requester, public_key_pem):
     node = config["nodes"][requester]
-    if not kubesalt_pki.holds_service_account_key(node.get("roles") or []):
-        raise kubesalt_pki.SigningRefused(
+    if not kubesalt_core.pki.holds_service_account_key(node.get("roles") or []):
+        raise kubesalt_core.pki.SigningRefused(
             f"{requester!r} is not a master; it has no service-account key"
         )
     key = serialization.load_pem_public_key(public_key_pem.encode())
     path = os.path.join(layout.registry_dir, f"{requester}.pub")
-    pem = kubesalt_pki.public_pem(key)
+    pem = kubesalt_core.pki.public_pem(key)
     if _read(path) != pem:
         with _ca_lock(layout):
             os.makedirs(layout.registry_dir, mode=0o700, exist_ok=True)
-            kubesalt_files.write_atomically(path, pem, 0o644)
+            kubesalt_core.files.write_atomically(path, pem, 0o644)
 
 
 def _answer(requester, request):
     """The CA host's reply to an authenticated ``requester``; see :func:`sign`."""
     config = _config()
     _require_ca_host(config)
-    layout = kubesalt_pki.Layout.of(config)
+    layout = kubesalt_core.pki.Layout.of(config)
     if requester not in (config.get("nodes") or {}):
-        raise kubesalt_pki.SigningRefused(f"{requester!r} is not a node under kubesalt:nodes")
+        raise kubesalt_core.pki.SigningRefused(f"{requester!r} is not a node under kubesalt:nodes")
     wanted = request.get("certificates") or {}
     sa_key = request.get("service_account_key")
     if not isinstance(wanted, dict) or not (sa_key is None or isinstance(sa_key, str)):
-        raise kubesalt_pki.SigningRefused(
+        raise kubesalt_core.pki.SigningRefused(
             "request must be {certificates: {name: CSR PEM}, service_account_key: PEM}"
         )
     csrs = {}
@@ -287,19 +275,23 @@ def _answer(requester, request):
         try:
             csrs[name] = x509.load_pem_x509_csr(pem.encode())
         except (ValueError, AttributeError) as err:
-            raise kubesalt_pki.SigningRefused(f"the CSR for {name!r} is not a PEM CSR") from err
+            raise kubesalt_core.pki.SigningRefused(
+                f"the CSR for {name!r} is not a PEM CSR"
+            ) from err
     # A read-only question (test=True, or nothing to issue) never creates a CA.
     cas, _ = _ensure_cas(config, layout, create=bool(csrs or sa_key))
     issued = {}
     if csrs:
-        issued = kubesalt_pki.sign_requests(
+        issued = kubesalt_core.pki.sign_requests(
             config, requester, csrs, cas, config["pki"]["leaf_days"], _now()
         )
     if sa_key:
         _register(config, layout, requester, sa_key)
     return {
-        "cas": {name: kubesalt_pki.cert_pem(cert).decode() for name, (cert, _) in cas.items()},
-        "certificates": {name: kubesalt_pki.cert_pem(c).decode() for name, c in issued.items()},
+        "cas": {name: kubesalt_core.pki.cert_pem(cert).decode() for name, (cert, _) in cas.items()},
+        "certificates": {
+            name: kubesalt_core.pki.cert_pem(c).decode() for name, c in issued.items()
+        },
         "service_account_keys": _registry(config, layout),
     }
 
@@ -334,7 +326,7 @@ def sign(request=None, **kwargs):
         return {"error": f"request must be a mapping, got {type(request).__name__}"}
     try:
         return _answer(requester, request or {})
-    except (kubesalt_pki.SigningRefused, CommandExecutionError, ValueError, TypeError) as err:
+    except (kubesalt_core.pki.SigningRefused, CommandExecutionError, ValueError, TypeError) as err:
         log.warning("k8s_pki.sign refused %s: %s", requester, err)
         return {"error": str(err)}
 
@@ -357,13 +349,13 @@ def rotate_ca(ca):
 
         salt master-1 k8s_pki.rotate_ca etcd-ca
     """
-    if ca not in kubesalt_pki.CAS:
+    if ca not in kubesalt_core.pki.CAS:
         raise SaltInvocationError(
-            f"Invalid value {ca!r} for ca. Valid: {', '.join(kubesalt_pki.CAS)}"
+            f"Invalid value {ca!r} for ca. Valid: {', '.join(kubesalt_core.pki.CAS)}"
         )
     config = _config()
     _require_ca_host(config)
-    layout = kubesalt_pki.Layout.of(config)
+    layout = kubesalt_core.pki.Layout.of(config)
     stamp = _now().strftime("%Y%m%dT%H%M%SZ")
     moved = {}
     with _ca_lock(layout):
@@ -384,13 +376,13 @@ def rotate_ca(ca):
 def _ask_ca(config, request, silent_ok=False):
     """Send ``request`` to the CA host and return its answer, or raise with the reason
     (``silent_ok``: None when the CA host does not answer at all)."""
-    host = kubesalt_pki.ca_host(config)
+    host = kubesalt_core.pki.ca_host(config)
     me = __opts__["id"]
     if me == host:
         # The CA host asks itself: its own id is the requester, no publication needed.
         try:
             return _answer(me, request)
-        except kubesalt_pki.SigningRefused as err:
+        except kubesalt_core.pki.SigningRefused as err:
             raise CommandExecutionError(f"CA host {host}: {err}") from err
     replies = __salt__["publish.publish"](
         host, "k8s_pki.sign", arg=[request], timeout=PUBLISH_TIMEOUT
@@ -425,7 +417,7 @@ def _bundle(keys):
 
 
 def _local_state(config, me, roles, layout):
-    identities = kubesalt_pki.node_identities(config, me, roles)
+    identities = kubesalt_core.pki.node_identities(config, me, roles)
     held = {
         i.name: (_load_key(layout.key(i.name)), _load_cert(layout.cert(i.name))) for i in identities
     }
@@ -441,7 +433,7 @@ def _plan(config, me, roles, layout, answer):
     issue, new_keys = {}, []
     for identity in identities:
         key, cert = held[identity.name]
-        reason, new_key = kubesalt_pki.certificate_plan(
+        reason, new_key = kubesalt_core.pki.certificate_plan(
             identity,
             key,
             cert,
@@ -455,19 +447,19 @@ def _plan(config, me, roles, layout, answer):
             if new_key:
                 new_keys.append(identity.name)
     trust = {}
-    for ca in kubesalt_pki.trusted_cas(identities):
+    for ca in kubesalt_core.pki.trusted_cas(identities):
         current, have = cas.get(ca), _read(layout.trusted_ca(ca))
-        if current is None or have != kubesalt_pki.cert_pem(current):
+        if current is None or have != kubesalt_core.pki.cert_pem(current):
             name = os.path.basename(layout.trusted_ca(ca))
             trust[name] = "created" if have is None else "updated"
     plan = {"issue": issue, "new_keys": new_keys, "trust": trust}
-    if kubesalt_pki.holds_service_account_key(roles):
+    if kubesalt_core.pki.holds_service_account_key(roles):
         sa_key = _load_key(layout.service_account_key)
         if sa_key is None:
             plan["service_account_key"] = "generated"
             mine = None
         else:
-            mine = kubesalt_pki.public_pem(sa_key).decode()
+            mine = kubesalt_core.pki.public_pem(sa_key).decode()
             if registered.get(me) != mine:
                 plan["service_account_key"] = "registered"
         expected = dict(registered)
@@ -499,7 +491,7 @@ def _wait_for_masters(config, me, registered):
     masters = {
         mid
         for mid, node in config["nodes"].items()
-        if kubesalt_pki.holds_service_account_key(node.get("roles") or [])
+        if kubesalt_core.pki.holds_service_account_key(node.get("roles") or [])
     }
     deadline = time.monotonic() + config["pki"]["service_account_wait_seconds"]
     while not masters <= set(registered) and time.monotonic() < deadline:
@@ -515,7 +507,7 @@ def _verify_issued(plan, identities, keys, cas, certs):
         if cert is None:
             raise CommandExecutionError(f"the CA host returned no certificate for {name}")
         identity = by_name[name]
-        reason = kubesalt_pki.reissue_reason(
+        reason = kubesalt_core.pki.reissue_reason(
             identity, cert, keys[name].public_key(), cas[identity.ca], _now(), 0
         )
         if reason:
@@ -547,9 +539,9 @@ def issue(test=False):
         salt '*' k8s_pki.issue
     """
     config, me, roles = _identity()
-    layout = kubesalt_pki.Layout.of(config)
-    identities = kubesalt_pki.node_identities(config, me, roles)
-    if not identities and not kubesalt_pki.holds_service_account_key(roles):
+    layout = kubesalt_core.pki.Layout.of(config)
+    identities = kubesalt_core.pki.node_identities(config, me, roles)
+    if not identities and not kubesalt_core.pki.holds_service_account_key(roles):
         return {"changes": {}, "comment": f"{me} holds no certificates (roles: {roles})"}
     answer = _ask_ca(config, {}, silent_ok=True)
     if answer is None:
@@ -564,19 +556,19 @@ def issue(test=False):
     keys, csrs = {}, {}
     for name in plan["issue"]:
         key = (
-            kubesalt_pki.new_private_key(config["pki"]["key_type"])
+            kubesalt_core.pki.new_private_key(config["pki"]["key_type"])
             if name in plan["new_keys"]
             else _load_key(layout.key(name))
         )
         keys[name] = key
-        csrs[name] = kubesalt_pki.cert_pem(kubesalt_pki.build_csr(key, name)).decode()
+        csrs[name] = kubesalt_core.pki.cert_pem(kubesalt_core.pki.build_csr(key, name)).decode()
     request = {"certificates": csrs} if csrs else {}
     sa_key = None
     if "service_account_key" in plan:
-        sa_key = _load_key(layout.service_account_key) or kubesalt_pki.new_private_key(
+        sa_key = _load_key(layout.service_account_key) or kubesalt_core.pki.new_private_key(
             config["pki"]["key_type"]
         )
-        request["service_account_key"] = kubesalt_pki.public_pem(sa_key).decode()
+        request["service_account_key"] = kubesalt_core.pki.public_pem(sa_key).decode()
     if request:
         answer = _ask_ca(config, request)
     cas, certs, registered = _parse_answer(answer)
@@ -584,29 +576,29 @@ def issue(test=False):
     if sa_key is not None:
         registered = _wait_for_masters(config, me, registered)
 
-    for ca in kubesalt_pki.trusted_cas(identities):
-        kubesalt_files.write_atomically(
-            layout.trusted_ca(ca), kubesalt_pki.cert_pem(cas[ca]), 0o644
+    for ca in kubesalt_core.pki.trusted_cas(identities):
+        kubesalt_core.files.write_atomically(
+            layout.trusted_ca(ca), kubesalt_core.pki.cert_pem(cas[ca]), 0o644
         )
     for name in plan["issue"]:
         if name in plan["new_keys"]:
-            kubesalt_files.write_atomically(
-                layout.key(name), kubesalt_pki.key_pem(keys[name]), 0o600
+            kubesalt_core.files.write_atomically(
+                layout.key(name), kubesalt_core.pki.key_pem(keys[name]), 0o600
             )
-        kubesalt_files.write_atomically(
-            layout.cert(name), kubesalt_pki.cert_pem(certs[name]), 0o644
+        kubesalt_core.files.write_atomically(
+            layout.cert(name), kubesalt_core.pki.cert_pem(certs[name]), 0o644
         )
     if plan.get("service_account_key") == "generated":
-        kubesalt_files.write_atomically(
-            layout.service_account_key, kubesalt_pki.key_pem(sa_key), 0o600
+        kubesalt_core.files.write_atomically(
+            layout.service_account_key, kubesalt_core.pki.key_pem(sa_key), 0o600
         )
-    if kubesalt_pki.holds_service_account_key(roles):
+    if kubesalt_core.pki.holds_service_account_key(roles):
         # What was written, which can hold more masters than the plan foresaw (others
         # registered while this run waited).
         bundle = _bundle(registered)
         changes.pop("service-account bundle", None)
         if _read(layout.service_account_bundle) != bundle:
-            kubesalt_files.write_atomically(layout.service_account_bundle, bundle, 0o644)
+            kubesalt_core.files.write_atomically(layout.service_account_bundle, bundle, 0o644)
             changes["service-account bundle"] = sorted(registered)
     return {"changes": changes, "comment": _comment(changes, False)}
 
@@ -616,18 +608,22 @@ def _without_ca(config, me, roles, layout):
     against its own copies of the CAs. A certificate that is still valid keeps working and
     its renewal waits (said in the comment); one that is missing, expired or not signed by
     the CA copy cannot be issued, and that fails the run."""
-    host = kubesalt_pki.ca_host(config)
+    host = kubesalt_core.pki.ca_host(config)
     silent = f"the CA host {host} does not answer (publish.publish within {PUBLISH_TIMEOUT} s)"
     identities, held = _local_state(config, me, roles, layout)
-    cas = {ca: _load_cert(layout.trusted_ca(ca)) for ca in kubesalt_pki.trusted_cas(identities)}
+    cas = {
+        ca: _load_cert(layout.trusted_ca(ca)) for ca in kubesalt_core.pki.trusted_cas(identities)
+    }
     missing = sorted(ca for ca, cert in cas.items() if cert is None)
     if missing:
         raise CommandExecutionError(
             f"{silent}, and this node holds no copy of {', '.join(missing)}: its certificates "
             "wait for the CA host"
         )
-    waiting, blocked = kubesalt_pki.without_ca_plan(identities, held, cas, config["pki"], _now())
-    if kubesalt_pki.holds_service_account_key(roles) and not os.path.exists(
+    waiting, blocked = kubesalt_core.pki.without_ca_plan(
+        identities, held, cas, config["pki"], _now()
+    )
+    if kubesalt_core.pki.holds_service_account_key(roles) and not os.path.exists(
         layout.service_account_key
     ):
         blocked["service-account key"] = "missing (the CA host keeps the registry)"
@@ -662,9 +658,11 @@ def _comment(changes, test):
 
 
 def _held_certificates(config, me, roles, layout):
-    paths = {i.name: layout.cert(i.name) for i in kubesalt_pki.node_identities(config, me, roles)}
-    if me == kubesalt_pki.ca_host(config):
-        paths.update({name: layout.ca_cert(name) for name in kubesalt_pki.CAS})
+    paths = {
+        i.name: layout.cert(i.name) for i in kubesalt_core.pki.node_identities(config, me, roles)
+    }
+    if me == kubesalt_core.pki.ca_host(config):
+        paths.update({name: layout.ca_cert(name) for name in kubesalt_core.pki.CAS})
     return paths
 
 
@@ -680,7 +678,7 @@ def status():
         salt '*' k8s_pki.status
     """
     config, me, roles = _identity()
-    layout = kubesalt_pki.Layout.of(config)
+    layout = kubesalt_core.pki.Layout.of(config)
     now = _now()
     report = {}
     for name, path in _held_certificates(config, me, roles, layout).items():
@@ -691,7 +689,7 @@ def status():
         report[name] = {
             "path": path,
             "not_after": cert.not_valid_after_utc.isoformat(),
-            "days_left": kubesalt_pki.days_left(cert, now),
+            "days_left": kubesalt_core.pki.days_left(cert, now),
         }
     return report
 
@@ -735,16 +733,16 @@ def kubeconfigs():
         salt 'master-1' k8s_pki.kubeconfigs
     """
     config, me, roles = _identity()
-    layout = kubesalt_pki.Layout.of(config)
+    layout = kubesalt_core.pki.Layout.of(config)
     return {
         spec.name: {
             "path": layout.kubeconfig(spec.name),
             "contents": salt.utils.yaml.safe_dump(
-                kubesalt_pki.kubeconfig_document(config, me, spec, layout),
+                kubesalt_core.pki.kubeconfig_document(config, me, spec, layout),
                 default_flow_style=False,
             ),
         }
-        for spec in kubesalt_pki.node_kubeconfigs(roles)
+        for spec in kubesalt_core.pki.node_kubeconfigs(roles)
     }
 
 
@@ -758,4 +756,4 @@ def is_ca_host():
 
         salt '*' k8s_pki.is_ca_host
     """
-    return __opts__["id"] == kubesalt_pki.ca_host(_config())
+    return __opts__["id"] == kubesalt_core.pki.ca_host(_config())

@@ -2,7 +2,7 @@
 k8s_unit: the systemd units of the cluster's components, rendered for this node.
 
 The units and their command lines, environments and config files are data and pure
-functions in ``_utils/kubesalt_units.py`` (one record per unit). This module renders them
+functions in ``_utils/kubesalt_core/unit.py`` (one record per unit). This module renders them
 from the validated pillar for the minion it runs on; the formula (``kubesalt.units``) writes
 what :func:`rendered` returns with ``file.managed``, so test=True shows exactly which file
 would change. A unit whose artifact pillar declares ``source: unavailable`` is written but
@@ -26,12 +26,9 @@ import urllib.request
 
 from salt.exceptions import CommandExecutionError, SaltInvocationError
 
-try:  # synced from file_roots: the synced _utils directory is on sys.path
-    import kubesalt_artifacts
-    import kubesalt_pki
-    import kubesalt_units
-except ImportError:  # installed with pip
-    from kubesalt_ext.utils import kubesalt_artifacts, kubesalt_pki, kubesalt_units
+import kubesalt_core.artifact
+import kubesalt_core.pki
+import kubesalt_core.unit
 
 __virtualname__ = "k8s_unit"
 
@@ -46,7 +43,7 @@ def _files(files):
 
 def _as_dict(config, rendered):
     unit = rendered.unit
-    missing = [a for a in unit.artifacts_needed if not kubesalt_artifacts.available(config, a)]
+    missing = [a for a in unit.artifacts_needed if not kubesalt_core.artifact.available(config, a)]
     spec = (config.get("artifacts") or {}).get(missing[0]) or {} if missing else {}
     available = not missing
     return {
@@ -67,8 +64,8 @@ def _as_dict(config, rendered):
         "credentials": list(rendered.credentials),
         "binaries": [
             b.name
-            for b in kubesalt_artifacts.CATALOGUE
-            if unit.unit_name in kubesalt_units.units_of_binary(b)
+            for b in kubesalt_core.artifact.CATALOGUE
+            if unit.unit_name in kubesalt_core.unit.units_of_binary(b)
         ],
     }
 
@@ -89,18 +86,18 @@ def render(name):
     if node_id not in config["nodes"]:
         raise CommandExecutionError(f"{node_id} is not under pillar kubesalt:nodes")
     try:
-        kubesalt_units.spec(name)
+        kubesalt_core.unit.spec(name)
     except KeyError as err:
         raise SaltInvocationError(str(err.args[0])) from None
-    return _as_dict(config, kubesalt_units.render(config, node_id, name))
+    return _as_dict(config, kubesalt_core.unit.render(config, node_id, name))
 
 
 def _units_here(config, node_id, include_etcd=False):
     roles = config["nodes"][node_id]["roles"]
     return [
         c
-        for c in kubesalt_units.for_roles(roles)
-        if (include_etcd or c.state == "kubesalt.units") and kubesalt_units.is_wanted(c, config)
+        for c in kubesalt_core.unit.for_roles(roles)
+        if (include_etcd or c.state == "kubesalt.units") and kubesalt_core.unit.is_wanted(c, config)
     ]
 
 
@@ -118,7 +115,7 @@ def rendered():
     node_id = __grains__["id"]
     if node_id not in config["nodes"]:
         return []
-    return [_as_dict(config, r) for r in kubesalt_units.node_units(config, node_id)]
+    return [_as_dict(config, r) for r in kubesalt_core.unit.node_units(config, node_id)]
 
 
 def unwanted():
@@ -140,7 +137,7 @@ def unwanted():
     systemd_dir = config["paths"]["systemd_dir"]
     return [
         {"name": c.name, "unit": c.unit_name, "unit_path": f"{systemd_dir}/{c.unit_name}"}
-        for c in kubesalt_units.unwanted_units(config, node_id)
+        for c in kubesalt_core.unit.unwanted_units(config, node_id)
     ]
 
 
@@ -190,22 +187,24 @@ def kernel():
     roles = node["roles"] if node else []
     if "worker" not in roles and "router" not in roles:
         return {}
-    ctx = kubesalt_units.Context(config, node_id, kubesalt_pki.Layout.of(config))
+    ctx = kubesalt_core.unit.Context(config, node_id, kubesalt_core.pki.Layout.of(config))
     if "worker" not in roles:
         return {
-            "files": _files(kubesalt_units.kernel_files(ctx, routing_only=True)),
+            "files": _files(kubesalt_core.unit.kernel_files(ctx, routing_only=True)),
             "modules": [],
-            "packages": list(kubesalt_units.ROUTER_PACKAGES),
-            "sysctl_file": kubesalt_units.sysctl_path(ctx),
+            "packages": list(kubesalt_core.unit.ROUTER_PACKAGES),
+            "sysctl_file": kubesalt_core.unit.sysctl_path(ctx),
             "apply": True,
         }
-    files = kubesalt_units.kernel_files(ctx)
+    files = kubesalt_core.unit.kernel_files(ctx)
     return {
         "files": _files(files),
-        "modules": list(kubesalt_units.kernel_modules(config)),
-        "packages": list(kubesalt_units.MODE_PACKAGES[kubesalt_units.kube_proxy_mode(config)]),
-        "sysctl_file": kubesalt_units.sysctl_path(ctx),
-        "apply": kubesalt_artifacts.available(config, "kubernetes"),
+        "modules": list(kubesalt_core.unit.kernel_modules(config)),
+        "packages": list(
+            kubesalt_core.unit.MODE_PACKAGES[kubesalt_core.unit.kube_proxy_mode(config)]
+        ),
+        "sysctl_file": kubesalt_core.unit.sysctl_path(ctx),
+        "apply": kubesalt_core.artifact.available(config, "kubernetes"),
     }
 
 
@@ -266,16 +265,16 @@ def health(name=None, timeout=PROBE_TIMEOUT):
         return {}
     if name is not None:
         try:
-            components = [kubesalt_units.spec(name)]
+            components = [kubesalt_core.unit.spec(name)]
         except KeyError as err:
             raise SaltInvocationError(str(err.args[0])) from None
     else:
         components = _units_here(config, node_id, include_etcd=True)
     answers = {}
     for component in components:
-        if not all(kubesalt_artifacts.available(config, a) for a in component.artifacts_needed):
+        if not all(kubesalt_core.artifact.available(config, a) for a in component.artifacts_needed):
             continue
-        probe = kubesalt_units.probe(config, node_id, component.name)
+        probe = kubesalt_core.unit.probe(config, node_id, component.name)
         if probe is None:
             continue
         healthy, detail = _ask(probe, float(timeout))
@@ -313,7 +312,7 @@ def stale_credentials(name):
     config = __salt__["kubesalt.config"]()
     node_id = __grains__["id"]
     try:
-        rendered = kubesalt_units.render(config, node_id, name)
+        rendered = kubesalt_core.unit.render(config, node_id, name)
     except KeyError as err:
         raise SaltInvocationError(str(err.args[0])) from None
     modified = {}
@@ -322,4 +321,4 @@ def stale_credentials(name):
             modified[path] = os.stat(path).st_mtime
         except FileNotFoundError:
             continue
-    return kubesalt_units.stale_credentials(_started_at(rendered.unit.unit_name), modified)
+    return kubesalt_core.unit.stale_credentials(_started_at(rendered.unit.unit_name), modified)

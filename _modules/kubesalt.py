@@ -33,10 +33,7 @@ import os
 import salt.utils.yaml
 from salt.exceptions import CommandExecutionError
 
-try:  # synced from file_roots: Salt puts the synced _utils on sys.path while loading us
-    import kubesalt_pillar
-except ImportError:  # installed with pip: the same file ships in the kubesalt_ext package
-    from kubesalt_ext.utils import kubesalt_pillar
+import kubesalt_core.pillar
 
 log = logging.getLogger(__name__)
 
@@ -62,14 +59,16 @@ def _defaults(defaults):
 
 
 def _merged(defaults):
-    return kubesalt_pillar.merge(_defaults(defaults), __pillar__.get(kubesalt_pillar.PILLAR_KEY))
+    return kubesalt_core.pillar.merge(
+        _defaults(defaults), __pillar__.get(kubesalt_core.pillar.PILLAR_KEY)
+    )
 
 
 def _report(problems):
     return {
-        "valid": not kubesalt_pillar.errors(problems),
-        "errors": [str(p) for p in problems if p.level == kubesalt_pillar.ERROR],
-        "warnings": [str(p) for p in problems if p.level == kubesalt_pillar.WARNING],
+        "valid": not kubesalt_core.pillar.errors(problems),
+        "errors": [str(p) for p in problems if p.level == kubesalt_core.pillar.ERROR],
+        "warnings": [str(p) for p in problems if p.level == kubesalt_core.pillar.WARNING],
     }
 
 
@@ -90,7 +89,7 @@ def validate(defaults=None):
 
         salt '*' kubesalt.validate
     """
-    return _report(kubesalt_pillar.validate(_merged(defaults)))
+    return _report(kubesalt_core.pillar.validate(_merged(defaults)))
 
 
 def config(defaults=None):
@@ -111,13 +110,13 @@ def config(defaults=None):
         salt '*' kubesalt.config
     """
     merged = _merged(defaults)
-    report = _report(kubesalt_pillar.validate(merged))
+    report = _report(kubesalt_core.pillar.validate(merged))
     if not report["valid"]:
         raise CommandExecutionError(
-            f"pillar '{kubesalt_pillar.PILLAR_KEY}' is invalid, nothing was changed: "
+            f"pillar '{kubesalt_core.pillar.PILLAR_KEY}' is invalid, nothing was changed: "
             + "; ".join(report["errors"])
         )
-    merged["paths"] = kubesalt_pillar.resolve_paths(merged["paths"])
+    merged["paths"] = kubesalt_core.pillar.resolve_paths(merged["paths"])
     return merged
 
 
@@ -135,8 +134,8 @@ def roles(minion_id=None):
         salt 'worker-1' kubesalt.roles
         salt-call kubesalt.roles minion_id=master-2
     """
-    return kubesalt_pillar.roles_of(
-        __pillar__.get(kubesalt_pillar.PILLAR_KEY), minion_id or __opts__["id"]
+    return kubesalt_core.pillar.roles_of(
+        __pillar__.get(kubesalt_core.pillar.PILLAR_KEY), minion_id or __opts__["id"]
     )
 
 
@@ -154,8 +153,8 @@ def node(minion_id=None):
 
         salt 'master-1' kubesalt.node
     """
-    return kubesalt_pillar.node_of(
-        __pillar__.get(kubesalt_pillar.PILLAR_KEY), minion_id or __opts__["id"]
+    return kubesalt_core.pillar.node_of(
+        __pillar__.get(kubesalt_core.pillar.PILLAR_KEY), minion_id or __opts__["id"]
     )
 
 
@@ -172,9 +171,9 @@ def assigned_states(defaults=None):
 
         salt '*' kubesalt.assigned_states
     """
-    present = kubesalt_pillar.PILLAR_KEY in __pillar__
-    problems = kubesalt_pillar.validate(_merged(defaults)) if present else []
-    return kubesalt_pillar.assigned_states(present, problems, roles())
+    present = kubesalt_core.pillar.PILLAR_KEY in __pillar__
+    problems = kubesalt_core.pillar.validate(_merged(defaults)) if present else []
+    return kubesalt_core.pillar.assigned_states(present, problems, roles())
 
 
 def unassigned_reason():
@@ -188,15 +187,15 @@ def unassigned_reason():
         salt '*' kubesalt.unassigned_reason
     """
     minion_id = __opts__["id"]
-    if kubesalt_pillar.PILLAR_KEY not in __pillar__:
+    if kubesalt_core.pillar.PILLAR_KEY not in __pillar__:
         return (
-            f"minion {minion_id!r} has no '{kubesalt_pillar.PILLAR_KEY}' pillar, so it gets "
+            f"minion {minion_id!r} has no '{kubesalt_core.pillar.PILLAR_KEY}' pillar, so it gets "
             "no kubesalt states; target it in pillar top.sls to make it part of a cluster"
         )
     if not roles():
         return (
             f"minion {minion_id!r} is not listed under pillar "
-            f"'{kubesalt_pillar.PILLAR_KEY}:nodes', so it gets no kubesalt states; add "
+            f"'{kubesalt_core.pillar.PILLAR_KEY}:nodes', so it gets no kubesalt states; add "
             f"'{minion_id}: {{roles: [...], ip: ...}}' there to give it a role"
         )
     return ""
@@ -204,8 +203,13 @@ def unassigned_reason():
 
 def loaded_from():
     """
-    Return the directory this module was loaded from: a minion's extension_modules after
-    ``saltutil.sync_all``, or the installed Python package.
+    Return where this minion's kubesalt code came from: ``modules``, the directory of the
+    execution modules (a minion's extension_modules after ``saltutil.sync_all``, or the
+    installed package), and ``shared``, the directory of the ``kubesalt_core`` package they
+    all import (a synced copy under extension_modules' ``utils``, or the installed one).
+
+    When a minion has kubesalt both from pip and from a sync, ``shared`` names the copy that
+    is actually in use.
 
     CLI Example:
 
@@ -213,4 +217,7 @@ def loaded_from():
 
         salt '*' kubesalt.loaded_from
     """
-    return os.path.dirname(os.path.abspath(__file__))
+    return {
+        "modules": os.path.dirname(os.path.abspath(__file__)),
+        "shared": os.path.dirname(os.path.abspath(kubesalt_core.__file__)),
+    }

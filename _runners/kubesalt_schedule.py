@@ -26,12 +26,8 @@ import time
 import salt.client
 from salt.exceptions import SaltInvocationError
 
-try:  # synced from file_roots (salt-run saltutil.sync_all): _utils is on sys.path
-    import kubesalt_files
-    import kubesalt_heal as heal
-except ImportError:  # installed with pip
-    from kubesalt_ext.utils import kubesalt_files
-    from kubesalt_ext.utils import kubesalt_heal as heal
+import kubesalt_core.files
+import kubesalt_core.heal
 
 log = logging.getLogger(__name__)
 
@@ -99,7 +95,7 @@ def highstate(timeout=900):
             wave,
             "state.apply",
             tgt_type="list",
-            kwarg={"queue": heal.STATE_QUEUE},
+            kwarg={"queue": kubesalt_core.heal.STATE_QUEUE},
             timeout=timeout,
         )
         for minion in wave:
@@ -111,7 +107,7 @@ def highstate(timeout=900):
         "seconds": round(time.time() - started, 1),
         "minions": minions,
     }
-    kubesalt_files.append_line(_drift_file(), json.dumps(record, sort_keys=True), KEEP_RUNS)
+    kubesalt_core.files.append_line(_drift_file(), json.dumps(record, sort_keys=True), KEEP_RUNS)
     return record
 
 

@@ -33,11 +33,8 @@ from dataclasses import dataclass
 
 from salt.exceptions import CommandExecutionError, SaltInvocationError
 
-try:  # synced from file_roots: the synced _utils directory is on sys.path
-    import kubesalt_etcd
-    import kubesalt_files
-except ImportError:  # installed with pip
-    from kubesalt_ext.utils import kubesalt_etcd, kubesalt_files
+import kubesalt_core.etcd
+import kubesalt_core.files
 
 log = logging.getLogger(__name__)
 
@@ -88,8 +85,8 @@ def _move_aside(data_dir):
 
 
 def _write_cluster_env(spec, state, initial):
-    text = kubesalt_etcd.cluster_env(state, initial, spec.token)
-    kubesalt_files.write_atomically(spec.env_file, text, 0o644)
+    text = kubesalt_core.etcd.cluster_env(state, initial, spec.token)
+    kubesalt_core.files.write_atomically(spec.env_file, text, 0o644)
 
 
 def _start(spec):
@@ -121,7 +118,7 @@ def _start(spec):
 
 
 def _live_members(conn):
-    return [kubesalt_etcd.member_from_dict(m) for m in __salt__["k8s_etcd.members"](**conn)]
+    return [kubesalt_core.etcd.member_from_dict(m) for m in __salt__["k8s_etcd.members"](**conn)]
 
 
 def _wait_for_other_join(conn, timeout):
@@ -220,8 +217,8 @@ def _member_present(ret, spec):
     local_answers = __salt__["k8s_etcd.answers"](spec.client_url, **conn)
     if not live["leader"]:
         return _found_or_restart(ret, spec, live, local_answers)
-    current = [kubesalt_etcd.member_from_dict(m) for m in live["members"]]
-    step, member = kubesalt_etcd.join_step(current, spec.name, spec.peer_urls)
+    current = [kubesalt_core.etcd.member_from_dict(m) for m in live["members"]]
+    step, member = kubesalt_core.etcd.join_step(current, spec.name, spec.peer_urls)
 
     if step == "present" and member.started and local_answers:
         ret["comment"] = f"{spec.name} is a voting member and answers"
@@ -245,7 +242,7 @@ def _member_present(ret, spec):
         step = "add"
     if step == "wait":
         current = _wait_for_other_join(conn, spec.timeout)
-        step, member = kubesalt_etcd.join_step(current, spec.name, spec.peer_urls)
+        step, member = kubesalt_core.etcd.join_step(current, spec.name, spec.peer_urls)
     if step == "add":
         if _has_data(spec.data_dir):
             ret["changes"]["data_dir"] = f"moved aside to {_move_aside(spec.data_dir)}"
@@ -256,7 +253,7 @@ def _member_present(ret, spec):
         _write_cluster_env(spec, "existing", added["initial_cluster"])
     elif step == "promote" and not member.started:
         # Added by a run that stopped before etcd started here: finish that join.
-        initial = kubesalt_etcd.initial_cluster(_live_members(conn), spec.name, spec.peer_urls)
+        initial = kubesalt_core.etcd.initial_cluster(_live_members(conn), spec.name, spec.peer_urls)
         _write_cluster_env(spec, "existing", initial)
     if _start(spec):
         ret["changes"]["started"] = spec.service
@@ -291,7 +288,7 @@ def _start_listed(ret, spec, current):
         ret["comment"] = f"{spec.name} is a voting member; would start {spec.service}"
         return ret
     if not _has_data(spec.data_dir):
-        initial = kubesalt_etcd.initial_cluster(current, spec.name, spec.peer_urls)
+        initial = kubesalt_core.etcd.initial_cluster(current, spec.name, spec.peer_urls)
         _write_cluster_env(spec, "existing", initial)
     if _start(spec):
         ret["changes"]["started"] = spec.service
@@ -325,7 +322,7 @@ def _found_or_restart(ret, spec, live, local_answers):
             f"({', '.join(sorted(spec.founders)) or 'none given'}); it can only join a "
             "running cluster"
         )
-    initial = kubesalt_etcd.bootstrap_cluster(spec.founders)
+    initial = kubesalt_core.etcd.bootstrap_cluster(spec.founders)
     if spec.test:
         ret["result"] = None
         ret["changes"] = {"founded": f"start {service} as a founder of {initial}"}
@@ -374,7 +371,7 @@ def member_absent(name, data_dir=None, env_file=None, service="etcd", timeout=60
                 ret["changes"]["leader"] = f"hand leadership to {check['successor']['name']}"
             if member is not None:
                 ret["changes"]["removed"] = (
-                    f"remove {kubesalt_etcd.member_from_dict(member).describe()}"
+                    f"remove {kubesalt_core.etcd.member_from_dict(member).describe()}"
                 )
             if retire:
                 ret["changes"]["stopped"] = f"stop {service} and move {data_dir} aside"

@@ -17,21 +17,16 @@ import copy
 import ipaddress
 import statistics
 import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
+from common import RESULTS, quiet
 
-from kubesalt_ext.utils import kubesalt_calico, kubesalt_pillar  # noqa: E402
-from kubesalt_lab import bgp, config, containers, lifecycle, report, workloads  # noqa: E402
-from tests.support.bad_pillars import lab_config  # noqa: E402
-
-
-def quiet(_message):
-    pass
+import kubesalt_core.calico
+import kubesalt_core.pillar
+from kubesalt_lab import bgp, config, containers, lifecycle, report, workloads
+from kubesalt_lab.pillar import lab_config
 
 
 def big_cluster(workers=1000, routers=4):
@@ -93,16 +88,16 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--no-lab", action="store_true", help="skip the lab measurement")
-    parser.add_argument("--out", type=Path, default=REPO / "bench" / "results" / "bgp.json")
+    parser.add_argument("--out", type=Path, default=RESULTS / "bgp.json")
     args = parser.parse_args(argv)
 
     cluster = big_cluster()
-    problems = kubesalt_pillar.validate(cluster)
+    problems = kubesalt_core.pillar.validate(cluster)
     assert not problems, problems[:3]
-    build_s, objects = timed(lambda: kubesalt_calico.resources(cluster))
-    check_s, found = timed(lambda: kubesalt_calico.problems(cluster))
+    build_s, objects = timed(lambda: kubesalt_core.calico.resources(cluster))
+    check_s, found = timed(lambda: kubesalt_core.calico.problems(cluster))
     assert not found, found
-    render_s, text = timed(lambda: kubesalt_calico.bird_config(cluster, "router-1"))
+    render_s, text = timed(lambda: kubesalt_core.calico.bird_config(cluster, "router-1"))
     with tempfile.NamedTemporaryFile("w", suffix=".conf") as conf:
         conf.write(text)
         conf.flush()

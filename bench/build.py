@@ -14,15 +14,13 @@ writes bench/results/build.json.
 
 import argparse
 import shutil
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
+from common import RESULTS
 
-from kubesalt_lab import build, config, recipes, report, toolchain  # noqa: E402
+from kubesalt_lab import build, config, recipes, report, toolchain
 
 
 def progress(message):
@@ -47,7 +45,7 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--components", help="comma-separated (default: every recipe)")
     parser.add_argument("--keep", action="store_true", help="keep the cold cache folder")
-    parser.add_argument("--out", type=Path, default=REPO / "bench" / "results" / "build.json")
+    parser.add_argument("--out", type=Path, default=RESULTS / "build.json")
     args = parser.parse_args(argv)
 
     versions = config.load().versions()

@@ -10,18 +10,10 @@ bench/results/conformance.json. The JUnit report stays in the run's report direc
 """
 
 import argparse
-import sys
-import time
-from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
+from common import RESULTS, say
 
-from kubesalt_lab import config, conformance, containers, lifecycle, master, report  # noqa: E402
-
-
-def say(message):
-    print(f"[{time.strftime('%H:%M:%S')}] {message}", flush=True)
+from kubesalt_lab import config, conformance, containers, lifecycle, master, report
 
 
 def ensure_lab(lab):
@@ -78,7 +70,7 @@ def main():
     print()
     print(markdown(result))
     report.write_json(
-        REPO / "bench" / "results" / "conformance.json",
+        RESULTS / "conformance.json",
         {
             "kubernetes": tools.kubernetes_version,
             "focus": args.focus,

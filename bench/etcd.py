@@ -14,18 +14,16 @@ Writes bench/results/etcd.json.
 
 import argparse
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
+from common import RESULTS
 
-from kubesalt_ext.modules import k8s_etcd  # noqa: E402
-from kubesalt_ext.utils import kubesalt_etcd  # noqa: E402
-from kubesalt_lab import report  # noqa: E402
-from tests.support import etcd  # noqa: E402
+import kubesalt_core.etcd
+from kubesalt_ext.modules import k8s_etcd
+from kubesalt_lab import local_etcd as etcd
+from kubesalt_lab import report
 
 
 class Clock:
@@ -54,29 +52,29 @@ def one_round(cluster, gateway, workdir, index):
 
     def add():
         answer = gateway.post(
-            kubesalt_etcd.MEMBER_ADD, {"peerURLs": [joiner.peer_url], "isLearner": True}
+            kubesalt_core.etcd.MEMBER_ADD, {"peerURLs": [joiner.peer_url], "isLearner": True}
         )
-        return kubesalt_etcd.members_of(answer)
+        return kubesalt_core.etcd.members_of(answer)
 
     members = clock.retry(add)
-    added = kubesalt_etcd.find(members, peer_urls=[joiner.peer_url])
-    initial = kubesalt_etcd.initial_cluster(members, joiner.name, [joiner.peer_url])
+    added = kubesalt_core.etcd.find(members, peer_urls=[joiner.peer_url])
+    initial = kubesalt_core.etcd.initial_cluster(members, joiner.name, [joiner.peer_url])
     etcd.launch(joiner, initial, "existing", "bench")
     t_added = time.monotonic()
 
     def ready():
-        answer = gateway.post(kubesalt_etcd.STATUS, endpoints=[joiner.client_url], timeout=2)
+        answer = gateway.post(kubesalt_core.etcd.STATUS, endpoints=[joiner.client_url], timeout=2)
         if str(answer.get("leader", "0")) == "0":
             raise k8s_etcd.Unreachable("no leader yet")
         return answer
 
     clock.retry(ready)
     t_ready = time.monotonic()
-    clock.retry(lambda: gateway.post(kubesalt_etcd.MEMBER_PROMOTE, {"ID": added.id}))
+    clock.retry(lambda: gateway.post(kubesalt_core.etcd.MEMBER_PROMOTE, {"ID": added.id}))
     t_promoted = time.monotonic()
 
     t1 = time.monotonic()
-    clock.retry(lambda: gateway.post(kubesalt_etcd.MEMBER_REMOVE, {"ID": added.id}))
+    clock.retry(lambda: gateway.post(kubesalt_core.etcd.MEMBER_REMOVE, {"ID": added.id}))
     t_removed = time.monotonic()
     joiner.process.wait(timeout=30)  # a removed member exits by itself
     join_waits = dict(clock.waits)
@@ -93,7 +91,7 @@ def one_round(cluster, gateway, workdir, index):
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rounds", type=int, default=5)
-    parser.add_argument("--out", type=Path, default=REPO / "bench" / "results" / "etcd.json")
+    parser.add_argument("--out", type=Path, default=RESULTS / "etcd.json")
     args = parser.parse_args(argv)
 
     with tempfile.TemporaryDirectory(prefix="kubesalt-bench-etcd-") as tmp:

@@ -4,9 +4,9 @@ Typha again, how long until a live master holds each leader lease.
 Measures, on the running lab (converged), --stops times, each time a different master in
 turn (master-1, master-2, master-3, master-1, ...):
   - a client in worker-1's network namespace creates a ConfigMap every 100 ms through
-    worker-1's node-local apiserver proxy (lab/api_writer.py, 10 s per attempt); from the
-    moment the master's host is powered off (`kubesalt-lab stop`), the time until its calls
-    succeed again without stalling: the end of the last failed or slow (> 0.5 s) call that
+    worker-1's node-local apiserver proxy (lab/kubesalt_lab/api_writer.py, 10 s per attempt);
+    from the moment the master's host is powered off (`kubesalt-lab stop`), the time until its
+    calls succeed again without stalling: the end of the last failed or slow (> 0.5 s) call that
     started after the stop (0 when none did); and the number of failed and slow calls;
   - until both workers' felix are ready (felix's readiness needs a Typha connection);
   - until each of the scheduler's and the controller-manager's leases has a live holder
@@ -26,30 +26,16 @@ import tempfile
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
+from common import RESULTS, percentile, quiet, say
 
-from kubesalt_ext.utils import kubesalt_units  # noqa: E402
-from kubesalt_lab import config, lifecycle, master, report  # noqa: E402
-from kubesalt_lab.system import wait_until  # noqa: E402
-from tests.support.lab_writer import ProxiedApiWriter  # noqa: E402
+import kubesalt_core.unit
+from kubesalt_lab import config, lifecycle, master, report
+from kubesalt_lab.system import wait_until
+from kubesalt_lab.writers import ProxiedApiWriter
 
 MASTERS = ("master-1", "master-2", "master-3")
 WORKERS = ("worker-1", "worker-2")
 LEASES = ("kube-scheduler", "kube-controller-manager")
-
-
-def quiet(_message):
-    pass
-
-
-def say(message):
-    print(f"[{time.strftime('%H:%M:%S')}] {message}", flush=True)
-
-
-def percentile(values, fraction):
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(fraction * (len(ordered) - 1)))]
 
 
 def _salt(lab, target, fun, *args, timeout=60):
@@ -74,7 +60,9 @@ def _felix_ready(lab):
 
 def _healthy(lab, node_id):
     answers = _salt(lab, node_id, "k8s_unit.health")
-    probed = {c.unit_name for c in kubesalt_units.for_roles(lab.node(node_id).roles) if c.health}
+    probed = {
+        c.unit_name for c in kubesalt_core.unit.for_roles(lab.node(node_id).roles) if c.health
+    }
     return (
         isinstance(answers, dict)
         and set(answers) == probed
@@ -181,7 +169,7 @@ def main(argv=None):
         )
     )
     print(json.dumps(summary, indent=2))
-    out = REPO / "bench" / "results"
+    out = RESULTS
     out.mkdir(parents=True, exist_ok=True)
     (out / "failover.json").write_text(json.dumps({"summary": summary, "stops": rows}, indent=2))
     return 0

@@ -21,24 +21,13 @@ Prints a table and writes bench/results/heal.json.
 
 import argparse
 import statistics
-import sys
 import threading
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
+from common import RESULTS, percentile, quiet
 
-from kubesalt_lab import config, heal, lifecycle, report  # noqa: E402
-
-
-def quiet(_message):
-    pass
-
-
-def percentile(values, q):
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(q / 100 * (len(ordered) - 1)))]
+from kubesalt_lab import config, heal, lifecycle, report
 
 
 def one_round(lab, broken):
@@ -98,7 +87,7 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rounds", type=int, default=5, help="rounds of 6 failures")
     parser.add_argument("--keep", action="store_true", help="leave the lab up afterwards")
-    parser.add_argument("--out", type=Path, default=REPO / "bench" / "results" / "heal.json")
+    parser.add_argument("--out", type=Path, default=RESULTS / "heal.json")
     args = parser.parse_args(argv)
 
     lab = config.load()
@@ -137,14 +126,14 @@ def main(argv=None):
         rows.append([unit, str(len(mine)), f"{statistics.median(mine):.2f}", f"{max(mine):.2f}"])
     rows.append(["all", str(len(mttr)), f"{statistics.median(mttr):.2f}", f"{max(mttr):.2f}"])
     print(report.table(["unit", "failures", "MTTR p50 s", "max s"], rows))
-    print(f"MTTR p95 over {len(mttr)} failures: {percentile(mttr, 95):.2f} s")
+    print(f"MTTR p95 over {len(mttr)} failures: {percentile(mttr, 0.95):.2f} s")
     print(report.table(["storm", "value"], [[k, str(v)] for k, v in stormed.items()]))
     report.write_json(
         args.out,
         {
             "failures": samples,
             "mttr_p50_s": statistics.median(mttr),
-            "mttr_p95_s": percentile(mttr, 95),
+            "mttr_p95_s": percentile(mttr, 0.95),
             "storm": stormed,
         },
     )

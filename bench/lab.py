@@ -14,19 +14,13 @@ then takes the lab down. Prints a table and writes bench/results/lab.json.
 
 import argparse
 import shutil
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
+from common import RESULTS, quiet
 
-from kubesalt_lab import config, lifecycle, master, report  # noqa: E402
-
-
-def quiet(_message):
-    pass
+from kubesalt_lab import config, lifecycle, master, report
 
 
 def timed_up(lab):
@@ -54,7 +48,7 @@ def healthy_control_plane(lab, timeout=300):
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--no-cold", action="store_true", help="skip the empty-cache run")
-    parser.add_argument("--out", type=Path, default=REPO / "bench" / "results" / "lab.json")
+    parser.add_argument("--out", type=Path, default=RESULTS / "lab.json")
     args = parser.parse_args(argv)
 
     results = {"benchmark": "lab", "nodes": None}

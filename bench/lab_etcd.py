@@ -16,19 +16,13 @@ table and writes bench/results/lab_etcd.json.
 
 import argparse
 import json
-import sys
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
+from common import RESULTS, quiet
 
-from kubesalt_lab import artifacts, config, lifecycle, master, pillar, report  # noqa: E402
-from tests.support.lab_writer import Writer  # noqa: E402
-
-
-def quiet(_message):
-    pass
+from kubesalt_lab import artifacts, config, lifecycle, master, pillar, report
+from kubesalt_lab.writers import Writer
 
 
 def orchestrated(lab, sls, pillar=None):
@@ -48,7 +42,7 @@ def under_writes(lab, changes):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--out", type=Path, default=REPO / "bench" / "results" / "lab_etcd.json")
+    parser.add_argument("--out", type=Path, default=RESULTS / "lab_etcd.json")
     args = parser.parse_args(argv)
 
     lab = config.load()

@@ -13,18 +13,12 @@ its time is the wave's. Prints a table per role and writes bench/results/lab_hig
 
 import argparse
 import statistics
-import sys
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
+from common import RESULTS, quiet
 
-from kubesalt_lab import config, lifecycle, master, report  # noqa: E402
-
-
-def quiet(_message):
-    pass
+from kubesalt_lab import config, lifecycle, master, report
 
 
 def rerun(lab, node_id):
@@ -41,9 +35,7 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--runs", type=int, default=3, help="idempotent re-runs per node")
     parser.add_argument("--keep", action="store_true", help="leave the lab up afterwards")
-    parser.add_argument(
-        "--out", type=Path, default=REPO / "bench" / "results" / "lab_highstate.json"
-    )
+    parser.add_argument("--out", type=Path, default=RESULTS / "lab_highstate.json")
     args = parser.parse_args(argv)
 
     lab = config.load()

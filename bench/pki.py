@@ -19,21 +19,17 @@ import datetime
 import json
 import statistics
 import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 import yaml
+from common import REPO, RESULTS
+from validate import synthetic_pillar
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
-sys.path.insert(0, str(REPO / "bench"))
-
-from validate import synthetic_pillar  # noqa: E402
-
-from kubesalt_ext.utils import kubesalt_pillar, kubesalt_pki  # noqa: E402
-from kubesalt_lab import report  # noqa: E402
+import kubesalt_core.pillar
+import kubesalt_core.pki
+from kubesalt_lab import report
 
 NOW = datetime.datetime.now(datetime.UTC)
 CERT_STATE = "kubesalt-pki-certificates-present"
@@ -41,29 +37,29 @@ CERT_STATE = "kubesalt-pki-certificates-present"
 
 def _cas(key_type):
     cas = {}
-    for name in kubesalt_pki.CAS:
-        key = kubesalt_pki.new_private_key(key_type)
-        cas[name] = (kubesalt_pki.build_ca(name, key, 3650, NOW), key)
+    for name in kubesalt_core.pki.CAS:
+        key = kubesalt_core.pki.new_private_key(key_type)
+        cas[name] = (kubesalt_core.pki.build_ca(name, key, 3650, NOW), key)
     return cas
 
 
 def signing(nodes, key_type):
     defaults = yaml.safe_load((REPO / "states" / "kubesalt" / "defaults.yaml").read_text())
-    config = kubesalt_pillar.merge(defaults, synthetic_pillar(nodes))
+    config = kubesalt_core.pillar.merge(defaults, synthetic_pillar(nodes))
     cas = _cas(key_type)
     requests = {}
     start = time.perf_counter()
     for node_id, node in config["nodes"].items():
-        identities = kubesalt_pki.node_identities(config, node_id, node["roles"])
+        identities = kubesalt_core.pki.node_identities(config, node_id, node["roles"])
         requests[node_id] = {
-            i.name: kubesalt_pki.build_csr(kubesalt_pki.new_private_key(key_type), i.name)
+            i.name: kubesalt_core.pki.build_csr(kubesalt_core.pki.new_private_key(key_type), i.name)
             for i in identities
         }
     keygen = time.perf_counter() - start
     count = sum(len(r) for r in requests.values())
     start = time.perf_counter()
     for node_id, csrs in requests.items():
-        kubesalt_pki.sign_requests(config, node_id, csrs, cas, 365, NOW)
+        kubesalt_core.pki.sign_requests(config, node_id, csrs, cas, 365, NOW)
     sign = time.perf_counter() - start
     return {
         "nodes": nodes,
@@ -140,9 +136,9 @@ def state_runs(runs):
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--nodes", type=int, default=1000)
-    parser.add_argument("--key-type", default="ecdsa-p256", choices=kubesalt_pillar.KEY_TYPES)
+    parser.add_argument("--key-type", default="ecdsa-p256", choices=kubesalt_core.pillar.KEY_TYPES)
     parser.add_argument("--runs", type=int, default=5, help="idempotent state runs to time")
-    parser.add_argument("--out", type=Path, default=REPO / "bench" / "results" / "pki.json")
+    parser.add_argument("--out", type=Path, default=RESULTS / "pki.json")
     args = parser.parse_args(argv)
 
     print(f"signing every certificate of a {args.nodes}-node cluster ...", flush=True)

@@ -11,17 +11,14 @@ router per 50 nodes) and writes bench/results/validate.json.
 import argparse
 import ipaddress
 import statistics
-import sys
 import time
 from pathlib import Path
 
 import yaml
+from common import REPO, RESULTS
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
-
-from kubesalt_ext.utils import kubesalt_pillar  # noqa: E402
-from kubesalt_lab import report  # noqa: E402
+import kubesalt_core.pillar
+from kubesalt_lab import report
 
 
 def synthetic_pillar(size):
@@ -54,9 +51,9 @@ def measure(size, repeat, defaults):
     timings = []
     for _ in range(repeat):
         start = time.perf_counter()
-        problems = kubesalt_pillar.validate(kubesalt_pillar.merge(defaults, pillar))
+        problems = kubesalt_core.pillar.validate(kubesalt_core.pillar.merge(defaults, pillar))
         timings.append(time.perf_counter() - start)
-    assert not kubesalt_pillar.errors(problems), problems[:3]
+    assert not kubesalt_core.pillar.errors(problems), problems[:3]
     return {
         "nodes": size,
         "median_ms": round(statistics.median(timings) * 1000, 2),
@@ -69,7 +66,7 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[10, 100, 1000, 5000])
     parser.add_argument("--repeat", type=int, default=5)
-    parser.add_argument("--out", type=Path, default=REPO / "bench" / "results" / "validate.json")
+    parser.add_argument("--out", type=Path, default=RESULTS / "validate.json")
     args = parser.parse_args(argv)
 
     defaults = yaml.safe_load((REPO / "states" / "kubesalt" / "defaults.yaml").read_text())

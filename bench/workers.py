@@ -17,29 +17,14 @@ import argparse
 import json
 import re
 import statistics
-import sys
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
+from common import REPO, RESULTS, percentile, quiet, say
 
-from kubesalt_lab import config, lifecycle, report, workloads  # noqa: E402
+from kubesalt_lab import config, lifecycle, report, workloads
 
 WORKERS = ("worker-1", "worker-2")
-
-
-def quiet(_message):
-    pass
-
-
-def say(message):
-    print(f"[{time.strftime('%H:%M:%S')}] {message}", flush=True)
-
-
-def percentile(values, fraction):
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(fraction * (len(ordered) - 1)))]
 
 
 def apply_to_running(lab):
@@ -133,7 +118,7 @@ def main(argv=None):
     parser.add_argument("--pods", type=int, default=20)
     parser.add_argument("--pings", type=int, default=50)
     parser.add_argument("--megabytes", type=int, default=256)
-    parser.add_argument("--out", type=Path, default=REPO / "bench" / "results" / "workers.json")
+    parser.add_argument("--out", type=Path, default=RESULTS / "workers.json")
     args = parser.parse_args(argv)
     lab = config.load()
 

@@ -4,6 +4,9 @@ After ``pip install kubesalt`` (or ``pip install -e .``) Salt finds the executio
 modules without ``saltutil.sync_all``::
 
     salt-call --local sys.list_functions kubesalt
+
+The code those modules share is the top-level package ``kubesalt_core`` (``_utils/kubesalt_core``
+in the repo), which pip installs beside this one.
 """
 
 from importlib import import_module
@@ -12,8 +15,8 @@ from pathlib import Path
 __version__ = "0.1.0"
 
 # Salt loader type -> subpackage that holds its modules (mapped from _modules/, _states/ ...
-# in setup.cfg). Salt does not load "utils" from entry points; our modules import
-# kubesalt_ext.utils directly when they were installed this way.
+# in setup.cfg). Salt does not load "utils" from entry points, and needs not: the modules
+# import kubesalt_core as a plain package.
 _LOADER_PACKAGES = {
     "modules": "kubesalt_ext.modules",
     "states": "kubesalt_ext.states",

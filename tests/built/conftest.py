@@ -9,9 +9,9 @@ import tarfile
 
 import pytest
 
-from kubesalt_ext.utils import kubesalt_pillar
+import kubesalt_core.pillar
 from kubesalt_lab import build, config
-from tests.support.bad_pillars import lab_config
+from kubesalt_lab.pillar import lab_config
 
 
 def _quiet(_message):
@@ -61,5 +61,5 @@ def cluster():
         cluster["artifacts"][name] = {"source": "url", "url": "http://x/a", "sha256": "a" * 64}
     for name in ("calico_node", "calico_typha", "calico_crds"):
         cluster["artifacts"][name] = {"source": "url", "url": "http://x/a", "sha256": "a" * 64}
-    cluster["paths"] = kubesalt_pillar.resolve_paths(cluster["paths"])
+    cluster["paths"] = kubesalt_core.pillar.resolve_paths(cluster["paths"])
     return cluster

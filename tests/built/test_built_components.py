@@ -9,7 +9,9 @@ from dataclasses import replace
 import pytest
 import yaml
 
-from kubesalt_ext.utils import kubesalt_artifacts, kubesalt_pki, kubesalt_units
+import kubesalt_core.artifact
+import kubesalt_core.pki
+import kubesalt_core.unit
 from kubesalt_lab import build, config, conformance, e2e_images, recipes, toolchain
 from tests.support import flags
 
@@ -58,13 +60,13 @@ def test_every_program_reports_the_version_pillar_pins(programs, lab):
 def test_release_files_hold_every_member_the_artifact_catalogue_installs(built, lab):
     versions = lab.versions()
     files = {item.artifact: item for found in built.values() for item in found}
-    for binary in kubesalt_artifacts.CATALOGUE:
+    for binary in kubesalt_core.artifact.CATALOGUE:
         item = files.get(binary.artifact)
         if item is None:  # bird and haproxy: Debian's packages
             assert binary.artifact in ("bird", "haproxy"), binary.name
             continue
-        version = str(versions[kubesalt_artifacts.version_key(binary.artifact)])
-        member = kubesalt_artifacts.member_of(binary, {}, version)
+        version = str(versions[kubesalt_core.artifact.version_key(binary.artifact)])
+        member = kubesalt_core.artifact.member_of(binary, {}, version)
         if not member:  # the download is the file itself
             assert not item.path.name.endswith((".tar.gz", ".tgz")), binary.name
             continue
@@ -139,7 +141,7 @@ def test_a_failed_build_names_its_component_and_keeps_the_earlier_build(built, l
 
 @pytest.mark.parametrize("node_id", ["master-1", "master-2", "worker-1"])
 def test_every_flag_kubesalt_renders_is_one_the_program_lists(cluster, programs, node_id):
-    for rendered in kubesalt_units.node_units(cluster, node_id):
+    for rendered in kubesalt_core.unit.node_units(cluster, node_id):
         component = rendered.unit
         names = flags.flag_names(rendered.argv)
         if not names:
@@ -150,7 +152,7 @@ def test_every_flag_kubesalt_renders_is_one_the_program_lists(cluster, programs,
 
 
 def test_every_etcd_variable_is_a_flag_etcd_lists(cluster, programs):
-    rendered = kubesalt_units.render(cluster, "master-1", "etcd")
+    rendered = kubesalt_core.unit.render(cluster, "master-1", "etcd")
     (env_text,) = rendered.files.values()
     variables = [line.split("=", 1)[0] for line in env_text[0].splitlines() if "=" in line]
     known = flags.help_flags(_output([programs["etcd"], "--help"]))
@@ -173,8 +175,8 @@ def _written(tmp_path, name, document):
 
 
 def test_kube_proxy_validates_the_configuration_kubesalt_writes(cluster, programs, tmp_path):
-    ctx = kubesalt_units.Context(cluster, "worker-1", kubesalt_pki.Layout.of(cluster))
-    document = kubesalt_units.kube_proxy_configuration(ctx)
+    ctx = kubesalt_core.unit.Context(cluster, "worker-1", kubesalt_core.pki.Layout.of(cluster))
+    document = kubesalt_core.unit.kube_proxy_configuration(ctx)
     path = _written(tmp_path, "kube-proxy.yaml", document)
     argv = [programs["kube-proxy"], "--config", path, "--write-config-to", tmp_path / "out"]
     proc = _run(argv)
@@ -193,8 +195,8 @@ def _kubelet_says(programs, path, tmp_path):
 
 
 def test_the_kubelet_accepts_the_configuration_kubesalt_writes(cluster, programs, tmp_path):
-    ctx = kubesalt_units.Context(cluster, "worker-1", kubesalt_pki.Layout.of(cluster))
-    document = kubesalt_units.kubelet_configuration(ctx)
+    ctx = kubesalt_core.unit.Context(cluster, "worker-1", kubesalt_core.pki.Layout.of(cluster))
+    document = kubesalt_core.unit.kubelet_configuration(ctx)
     assert cluster["kubelet"]["fail_cgroup_v1"] is False  # the lab's kernel: cgroup v1
     said = _kubelet_says(programs, _written(tmp_path, "kubelet.yaml", document), tmp_path)
     assert "Effective KubeletConfiguration" in said, said[-1000:]
@@ -230,8 +232,8 @@ def _existing_files(env, tmp_path):
 
 
 def test_typha_parses_every_variable_kubesalt_sets(cluster, programs, tmp_path):
-    ctx = kubesalt_units.Context(cluster, "master-1", kubesalt_pki.Layout.of(cluster))
-    env = _existing_files(kubesalt_units.typha_environment(ctx), tmp_path)
+    ctx = kubesalt_core.unit.Context(cluster, "master-1", kubesalt_core.pki.Layout.of(cluster))
+    env = _existing_files(kubesalt_core.unit.typha_environment(ctx), tmp_path)
     log = _started(programs["calico-typha"], [], env)
     ours = {k[len("TYPHA_") :].lower() for k in env if k.startswith("TYPHA_")}
     assert ours - flags.parsed_parameters(log) == set(), log[-2000:]
@@ -241,8 +243,8 @@ def test_typha_parses_every_variable_kubesalt_sets(cluster, programs, tmp_path):
 
 
 def test_felix_parses_every_felix_variable_kubesalt_sets(cluster, programs, tmp_path):
-    ctx = kubesalt_units.Context(cluster, "worker-1", kubesalt_pki.Layout.of(cluster))
-    env = _existing_files(kubesalt_units.calico_node_environment(ctx), tmp_path)
+    ctx = kubesalt_core.unit.Context(cluster, "worker-1", kubesalt_core.pki.Layout.of(cluster))
+    env = _existing_files(kubesalt_core.unit.calico_node_environment(ctx), tmp_path)
     log = _started(programs["calico-node"], ["-felix"], env)
     ours = {k[len("FELIX_") :].lower() for k in env if k.startswith("FELIX_")}
     assert ours - flags.parsed_parameters(log) == set(), log[-2000:]

@@ -23,7 +23,9 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from kubesalt_ext.utils import kubesalt_apiserver_proxy, kubesalt_ports, kubesalt_units
+import kubesalt_core.apiserver_proxy
+import kubesalt_core.ports
+import kubesalt_core.unit
 
 HAPROXY = shutil.which("haproxy") or "/usr/sbin/haproxy"
 MASTERS = [("master-a", "127.0.0.2"), ("master-b", "127.0.0.3")]
@@ -118,7 +120,7 @@ class _Apiserver:
         context.load_verify_locations(pki / "kubernetes-ca.crt")
         context.verify_mode = ssl.CERT_REQUIRED
         self.server = http.server.ThreadingHTTPServer(
-            (ip, kubesalt_ports.APISERVER_PORT), Handler, bind_and_activate=False
+            (ip, kubesalt_core.ports.APISERVER_PORT), Handler, bind_and_activate=False
         )
         self.server.daemon_threads = True
         self.server.allow_reuse_address = True
@@ -165,7 +167,7 @@ class _Proxy:
 
     def write(self, masters):
         self.path.write_text(
-            kubesalt_apiserver_proxy.config_text(
+            kubesalt_core.apiserver_proxy.config_text(
                 _config(self.port),
                 masters,
                 str(self.pki / "kubernetes-ca.crt"),
@@ -299,11 +301,11 @@ def test_a_reload_keeps_the_connections_to_masters_that_stay(pki, proxy):
 def test_haproxys_own_check_rejects_a_config_it_could_not_run(tmp_path, pki):
     good = tmp_path / "good.cfg"
     good.write_text(
-        kubesalt_apiserver_proxy.config_text(
+        kubesalt_core.apiserver_proxy.config_text(
             _config(6443), MASTERS, str(pki / "kubernetes-ca.crt"), str(pki / "apiserver-proxy.crt")
         )
     )
-    check = [HAPROXY, *kubesalt_units.spec("kube-apiserver-proxy").config_check]
+    check = [HAPROXY, *kubesalt_core.unit.spec("kube-apiserver-proxy").config_check]
     assert subprocess.run([*check, str(good)], capture_output=True).returncode == 0
     bad = tmp_path / "bad.cfg"
     bad.write_text(good.read_text().replace(str(pki / "apiserver-proxy.crt"), "/nonexistent.crt"))

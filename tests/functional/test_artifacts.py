@@ -15,9 +15,9 @@ from pathlib import Path
 
 import pytest
 
-from kubesalt_ext.utils import kubesalt_pillar
+import kubesalt_core.pillar
 from kubesalt_lab import artifacts
-from tests.support.bad_pillars import lab_pillar
+from kubesalt_lab.pillar import lab_pillar
 
 DEBIAN_ETCD = {"etcd": "/usr/bin/etcd", "etcdctl": "/usr/bin/etcdctl"}
 
@@ -188,7 +188,7 @@ def test_failures_say_what_and_change_nothing(loaders, releases, tmp_path, case,
 def test_a_node_installs_the_proxys_binary_only_where_the_proxy_runs(
     loaders, tmp_path, roles, setting, proxy
 ):
-    pillar = kubesalt_pillar.merge(lab_pillar(), setting)
+    pillar = kubesalt_core.pillar.merge(lab_pillar(), setting)
     pillar["nodes"]["master-1"]["roles"] = roles
     pillar["paths"] = {"root": str(tmp_path)}
     states = loaders.modules.state.show_sls("kubesalt.artifacts", pillar={"kubesalt": pillar})

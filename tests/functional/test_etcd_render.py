@@ -3,7 +3,7 @@ source gives its install states, and the unit and config carry what the README p
 
 import pytest
 
-from tests.support.bad_pillars import lab_pillar
+from kubesalt_lab.pillar import lab_pillar
 
 SHA = "a" * 64
 URL = {"source": "url", "url": "https://artifacts.example.internal/etcd.tar.gz", "sha256": SHA}

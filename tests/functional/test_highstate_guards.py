@@ -4,8 +4,9 @@ converges, is idempotent and is honest in test=True."""
 import pytest
 import yaml
 
+from kubesalt_lab.pillar import lab_pillar
 from tests.conftest import HOST_EXCLUDE
-from tests.support.bad_pillars import CASES, lab_pillar
+from tests.support.bad_pillars import CASES
 
 ERROR_CASES = [c for c in CASES if c.level == "error"]
 WARNING_CASES = [c for c in CASES if c.level == "warning"]

@@ -13,7 +13,7 @@ import pytest
 import yaml
 
 from kubesalt_lab import images, registry
-from tests.support.etcd import free_ports
+from kubesalt_lab.local_etcd import free_ports
 
 
 @pytest.fixture

@@ -1,6 +1,6 @@
 """How a kubesalt state run waits for another one on the same node (a repair's re-apply
 while a highstate runs, the scheduled highstate while a repair runs): Salt's own
-``queue`` argument, with kubesalt_heal.STATE_QUEUE, through Salt's loader in-process.
+``queue`` argument, with kubesalt_core.heal.STATE_QUEUE, through Salt's loader in-process.
 
 The other run is a real process registered as a state job the way the minion registers
 its jobs (a proc file under the cachedir naming its PID, a command line that says salt), so
@@ -17,7 +17,7 @@ import salt.payload
 import salt.utils.jid
 from saltfactories.utils.functional import Loaders
 
-from kubesalt_ext.utils import kubesalt_heal
+import kubesalt_core.heal
 
 BUSY_SECONDS = 3
 
@@ -58,7 +58,7 @@ def test_kubesalts_queue_waits_for_the_run_going_on_then_runs(queue_loaders, sta
     ret = queue_loaders.modules.state.single(
         "test.succeed_without_changes",
         "after-the-other-run",
-        queue=kubesalt_heal.STATE_QUEUE,
+        queue=kubesalt_core.heal.STATE_QUEUE,
     )
     waited = time.monotonic() - started
     # It ran (a real state result), and only once the other run had ended.

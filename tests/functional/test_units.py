@@ -21,9 +21,11 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from kubesalt_ext.utils import kubesalt_manifests, kubesalt_pillar, kubesalt_units
+import kubesalt_core.manifest
+import kubesalt_core.pillar
+import kubesalt_core.unit
 from kubesalt_lab import artifacts
-from tests.support.bad_pillars import lab_config, lab_pillar
+from kubesalt_lab.pillar import lab_config, lab_pillar
 from tests.support.shared_data import calico_crds_or_skip
 
 SYSTEM_UNITS = Path("/usr/lib/systemd/system")
@@ -38,13 +40,13 @@ def _url_config():
             "url": f"https://releases.example.invalid/{name}.tar.gz",
             "sha256": "0" * 64,
         }
-    config["paths"] = kubesalt_pillar.resolve_paths(config["paths"])
+    config["paths"] = kubesalt_core.pillar.resolve_paths(config["paths"])
     return config
 
 
 def _lab_config():
     config = lab_config()
-    config["paths"] = kubesalt_pillar.resolve_paths(config["paths"])
+    config["paths"] = kubesalt_core.pillar.resolve_paths(config["paths"])
     return config
 
 
@@ -53,7 +55,7 @@ def _scratch_root(tmp_path, config, node_ids):
     shutil.copytree(SYSTEM_UNITS, root / SYSTEM_UNITS.relative_to("/"), symlinks=True)
     units = []
     for node_id in node_ids:
-        for rendered in kubesalt_units.node_units(config, node_id, include_etcd=True):
+        for rendered in kubesalt_core.unit.node_units(config, node_id, include_etcd=True):
             unit = root / rendered.unit_path.lstrip("/")
             unit.parent.mkdir(parents=True, exist_ok=True)
             unit.write_text(rendered.unit_text)
@@ -76,7 +78,7 @@ def test_every_unit_passes_systemd_analyze_verify(tmp_path, make_config):
     nodes = ["master-1", "master-2", "worker-1", "router-1"]
     root, units = _scratch_root(tmp_path, make_config(), nodes)
     names = sorted({r.unit.unit_name for r in units})
-    assert names == sorted(c.unit_name for c in kubesalt_units.COMPONENTS)
+    assert names == sorted(c.unit_name for c in kubesalt_core.unit.COMPONENTS)
     for rendered in units:
         proc = subprocess.run(
             ["systemd-analyze", "verify", f"--root={root}", rendered.unit_path],
@@ -110,8 +112,8 @@ def _k8s_version():
 
 
 def test_every_cluster_object_validates_for_the_pinned_version():
-    objects = kubesalt_manifests.cluster_objects(_lab_config())
-    kinds = {kubesalt_manifests.describe(o) for o in objects}
+    objects = kubesalt_core.manifest.cluster_objects(_lab_config())
+    kinds = {kubesalt_core.manifest.describe(o) for o in objects}
     assert "ClusterRoleBinding/kubesalt:apiserver-kubelet-api-admin" in kinds
     assert "Service/kube-system/calico-typha" in kinds
     for obj in objects:
@@ -119,14 +121,14 @@ def test_every_cluster_object_validates_for_the_pinned_version():
 
 
 def test_the_kubelet_api_admin_binding_names_the_apiserver_kubelet_client_identity():
-    from kubesalt_ext.utils import kubesalt_pki
+    import kubesalt_core.pki
 
     (binding,) = [
         o
-        for o in kubesalt_manifests.cluster_objects(_lab_config())
+        for o in kubesalt_core.manifest.cluster_objects(_lab_config())
         if o["metadata"]["name"] == "kubesalt:apiserver-kubelet-api-admin"
     ]
-    (client,) = [s for s in kubesalt_pki.CATALOGUE if s.name == "apiserver-kubelet-client"]
+    (client,) = [s for s in kubesalt_core.pki.CATALOGUE if s.name == "apiserver-kubelet-client"]
     assert binding["roleRef"]["name"] == "system:kubelet-api-admin"
     assert binding["subjects"] == [
         {"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": client.common_name}
@@ -134,7 +136,7 @@ def test_the_kubelet_api_admin_binding_names_the_apiserver_kubelet_client_identi
 
 
 def test_kubernetes_validate_would_catch_a_bad_object():
-    (binding, *_) = kubesalt_manifests.cluster_objects(_lab_config())
+    (binding, *_) = kubesalt_core.manifest.cluster_objects(_lab_config())
     bad = copy.deepcopy(binding)
     bad["subjects"][0]["knd"] = bad["subjects"][0].pop("kind")
     with pytest.raises(kubernetes_validate.ValidationError):

@@ -8,9 +8,9 @@ them keeps a core busy while the lab tier runs after it.
 import pytest
 import yaml
 
+from kubesalt_lab import local_etcd as etcd
 from kubesalt_lab import master as lab_master
 from tests.conftest import LOOPBACK, PILLAR_DIR, STATES_DIR
-from tests.support import etcd
 
 # Minions the integration tier starts: one per role of the lab pillar, plus one that the
 # pillar does not know.

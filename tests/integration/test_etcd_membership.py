@@ -14,8 +14,8 @@ import sys
 
 import pytest
 
+from kubesalt_lab import local_etcd as etcd
 from tests.conftest import REPO
-from tests.support import etcd
 
 MINION = "master-1"
 # The state never starts this unit here: a member that must be started fails loudly.
@@ -241,7 +241,8 @@ def test_removing_the_leader_hands_leadership_over_and_no_write_fails(ops, clust
 
     stop = cluster.workdir / "writer.stop"
     writer = subprocess.Popen(
-        [sys.executable, str(REPO / "lab" / "etcd_writer.py"), "--servers", ops.endpoints,
+        [sys.executable, str(REPO / "lab" / "kubesalt_lab" / "etcd_writer.py"),
+         "--servers", ops.endpoints,
          *pki["client"], "--stop-file", str(stop), "--interval", "0.05"],
         stdout=subprocess.PIPE, text=True,
     )  # fmt: skip

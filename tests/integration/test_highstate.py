@@ -46,7 +46,8 @@ def test_sync_all_delivers_the_modules_from_file_roots(synced, salt_cli, salt_mi
     assert "kubesalt" in loaded and "k8s_etcd" in loaded, loaded
     ret = salt_cli.run("kubesalt.loaded_from", minion_tgt=minion_id)
     extmods = salt_minions[minion_id].config["extension_modules"]
-    assert ret.data == f"{extmods}/modules"
+    # The shared package too: the synced copy (under utils/) wins over the installed one.
+    assert ret.data == {"modules": f"{extmods}/modules", "shared": f"{extmods}/utils/kubesalt_core"}
     ret = salt_cli.run("sys.list_state_functions", "kubesalt", minion_tgt=minion_id)
     assert ret.data == ["kubesalt.unassigned", "kubesalt.validated"]
 

@@ -11,6 +11,7 @@ import subprocess
 import sys
 import sysconfig
 import venv
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -23,7 +24,6 @@ SHIPPED = (
     "pyproject.toml",
     "README.md",
     "kubesalt_ext",
-    "lab",
     "_modules",
     "_states",
     "_utils",
@@ -132,9 +132,13 @@ def test_pip_install_registers_the_modules(clean_venv, source_copy, salt_call_co
         "kubesalt.validated",
     ]
     loaded_from = _salt_call(python, salt_call_config, "kubesalt.loaded_from")
-    expected = source_copy / "_modules" if editable else site / "kubesalt_ext" / "modules"
-    assert loaded_from == str(expected)
-    # The shared pillar logic (kubesalt_ext.utils) comes along: roles from pillar, in order.
+    if editable:
+        expected = {"modules": source_copy / "_modules", "shared": source_copy / "_utils"}
+    else:
+        expected = {"modules": site / "kubesalt_ext" / "modules", "shared": site}
+    expected["shared"] /= "kubesalt_core"
+    assert loaded_from == {key: str(path) for key, path in expected.items()}
+    # The shared package comes along: roles from pillar, in order.
     assert _salt_call(python, salt_call_config, "kubesalt.roles") == ["master", "worker"]
     assert _salt_call(python, salt_call_config, "sys.list_functions", "k8s_heal") == [
         "k8s_heal.history",
@@ -161,3 +165,31 @@ def test_pip_install_registers_the_modules(clean_venv, source_copy, salt_call_co
 def test_interpreter_is_the_project_venv():
     """The routes above run salt from the project venv, not some other Python."""
     assert sys.prefix != sys.base_prefix
+
+
+def test_the_wheel_ships_only_the_product(tmp_path, source_copy):
+    """Built from a tree that also holds the lab, its tests and bench: none of it is shipped,
+    and the wheel installs no `kubesalt-lab` command."""
+    skip = shutil.ignore_patterns("__pycache__", "*.egg-info")
+    for name in ("lab", "tests", "bench"):
+        shutil.copytree(REPO / name, source_copy / name, ignore=skip)
+    wheels = tmp_path / "wheels"
+    proc = subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation",
+         "--no-index", "-w", str(wheels), str(source_copy)],
+        capture_output=True,
+        text=True,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    (wheel,) = wheels.glob("kubesalt-*.whl")
+    with zipfile.ZipFile(wheel) as archive:
+        names = archive.namelist()
+        entry_points = archive.read("kubesalt-0.1.0.dist-info/entry_points.txt").decode()
+    assert {name.split("/")[0] for name in names} == {
+        "kubesalt_ext",
+        "kubesalt_core",
+        "kubesalt-0.1.0.dist-info",
+    }
+    assert "kubesalt_core/pillar.py" in names and "kubesalt_ext/modules/k8s_pki.py" in names
+    assert "console_scripts" not in entry_points and "kubesalt-lab" not in entry_points
+    assert "[salt.loader]" in entry_points

@@ -12,10 +12,10 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
-from kubesalt_ext.utils import kubesalt_pki
+import kubesalt_core.pki
+from kubesalt_lab.pillar import lab_config
 from tests.conftest import REPO
 from tests.integration.conftest import write_test_pki_pillar
-from tests.support.bad_pillars import lab_config
 
 CA_HOST = "master-1"
 PKI_STATE = "k8s_pki_|-kubesalt-pki-certificates-present_|-"
@@ -74,9 +74,9 @@ def pki_pillar(salt_cli, salt_master):
 def test_nodes_hold_exactly_their_catalogue(converged, node_roots):
     for minion_id, role in ((CA_HOST, "master"), ("worker-1", "worker")):
         pki = _pki_dir(node_roots, minion_id)
-        names = {i.name for i in kubesalt_pki.node_identities(lab_config(), minion_id, [role])}
+        names = {i.name for i in kubesalt_core.pki.node_identities(lab_config(), minion_id, [role])}
         assert len(names) == {"master": 11, "worker": 6}[role]
-        crts = {p.stem for p in pki.glob("*.crt")} - set(kubesalt_pki.CAS)
+        crts = {p.stem for p in pki.glob("*.crt")} - set(kubesalt_core.pki.CAS)
         keys = {p.stem for p in pki.glob("*.key")}
         assert crts == names
         extra = {"service-account"} if role == "master" else set()
@@ -89,9 +89,9 @@ def test_nodes_hold_exactly_their_catalogue(converged, node_roots):
 def test_the_ca_key_exists_only_on_the_ca_host(converged, node_roots, salt_master):
     ca_dir = _ca_dir(node_roots, CA_HOST)
     assert stat.S_IMODE(ca_dir.stat().st_mode) == 0o700
-    ca_keys = [(ca_dir / f"{ca}.key").read_bytes() for ca in kubesalt_pki.CAS]
+    ca_keys = [(ca_dir / f"{ca}.key").read_bytes() for ca in kubesalt_core.pki.CAS]
     bodies = [_pem_body(k) for k in ca_keys]
-    for ca in kubesalt_pki.CAS:
+    for ca in kubesalt_core.pki.CAS:
         assert stat.S_IMODE((ca_dir / f"{ca}.key").stat().st_mode) == 0o600
     # Nowhere else: not on other nodes, not in the master's job cache (job returns and
     # events), not in the master's file or pillar trees.
@@ -109,10 +109,10 @@ def test_the_ca_key_exists_only_on_the_ca_host(converged, node_roots, salt_maste
 def test_every_chain_verifies_against_the_ca_host(converged, node_roots):
     ca_dir = _ca_dir(node_roots, CA_HOST)
     for minion_id, role in ((CA_HOST, "master"), ("worker-1", "worker")):
-        for identity in kubesalt_pki.node_identities(lab_config(), minion_id, [role]):
+        for identity in kubesalt_core.pki.node_identities(lab_config(), minion_id, [role]):
             cert = _cert(_pki_dir(node_roots, minion_id) / f"{identity.name}.crt")
             cert.verify_directly_issued_by(_cert(ca_dir / f"{identity.ca}.crt"))
-            assert kubesalt_pki.describe(cert)["common_name"] == identity.common_name
+            assert kubesalt_core.pki.describe(cert)["common_name"] == identity.common_name
             local_ca = _pki_dir(node_roots, minion_id) / f"{identity.ca}.crt"
             assert local_ca.read_bytes() == (ca_dir / f"{identity.ca}.crt").read_bytes()
 
@@ -150,7 +150,7 @@ def test_a_short_lived_certificate_is_renewed(converged, salt_cli, pki_pillar, n
     data = _apply(salt_cli, "worker-1")
     assert _pki_changes(data)["changes"]["issued"] == {"kubelet-server": "missing"}
     short = _cert(pki / "kubelet-server.crt")
-    assert kubesalt_pki.days_left(short, short.not_valid_before_utc) == 20
+    assert kubesalt_core.pki.days_left(short, short.not_valid_before_utc) == 20
 
     expiring = salt_cli.run("k8s_pki.expiring", "days=25", minion_tgt="worker-1").data
     assert list(expiring) == ["kubelet-server"]
@@ -197,8 +197,8 @@ def _publish_sign(salt_minions, requester, request, extra_args=()):
 
 
 def _csr(name="x", key=None):
-    key = key or kubesalt_pki.new_private_key()
-    return key, kubesalt_pki.cert_pem(kubesalt_pki.build_csr(key, name)).decode()
+    key = key or kubesalt_core.pki.new_private_key()
+    return key, kubesalt_core.pki.cert_pem(kubesalt_core.pki.build_csr(key, name)).decode()
 
 
 def test_a_worker_cannot_get_a_masters_certificate(converged, salt_minions):
@@ -219,7 +219,7 @@ def test_a_claimed_identity_is_ignored(converged, salt_minions):
         extra_args=["__pub_id=master-1", "requester=master-1"],
     )
     cert = x509.load_pem_x509_certificate(answer["certificates"]["kubelet-client"].encode())
-    assert kubesalt_pki.describe(cert)["common_name"] == "system:node:worker-1"
+    assert kubesalt_core.pki.describe(cert)["common_name"] == "system:node:worker-1"
     assert cert.public_key().public_numbers() == key.public_key().public_numbers()
 
 
@@ -248,7 +248,7 @@ def test_only_sign_is_open_to_peers(converged, salt_minions):
 
 def test_a_csr_signed_by_another_key_is_refused(converged, salt_minions):
     _, csr = _csr()
-    tampered = _swap_public_key(csr, kubesalt_pki.new_private_key())
+    tampered = _swap_public_key(csr, kubesalt_core.pki.new_private_key())
     answer = _publish_sign(salt_minions, "worker-1", {"certificates": {"kube-proxy": tampered}})
     assert answer == {"error": "the CSR for kube-proxy is not signed by its own key"}
 

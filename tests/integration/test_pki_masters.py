@@ -13,10 +13,10 @@ from pathlib import Path
 import pytest
 from cryptography.hazmat.primitives import serialization
 
-from kubesalt_ext.utils import kubesalt_pki
+import kubesalt_core.pki
+from kubesalt_lab import local_etcd as etcd
+from kubesalt_lab.pillar import lab_config
 from tests.integration.conftest import cluster_minion, write_test_pki_pillar
-from tests.support import etcd
-from tests.support.bad_pillars import lab_config
 
 MASTERS = ("master-1", "master-2", "master-3")
 
@@ -62,7 +62,7 @@ def _bundle(node_roots, minion_id):
 
 def _public_keys(node_roots):
     return [
-        kubesalt_pki.public_pem(
+        kubesalt_core.pki.public_pem(
             serialization.load_pem_private_key(
                 (_pki(node_roots, m) / "service-account.key").read_bytes(), None
             )
@@ -97,7 +97,7 @@ def test_after_one_more_run_all_masters_agree_and_then_nothing_changes(
 @pytest.mark.parametrize("minion_id", MASTERS)
 def test_openssl_verifies_every_chain_and_purpose(issued, node_roots, minion_id):
     pki = _pki(node_roots, minion_id)
-    identities = kubesalt_pki.node_identities(lab_config(), minion_id, ["master"])
+    identities = kubesalt_core.pki.node_identities(lab_config(), minion_id, ["master"])
     assert len(identities) == 11
     for identity in identities:
         for usage in identity.extended_usages:

@@ -5,10 +5,11 @@ import subprocess
 
 import yaml
 
-from kubesalt_ext.utils import kubesalt_pki, kubesalt_units
+import kubesalt_core.pki
+import kubesalt_core.unit
 from kubesalt_lab import containers, lifecycle, master, report
+from kubesalt_lab.pillar import lab_config
 from tests.lab.conftest import LAB_CLI, quiet, second_run
-from tests.support.bad_pillars import lab_config
 
 POD_POOL = ipaddress.ip_network("198.19.0.0/16")  # network:pod_cidr of the lab's pillar
 
@@ -83,10 +84,10 @@ def test_every_node_holds_exactly_its_catalogue_certificates(first_apply, lab_up
     lab, _ = lab_up
     pillar = lab_config()
     for node in lab.nodes:
-        identities = kubesalt_pki.node_identities(pillar, node.id, node.roles)
+        identities = kubesalt_core.pki.node_identities(pillar, node.id, node.roles)
         files = _files_with_modes(lab, node, "/etc/kubernetes/pki")
         wanted = {f"{i.name}.crt" for i in identities} | {f"{i.name}.key" for i in identities}
-        wanted |= {f"{ca}.crt" for ca in kubesalt_pki.trusted_cas(identities)}
+        wanted |= {f"{ca}.crt" for ca in kubesalt_core.pki.trusted_cas(identities)}
         if "master" in node.roles:
             wanted |= {"service-account.key", "service-accounts.pub"}
         assert set(files) == wanted, node.id
@@ -108,7 +109,7 @@ def test_every_node_holds_exactly_its_catalogue_certificates(first_apply, lab_up
 
 def test_ca_keys_exist_on_the_ca_host_alone(first_apply, lab_up):
     lab, _ = lab_up
-    cas = {f"{ca}.{ext}" for ca in kubesalt_pki.CAS for ext in ("crt", "key")}
+    cas = {f"{ca}.{ext}" for ca in kubesalt_core.pki.CAS for ext in ("crt", "key")}
     for node in lab.nodes:
         files = _files_with_modes(lab, node, "/etc/kubesalt/ca")
         if node.id == "master-1":
@@ -120,7 +121,7 @@ def test_ca_keys_exist_on_the_ca_host_alone(first_apply, lab_up):
             assert files == {}, node.id
     # No file on any other host holds a CA private key (searched by content).
     ca_host = next(n for n in lab.nodes if n.id == "master-1")
-    for ca in kubesalt_pki.CAS:
+    for ca in kubesalt_core.pki.CAS:
         body = _cat(lab, ca_host, f"/etc/kubesalt/ca/{ca}.key").splitlines()[1]
         for node in lab.nodes:
             found = containers.inside(
@@ -165,7 +166,7 @@ def test_status_shows_every_unit_running_from_the_lab_build(first_apply, lab_up)
     states = {(node, unit): state for node, unit, state in shown["units"]}
     # Built by the lab (or Debian's, for BIRD): every unit has its artifact and runs.
     for node in lab.ordered_nodes():
-        for unit in kubesalt_units.managed_units(node.roles):
+        for unit in kubesalt_core.unit.managed_units(node.roles):
             assert states[(node.id, unit)].startswith("active"), (node.id, unit)
     assert states[("worker-2", "calico-node.service")] == "active (exited), enabled"
     assert report.NOT_IN_LAB not in lifecycle.status_tables(shown)

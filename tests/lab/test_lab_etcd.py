@@ -7,7 +7,7 @@ import json
 import pytest
 
 from kubesalt_lab import containers, lifecycle, master
-from tests.support.lab_writer import ProxiedApiWriter, Writer
+from kubesalt_lab.writers import ProxiedApiWriter, Writer
 
 
 @pytest.fixture(scope="module")

@@ -14,7 +14,7 @@ import json
 import pytest
 
 from kubesalt_lab import artifacts, containers, lifecycle, master, pillar
-from tests.support.lab_writer import Writer
+from kubesalt_lab.writers import Writer
 
 MASTERS = ["master-1", "master-2", "master-3"]
 

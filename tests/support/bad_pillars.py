@@ -5,30 +5,8 @@ highstate on each one and checks that nothing changed.
 
 import copy
 from dataclasses import dataclass
-from pathlib import Path
 
-import yaml
-
-from kubesalt_ext.utils import kubesalt_pillar
-
-REPO = Path(__file__).resolve().parents[2]
-LAB_PILLAR_FILE = REPO / "pillar" / "kubesalt" / "init.sls"
-DEFAULTS_FILE = REPO / "states" / "kubesalt" / "defaults.yaml"
-
-
-def lab_pillar():
-    """The example lab cluster's ``kubesalt`` pillar, as a fresh dict."""
-    return yaml.safe_load(LAB_PILLAR_FILE.read_text())["kubesalt"]
-
-
-def formula_defaults():
-    return yaml.safe_load(DEFAULTS_FILE.read_text())
-
-
-def lab_config():
-    """The lab pillar merged over the formula defaults: what kubesalt.config sees (paths
-    not resolved)."""
-    return kubesalt_pillar.merge(formula_defaults(), lab_pillar())
+from kubesalt_lab.pillar import lab_pillar
 
 
 @dataclass(frozen=True)

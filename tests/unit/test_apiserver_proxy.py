@@ -7,16 +7,18 @@ import datetime
 
 import pytest
 
-from kubesalt_ext.utils import kubesalt_apiserver_proxy, kubesalt_pillar, kubesalt_pki
-from kubesalt_ext.utils import kubesalt_units as ku
-from tests.support.bad_pillars import lab_config
+import kubesalt_core.apiserver_proxy
+import kubesalt_core.pillar
+import kubesalt_core.pki
+from kubesalt_core import unit as ku
+from kubesalt_lab.pillar import lab_config
 
 NOW = datetime.datetime(2026, 12, 2, tzinfo=datetime.UTC)
 
 
 @pytest.fixture(scope="module")
 def config():
-    return kubesalt_pillar.merge(lab_config(), {"paths": kubesalt_pillar.resolve_paths(
+    return kubesalt_core.pillar.merge(lab_config(), {"paths": kubesalt_core.pillar.resolve_paths(
         lab_config()["paths"]
     )})  # fmt: skip
 
@@ -47,15 +49,15 @@ def test_the_proxy_runs_on_workers_and_spreads_over_every_master(config):
 
 
 def test_a_node_that_is_master_and_worker_uses_its_own_apiserver(config):
-    both = kubesalt_pillar.merge(
+    both = kubesalt_core.pillar.merge(
         config, {"nodes": {"master-1": {"roles": ["master", "worker"], "ip": "198.18.0.11"}}}
     )
     assert "kube-apiserver-proxy" not in _units(both, "master-1")
     assert "kubelet" in _units(both, "master-1")
     assert "kube-apiserver-proxy.service" not in ku.managed_units(["master", "worker"])
-    layout = kubesalt_pki.Layout.of(both)
-    (spec,) = [s for s in kubesalt_pki.KUBECONFIGS if s.name == "kubelet"]
-    kubelet = kubesalt_pki.kubeconfig_document(both, "master-1", spec, layout)
+    layout = kubesalt_core.pki.Layout.of(both)
+    (spec,) = [s for s in kubesalt_core.pki.KUBECONFIGS if s.name == "kubelet"]
+    kubelet = kubesalt_core.pki.kubeconfig_document(both, "master-1", spec, layout)
     assert kubelet["clusters"][0]["cluster"]["server"] == "https://198.18.0.11:6443"
 
 
@@ -70,9 +72,9 @@ def test_a_node_that_is_master_and_worker_uses_its_own_apiserver(config):
     ],
 )  # fmt: skip
 def test_a_site_with_an_endpoint_or_the_proxy_off_gets_it_removed(config, setting, wanted):
-    site = kubesalt_pillar.merge(config, setting)
-    assert kubesalt_pillar.errors(kubesalt_pillar.validate(site)) == []
-    assert kubesalt_apiserver_proxy.wanted(site) is wanted
+    site = kubesalt_core.pillar.merge(config, setting)
+    assert kubesalt_core.pillar.errors(kubesalt_core.pillar.validate(site)) == []
+    assert kubesalt_core.apiserver_proxy.wanted(site) is wanted
     assert ("kube-apiserver-proxy" in _units(site, "worker-1")) is wanted
     unwanted = [c.name for c in ku.unwanted_units(site, "worker-1")]
     assert unwanted == ([] if wanted else ["kube-apiserver-proxy"])
@@ -87,8 +89,8 @@ def test_a_worker_that_is_also_a_master_installs_no_proxy():
 
 
 def test_a_drained_master_gets_no_connections(config):
-    drained = kubesalt_pillar.merge(config, {"apiserver_proxy": {"drain": ["master-2"]}})
-    assert kubesalt_pillar.validate(drained) == []
+    drained = kubesalt_core.pillar.merge(config, {"apiserver_proxy": {"drain": ["master-2"]}})
+    assert kubesalt_core.pillar.validate(drained) == []
     text = ku.render(drained, "worker-2", "kube-apiserver-proxy").files
     (cfg,) = [t for t, _ in text.values()]
     assert "server master-2 " not in cfg
@@ -96,11 +98,11 @@ def test_a_drained_master_gets_no_connections(config):
 
 
 def test_the_port_is_the_sites(config):
-    site = kubesalt_pillar.merge(config, {"apiserver_proxy": {"port": 7443}})
-    assert kubesalt_pillar.validate(site) == []
-    layout = kubesalt_pki.Layout.of(site)
-    (spec,) = [s for s in kubesalt_pki.KUBECONFIGS if s.name == "kube-proxy"]
-    document = kubesalt_pki.kubeconfig_document(site, "worker-1", spec, layout)
+    site = kubesalt_core.pillar.merge(config, {"apiserver_proxy": {"port": 7443}})
+    assert kubesalt_core.pillar.validate(site) == []
+    layout = kubesalt_core.pki.Layout.of(site)
+    (spec,) = [s for s in kubesalt_core.pki.KUBECONFIGS if s.name == "kube-proxy"]
+    document = kubesalt_core.pki.kubeconfig_document(site, "worker-1", spec, layout)
     assert document["clusters"][0]["cluster"]["server"] == "https://127.0.0.1:7443"
     assert (
         "    bind 127.0.0.1:7443"
@@ -109,7 +111,7 @@ def test_the_port_is_the_sites(config):
 
 
 def test_a_router_forwards_by_its_own_sysctl_file(config):
-    ctx = ku.Context(config, "router-1", kubesalt_pki.Layout.of(config))
+    ctx = ku.Context(config, "router-1", kubesalt_core.pki.Layout.of(config))
     files = ku.kernel_files(ctx, routing_only=True)
     assert list(files) == ["/etc/sysctl.d/90-kubesalt.conf"]
     assert "net.ipv4.ip_forward = 1" in files["/etc/sysctl.d/90-kubesalt.conf"][0]
@@ -120,21 +122,23 @@ def test_a_router_forwards_by_its_own_sysctl_file(config):
 
 @pytest.fixture(scope="module")
 def ca():
-    key = kubesalt_pki.new_private_key()
-    return kubesalt_pki.build_ca(
+    key = kubesalt_core.pki.new_private_key()
+    return kubesalt_core.pki.build_ca(
         "kubernetes-ca", key, 3650, NOW - datetime.timedelta(days=400)
     ), key
 
 
 def _identity(config, name):
-    roles = kubesalt_pillar.roles_of(config, "worker-1")
-    return {i.name: i for i in kubesalt_pki.node_identities(config, "worker-1", roles)}[name]
+    roles = kubesalt_core.pillar.roles_of(config, "worker-1")
+    return {i.name: i for i in kubesalt_core.pki.node_identities(config, "worker-1", roles)}[name]
 
 
 def _held(config, ca, name, days, issued=NOW):
     identity = _identity(config, name)
-    key = kubesalt_pki.new_private_key()
-    cert = kubesalt_pki.build_certificate(identity, key.public_key(), ca[0], ca[1], days, issued)
+    key = kubesalt_core.pki.new_private_key()
+    cert = kubesalt_core.pki.build_certificate(
+        identity, key.public_key(), ca[0], ca[1], days, issued
+    )
     return identity, key, cert
 
 
@@ -146,7 +150,7 @@ def test_without_the_ca_a_due_renewal_waits_and_an_unusable_certificate_blocks(c
     held = {i.name: (key, cert) for i, key, cert in (current, due, expired)}
     held["calico-felix"] = (None, None)
     identities = [current[0], due[0], expired[0], missing]
-    waiting, blocked = kubesalt_pki.without_ca_plan(
+    waiting, blocked = kubesalt_core.pki.without_ca_plan(
         identities, held, {"kubernetes-ca": ca[0]}, config["pki"], NOW
     )
     assert list(waiting) == ["kubelet-server"]

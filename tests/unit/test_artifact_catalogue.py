@@ -2,39 +2,40 @@
 
 import pytest
 
-from kubesalt_ext.utils import kubesalt_artifacts as ka
-from kubesalt_ext.utils import kubesalt_pillar, kubesalt_units
+import kubesalt_core.pillar
+import kubesalt_core.unit
+from kubesalt_core import artifact as ka
 
 SPEC = {"source": "url", "url": "http://127.0.0.1/k.tgz", "sha256": "b" * 64}
 
 
 def test_every_unit_a_role_runs_has_its_binary_for_that_role():
-    for role in kubesalt_pillar.ROLES:
-        units = kubesalt_units.managed_units([role])
-        provided = {u for b in ka.for_roles([role]) for u in kubesalt_units.units_of_binary(b)}
+    for role in kubesalt_core.pillar.ROLES:
+        units = kubesalt_core.unit.managed_units([role])
+        provided = {u for b in ka.for_roles([role]) for u in kubesalt_core.unit.units_of_binary(b)}
         # A binary's units may belong to several roles (BIRD: calico-bird, bird).
         assert units and set(units) <= provided, role
 
 
 def test_a_changed_binary_restarts_exactly_the_units_that_run_it():
-    assert kubesalt_units.units_of_binary(ka.binary("calico-node")) == (
+    assert kubesalt_core.unit.units_of_binary(ka.binary("calico-node")) == (
         "calico-node.service",
         "calico-felix.service",
         "calico-confd.service",
     )
-    assert kubesalt_units.units_of_binary(ka.binary("bird")) == (
+    assert kubesalt_core.unit.units_of_binary(ka.binary("bird")) == (
         "calico-bird.service",
         "bird.service",
     )
-    assert kubesalt_units.units_of_binary(ka.binary("etcd")) == ("etcd.service",)
-    assert kubesalt_units.units_of_binary(ka.binary("kubectl")) == ()
+    assert kubesalt_core.unit.units_of_binary(ka.binary("etcd")) == ("etcd.service",)
+    assert kubesalt_core.unit.units_of_binary(ka.binary("kubectl")) == ()
 
 
 def test_catalogue_names_are_unique_and_artifacts_are_known_to_the_pillar():
     names = [b.name for b in ka.CATALOGUE]
     assert len(names) == len(set(names))
-    assert set(ka.ARTIFACTS) <= set(kubesalt_pillar.ARTIFACT_NAMES)
-    assert {b.dest for b in ka.CATALOGUE} <= set(kubesalt_pillar.PATH_KEYS)
+    assert set(ka.ARTIFACTS) <= set(kubesalt_core.pillar.ARTIFACT_NAMES)
+    assert {b.dest for b in ka.CATALOGUE} <= set(kubesalt_core.pillar.PATH_KEYS)
 
 
 def test_roles_get_their_binaries():

@@ -9,9 +9,9 @@ import jsonschema
 import pytest
 import yaml
 
-from kubesalt_ext.utils import kubesalt_calico as kc
-from kubesalt_ext.utils import kubesalt_pillar
-from tests.support.bad_pillars import lab_config
+import kubesalt_core.pillar
+from kubesalt_core import calico as kc
+from kubesalt_lab.pillar import lab_config
 from tests.support.shared_data import calico_crds_or_skip
 
 
@@ -56,7 +56,7 @@ def test_service_ips_are_advertised_only_when_asked(config):
 
 
 def _problems(config):
-    return kubesalt_pillar.validate(config)
+    return kubesalt_core.pillar.validate(config)
 
 
 def test_a_router_in_another_as_needs_ebgp_on_purpose(config):

@@ -1,10 +1,10 @@
-"""The membership decisions of _utils/kubesalt_etcd.py on hand-made member lists."""
+"""The membership decisions of _utils/kubesalt_core/etcd.py on hand-made member lists."""
 
 import pytest
 
-from kubesalt_ext.utils import kubesalt_etcd as ke
-from kubesalt_ext.utils import kubesalt_pki
-from tests.support.bad_pillars import lab_config
+import kubesalt_core.pki
+from kubesalt_core import etcd as ke
+from kubesalt_lab.pillar import lab_config
 
 
 def member(name, index, learner=False, started=True):
@@ -143,7 +143,7 @@ def test_node_settings_from_the_lab_pillar():
     assert ke.binary_path(config) is None  # no artifacts:etcd: nowhere to say where it is
     # The lab installs etcd from its own build, as a release archive.
     config["artifacts"]["etcd"] = {"source": "url", "url": "http://x/e.tgz", "sha256": "a" * 64}
-    settings = ke.node_settings(config, "master-2", kubesalt_pki.Layout.of(config))
+    settings = ke.node_settings(config, "master-2", kubesalt_core.pki.Layout.of(config))
     assert settings["peer_urls"] == ["https://198.18.0.12:2380"]
     assert settings["listen_client_urls"] == ["https://198.18.0.12:2379", "https://127.0.0.1:2379"]
     assert settings["founders"] == {

@@ -3,7 +3,7 @@ what a repair does next (backoff, restart, re-apply once, escalate)."""
 
 import pytest
 
-from kubesalt_ext.utils import kubesalt_heal as heal
+from kubesalt_core import heal
 
 MANAGED = {"etcd.service": "etcd", "containerd.service": "containerd"}
 

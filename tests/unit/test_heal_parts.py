@@ -7,11 +7,9 @@ import os
 import pytest
 import yaml
 
+from kubesalt_core import heal, heal_store, systemd
 from kubesalt_ext.beacons import kubesalt_journal as beacon
 from kubesalt_ext.runners import kubesalt_schedule as schedule
-from kubesalt_ext.utils import kubesalt_heal as heal
-from kubesalt_ext.utils import kubesalt_heal_store as heal_store
-from kubesalt_ext.utils import kubesalt_systemd as systemd
 from tests.conftest import STATES_DIR
 
 MANAGED = {"etcd.service": "etcd"}
@@ -195,7 +193,7 @@ def test_the_beacons_default_heal_dir_is_the_formulas():
 
 
 class _FakeJournal:
-    """The journal as the beacon sees it through kubesalt_systemd (decision logic only: the
+    """The journal as the beacon sees it through kubesalt_core.systemd (decision logic only: the
     lab tests run the beacon against real journals)."""
 
     def __init__(self, entries):
@@ -221,12 +219,10 @@ def _run_beacon(monkeypatch, journal, heal_dir, states):
     }
     monkeypatch.setattr(beacon, "__opts__", {"id": "master-2", "pillar": pillar}, raising=False)
     monkeypatch.setattr(beacon, "__context__", {}, raising=False)
-    monkeypatch.setattr(beacon.systemd, "journal_tail_cursor", journal.tail)
-    monkeypatch.setattr(beacon.systemd, "failures_after", journal.after)
-    monkeypatch.setattr(
-        beacon.systemd, "show", lambda units: {u: states[u] for u in units if u in states}
-    )
-    monkeypatch.setattr(beacon.systemd, "systemd_messages", lambda unit: [])
+    monkeypatch.setattr(systemd, "journal_tail_cursor", journal.tail)
+    monkeypatch.setattr(systemd, "failures_after", journal.after)
+    monkeypatch.setattr(systemd, "show", lambda units: {u: states[u] for u in units if u in states})
+    monkeypatch.setattr(systemd, "systemd_messages", lambda unit: [])
     return beacon.beacon([{"interval": 2}])
 
 
@@ -257,10 +253,10 @@ def test_the_beacon_is_quiet_while_kubesalt_repairs_the_unit(monkeypatch, tmp_pa
 
 
 def test_a_log_is_trimmed_to_its_newest_lines(tmp_path):
-    from kubesalt_ext.utils import kubesalt_files
+    import kubesalt_core.files
 
     path = tmp_path / "logs" / "drift.jsonl"
     for i in range(5):
-        kubesalt_files.append_line(str(path), f'{{"run": {i}}}', keep=2)
+        kubesalt_core.files.append_line(str(path), f'{{"run": {i}}}', keep=2)
     assert path.read_text().splitlines() == ['{"run": 3}', '{"run": 4}']
     assert oct(path.stat().st_mode & 0o777) == "0o600"

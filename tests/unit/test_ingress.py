@@ -5,8 +5,9 @@ Kubernetes version."""
 import kubernetes_validate
 import pytest
 
-from kubesalt_ext.utils import kubesalt_ingress, kubesalt_pillar
-from tests.support.bad_pillars import lab_config
+import kubesalt_core.ingress
+import kubesalt_core.pillar
+from kubesalt_lab.pillar import lab_config
 
 
 def _by_kind(objects):
@@ -15,7 +16,7 @@ def _by_kind(objects):
 
 def test_default_is_nginx_maintained_controller():
     config = lab_config()
-    objects = _by_kind(kubesalt_ingress.objects(config))
+    objects = _by_kind(kubesalt_core.ingress.objects(config))
     assert objects["IngressClass"]["spec"]["controller"] == "nginx.org/ingress-controller"
     (container,) = objects["DaemonSet"]["spec"]["template"]["spec"]["containers"]
     assert container["image"] == "nginx/nginx-ingress:5.2.1"
@@ -27,7 +28,7 @@ def test_default_is_nginx_maintained_controller():
 def test_ingress_nginx_stays_selectable_with_its_own_pin():
     config = lab_config()
     config["ingress"] = {**config["ingress"], "controller": "ingress-nginx"}
-    objects = _by_kind(kubesalt_ingress.objects(config))
+    objects = _by_kind(kubesalt_core.ingress.objects(config))
     assert objects["IngressClass"]["spec"]["controller"] == "k8s.io/ingress-nginx"
     (container,) = objects["DaemonSet"]["spec"]["template"]["spec"]["containers"]
     assert container["image"] == "ingress-nginx/controller:v1.13.3"
@@ -37,17 +38,17 @@ def test_ingress_nginx_stays_selectable_with_its_own_pin():
 def test_an_image_from_pillar_wins():
     config = lab_config()
     config["ingress"] = {**config["ingress"], "image": "mirror.example/nginx-ingress:5.2.1"}
-    objects = _by_kind(kubesalt_ingress.objects(config))
+    objects = _by_kind(kubesalt_core.ingress.objects(config))
     (container,) = objects["DaemonSet"]["spec"]["template"]["spec"]["containers"]
     assert container["image"] == "mirror.example/nginx-ingress:5.2.1"
 
 
-@pytest.mark.parametrize("controller", kubesalt_ingress.CONTROLLERS)
+@pytest.mark.parametrize("controller", kubesalt_core.ingress.CONTROLLERS)
 def test_every_object_validates_for_the_pinned_version(controller):
     config = lab_config()
     config["ingress"] = {**config["ingress"], "controller": controller}
-    assert kubesalt_pillar.validate(config) == []
-    objects = kubesalt_ingress.objects(config)
+    assert kubesalt_core.pillar.validate(config) == []
+    objects = kubesalt_core.ingress.objects(config)
     assert objects[0]["kind"] == "Namespace"  # applied before what lives in it
     for obj in objects:
         kubernetes_validate.validate(obj, str(config["versions"]["kubernetes"]), strict=True)

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from kubesalt_ext.utils import kubesalt_artifacts
+import kubesalt_core.artifact
 from kubesalt_lab import build, pillar, recipes
 
 K8S_GO_MOD = """module k8s.io/kubernetes
@@ -132,7 +132,7 @@ def test_every_release_the_pillar_knows_is_an_artifact_of_the_catalogue():
     served = {r.artifact for recipe in recipes.RECIPES for r in recipe.releases}
     # Everything kubesalt installs is built (BIRD and HAProxy are Debian's), and more
     # besides (CoreDNS, the Calico CNI plugin and kube-controllers, for the workers' step).
-    assert set(kubesalt_artifacts.ARTIFACTS) - served == {"bird", "haproxy"}
+    assert set(kubesalt_core.artifact.ARTIFACTS) - served == {"bird", "haproxy"}
     assert recipes.release_filename(recipes.ETCD.releases[0], "3.6.5") == (
         "etcd-v3.6.5-linux-amd64.tar.gz"
     )

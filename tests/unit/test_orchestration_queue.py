@@ -1,10 +1,10 @@
 """Every step of kubesalt's orchestrations waits for a state run already going on its
 minions (a repair's re-apply, the scheduled highstate) instead of failing on the conflict,
-with the same numeric queue as the repairs and the schedule (kubesalt_heal.STATE_QUEUE)."""
+with the same numeric queue as the repairs and the schedule (kubesalt_core.heal.STATE_QUEUE)."""
 
 import re
 
-from kubesalt_ext.utils import kubesalt_heal
+import kubesalt_core.heal
 from tests.conftest import STATES_DIR
 
 ORCH = STATES_DIR / "kubesalt" / "orch"
@@ -13,8 +13,8 @@ ORCH = STATES_DIR / "kubesalt" / "orch"
 def test_the_orchestrations_queue_is_the_repairs_and_the_schedules():
     params = (ORCH / "params.jinja").read_text()
     (number,) = re.findall(r"set state_queue = (\d+)", params)
-    assert int(number) == kubesalt_heal.STATE_QUEUE
-    assert kubesalt_heal.STATE_QUEUE is not True and kubesalt_heal.STATE_QUEUE > 1
+    assert int(number) == kubesalt_core.heal.STATE_QUEUE
+    assert kubesalt_core.heal.STATE_QUEUE is not True and kubesalt_core.heal.STATE_QUEUE > 1
 
 
 def test_every_salt_state_step_of_every_orchestration_waits_its_turn():

@@ -16,13 +16,11 @@ import kubernetes_validate
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from kubesalt_ext.utils import (
-    kubesalt_manifests,
-    kubesalt_pillar,
-    kubesalt_pki,
-    kubesalt_units,
-)
-from tests.support.bad_pillars import lab_config
+import kubesalt_core.manifest
+import kubesalt_core.pillar
+import kubesalt_core.pki
+import kubesalt_core.unit
+from kubesalt_lab.pillar import lab_config
 
 SCALARS = (
     st.none()
@@ -68,14 +66,14 @@ def _renders(config):
     """Everything a highstate renders from an accepted config: units of every node and the
     cluster objects, each checked against the pinned Kubernetes' schemas."""
     config = copy.deepcopy(config)
-    config["paths"] = kubesalt_pillar.resolve_paths(config["paths"])
-    kubesalt_pki.Layout.of(config)
+    config["paths"] = kubesalt_core.pillar.resolve_paths(config["paths"])
+    kubesalt_core.pki.Layout.of(config)
     for node_id in config["nodes"]:
-        for rendered in kubesalt_units.node_units(config, node_id):
+        for rendered in kubesalt_core.unit.node_units(config, node_id):
             assert "\n[Unit]\n" in rendered.unit_text, rendered.unit.name
             assert all(text.strip() for text, _mode in rendered.files.values()), rendered.unit.name
     version = str(config["versions"]["kubernetes"])
-    for obj in kubesalt_manifests.cluster_objects(config):
+    for obj in kubesalt_core.manifest.cluster_objects(config):
         kubernetes_validate.validate(obj, version, strict=True)
 
 
@@ -91,20 +89,20 @@ def _problem_keys(problems):
 def test_any_value_at_any_key_gets_a_named_problem_or_renders(path, value):
     config = lab_config()
     _set(config, path, value)
-    problems = kubesalt_pillar.validate(config)
+    problems = kubesalt_core.pillar.validate(config)
     _problem_keys(problems)
-    if not kubesalt_pillar.errors(problems):
+    if not kubesalt_core.pillar.errors(problems):
         _renders(config)
 
 
 @FUZZ
-@given(section=st.sampled_from(sorted(kubesalt_pillar.SCHEMA)), value=ANY)
+@given(section=st.sampled_from(sorted(kubesalt_core.pillar.SCHEMA)), value=ANY)
 def test_any_value_for_a_whole_section_is_named_not_crashed_on(section, value):
     config = lab_config()
     config[section] = value
-    problems = kubesalt_pillar.validate(config)
+    problems = kubesalt_core.pillar.validate(config)
     keys = _problem_keys(problems)
-    if kubesalt_pillar.errors(problems):
+    if kubesalt_core.pillar.errors(problems):
         assert any(k.startswith(f"kubesalt:{section}") or k == "kubesalt" for k in keys) or keys
 
 
@@ -118,7 +116,7 @@ def test_a_boolean_is_never_taken_for_a_number_or_an_address(value, path):
     if isinstance(original, (bool, dict, list)) or original is None:
         return
     _set(config, path, value)
-    assert kubesalt_pillar.errors(kubesalt_pillar.validate(config)), path
+    assert kubesalt_core.pillar.errors(kubesalt_core.pillar.validate(config)), path
 
 
 @FUZZ
@@ -136,7 +134,7 @@ def test_an_accepted_pool_is_inside_the_pod_cidr_with_a_block_size_calico_takes(
     if block_size is not None:
         pool["block_size"] = block_size
     config["network"]["ip_pools"] = [pool]
-    if kubesalt_pillar.errors(kubesalt_pillar.validate(config)):
+    if kubesalt_core.pillar.errors(kubesalt_core.pillar.validate(config)):
         return
     assert cidr.subnet_of(ipaddress.ip_network(config["network"]["pod_cidr"]))
     size = 26 if block_size is None else block_size
@@ -149,7 +147,7 @@ _REFERENCE_PARTS = st.text(alphabet="abcdefghijklmnopqrstuvwxyzABC0123456789._-:
 @FUZZ
 @given(reference=_REFERENCE_PARTS)
 def test_an_accepted_image_reference_splits_as_containerd_splits_it(reference):
-    if not kubesalt_pillar.is_image_reference(reference):
+    if not kubesalt_core.pillar.is_image_reference(reference):
         return
     name, _, digest = reference.partition("@")
     if digest:
@@ -171,7 +169,7 @@ def test_an_accepted_image_reference_splits_as_containerd_splits_it(reference):
 def test_an_accepted_registry_mirror_is_an_http_url_with_a_host(url):
     config = lab_config()
     config["containerd"]["registry_mirrors"] = {"registry.k8s.io": [url]}
-    if kubesalt_pillar.errors(kubesalt_pillar.validate(config)):
+    if kubesalt_core.pillar.errors(kubesalt_core.pillar.validate(config)):
         return
     scheme, _, rest = url.partition("://")
     assert scheme in ("http", "https") and rest and not rest.startswith("/"), url

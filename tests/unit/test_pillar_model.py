@@ -1,6 +1,6 @@
 """Merging with defaults, role lookup and the highstate plan."""
 
-from kubesalt_ext.utils import kubesalt_pillar as model
+from kubesalt_core import pillar as model
 
 
 def test_merge_recurses_into_mappings_and_replaces_everything_else():

@@ -6,7 +6,7 @@ import ipaddress
 import pytest
 import yaml
 
-from kubesalt_ext.utils import kubesalt_pillar
+import kubesalt_core.pillar
 from tests.support.bad_pillars import (
     CASES,
     REPO,
@@ -16,7 +16,7 @@ from tests.support.bad_pillars import (
 
 
 def _problems(pillar):
-    return kubesalt_pillar.validate(kubesalt_pillar.merge(formula_defaults(), pillar))
+    return kubesalt_core.pillar.validate(kubesalt_core.pillar.merge(formula_defaults(), pillar))
 
 
 def test_corpus_is_large_and_distinct():
@@ -36,7 +36,7 @@ def test_bad_pillar_reports_its_problem(case):
     assert case.expected in found, "\n".join(found)
     assert found[case.expected] == case.level
     # An error case must stop the run; a warning case must not.
-    assert bool(kubesalt_pillar.errors(problems)) == (case.level == "error")
+    assert bool(kubesalt_core.pillar.errors(problems)) == (case.level == "error")
 
 
 def test_every_problem_is_reported_at_once():
@@ -71,20 +71,20 @@ def test_pillar_example_is_valid_and_documents_every_key():
         return set(schema_value) if isinstance(schema_value, dict) else set()
 
     defaults = formula_defaults()
-    assert set(example) == set(kubesalt_pillar.SCHEMA)
+    assert set(example) == set(kubesalt_core.pillar.SCHEMA)
     for section in ("cluster", "network", "versions", "pki", "paths"):
         assert set(example[section]) == keys(defaults[section]), section
     documented = {k for n in example["nodes"].values() for k in n}
     assert documented == {"roles", "ip", "as_number", "router_id"}
     assert {a["source"] for a in example["artifacts"].values()} == set(
-        kubesalt_pillar.ARTIFACT_SOURCES
+        kubesalt_core.pillar.ARTIFACT_SOURCES
     )
 
 
 def test_defaults_cover_every_component_and_path():
     defaults = formula_defaults()
-    assert set(defaults["versions"]) == set(kubesalt_pillar.COMPONENTS)
-    assert set(defaults["paths"]) == {"root", *kubesalt_pillar.PATH_KEYS}
+    assert set(defaults["versions"]) == set(kubesalt_core.pillar.COMPONENTS)
+    assert set(defaults["paths"]) == {"root", *kubesalt_core.pillar.PATH_KEYS}
     # The defaults alone are a valid network layout.
     net = defaults["network"]
     assert ipaddress.ip_address(net["cluster_dns_ip"]) in ipaddress.ip_network(net["service_cidr"])

@@ -5,8 +5,9 @@ import re
 
 import pytest
 
-from kubesalt_ext.utils import kubesalt_pillar, kubesalt_pki
-from tests.support.bad_pillars import lab_config
+import kubesalt_core.pillar
+import kubesalt_core.pki
+from kubesalt_lab.pillar import lab_config
 
 NOW = datetime.datetime(2026, 11, 24, tzinfo=datetime.UTC)
 
@@ -17,17 +18,17 @@ def config():
 
 
 def _by_name(config, node_id):
-    roles = kubesalt_pillar.roles_of(config, node_id)
-    return {i.name: i for i in kubesalt_pki.node_identities(config, node_id, roles)}
+    roles = kubesalt_core.pillar.roles_of(config, node_id)
+    return {i.name: i for i in kubesalt_core.pki.node_identities(config, node_id, roles)}
 
 
 def test_catalogue_is_consistent():
-    assert kubesalt_pki.check_catalogue() == []
+    assert kubesalt_core.pki.check_catalogue() == []
 
 
 def test_catalogue_check_finds_typos():
-    bad = (kubesalt_pki.CertSpec("x", "etdc-ca", "x", ("master",), san_rule="nodes"),) * 2
-    problems = kubesalt_pki.check_catalogue(bad)
+    bad = (kubesalt_core.pki.CertSpec("x", "etdc-ca", "x", ("master",), san_rule="nodes"),) * 2
+    problems = kubesalt_core.pki.check_catalogue(bad)
     assert "duplicate certificate name 'x'" in problems
     assert "x: unknown CA 'etdc-ca'" in problems
     assert "x: unknown SAN rule 'nodes'" in problems
@@ -61,7 +62,7 @@ def test_master_certificates(config):
 
 
 def test_apiserver_sans_cover_service_ip_every_master_and_extras(config):
-    config = kubesalt_pillar.merge(
+    config = kubesalt_core.pillar.merge(
         config, {"pki": {"apiserver_extra_sans": ["api.lab", "198.18.0.100"]}}
     )
     api = _by_name(config, "master-1")["apiserver"]
@@ -114,23 +115,23 @@ def test_router_holds_no_certificate(config):
     assert _by_name(config, "router-1") == {}
 
 
-@pytest.mark.parametrize("key_type", kubesalt_pillar.KEY_TYPES)
+@pytest.mark.parametrize("key_type", kubesalt_core.pillar.KEY_TYPES)
 def test_every_pillar_key_type_makes_a_key(key_type):
-    assert kubesalt_pki.new_private_key(key_type).public_key() is not None
+    assert kubesalt_core.pki.new_private_key(key_type).public_key() is not None
 
 
 def test_unknown_key_type_is_refused_with_the_choices():
     with pytest.raises(ValueError, match="Valid: ecdsa-p256, rsa-2048, rsa-4096"):
-        kubesalt_pki.new_private_key("dsa")
+        kubesalt_core.pki.new_private_key("dsa")
 
 
 @pytest.fixture(scope="module")
 def issued(config):
-    ca_key = kubesalt_pki.new_private_key()
-    ca = kubesalt_pki.build_ca("kubernetes-ca", ca_key, 3650, NOW)
-    key = kubesalt_pki.new_private_key()
+    ca_key = kubesalt_core.pki.new_private_key()
+    ca = kubesalt_core.pki.build_ca("kubernetes-ca", ca_key, 3650, NOW)
+    key = kubesalt_core.pki.new_private_key()
     identity = _by_name(config, "worker-1")["kubelet-server"]
-    cert = kubesalt_pki.build_certificate(identity, key.public_key(), ca, ca_key, 365, NOW)
+    cert = kubesalt_core.pki.build_certificate(identity, key.public_key(), ca, ca_key, 365, NOW)
     return {"ca": ca, "ca_key": ca_key, "key": key, "identity": identity, "cert": cert}
 
 
@@ -144,7 +145,7 @@ def _reason(issued, **override):
         "renew_before_days": 30,
     }
     args.update(override)
-    return kubesalt_pki.reissue_reason(**args)
+    return kubesalt_core.pki.reissue_reason(**args)
 
 
 def test_a_valid_cert_is_never_reissued(issued):
@@ -152,11 +153,11 @@ def test_a_valid_cert_is_never_reissued(issued):
 
 
 def test_reissue_reasons(issued, config):
-    other_ca_key = kubesalt_pki.new_private_key()
-    other_ca = kubesalt_pki.build_ca("kubernetes-ca", other_ca_key, 3650, NOW)
+    other_ca_key = kubesalt_core.pki.new_private_key()
+    other_ca = kubesalt_core.pki.build_ca("kubernetes-ca", other_ca_key, 3650, NOW)
     assert _reason(issued, cert=None) == "missing"
     assert _reason(issued, ca_cert=other_ca) == "not signed by the current CA"
-    assert _reason(issued, public_key=kubesalt_pki.new_private_key().public_key()) == (
+    assert _reason(issued, public_key=kubesalt_core.pki.new_private_key().public_key()) == (
         "does not match its key"
     )
     other_node = _by_name(config, "worker-2")["kubelet-server"]
@@ -167,7 +168,7 @@ def test_reissue_reasons(issued, config):
 
 
 def test_sans_that_moved_force_a_reissue(issued, config):
-    moved = kubesalt_pillar.merge(config, {"nodes": {"worker-1": {"ip": "198.18.0.29"}}})
+    moved = kubesalt_core.pillar.merge(config, {"nodes": {"worker-1": {"ip": "198.18.0.29"}}})
     identity = _by_name(moved, "worker-1")["kubelet-server"]
     assert _reason(issued, identity=identity) == "ip addresses differs from the catalogue"
 
@@ -176,23 +177,23 @@ def test_sans_that_moved_force_a_reissue(issued, config):
 
 
 def test_ca_host_is_pillars_choice_else_the_first_master(config):
-    assert kubesalt_pki.ca_host(config) == "master-1"
-    chosen = kubesalt_pillar.merge(config, {"pki": {"ca_host": "master-3"}})
-    assert kubesalt_pki.ca_host(chosen) == "master-3"
+    assert kubesalt_core.pki.ca_host(config) == "master-1"
+    chosen = kubesalt_core.pillar.merge(config, {"pki": {"ca_host": "master-3"}})
+    assert kubesalt_core.pki.ca_host(chosen) == "master-3"
 
 
 def _kubeconfig(config, node_id, name):
-    layout = kubesalt_pki.Layout("/pki", "/ca", "/k8s")
-    (spec,) = [s for s in kubesalt_pki.KUBECONFIGS if s.name == name]
-    return kubesalt_pki.kubeconfig_document(config, node_id, spec, layout)
+    layout = kubesalt_core.pki.Layout("/pki", "/ca", "/k8s")
+    (spec,) = [s for s in kubesalt_core.pki.KUBECONFIGS if s.name == name]
+    return kubesalt_core.pki.kubeconfig_document(config, node_id, spec, layout)
 
 
 def test_kubeconfigs_per_role():
-    names = {s.name for s in kubesalt_pki.node_kubeconfigs(["master"])}
+    names = {s.name for s in kubesalt_core.pki.node_kubeconfigs(["master"])}
     assert names == {"admin", "scheduler", "controller-manager", "calico-typha"}
-    worker = {s.name for s in kubesalt_pki.node_kubeconfigs(["worker"])}
+    worker = {s.name for s in kubesalt_core.pki.node_kubeconfigs(["worker"])}
     assert worker == {"kubelet", "kube-proxy", "calico-node", "calico-cni"}
-    assert kubesalt_pki.node_kubeconfigs(["router"]) == []
+    assert kubesalt_core.pki.node_kubeconfigs(["router"]) == []
 
 
 def test_kubeconfig_points_at_files_and_the_right_apiserver(config):
@@ -217,28 +218,28 @@ def test_kubeconfig_points_at_files_and_the_right_apiserver(config):
 
 
 def test_with_the_proxy_turned_off_workers_use_the_first_master(config):
-    off = kubesalt_pillar.merge(config, {"apiserver_proxy": {"enabled": False}})
-    assert kubesalt_pillar.validate(off) == []
+    off = kubesalt_core.pillar.merge(config, {"apiserver_proxy": {"enabled": False}})
+    assert kubesalt_core.pillar.validate(off) == []
     server = _kubeconfig(off, "worker-1", "kubelet")["clusters"][0]["cluster"]["server"]
     assert server == "https://198.18.0.11:6443"
 
 
 def test_kubeconfig_uses_the_pillar_endpoint(config):
-    vip = kubesalt_pillar.merge(
+    vip = kubesalt_core.pillar.merge(
         config,
         {
             "cluster": {"apiserver_endpoint": "api.lab.example:8443"},
             "pki": {"apiserver_extra_sans": ["api.lab.example"]},
         },
     )
-    assert kubesalt_pillar.validate(vip) == []
+    assert kubesalt_core.pillar.validate(vip) == []
     server = _kubeconfig(vip, "worker-1", "kube-proxy")["clusters"][0]["cluster"]["server"]
     assert server == "https://api.lab.example:8443"
 
 
 def test_an_endpoint_the_apiserver_cert_does_not_carry_is_refused(config):
-    bad = kubesalt_pillar.merge(config, {"cluster": {"apiserver_endpoint": "198.18.0.99"}})
-    (problem,) = kubesalt_pillar.validate(bad)
+    bad = kubesalt_core.pillar.merge(config, {"cluster": {"apiserver_endpoint": "198.18.0.99"}})
+    (problem,) = kubesalt_core.pillar.validate(bad)
     assert problem.key == "kubesalt:cluster:apiserver_endpoint"
     assert "kubesalt:pki:apiserver_extra_sans" in problem.message
 
@@ -248,22 +249,22 @@ def test_an_endpoint_the_apiserver_cert_does_not_carry_is_refused(config):
 
 @pytest.fixture(scope="module")
 def ca():
-    key = kubesalt_pki.new_private_key()
-    return kubesalt_pki.build_ca("kubernetes-ca", key, 3650, NOW), key
+    key = kubesalt_core.pki.new_private_key()
+    return kubesalt_core.pki.build_ca("kubernetes-ca", key, 3650, NOW), key
 
 
 def _issued(config, ca, node_id, name, key, days=365, now=NOW):
     identity = _by_name(config, node_id)[name]
-    return identity, kubesalt_pki.build_certificate(
+    return identity, kubesalt_core.pki.build_certificate(
         identity, key.public_key(), ca[0], ca[1], days, now
     )
 
 
 def test_plan_for_missing_key_or_cert(config, ca):
     identity = _by_name(config, "worker-1")["kube-proxy"]
-    plan = kubesalt_pki.certificate_plan
+    plan = kubesalt_core.pki.certificate_plan
     assert plan(identity, None, None, ca[0], "ecdsa-p256", NOW, 30) == ("missing", True)
-    key = kubesalt_pki.new_private_key()
+    key = kubesalt_core.pki.new_private_key()
     _, cert = _issued(config, ca, "worker-1", "kube-proxy", key)
     assert plan(identity, None, cert, ca[0], "ecdsa-p256", NOW, 30) == ("its key is missing", True)
     assert plan(identity, key, None, ca[0], "ecdsa-p256", NOW, 30) == ("missing", False)
@@ -271,23 +272,25 @@ def test_plan_for_missing_key_or_cert(config, ca):
 
 
 def test_plan_replaces_a_key_of_another_type(config, ca):
-    key = kubesalt_pki.new_private_key("ecdsa-p256")
+    key = kubesalt_core.pki.new_private_key("ecdsa-p256")
     identity, cert = _issued(config, ca, "worker-1", "kube-proxy", key)
-    reason, new_key = kubesalt_pki.certificate_plan(identity, key, cert, ca[0], "rsa-2048", NOW, 30)
+    reason, new_key = kubesalt_core.pki.certificate_plan(
+        identity, key, cert, ca[0], "rsa-2048", NOW, 30
+    )
     assert (reason, new_key) == ("key type is ecdsa-p256, pillar asks for rsa-2048", True)
 
 
 def test_plan_before_the_ca_exists(config):
     identity = _by_name(config, "worker-1")["kube-proxy"]
-    key = kubesalt_pki.new_private_key()
-    plan = kubesalt_pki.certificate_plan(identity, key, None, None, "ecdsa-p256", NOW, 30)
+    key = kubesalt_core.pki.new_private_key()
+    plan = kubesalt_core.pki.certificate_plan(identity, key, None, None, "ecdsa-p256", NOW, 30)
     assert plan == ("missing", False)
 
 
 def test_renewal_keeps_the_key(config, ca):
-    key = kubesalt_pki.new_private_key()
+    key = kubesalt_core.pki.new_private_key()
     identity, cert = _issued(config, ca, "worker-1", "kubelet-server", key, days=20)
-    reason, new_key = kubesalt_pki.certificate_plan(
+    reason, new_key = kubesalt_core.pki.certificate_plan(
         identity, key, cert, ca[0], "ecdsa-p256", NOW, 30
     )
     assert reason == "expires in 20 days (renew within 30)"
@@ -298,24 +301,24 @@ def test_renewal_keeps_the_key(config, ca):
 
 
 def _csr(name="anything"):
-    key = kubesalt_pki.new_private_key()
-    return key, kubesalt_pki.build_csr(key, name)
+    key = kubesalt_core.pki.new_private_key()
+    return key, kubesalt_core.pki.build_csr(key, name)
 
 
 def _cas(ca):
-    return dict.fromkeys(kubesalt_pki.CAS, ca)
+    return dict.fromkeys(kubesalt_core.pki.CAS, ca)
 
 
 def test_signing_takes_identity_from_the_requester_not_the_csr(config, ca):
     key, csr = _csr("system:node:master-1")
-    issued = kubesalt_pki.sign_requests(
+    issued = kubesalt_core.pki.sign_requests(
         config, "worker-2", {"kubelet-client": csr}, _cas(ca), 365, NOW
     )
-    described = kubesalt_pki.describe(issued["kubelet-client"])
+    described = kubesalt_core.pki.describe(issued["kubelet-client"])
     assert described["common_name"] == "system:node:worker-2"
     assert described["organizations"] == ("system:nodes",)
-    assert kubesalt_pki.public_pem(issued["kubelet-client"].public_key()) == (
-        kubesalt_pki.public_pem(key)
+    assert kubesalt_core.pki.public_pem(issued["kubelet-client"].public_key()) == (
+        kubesalt_core.pki.public_pem(key)
     )
 
 
@@ -329,5 +332,5 @@ def test_signing_takes_identity_from_the_requester_not_the_csr(config, ca):
 )
 def test_signing_refuses_what_the_requester_does_not_hold(config, ca, requester, name, message):
     _, csr = _csr()
-    with pytest.raises(kubesalt_pki.SigningRefused, match=re.escape(message)):
-        kubesalt_pki.sign_requests(config, requester, {name: csr}, _cas(ca), 365, NOW)
+    with pytest.raises(kubesalt_core.pki.SigningRefused, match=re.escape(message)):
+        kubesalt_core.pki.sign_requests(config, requester, {name: csr}, _cas(ca), 365, NOW)

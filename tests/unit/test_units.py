@@ -5,24 +5,22 @@ import copy
 
 import pytest
 
-from kubesalt_ext.utils import (
-    kubesalt_artifacts,
-    kubesalt_pillar,
-    kubesalt_pki,
-    kubesalt_units,
-)
-from tests.support.bad_pillars import lab_config
+import kubesalt_core.artifact
+import kubesalt_core.pillar
+import kubesalt_core.pki
+import kubesalt_core.unit
+from kubesalt_lab.pillar import lab_config
 
 
 @pytest.fixture(scope="module")
 def config():
     config = lab_config()
-    config["paths"] = kubesalt_pillar.resolve_paths(config["paths"])
+    config["paths"] = kubesalt_core.pillar.resolve_paths(config["paths"])
     return config
 
 
 def _ctx(config, node_id):
-    return kubesalt_units.Context(config, node_id, kubesalt_pki.Layout.of(config))
+    return kubesalt_core.unit.Context(config, node_id, kubesalt_core.pki.Layout.of(config))
 
 
 def _flags(rendered):
@@ -30,44 +28,44 @@ def _flags(rendered):
 
 
 def test_one_record_per_component_gives_the_managed_units_and_their_states():
-    assert kubesalt_units.managed_units(["master"]) == {
+    assert kubesalt_core.unit.managed_units(["master"]) == {
         "etcd.service": "etcd",
         "kube-apiserver.service": "kubernetes",
         "kube-scheduler.service": "kubernetes",
         "kube-controller-manager.service": "kubernetes",
         "calico-typha.service": "calico_typha",
     }
-    assert set(kubesalt_units.managed_units(["router"])) == {"bird.service"}
-    assert kubesalt_units.state_of("etcd.service") == "kubesalt.etcd"
-    assert kubesalt_units.state_of("kube-apiserver.service") == "kubesalt.units"
+    assert set(kubesalt_core.unit.managed_units(["router"])) == {"bird.service"}
+    assert kubesalt_core.unit.state_of("etcd.service") == "kubesalt.etcd"
+    assert kubesalt_core.unit.state_of("kube-apiserver.service") == "kubesalt.units"
     with pytest.raises(KeyError, match=r"'sshd\.service' is not a kubesalt unit"):
-        kubesalt_units.state_of("sshd.service")
+        kubesalt_core.unit.state_of("sshd.service")
 
 
 def test_every_component_runs_a_binary_of_its_artifact():
-    for component in kubesalt_units.COMPONENTS:
-        binary = kubesalt_artifacts.binary(component.binary)
+    for component in kubesalt_core.unit.COMPONENTS:
+        binary = kubesalt_core.artifact.binary(component.binary)
         assert binary.artifact == component.artifact, component.name
         assert component.role in binary.roles, component.name
 
 
 def test_health_probes_ask_each_component_itself(config):
-    apiserver = kubesalt_units.probe(config, "master-2", "kube-apiserver")
+    apiserver = kubesalt_core.unit.probe(config, "master-2", "kube-apiserver")
     assert apiserver.url == "https://198.18.0.12:6443/readyz"
     assert apiserver.ca == "/etc/kubernetes/pki/kubernetes-ca.crt"
     assert apiserver.cert == "/etc/kubernetes/pki/admin.crt"
-    typha = kubesalt_units.probe(config, "master-2", "calico-typha")
+    typha = kubesalt_core.unit.probe(config, "master-2", "calico-typha")
     assert typha.url == "http://127.0.0.1:9098/readiness"
-    env = kubesalt_units.typha_environment(_ctx(config, "master-2"))
+    env = kubesalt_core.unit.typha_environment(_ctx(config, "master-2"))
     assert (env["TYPHA_HEALTHHOST"], env["TYPHA_HEALTHPORT"]) == ("127.0.0.1", "9098")
-    assert kubesalt_units.probe(config, "master-2", "etcd").url == (
+    assert kubesalt_core.unit.probe(config, "master-2", "etcd").url == (
         "https://198.18.0.12:2379/health"
     )
-    assert kubesalt_units.probe(config, "router-1", "bird") is None
+    assert kubesalt_core.unit.probe(config, "router-1", "bird") is None
 
 
 def test_apiserver_command_line(config):
-    flags = _flags(kubesalt_units.render(config, "master-2", "kube-apiserver"))
+    flags = _flags(kubesalt_core.unit.render(config, "master-2", "kube-apiserver"))
     pki = "/etc/kubernetes/pki"
     assert flags["etcd-servers"] == (
         "https://198.18.0.11:2379,https://198.18.0.12:2379,https://198.18.0.13:2379"
@@ -87,16 +85,18 @@ def test_apiserver_command_line(config):
 
 
 def test_every_certificate_a_unit_names_is_in_the_catalogue_for_its_role():
-    for unit in kubesalt_units.COMPONENTS:
-        held = {s.name for s in kubesalt_pki.CATALOGUE if unit.role in s.roles}
+    for unit in kubesalt_core.unit.COMPONENTS:
+        held = {s.name for s in kubesalt_core.pki.CATALOGUE if unit.role in s.roles}
         assert set(unit.certs) <= held, unit.name
         if unit.kubeconfig:
-            assert unit.kubeconfig in {k.name for k in kubesalt_pki.node_kubeconfigs([unit.role])}
+            assert unit.kubeconfig in {
+                k.name for k in kubesalt_core.pki.node_kubeconfigs([unit.role])
+            }
 
 
 def test_the_cluster_signing_pair_stays_on_the_ca_host(config):
-    on_ca_host = _flags(kubesalt_units.render(config, "master-1", "kube-controller-manager"))
-    elsewhere = _flags(kubesalt_units.render(config, "master-2", "kube-controller-manager"))
+    on_ca_host = _flags(kubesalt_core.unit.render(config, "master-1", "kube-controller-manager"))
+    elsewhere = _flags(kubesalt_core.unit.render(config, "master-2", "kube-controller-manager"))
     assert on_ca_host["cluster-signing-key-file"] == "/etc/kubesalt/ca/kubernetes-ca.key"
     assert "cluster-signing-key-file" not in elsewhere
     assert elsewhere["controllers"] == "*,-csrsigning"
@@ -107,7 +107,7 @@ def test_the_cluster_signing_pair_stays_on_the_ca_host(config):
 
 
 def test_kubelet_configuration_owns_nothing_kubesalt_owns(config):
-    document = kubesalt_units.kubelet_configuration(_ctx(config, "worker-1"))
+    document = kubesalt_core.unit.kubelet_configuration(_ctx(config, "worker-1"))
     assert document["cgroupDriver"] == "systemd"
     assert document["tlsCertFile"] == "/etc/kubernetes/pki/kubelet-server.crt"
     # kubesalt issues and renews the kubelet's certificates: the kubelet does not rotate them.
@@ -122,31 +122,31 @@ def test_kubelet_configuration_owns_nothing_kubesalt_owns(config):
 def test_kube_proxy_follows_its_mode_and_the_pod_range(config):
     ipvs = copy.deepcopy(config)
     ipvs["kube_proxy"] = {"mode": "ipvs", "conntrack_max_per_core": 32768}
-    document = kubesalt_units.kube_proxy_configuration(_ctx(ipvs, "worker-2"))
+    document = kubesalt_core.unit.kube_proxy_configuration(_ctx(ipvs, "worker-2"))
     assert (document["mode"], document["ipvs"]["strictARP"]) == ("ipvs", True)
     assert document["clusterCIDR"] == "198.19.0.0/16"
     assert document["hostnameOverride"] == "worker-2"
     assert document["conntrack"] == {"maxPerCore": 32768}
-    files = kubesalt_units.kernel_files(_ctx(ipvs, "worker-2"))
+    files = kubesalt_core.unit.kernel_files(_ctx(ipvs, "worker-2"))
     sysctls, modules = (files[p][0] for p in sorted(files, key=lambda p: "modules" in p))
     assert {"ip_vs", "ip_vs_rr", "nf_conntrack"} <= set(modules.split())
     assert "net.ipv4.ip_forward = 1" in sysctls
     # The lab's kernel has no IPVS: nftables, no modules to load, the conntrack table
     # left as the machine has it.
-    lab = kubesalt_units.kube_proxy_configuration(_ctx(config, "worker-2"))
+    lab = kubesalt_core.unit.kube_proxy_configuration(_ctx(config, "worker-2"))
     assert (lab["mode"], "ipvs" in lab, lab["conntrack"]) == ("nftables", False, {"maxPerCore": 0})
-    assert list(kubesalt_units.kernel_files(_ctx(config, "worker-2"))) == [
+    assert list(kubesalt_core.unit.kernel_files(_ctx(config, "worker-2"))) == [
         "/etc/sysctl.d/90-kubesalt.conf"
     ]
-    felix = kubesalt_units.calico_node_environment(_ctx(config, "worker-2"))
+    felix = kubesalt_core.unit.calico_node_environment(_ctx(config, "worker-2"))
     assert felix["FELIX_NFTABLESMODE"] == "Enabled"  # felix's rules beside kube-proxy's
 
 
 def test_containerd_config_schema_follows_its_major_version(config):
-    new = kubesalt_units.containerd_config(_ctx(config, "worker-1"))
+    new = kubesalt_core.unit.containerd_config(_ctx(config, "worker-1"))
     older = copy.deepcopy(config)
     older["versions"]["containerd"] = "1.6.20"  # Debian bookworm's package
-    old = kubesalt_units.containerd_config(_ctx(older, "worker-1"))
+    old = kubesalt_core.unit.containerd_config(_ctx(older, "worker-1"))
     assert "version = 2" in old and '"io.containerd.grpc.v1.cri"' in old
     assert "version = 3" in new and '"io.containerd.cri.v1.runtime"' in new
     for text in (old, new):
@@ -160,12 +160,12 @@ def _tls_rule(env, prefix, files, names):
 
 
 def test_felix_and_typha_trust_each_other_over_mutual_tls(config):
-    felix = kubesalt_units.calico_node_environment(_ctx(config, "worker-1"))
-    typha = kubesalt_units.typha_environment(_ctx(config, "master-1"))
+    felix = kubesalt_core.unit.calico_node_environment(_ctx(config, "worker-1"))
+    typha = kubesalt_core.unit.typha_environment(_ctx(config, "master-1"))
     assert _tls_rule(felix, "FELIX_TYPHA", ("CAFILE", "CERTFILE", "KEYFILE"), ("CN", "URISAN"))
     assert _tls_rule(typha, "TYPHA_", ("CAFILE", "SERVERCERTFILE", "SERVERKEYFILE"), ("CLIENTCN",))
     # Each side expects the CN the other's certificate really has.
-    cns = {s.name: s.common_name for s in kubesalt_pki.CATALOGUE}
+    cns = {s.name: s.common_name for s in kubesalt_core.pki.CATALOGUE}
     assert felix["FELIX_TYPHACN"] == cns["calico-typha"]
     assert typha["TYPHA_CLIENTCN"] == cns["calico-felix"]
     assert felix["FELIX_TYPHACERTFILE"].endswith("/calico-felix.crt")
@@ -177,7 +177,7 @@ def test_felix_and_typha_trust_each_other_over_mutual_tls(config):
 
 def test_unit_files_log_to_journald_and_restart_with_a_limit(config):
     for node_id in ("master-1", "worker-1"):
-        for rendered in kubesalt_units.node_units(config, node_id):
+        for rendered in kubesalt_core.unit.node_units(config, node_id):
             text = rendered.unit_text
             for line in (
                 "Restart=on-failure",
@@ -197,7 +197,7 @@ def test_executables_follow_the_artifact_source(config):
     config["artifacts"]["containerd"] = {"source": "package", "package": "containerd"}
     config["artifacts"]["kubernetes"] = {"source": "unavailable"}
     config["artifacts"]["calico_node"] = {"source": "path", "path": "/opt/calico/calico-node"}
-    worker = {r.unit.name: r.executable for r in kubesalt_units.node_units(config, "worker-1")}
+    worker = {r.unit.name: r.executable for r in kubesalt_core.unit.node_units(config, "worker-1")}
     assert worker["containerd"] == "/usr/bin/containerd"  # Debian's package
     assert worker["calico-bird"] == "/usr/sbin/bird"  # the lab pillar's bird2 package
     assert worker["kubelet"] == "/usr/local/bin/kubelet"  # unavailable: where it would go
@@ -206,8 +206,8 @@ def test_executables_follow_the_artifact_source(config):
 
 
 def test_a_percent_sign_cannot_become_a_systemd_specifier():
-    unit = kubesalt_units.spec("kube-scheduler")
-    text = kubesalt_units.unit_text(unit, "/bin/x", ["--name=50%"])
+    unit = kubesalt_core.unit.spec("kube-scheduler")
+    text = kubesalt_core.unit.unit_text(unit, "/bin/x", ["--name=50%"])
     assert "--name=50%%" in text
 
 
@@ -217,7 +217,7 @@ def test_the_readme_lists_every_unit_with_its_config_files(config):
     readme = (REPO / "README.md").read_text()
     section = readme.split("## Units", 1)[1].split("\n## ", 1)[0]
     for node_id in ("master-2", "worker-1", "router-1"):
-        for rendered in kubesalt_units.node_units(config, node_id):
+        for rendered in kubesalt_core.unit.node_units(config, node_id):
             assert f"| `{rendered.unit.name}` |" in section, rendered.unit.name
             for path in rendered.files:
                 assert path in section, (rendered.unit.name, path)
@@ -227,7 +227,7 @@ def test_the_readme_lists_every_unit_with_its_config_files(config):
 
 
 def test_a_unit_holds_stale_credentials_only_when_they_were_written_after_it_started(config):
-    rendered = kubesalt_units.render(config, "master-1", "calico-typha")
+    rendered = kubesalt_core.unit.render(config, "master-1", "calico-typha")
     pki = config["paths"]["pki_dir"]
     assert rendered.credentials == (
         f"{pki}/calico-typha.crt",
@@ -235,10 +235,10 @@ def test_a_unit_holds_stale_credentials_only_when_they_were_written_after_it_sta
         "/etc/kubernetes/calico-typha.conf",
     )
     written = {path: 1000.0 for path in rendered.credentials}
-    assert kubesalt_units.stale_credentials(1000.5, written) == []
+    assert kubesalt_core.unit.stale_credentials(1000.5, written) == []
     renewed = {**written, f"{pki}/calico-typha.crt": 2000.0}
-    assert kubesalt_units.stale_credentials(1000.5, renewed) == [f"{pki}/calico-typha.crt"]
+    assert kubesalt_core.unit.stale_credentials(1000.5, renewed) == [f"{pki}/calico-typha.crt"]
     # Not running: it reads whatever is there when it starts.
-    assert kubesalt_units.stale_credentials(None, renewed) == []
+    assert kubesalt_core.unit.stale_credentials(None, renewed) == []
     # etcd reloads its certificates on each handshake; BIRD has none.
-    assert kubesalt_units.render(config, "router-1", "bird").credentials == ()
+    assert kubesalt_core.unit.render(config, "router-1", "bird").credentials == ()

@@ -4,7 +4,7 @@
 {%- set tplroot = tpldir.split("/")[0] %}
 {%- from tplroot ~ "/map.jinja" import kubesalt with context %}
 {%- set etcd = salt["k8s_etcd.settings"]() %}
-{#- The unit and its environment file from etcd's component record (kubesalt_units). #}
+{#- The unit and its environment file from etcd's component record (kubesalt_core.unit). #}
 {%- set unit = salt["k8s_unit.render"]("etcd") %}
 {%- set env = unit.files[etcd.env_file] %}
 {%- set artifact = kubesalt.artifacts.get("etcd") %}

@@ -5,7 +5,7 @@
     unavailable` is written and left stopped; a unit the site turned off is stopped and
     removed. A config file its component can check (HAProxy's) replaces the running one only
     once the component's own check accepts it. What is written is rendered by k8s_unit from
-    _utils/kubesalt_units.py. #}
+    _utils/kubesalt_core/unit.py. #}
 {%- set tplroot = tpldir.split("/")[0] %}
 {%- set units = salt["k8s_unit.rendered"]() %}
 {%- set files = {} %}

@@ -18,7 +18,7 @@ import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from kubesalt_ext.utils.kubesalt_etcd import b64, unb64
+from kubesalt_core.etcd import b64, unb64
 
 ETCD_BINARY = shutil.which("etcd") or "/usr/bin/etcd"
 

@@ -13,18 +13,10 @@ import ipaddress
 import re
 from dataclasses import dataclass
 
-try:  # synced from file_roots: the synced _utils directory is on sys.path
-    import kubesalt_apiserver_proxy
-    import kubesalt_artifacts
-    import kubesalt_calico
-    import kubesalt_ports
-except ImportError:  # installed with pip
-    from kubesalt_ext.utils import (
-        kubesalt_apiserver_proxy,
-        kubesalt_artifacts,
-        kubesalt_calico,
-        kubesalt_ports,
-    )
+import kubesalt_core.apiserver_proxy
+import kubesalt_core.artifact
+import kubesalt_core.calico
+import kubesalt_core.ports
 
 PILLAR_KEY = "kubesalt"
 ROLES = ("master", "worker", "router")
@@ -48,7 +40,7 @@ COMPONENTS = (
 # the component's units and configs but never enables or starts them.
 ARTIFACT_SOURCES = ("url", "package", "path", "unavailable")
 # What pillar `artifacts` may name: the catalogue's artifacts.
-ARTIFACT_NAMES = kubesalt_artifacts.ARTIFACTS
+ARTIFACT_NAMES = kubesalt_core.artifact.ARTIFACTS
 KEY_TYPES = ("ecdsa-p256", "rsa-2048", "rsa-4096")
 # ipvs is the architecture's choice; nftables and iptables for kernels without IPVS.
 KUBE_PROXY_MODES = ("ipvs", "nftables", "iptables")
@@ -79,7 +71,7 @@ PATH_KEYS = (
     "heal_dir",
 )
 # kube-apiserver's secure port, unless cluster:apiserver_endpoint names another.
-APISERVER_PORT = kubesalt_ports.APISERVER_PORT
+APISERVER_PORT = kubesalt_core.ports.APISERVER_PORT
 # Kubernetes refuses a larger IPv4 service range (kube-apiserver: "mask must be >= 12").
 MAX_SERVICE_PREFIX_V4 = 12
 # 0, 23456 (AS_TRANS), 65535 and 4294967295 are reserved (RFC 7607, 6793, 7300).
@@ -745,11 +737,11 @@ def validate(config):
 
 
 def _layout_problems(config):
-    """The BGP layout checks of kubesalt_calico and the apiserver proxy's, on a config whose
+    """The BGP layout checks of kubesalt_core.calico and the apiserver proxy's, on a config whose
     fields are all valid."""
-    return kubesalt_calico.problems(config, PILLAR_KEY) + kubesalt_apiserver_proxy.problems(
-        config, masters(config), PILLAR_KEY
-    )
+    return kubesalt_core.calico.problems(
+        config, PILLAR_KEY
+    ) + kubesalt_core.apiserver_proxy.problems(config, masters(config), PILLAR_KEY)
 
 
 def _check_endpoint_in_sans(cluster, pki, nodes):

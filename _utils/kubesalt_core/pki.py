@@ -19,11 +19,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-try:  # synced from file_roots: the synced _utils directory is on sys.path
-    import kubesalt_apiserver_proxy
-    import kubesalt_pillar
-except ImportError:  # installed with pip
-    from kubesalt_ext.utils import kubesalt_apiserver_proxy, kubesalt_pillar
+import kubesalt_core.apiserver_proxy
+import kubesalt_core.pillar
 
 SERVER = "server_auth"
 CLIENT = "client_auth"
@@ -192,10 +189,10 @@ def _sans_node(config, node_id):
 def _sans_apiserver(config, node_id):
     domain = config["cluster"]["domain"]
     service_ip = str(ipaddress.ip_network(config["network"]["service_cidr"])[1])
-    masters = kubesalt_pillar.masters(config)
+    masters = kubesalt_core.pillar.masters(config)
     extra = (config.get("pki") or {}).get("apiserver_extra_sans") or []
-    extra_ips = [s for s in extra if kubesalt_pillar.is_ip(s)]
-    extra_names = [s for s in extra if not kubesalt_pillar.is_ip(s)]
+    extra_ips = [s for s in extra if kubesalt_core.pillar.is_ip(s)]
+    extra_names = [s for s in extra if not kubesalt_core.pillar.is_ip(s)]
     dns = [
         "kubernetes",
         "kubernetes.default",
@@ -239,7 +236,7 @@ def ca_host(config):
     chosen = (config.get("pki") or {}).get("ca_host")
     if chosen:
         return chosen
-    masters = kubesalt_pillar.masters(config)
+    masters = kubesalt_core.pillar.masters(config)
     return masters[0][0] if masters else None
 
 
@@ -315,16 +312,16 @@ def apiserver_url(config, node_id, scope):
     ``cluster:apiserver_endpoint`` when set, the node-local apiserver proxy where it runs,
     and with the proxy turned off the first master.
     """
-    port = kubesalt_pillar.APISERVER_PORT
+    port = kubesalt_core.pillar.APISERVER_PORT
     roles = config["nodes"][node_id]["roles"]
     if scope == "local" or "master" in roles:
         host = config["nodes"][node_id]["ip"]
     elif config["cluster"].get("apiserver_endpoint"):
-        host, port = kubesalt_pillar.split_endpoint(config["cluster"]["apiserver_endpoint"])
-    elif kubesalt_apiserver_proxy.runs_on(config, roles):
-        return kubesalt_apiserver_proxy.url(config)
+        host, port = kubesalt_core.pillar.split_endpoint(config["cluster"]["apiserver_endpoint"])
+    elif kubesalt_core.apiserver_proxy.runs_on(config, roles):
+        return kubesalt_core.apiserver_proxy.url(config)
     else:
-        host = kubesalt_pillar.masters(config)[0][1]
+        host = kubesalt_core.pillar.masters(config)[0][1]
     if ":" in host:
         host = f"[{host}]"
     return f"https://{host}:{port}"

@@ -14,26 +14,22 @@
 - the ``calico-typha`` Service in ``kube-system`` with an EndpointSlice of every master's
   Typha: felix finds Typha through it (``FELIX_TYPHAK8SSERVICENAME``).
 
-- the add-ons (``kubesalt_addons``): CoreDNS and calico-kube-controllers.
-- the ingress controller (``kubesalt_ingress``): namespace, RBAC, IngressClass, DaemonSet
+- the add-ons (``kubesalt_core.addons``): CoreDNS and calico-kube-controllers.
+- the ingress controller (``kubesalt_core.ingress``): namespace, RBAC, IngressClass, DaemonSet
   and NodePort Service.
 
 Calico's own CRDs are not here: they are a pinned artifact (``artifacts:calico_crds``).
 """
 
-try:  # synced from file_roots: the synced _utils directory is on sys.path
-    import kubesalt_addons
-    import kubesalt_ingress
-    import kubesalt_pillar
-    from kubesalt_units import TYPHA_PORT
-except ImportError:  # installed with pip
-    from kubesalt_ext.utils import kubesalt_addons, kubesalt_ingress, kubesalt_pillar
-    from kubesalt_ext.utils.kubesalt_units import TYPHA_PORT
+import kubesalt_core.addons
+import kubesalt_core.ingress
+import kubesalt_core.pillar
+from kubesalt_core.unit import TYPHA_PORT
 
 FIELD_MANAGER = "kubesalt"
-_LABELS = kubesalt_addons.LABELS
-_READ = kubesalt_addons.READ
-_rule = kubesalt_addons.rule
+_LABELS = kubesalt_core.addons.LABELS
+_READ = kubesalt_core.addons.READ
+_rule = kubesalt_core.addons.rule
 
 
 def _binding(name, role, user):
@@ -124,7 +120,7 @@ _CALICO_NODE_RULES = [
 def typha_service(config):
     """The selector-less Service and the EndpointSlice of every master's Typha (felix finds
     Typha through the slices of the Service it names)."""
-    masters = kubesalt_pillar.masters(config)
+    masters = kubesalt_core.pillar.masters(config)
     port = {"name": "calico-typha", "port": TYPHA_PORT, "protocol": "TCP"}
     service = {
         "apiVersion": "v1",
@@ -171,8 +167,8 @@ def cluster_objects(config):
         _role("kubesalt:calico-cni", _CALICO_CNI_RULES),
         _binding("kubesalt:calico-cni", "kubesalt:calico-cni", "calico-cni"),
         *typha_service(config),
-        *kubesalt_addons.objects(config),
-        *kubesalt_ingress.objects(config),
+        *kubesalt_core.addons.objects(config),
+        *kubesalt_core.ingress.objects(config),
     ]
 
 
@@ -185,5 +181,5 @@ def describe(obj):
 
 def applying_master(config):
     """The one master that applies cluster objects: the first by minion id."""
-    masters = kubesalt_pillar.masters(config)
+    masters = kubesalt_core.pillar.masters(config)
     return masters[0][0] if masters else None

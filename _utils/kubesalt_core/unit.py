@@ -21,34 +21,21 @@ from dataclasses import dataclass
 
 import yaml
 
-try:  # synced from file_roots: the synced _utils directory is on sys.path
-    import kubesalt_apiserver_proxy
-    import kubesalt_artifacts
-    import kubesalt_calico
-    import kubesalt_confd
-    import kubesalt_etcd
-    import kubesalt_images
-    import kubesalt_pillar
-    import kubesalt_pki
-    import kubesalt_ports
-except ImportError:  # installed with pip
-    from kubesalt_ext.utils import (
-        kubesalt_apiserver_proxy,
-        kubesalt_artifacts,
-        kubesalt_calico,
-        kubesalt_confd,
-        kubesalt_etcd,
-        kubesalt_images,
-        kubesalt_pillar,
-        kubesalt_pki,
-        kubesalt_ports,
-    )
+import kubesalt_core.apiserver_proxy
+import kubesalt_core.artifact
+import kubesalt_core.calico
+import kubesalt_core.confd
+import kubesalt_core.etcd
+import kubesalt_core.images
+import kubesalt_core.pillar
+import kubesalt_core.pki
+import kubesalt_core.ports
 
-TYPHA_PORT = kubesalt_ports.TYPHA_PORT
-TYPHA_HEALTH_PORT = kubesalt_ports.TYPHA_HEALTH_PORT
-FELIX_HEALTH_PORT = kubesalt_ports.FELIX_HEALTH_PORT
-KUBELET_HEALTHZ_PORT = kubesalt_ports.KUBELET_HEALTHZ_PORT
-KUBE_PROXY_HEALTHZ_PORT = kubesalt_ports.KUBE_PROXY_HEALTHZ_PORT
+TYPHA_PORT = kubesalt_core.ports.TYPHA_PORT
+TYPHA_HEALTH_PORT = kubesalt_core.ports.TYPHA_HEALTH_PORT
+FELIX_HEALTH_PORT = kubesalt_core.ports.FELIX_HEALTH_PORT
+KUBELET_HEALTHZ_PORT = kubesalt_core.ports.KUBELET_HEALTHZ_PORT
+KUBE_PROXY_HEALTHZ_PORT = kubesalt_core.ports.KUBE_PROXY_HEALTHZ_PORT
 CONTAINERD_SOCKET = "/run/containerd/containerd.sock"
 # calico-node's confd writes BIRD's config here and reaches BIRD through this socket.
 CALICO_RUN_DIR = "/var/run/calico"
@@ -106,7 +93,7 @@ class Rendered:
 class Context:
     config: dict
     node_id: str
-    layout: kubesalt_pki.Layout
+    layout: kubesalt_core.pki.Layout
 
     @property
     def paths(self):
@@ -139,11 +126,11 @@ def _env_file(values):
 
 
 def _etcd_servers(config):
-    return ",".join(f"https://{ip}:2379" for _, ip in kubesalt_pillar.masters(config))
+    return ",".join(f"https://{ip}:2379" for _, ip in kubesalt_core.pillar.masters(config))
 
 
 def is_ca_host(config, node_id):
-    return kubesalt_pki.ca_host(config) == node_id
+    return kubesalt_core.pki.ca_host(config) == node_id
 
 
 # --- builders: (ctx) -> (argv after the binary, {path: (text, mode)}) ------------------------
@@ -177,7 +164,7 @@ def _apiserver(ctx):
     flags = [
         ("advertise-address", ctx.ip),
         ("bind-address", ctx.ip),
-        ("secure-port", kubesalt_pillar.APISERVER_PORT),
+        ("secure-port", kubesalt_core.pillar.APISERVER_PORT),
         ("etcd-servers", _etcd_servers(ctx.config)),
         ("etcd-cafile", pki.trusted_ca("etcd-ca")),
         ("etcd-certfile", pki.cert("apiserver-etcd-client")),
@@ -302,7 +289,7 @@ def containerd_config(ctx):
     :func:`registry_hosts`)."""
     version = str(ctx.config["versions"]["containerd"])
     cni_bin, cni_conf = ctx.paths["cni_bin_dir"], ctx.paths["cni_conf_dir"]
-    sandbox = kubesalt_images.sandbox(ctx.config)
+    sandbox = kubesalt_core.images.sandbox(ctx.config)
     restrict = "true" if ctx.config["containerd"]["restrict_oom_score_adj"] else "false"
     if int(version.split(".")[0]) >= 2:
         cri_runtime = '"io.containerd.cri.v1.runtime"'
@@ -595,9 +582,9 @@ def confd_dir(ctx):
 
 
 def _confd(ctx):
-    bird = kubesalt_artifacts.executable(ctx.config, "bird", "bird")
-    birdc = kubesalt_artifacts.executable(ctx.config, "bird", "birdc")
-    templates = kubesalt_confd.files(confd_dir(ctx), bird, birdc, f"{CALICO_RUN_DIR}/bird.ctl")
+    bird = kubesalt_core.artifact.executable(ctx.config, "bird", "bird")
+    birdc = kubesalt_core.artifact.executable(ctx.config, "bird", "birdc")
+    templates = kubesalt_core.confd.files(confd_dir(ctx), bird, birdc, f"{CALICO_RUN_DIR}/bird.ctl")
     argv = ["-confd", f"-confd-confdir={confd_dir(ctx)}"]
     return argv, {**_calico_env(ctx), **templates}
 
@@ -627,13 +614,13 @@ def router_bird_config_path(ctx):
 def _router_bird(ctx):
     path = router_bird_config_path(ctx)
     argv = ["-f", "-s", BIRD_SOCKET, "-c", path]
-    return argv, {path: (kubesalt_calico.bird_config(ctx.config, ctx.node_id), 0o640)}
+    return argv, {path: (kubesalt_core.calico.bird_config(ctx.config, ctx.node_id), 0o640)}
 
 
 def _router_bird_service(ctx, executable):
     """Check the config before every start; a reload is `birdc configure`, which keeps the
     running config when the new one does not parse."""
-    birdc = kubesalt_artifacts.executable(ctx.config, "bird", "birdc")
+    birdc = kubesalt_core.artifact.executable(ctx.config, "bird", "birdc")
     path = router_bird_config_path(ctx)
     return [
         f"ExecStartPre={executable} -p -c {path}",
@@ -647,9 +634,9 @@ def apiserver_proxy_config_path(ctx):
 
 def _apiserver_proxy(ctx):
     path = apiserver_proxy_config_path(ctx)
-    text = kubesalt_apiserver_proxy.config_text(
+    text = kubesalt_core.apiserver_proxy.config_text(
         ctx.config,
-        kubesalt_pillar.masters(ctx.config),
+        kubesalt_core.pillar.masters(ctx.config),
         ctx.layout.trusted_ca("kubernetes-ca"),
         ctx.layout.cert("apiserver-proxy"),
     )
@@ -668,7 +655,7 @@ def _apiserver_proxy_service(ctx, executable):
 
 
 def _etcd_settings(ctx):
-    return kubesalt_etcd.node_settings(ctx.config, ctx.node_id, ctx.layout)
+    return kubesalt_core.etcd.node_settings(ctx.config, ctx.node_id, ctx.layout)
 
 
 def etcd_environment(settings):
@@ -730,7 +717,7 @@ class Probe:
 def _etcd_probe(ctx):
     pki = ctx.layout
     return Probe(
-        f"https://{ctx.ip}:{kubesalt_etcd.CLIENT_PORT}/health",
+        f"https://{ctx.ip}:{kubesalt_core.etcd.CLIENT_PORT}/health",
         pki.trusted_ca("etcd-ca"),
         pki.cert("apiserver-etcd-client"),
         pki.key("apiserver-etcd-client"),
@@ -741,7 +728,7 @@ def _apiserver_probe(ctx):
     pki = ctx.layout
     # /readyz: storage, informers and post-start hooks ready, not merely the process up.
     return Probe(
-        f"https://{ctx.ip}:{kubesalt_pillar.APISERVER_PORT}/readyz",
+        f"https://{ctx.ip}:{kubesalt_core.pillar.APISERVER_PORT}/readyz",
         pki.trusted_ca("kubernetes-ca"),
         pki.cert("admin"),
         pki.key("admin"),
@@ -752,7 +739,7 @@ def _apiserver_proxy_probe(ctx):
     # /readyz of whichever apiserver the proxy picks: the proxy passes TLS through.
     pki = ctx.layout
     return Probe(
-        f"{kubesalt_apiserver_proxy.url(ctx.config)}/readyz",
+        f"{kubesalt_core.apiserver_proxy.url(ctx.config)}/readyz",
         pki.trusted_ca("kubernetes-ca"),
         pki.cert("apiserver-proxy"),
         pki.key("apiserver-proxy"),
@@ -945,7 +932,7 @@ COMPONENTS = (
         service_extra=("KillMode=mixed",),
         reload=True,
         not_with=("master",),
-        wanted=kubesalt_apiserver_proxy.wanted,
+        wanted=kubesalt_core.apiserver_proxy.wanted,
         config_check=("-c", "-f"),
     ),
     # The workers' components after their proxy: the kubelet, kube-proxy and calico-node
@@ -1134,7 +1121,7 @@ def managed_units(roles):
 
 
 def units_of_binary(binary):
-    """The units a changed ``binary`` restarts (catalogue entry of kubesalt_artifacts)."""
+    """The units a changed ``binary`` restarts (catalogue entry of kubesalt_core.artifact)."""
     return tuple(
         c.unit_name for c in COMPONENTS if c.binary == binary.name and c.artifact == binary.artifact
     )
@@ -1153,7 +1140,7 @@ def probe(config, node_id, name):
     component = spec(name)
     if component.health is None:
         return None
-    return component.health(Context(config, node_id, kubesalt_pki.Layout.of(config)))
+    return component.health(Context(config, node_id, kubesalt_core.pki.Layout.of(config)))
 
 
 # --- the unit file ---------------------------------------------------------------------------
@@ -1216,9 +1203,9 @@ def render(config, node_id, name):
         The validated cluster config with root-resolved paths (``kubesalt.config``).
     """
     unit = spec(name)
-    ctx = Context(config, node_id, kubesalt_pki.Layout.of(config))
+    ctx = Context(config, node_id, kubesalt_core.pki.Layout.of(config))
     argv, files = unit.command(ctx)
-    executable = kubesalt_artifacts.executable(config, unit.artifact, unit.binary)
+    executable = kubesalt_core.artifact.executable(config, unit.artifact, unit.binary)
     directories = tuple(config["paths"][key] for key in unit.read_write)
     if unit.directories:
         directories += tuple(unit.directories(ctx))
@@ -1284,6 +1271,6 @@ def idle_binaries(config, roles):
     running = {c.unit_name for c in for_roles(roles) if is_wanted(c, config)}
     return [
         b.name
-        for b in kubesalt_artifacts.for_roles(roles)
+        for b in kubesalt_core.artifact.for_roles(roles)
         if units_of_binary(b) and not set(units_of_binary(b)) & running
     ]

@@ -17,8 +17,25 @@ from pathlib import Path
 
 import yaml
 
-from kubesalt_ext.utils import kubesalt_artifacts, kubesalt_pillar
+import kubesalt_core.artifact
+import kubesalt_core.pillar
 from kubesalt_lab.config import FORMULA_DEFAULTS, LAB_PILLAR, LabError
+
+
+def lab_pillar():
+    """The repo's example cluster (the lab's ``kubesalt`` pillar), as a fresh dict."""
+    return yaml.safe_load(LAB_PILLAR.read_text())["kubesalt"]
+
+
+def formula_defaults():
+    """The formula's ``defaults.yaml``, as a fresh dict."""
+    return yaml.safe_load(FORMULA_DEFAULTS.read_text())
+
+
+def lab_config():
+    """The lab pillar merged over the formula defaults: what ``kubesalt.config`` sees on a
+    lab node (paths not resolved)."""
+    return kubesalt_core.pillar.merge(formula_defaults(), lab_pillar())
 
 
 def set_path(tree, path, value):
@@ -41,7 +58,7 @@ def built_settings(built, base_url):
             "sha256": b.sha256,
         }
         for b in built
-        if b.artifact in kubesalt_artifacts.ARTIFACTS
+        if b.artifact in kubesalt_core.artifact.ARTIFACTS
     }
 
 
@@ -92,7 +109,7 @@ class LabPillar:
     def config(self, built=None, overrides=None):
         """That pillar merged over the formula defaults, as the minions see it."""
         defaults = yaml.safe_load(FORMULA_DEFAULTS.read_text())
-        return kubesalt_pillar.merge(defaults, self.tree(built, overrides))
+        return kubesalt_core.pillar.merge(defaults, self.tree(built, overrides))
 
     def versions(self, overrides=None):
         return dict(self.config(overrides=overrides).get("versions") or {})
@@ -100,7 +117,9 @@ class LabPillar:
     def write(self, built=None, overrides=None):
         """Save the layers given and write the pillar file and the top file. An invalid
         result is refused (naming the keys) before anything is written."""
-        problems = kubesalt_pillar.errors(kubesalt_pillar.validate(self.config(built, overrides)))
+        problems = kubesalt_core.pillar.errors(
+            kubesalt_core.pillar.validate(self.config(built, overrides))
+        )
         if problems:
             raise LabError("the lab's pillar would be invalid: " + "; ".join(map(str, problems)))
         tree = self.tree(built, overrides)

@@ -1,8 +1,8 @@
 """Writers run inside a lab master while a master is removed, replaced or upgraded, stopped
 by a file: every acknowledged write is read back at the end.
 
-- :class:`Writer`: ``lab/etcd_writer.py``, a put every 100 ms to every etcd member.
-- :class:`ApiWriter`: ``lab/api_writer.py``, a ConfigMap every 100 ms through the
+- :class:`Writer`: ``lab/kubesalt_lab/etcd_writer.py``, a put every 100 ms to every etcd member.
+- :class:`ApiWriter`: ``lab/kubesalt_lab/api_writer.py``, a ConfigMap every 100 ms through the
   apiservers in turn.
 - :class:`ProxiedApiWriter`: the same through one worker's node-local apiserver proxy.
 """
@@ -16,7 +16,7 @@ import time
 import yaml
 
 from kubesalt_lab import conformance, containers
-from tests.conftest import REPO
+from kubesalt_lab.config import REPO
 
 PKI = "/etc/kubernetes/pki"
 
@@ -28,7 +28,12 @@ class _InsideWriter:
     def __init__(self, lab, args):
         self.lab = lab
         self.node = next(n for n in lab.nodes if n.id == "master-1")
-        self.argv = ["python3", str(REPO / "lab" / self.script), "--stop-file", self.stop_file]
+        self.argv = [
+            "python3",
+            str(REPO / "lab" / "kubesalt_lab" / self.script),
+            "--stop-file",
+            self.stop_file,
+        ]
         self.argv += args
         self.result = None
 
@@ -122,7 +127,7 @@ class ProxiedApiWriter:
         self.stop_file = workdir / "stop"
         self.argv = [
             "ip", "netns", "exec", node.netns,
-            "python3", str(REPO / "lab" / "api_writer.py"),
+            "python3", str(REPO / "lab" / "kubesalt_lab" / "api_writer.py"),
             "--stop-file", str(self.stop_file),
             "--servers", "https://127.0.0.1:6443",
             "--cert", str(workdir / "admin.crt"),

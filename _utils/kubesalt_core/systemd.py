@@ -1,4 +1,4 @@
-"""systemctl and journalctl as the healing loop needs them (the I/O half of kubesalt_heal).
+"""systemctl and journalctl as the healing loop needs them (the I/O half of kubesalt_core.heal).
 
 Only what Debian's systemd ships: the ``systemctl`` and ``journalctl`` commands, their JSON
 and ``key=value`` output. Every call has a timeout; a failure raises :class:`SystemdError`
@@ -8,10 +8,7 @@ with the command and what it printed.
 import json
 import subprocess
 
-try:  # synced from file_roots: the synced _utils directory is on sys.path
-    import kubesalt_heal as heal
-except ImportError:  # installed with pip
-    from kubesalt_ext.utils import kubesalt_heal as heal
+import kubesalt_core.heal
 
 # Properties of a unit the loop reads: whether it runs, how systemd last ended it, and
 # InvocationID/NRestarts to tell a new run (or a restart systemd made) from the old one.
@@ -80,12 +77,12 @@ def journal_tail_cursor():
 
 
 def failures_after(cursor, max_entries):
-    """PID 1's failure messages (:data:`kubesalt_heal.FAILURE_MESSAGE_IDS`) written after
+    """PID 1's failure messages (:data:`kubesalt_core.heal.FAILURE_MESSAGE_IDS`) written after
     ``cursor``, oldest first, at most ``max_entries`` (the rest waits for the next call,
     which starts after the last one returned). ``_PID=1`` is a field journald sets itself:
     a process that logs a look-alike message does not match."""
     argv = ["journalctl", "--no-pager", "-o", "json", "--after-cursor", cursor, "_PID=1"]
-    argv += [f"MESSAGE_ID={message_id}" for message_id in heal.FAILURE_MESSAGE_IDS]
+    argv += [f"MESSAGE_ID={message_id}" for message_id in kubesalt_core.heal.FAILURE_MESSAGE_IDS]
     entries = []
     try:
         with subprocess.Popen(

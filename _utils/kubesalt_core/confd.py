@@ -18,7 +18,7 @@ nodeSelector), no encapsulation.
 No Salt dunders and no I/O here.
 """
 
-BIRD_TOML = """# Managed by kubesalt: calico-confd's template for BIRD 2 (see kubesalt_confd).
+BIRD_TOML = """# Managed by kubesalt: calico-confd's template for BIRD 2 (see kubesalt_core.confd).
 [template]
 src = "bird.cfg.template"
 dest = "{config_dir}/bird.cfg"

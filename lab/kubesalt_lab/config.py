@@ -7,9 +7,9 @@ from pathlib import Path
 
 import yaml
 
-from kubesalt_ext.utils import kubesalt_pillar
+import kubesalt_core.pillar
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 LAB_PILLAR = REPO / "pillar" / "kubesalt" / "init.sls"
 FORMULA_DEFAULTS = REPO / "states" / "kubesalt" / "defaults.yaml"
 DEFAULT_CACHE = Path("/var/cache/kubesalt-lab")
@@ -92,11 +92,11 @@ class LabError(Exception):
 
 def load(cache_dir=None, run_dir=None, pillar_file=LAB_PILLAR):
     """Build the Lab from the example pillar; refuse addresses outside 198.18.0.0/15."""
-    pillar = kubesalt_pillar.merge(
+    pillar = kubesalt_core.pillar.merge(
         yaml.safe_load(FORMULA_DEFAULTS.read_text()),
         yaml.safe_load(Path(pillar_file).read_text())["kubesalt"],
     )
-    problems = kubesalt_pillar.errors(kubesalt_pillar.validate(pillar))
+    problems = kubesalt_core.pillar.errors(kubesalt_core.pillar.validate(pillar))
     if problems:
         raise LabError("the lab pillar is invalid: " + "; ".join(map(str, problems)))
     node_net = ipaddress.IPv4Network(pillar["network"]["node_cidr"])
@@ -105,7 +105,7 @@ def load(cache_dir=None, run_dir=None, pillar_file=LAB_PILLAR):
     taken = {n["ip"] for n in pillar["nodes"].values()}
     bridge_ip = next(str(ip) for ip in node_net.hosts() if str(ip) not in taken)
     nodes = tuple(
-        Node(id=mid, roles=tuple(kubesalt_pillar.roles_of(pillar, mid)), ip=n["ip"])
+        Node(id=mid, roles=tuple(kubesalt_core.pillar.roles_of(pillar, mid)), ip=n["ip"])
         for mid, n in pillar["nodes"].items()
     )
     return Lab(

@@ -10,15 +10,12 @@ carries. The TLS of the clients passes through untouched (``mode tcp``): the kub
 the others still authenticate to the apiserver with their own certificates.
 
 Decisions and the config text only: no Salt dunders, no I/O. The masters are passed in
-(``kubesalt_pillar.masters``), since the pillar module imports this one for its checks.
+(``kubesalt_core.pillar.masters``), since the pillar module imports this one for its checks.
 """
 
 import ipaddress
 
-try:  # synced from file_roots: the synced _utils directory is on sys.path
-    import kubesalt_ports
-except ImportError:  # installed with pip
-    from kubesalt_ext.utils import kubesalt_ports
+import kubesalt_core.ports
 
 LISTEN_ADDRESS = "127.0.0.1"
 # A master is asked for /readyz every second and taken out after two failed answers (or
@@ -72,17 +69,17 @@ def config_text(config, masters, ca_file, client_cert):
     not drained.
 
     masters
-        ``[(minion id, ip)]`` (``kubesalt_pillar.masters``).
+        ``[(minion id, ip)]`` (``kubesalt_core.pillar.masters``).
     ca_file
         The CA that signs the apiservers' serving certificates (the checks verify it).
     client_cert
         The proxy's own client certificate for the checks; HAProxy finds its key beside it
         (same name, ``.key``: ``ssl-load-extra-del-ext``).
     """
-    apiserver = kubesalt_ports.APISERVER_PORT
+    apiserver = kubesalt_core.ports.APISERVER_PORT
     lines = [
         "# Managed by kubesalt: edits are replaced on the next state run.",
-        "# The node-local apiserver proxy (kubesalt_apiserver_proxy).",
+        "# The node-local apiserver proxy (kubesalt_core.apiserver_proxy).",
         "global",
         # stdout is journald (the unit's StandardOutput); levels as syslog prefixes.
         "    log stdout format short daemon",
@@ -146,12 +143,13 @@ def problems(config, masters, pillar_key):
     if not wanted(config):
         return found
     chosen = settings.get("port")
-    low, high = kubesalt_ports.NODE_PORTS
-    if chosen in kubesalt_ports.ON_WORKERS:
+    low, high = kubesalt_core.ports.NODE_PORTS
+    if chosen in kubesalt_core.ports.ON_WORKERS:
         found.append(
             (
                 f"{pillar_key}:apiserver_proxy:port",
-                f"{chosen} is the port of {kubesalt_ports.ON_WORKERS[chosen]} on every worker; "
+                f"{chosen} is the port of {kubesalt_core.ports.ON_WORKERS[chosen]} on every "
+                "worker; "
                 "expected a port no component of a worker listens on (the default: 6443)",
             )
         )

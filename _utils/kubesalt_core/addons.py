@@ -7,14 +7,11 @@
   affinities) and serves LoadBalancer IPs; its ServiceAccount and RBAC as upstream's
   manifest for the Kubernetes datastore.
 
-Images come from ``kubesalt_images`` (pillar ``images:``, else upstream's at the pinned
+Images come from ``kubesalt_core.images`` (pillar ``images:``, else upstream's at the pinned
 version). No Salt dunders and no I/O here.
 """
 
-try:  # synced from file_roots: the synced _utils directory is on sys.path
-    import kubesalt_images
-except ImportError:  # installed with pip
-    from kubesalt_ext.utils import kubesalt_images
+import kubesalt_core.images
 
 NAMESPACE = "kube-system"
 LABELS = {"app.kubernetes.io/managed-by": "kubesalt"}
@@ -133,7 +130,7 @@ def coredns(config):
     ]
     container = {
         "name": "coredns",
-        "image": kubesalt_images.image(config, "coredns"),
+        "image": kubesalt_core.images.image(config, "coredns"),
         "args": ["-conf", "/etc/coredns/Corefile"],
         "ports": [
             {"name": "dns", "containerPort": 53, "protocol": "UDP"},
@@ -236,7 +233,7 @@ def calico_kube_controllers(config):
     probe = ["/usr/bin/check-status"]
     container = {
         "name": "calico-kube-controllers",
-        "image": kubesalt_images.image(config, "calico_kube_controllers"),
+        "image": kubesalt_core.images.image(config, "calico_kube_controllers"),
         "env": [
             {"name": "ENABLED_CONTROLLERS", "value": "node,loadbalancer"},
             {"name": "DATASTORE_TYPE", "value": "kubernetes"},

@@ -1,6 +1,6 @@
 """What the healing loop keeps on the node, under ``paths:heal_dir``:
 
-- ``history.jsonl``: every :class:`kubesalt_heal.Attempt`, one JSON object per line (the
+- ``history.jsonl``: every :class:`kubesalt_core.heal.Attempt`, one JSON object per line (the
   budget and the backoff are read from it, so they survive a minion restart); trimmed to
   the newest :data:`KEEP` records;
 - ``<unit>.lock``: held (``flock``) by the one repair of that unit in flight; the kernel
@@ -14,13 +14,9 @@ import contextlib
 import fcntl
 import os
 
-try:  # synced from file_roots: the synced _utils directory is on sys.path
-    import kubesalt_files
-    import kubesalt_heal as heal
-    import kubesalt_pillar
-except ImportError:  # installed with pip
-    from kubesalt_ext.utils import kubesalt_files, kubesalt_pillar
-    from kubesalt_ext.utils import kubesalt_heal as heal
+import kubesalt_core.files
+import kubesalt_core.heal
+import kubesalt_core.pillar
 
 KEEP = 2000
 # paths:heal_dir of the formula defaults (states/kubesalt/defaults.yaml; a test keeps the
@@ -32,7 +28,7 @@ DEFAULT_HEAL_DIR = "/var/lib/kubesalt/heal"
 def heal_dir(pillar_paths):
     """``paths:heal_dir`` under ``paths:root`` from the ``kubesalt:paths`` pillar alone."""
     paths = pillar_paths if isinstance(pillar_paths, dict) else {}
-    return kubesalt_pillar.resolve_paths(
+    return kubesalt_core.pillar.resolve_paths(
         {"root": paths.get("root") or "/", "heal_dir": paths.get("heal_dir") or DEFAULT_HEAL_DIR}
     )["heal_dir"]
 
@@ -62,12 +58,12 @@ class Store:
         attempts = []
         for line in lines:
             with contextlib.suppress(ValueError, TypeError, KeyError):
-                attempts.append(heal.Attempt.from_json(line))
+                attempts.append(kubesalt_core.heal.Attempt.from_json(line))
         return attempts
 
     def record(self, attempt):
         """Append ``attempt`` (the file keeps the newest :data:`KEEP`)."""
-        kubesalt_files.append_line(self._path("history.jsonl"), attempt.to_json(), KEEP)
+        kubesalt_core.files.append_line(self._path("history.jsonl"), attempt.to_json(), KEEP)
 
     # --- one repair per unit ---------------------------------------------------------------
 
@@ -82,7 +78,7 @@ class Store:
             except BlockingIOError as err:
                 raise InFlight(unit) from err
             marker = self._path(f"{unit}.inflight")
-            kubesalt_files.write_atomically(marker, str(os.getpid()), 0o600)
+            kubesalt_core.files.write_atomically(marker, str(os.getpid()), 0o600)
             try:
                 yield
             finally:
@@ -117,4 +113,4 @@ class Store:
 
     def save_cursor(self, cursor):
         self._ensure()
-        kubesalt_files.write_atomically(self._path("journal.cursor"), cursor, 0o600)
+        kubesalt_core.files.write_atomically(self._path("journal.cursor"), cursor, 0o600)

@@ -8,7 +8,7 @@ used up by restarts, then its main process is SIGKILLed; systemd's own restart i
 
 import json
 
-from kubesalt_ext.utils.kubesalt_heal import START_FAILED
+from kubesalt_core.heal import START_FAILED
 from kubesalt_lab import containers, master, report
 from kubesalt_lab.system import wait_until
 

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import yaml
 
-from kubesalt_ext.utils import kubesalt_pillar
+import kubesalt_core.pillar
 from kubesalt_lab import config, containers, lifecycle, master, recipes, report
 from kubesalt_lab import conformance as conformance_lib
 from kubesalt_lab.config import LabError
@@ -88,7 +88,7 @@ def _parser():
     apply.add_argument(
         "--role",
         action="append",
-        choices=kubesalt_pillar.ROLES,
+        choices=kubesalt_core.pillar.ROLES,
         dest="roles",
         help="only the nodes with this role (repeatable); default: every node",
     )

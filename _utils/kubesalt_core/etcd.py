@@ -18,11 +18,8 @@ Quorum rules kubesalt keeps (learners never count, they do not vote):
 import base64
 from dataclasses import dataclass
 
-try:  # synced from file_roots: the synced _utils directory is on sys.path
-    import kubesalt_artifacts
-    import kubesalt_pillar
-except ImportError:  # installed with pip
-    from kubesalt_ext.utils import kubesalt_artifacts, kubesalt_pillar
+import kubesalt_core.artifact
+import kubesalt_core.pillar
 
 CLIENT_PORT = 2379
 PEER_PORT = 2380
@@ -265,26 +262,26 @@ def peer_url(ip):
 
 def master_peers(config):
     """``{name: peer_url}`` of every master in the cluster config."""
-    return {name: peer_url(ip) for name, ip in kubesalt_pillar.masters(config)}
+    return {name: peer_url(ip) for name, ip in kubesalt_core.pillar.masters(config)}
 
 
 def master_endpoints(config):
     """Client URLs of every master, in name order."""
-    return [client_url(ip) for _, ip in kubesalt_pillar.masters(config)]
+    return [client_url(ip) for _, ip in kubesalt_core.pillar.masters(config)]
 
 
 def binary_path(config):
     """Where the etcd binary is, by ``artifacts:etcd:source`` (None when not given)."""
     if not (config.get("artifacts") or {}).get("etcd"):
         return None
-    return kubesalt_artifacts.executable(config, "etcd", "etcd")
+    return kubesalt_core.artifact.executable(config, "etcd", "etcd")
 
 
 def node_settings(config, node_id, layout):
     """Everything the etcd SLS and its templates need for master ``node_id``.
 
     layout
-        The ``kubesalt_pki.Layout`` of the (root-resolved) config: where the certs are.
+        The ``kubesalt_core.pki.Layout`` of the (root-resolved) config: where the certs are.
     """
     paths = config["paths"]
     ip = config["nodes"][node_id]["ip"]

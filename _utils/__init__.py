@@ -1,1 +1,0 @@
-"""Salt loader modules; shipped as a subpackage of kubesalt_ext (see setup.cfg)."""
