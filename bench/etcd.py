@@ -1,11 +1,12 @@
 """How long an etcd membership change takes, and how much of it is etcd's own 5 s guard.
 
 A real 3-member etcd cluster (Debian etcd-server) on 127.0.0.1. Each round joins a 4th
-member the way k8s_etcd.member_present does (add as learner, start it with the list etcd
+member the way kubesalt_etcd.member_present does (add as learner, start it with the list etcd
 returned, wait until it answers with a leader, promote once in sync) and then removes it.
-Every gateway call goes through k8s_etcd's own Gateway. Time spent on etcd's answers is
-split by reason: 503 "unhealthy cluster" (the strict reconfiguration guard, for ~5 s after
-a start or promote), "not in sync" (the learner still catching up), and the rest.
+Every gateway call goes through kubesalt's own client (kubesalt_core.etcd_client). Time
+spent on etcd's answers is split by reason: 503 "unhealthy cluster" (the strict
+reconfiguration guard, for ~5 s after a start or promote), "not in sync" (the learner
+still catching up), and the rest.
 
 Writes bench/results/etcd.json.
 
@@ -20,14 +21,15 @@ from pathlib import Path
 
 from common import RESULTS
 
+import kubesalt_core.errors
 import kubesalt_core.etcd
-from kubesalt_ext.modules import k8s_etcd
+import kubesalt_core.etcd_client
 from kubesalt_lab import local_etcd as etcd
 from kubesalt_lab import report
 
 
 class Clock:
-    """Books the waits of k8s_etcd's own retry loop by reason."""
+    """Books the waits of kubesalt's own retry loop by reason."""
 
     def __init__(self):
         self.waits = {"guard_503": 0.0, "catching_up": 0.0, "other": 0.0}
@@ -42,7 +44,7 @@ class Clock:
             self.waits["other"] += seconds
 
     def retry(self, action, timeout=60):
-        return k8s_etcd._retrying(action, "bench", timeout, on_retry=self.book)
+        return kubesalt_core.etcd_client.retrying(action, "bench", timeout, on_retry=self.book)
 
 
 def one_round(cluster, gateway, workdir, index):
@@ -65,7 +67,7 @@ def one_round(cluster, gateway, workdir, index):
     def ready():
         answer = gateway.post(kubesalt_core.etcd.STATUS, endpoints=[joiner.client_url], timeout=2)
         if str(answer.get("leader", "0")) == "0":
-            raise k8s_etcd.Unreachable("no leader yet")
+            raise kubesalt_core.errors.Unreachable("no leader yet")
         return answer
 
     clock.retry(ready)
@@ -97,7 +99,7 @@ def main(argv=None):
     with tempfile.TemporaryDirectory(prefix="kubesalt-bench-etcd-") as tmp:
         cluster = etcd.start_cluster(3, Path(tmp))
         try:
-            gateway = k8s_etcd.Gateway(cluster.client_urls, context=None)
+            gateway = kubesalt_core.etcd_client.Gateway(cluster.client_urls, context=None)
             print(
                 f"3-member cluster on 127.0.0.1; {args.rounds} rounds of join + remove", flush=True
             )

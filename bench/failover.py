@@ -43,14 +43,14 @@ def _salt(lab, target, fun, *args, timeout=60):
 
 
 def _holders(lab, asked):
-    answer = _salt(lab, asked, "k8s_objects.leases")
+    answer = _salt(lab, asked, "kubesalt_manifest.leases")
     answer = answer if isinstance(answer, dict) else {}
     return {name: (answer.get(name) or {}).get("holder") or "" for name in LEASES}
 
 
 def _felix_ready(lab):
     for worker in WORKERS:
-        answer = _salt(lab, worker, "k8s_unit.health", "calico-felix") or {}
+        answer = _salt(lab, worker, "kubesalt_unit.health", "calico-felix") or {}
         if not isinstance(answer, dict) or not answer.get("calico-felix.service", {}).get(
             "healthy"
         ):
@@ -59,7 +59,7 @@ def _felix_ready(lab):
 
 
 def _healthy(lab, node_id):
-    answers = _salt(lab, node_id, "k8s_unit.health")
+    answers = _salt(lab, node_id, "kubesalt_unit.health")
     probed = {
         c.unit_name for c in kubesalt_core.unit.for_roles(lab.node(node_id).roles) if c.health
     }

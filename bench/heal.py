@@ -4,7 +4,7 @@ MTTR: --rounds rounds; in each, systemd gives up on six units at once (on the ma
 turn, etcd on one, kube-apiserver on another and Typha on the third, so quorum holds;
 containerd on both workers; BIRD on the router) the way it does in production: start limit
 used up, then the main process SIGKILLed. Nobody acts; the journal
-beacon, the reactor and k8s_heal.repair bring them back. MTTR is read from each host's
+beacon, the reactor and kubesalt_heal.repair bring them back. MTTR is read from each host's
 journal: from systemd's "Failed to start" (the moment it gave up) to the unit's next
 "Started". Each round waits until every repair has held (heal:hold_seconds, and for the
 apiserver and Typha their own readiness answering) before the next.
@@ -49,7 +49,7 @@ def one_round(lab, broken):
 
 def storm(lab, events=50):
     node_id, unit = "worker-2", "containerd.service"
-    heal.salt(lab, node_id, "k8s_heal.reset", unit)
+    heal.salt(lab, node_id, "kubesalt_heal.reset", unit)
     since = time.time()
     heal.give_up(lab, node_id, unit)
     tag = heal.BEACON_TAG.format(node=node_id)
@@ -102,7 +102,7 @@ def main(argv=None):
             ("router-1", "bird.service"),
         ]
         for node_id, unit in units:  # a fresh budget for this run
-            heal.salt(lab, node_id, "k8s_heal.reset", unit)
+            heal.salt(lab, node_id, "kubesalt_heal.reset", unit)
         samples = []
         for i in range(args.rounds):
             broken = [

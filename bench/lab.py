@@ -6,7 +6,7 @@ Measures, on this machine:
   - warm: `up` with every cache warm, until every minion answers
   - first highstate and the idempotent re-run, per node
   - `make lab` with warm caches: from no lab to every master component answering its own
-    health check (up, apply, k8s_unit.health)
+    health check (up, apply, kubesalt_unit.health)
 then takes the lab down. Prints a table and writes bench/results/lab.json.
 
     .venv/bin/python bench/lab.py [--no-cold]
@@ -35,7 +35,7 @@ def healthy_control_plane(lab, timeout=300):
     masters = [n.id for n in lab.nodes if "master" in n.roles]
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        ret = master.run_salt(lab, ",".join(masters), "k8s_unit.health", list_target=True)
+        ret = master.run_salt(lab, ",".join(masters), "kubesalt_unit.health", list_target=True)
         answers = [ret.get(m) for m in masters]
         if all(
             isinstance(a, dict) and a and all(x["healthy"] for x in a.values()) for a in answers

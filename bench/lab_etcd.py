@@ -51,7 +51,7 @@ def main(argv=None):
     try:
         applied = lifecycle.apply(lab, quiet)
         assert all(s["failed"] == 0 for s in applied.values()), applied
-        leader = master.run_salt(lab, "master-1", "k8s_etcd.move_leader", "master-3")
+        leader = master.run_salt(lab, "master-1", "kubesalt_etcd.move_leader", "master-3")
         assert leader == {"master-1": "master-3"}, leader
 
         def membership():

@@ -12,7 +12,7 @@ in the repo), which pip installs beside this one.
 from importlib import import_module
 from pathlib import Path
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 # Salt loader type -> subpackage that holds its modules (mapped from _modules/, _states/ ...
 # in setup.cfg). Salt does not load "utils" from entry points, and needs not: the modules

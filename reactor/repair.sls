@@ -1,7 +1,7 @@
 {#- The journal beacon saw a unit kubesalt manages fail for good (_beacons/kubesalt_journal.py).
     Send the repair to the minion that reported it, and to it only: list targeting (a glob in
     an id cannot widen it), an id and a unit of plain characters, the tag's minion the same
-    as the data's. Everything else is decided on the node: k8s_heal.repair acts only on a unit
+    as the data's. Everything else is decided on the node: kubesalt_heal.repair acts only on a unit
     that node's roles manage (from pillar) and only when it really is failed there, so a
     forged event naming another minion or an unmanaged unit gets nothing done. #}
 {%- set minion = data.get("id") %}
@@ -13,7 +13,7 @@
       and unit is string and unit is match("^[A-Za-z0-9][A-Za-z0-9_.:-]{0,200}[.]service$") %}
 
 kubesalt-repair-{{ minion }}-{{ unit }}:
-  local.k8s_heal.repair:
+  local.kubesalt_heal.repair:
     - tgt:
       - {{ minion | json }}
     - tgt_type: list

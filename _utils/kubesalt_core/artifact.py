@@ -8,7 +8,7 @@ only those) are the components' (``kubesalt_core.unit.units_of_binary``). Pillar
 ``artifacts:<artifact>`` says where the artifact comes from; ``members`` there overrides a
 path inside the archive.
 
-The decision what to (re)install is :func:`plan`; the I/O is in ``_modules/k8s_artifact.py``.
+The decision what to (re)install is :func:`plan`; the I/O is in ``_modules/kubesalt_artifact.py``.
 """
 
 from dataclasses import dataclass

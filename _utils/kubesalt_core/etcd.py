@@ -1,6 +1,6 @@
 """etcd membership decisions, as data and pure functions.
 
-The ``k8s_etcd`` execution module fetches the live member list and each member's status
+The ``kubesalt_etcd`` execution module fetches the live member list and each member's status
 over etcd's v3 JSON gateway; the functions here decide what is safe to do with them. No
 Salt dunders and no I/O here.
 
@@ -159,7 +159,7 @@ def successor(rows, leaving_id):
     which no write is acknowledged.
 
     rows
-        Status rows as ``k8s_etcd.status`` returns them (``id``, ``healthy``, ``leader``,
+        Status rows as ``kubesalt_etcd.status`` returns them (``id``, ``healthy``, ``leader``,
         ``is_learner``, ``raft_index``).
     """
     if not any(r["leader"] and r["id"] == leaving_id for r in rows):
@@ -221,7 +221,7 @@ def bootstrap_cluster(peers):
 def cluster_env(state, initial, token):
     """The per-node file the join decision writes: etcd reads it as environment."""
     return (
-        "# Written by kubesalt (k8s_etcd.member_present) when this member joined or founded\n"
+        "# Written by kubesalt (kubesalt_etcd.member_present) when this member joined or founded\n"
         "# the cluster. etcd reads it only on its first start; afterwards its data dir rules.\n"
         f"ETCD_INITIAL_CLUSTER_STATE={state}\n"
         f"ETCD_INITIAL_CLUSTER={initial}\n"

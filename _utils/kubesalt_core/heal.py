@@ -8,7 +8,7 @@
   wait out the backoff between repairs that did not hold, restart, re-apply the component's
   state once when restarts do not hold, and escalate when the budget of repairs in the
   window is spent. After an escalation kubesalt stands down until an operator resets the
-  unit (``k8s_heal.reset``) or the window has passed.
+  unit (``kubesalt_heal.reset``) or the window has passed.
 - :class:`Policy`: those numbers, from pillar ``kubesalt:heal``.
 """
 
@@ -169,7 +169,7 @@ def decide(unit, history, now, policy=DEFAULT_POLICY):
         return Decision(
             "stand-down",
             reason="escalated already in this window: waiting for an operator "
-            "(k8s_heal.reset once it is fixed)",
+            "(kubesalt_heal.reset once it is fixed)",
         )
     repairs = [a for a in recent if a.action in REPAIRS]
     if len(repairs) >= policy.budget_attempts:

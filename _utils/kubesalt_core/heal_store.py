@@ -17,6 +17,7 @@ import os
 import kubesalt_core.files
 import kubesalt_core.heal
 import kubesalt_core.pillar
+from kubesalt_core.errors import InFlight
 
 KEEP = 2000
 # paths:heal_dir of the formula defaults (states/kubesalt/defaults.yaml; a test keeps the
@@ -31,10 +32,6 @@ def heal_dir(pillar_paths):
     return kubesalt_core.pillar.resolve_paths(
         {"root": paths.get("root") or "/", "heal_dir": paths.get("heal_dir") or DEFAULT_HEAL_DIR}
     )["heal_dir"]
-
-
-class InFlight(Exception):
-    """Another repair of the unit holds its lock."""
 
 
 class Store:

@@ -21,6 +21,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 import kubesalt_core.apiserver_proxy
 import kubesalt_core.pillar
+from kubesalt_core.errors import SigningRefused
 
 SERVER = "server_auth"
 CLIENT = "client_auth"
@@ -603,10 +604,6 @@ def certificate_plan(identity, key, cert, ca_cert, key_type, now, renew_before_d
     if ca_cert is None:
         return ("missing" if cert is None else "not signed by the current CA"), False
     return reissue_reason(identity, cert, key.public_key(), ca_cert, now, renew_before_days), False
-
-
-class SigningRefused(ValueError):
-    """A request the CA side will not sign; the message says why."""
 
 
 def sign_requests(config, requester, csrs, cas, days, now):

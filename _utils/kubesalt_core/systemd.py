@@ -9,14 +9,11 @@ import json
 import subprocess
 
 import kubesalt_core.heal
+from kubesalt_core.errors import SystemdError
 
 # Properties of a unit the loop reads: whether it runs, how systemd last ended it, and
 # InvocationID/NRestarts to tell a new run (or a restart systemd made) from the old one.
 PROPERTIES = ("Id", "ActiveState", "SubState", "Result", "NRestarts", "InvocationID")
-
-
-class SystemdError(Exception):
-    pass
 
 
 def _run(argv, timeout=30, check=True):

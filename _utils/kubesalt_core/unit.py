@@ -661,7 +661,7 @@ def _etcd_settings(ctx):
 def etcd_environment(settings):
     """etcd's configuration as the ETCD_* variables it reads (see ``etcd --help``). The first
     start's cluster settings (state, member list, token) are in a second file, written when
-    this member founded or joined the cluster (``k8s_etcd.member_present``)."""
+    this member founded or joined the cluster (``kubesalt_etcd.member_present``)."""
     return {
         "ETCD_NAME": settings["name"],
         "ETCD_DATA_DIR": settings["data_dir"],

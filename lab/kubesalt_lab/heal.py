@@ -37,8 +37,8 @@ def salt(lab, node_id, fun, *args, timeout=60):
 
 
 def history(lab, node_id, unit):
-    """The node's k8s_heal.history of ``unit`` ([] while its minion does not answer)."""
-    records = salt(lab, node_id, "k8s_heal.history", f"unit={unit}", "last=100")
+    """The node's kubesalt_heal.history of ``unit`` ([] while its minion does not answer)."""
+    records = salt(lab, node_id, "kubesalt_heal.history", f"unit={unit}", "last=100")
     return records if isinstance(records, list) else []
 
 
@@ -104,8 +104,8 @@ def time_to_repair(lab, node_id, unit, since):
 
 
 def repair_jobs_running(lab, node_id):
-    """How many k8s_heal.repair jobs run on the node now (None: the minion did not say)."""
+    """How many kubesalt_heal.repair jobs run on the node now (None: the minion did not say)."""
     running = salt(lab, node_id, "saltutil.running", timeout=30)
     if not isinstance(running, list):
         return None
-    return sum(1 for job in running if job.get("fun") == "k8s_heal.repair")
+    return sum(1 for job in running if job.get("fun") == "kubesalt_heal.repair")

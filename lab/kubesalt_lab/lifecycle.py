@@ -384,7 +384,7 @@ def recent_repairs(lab, answers, last=10):
     if not ids:
         return [["-", "-", "-", "-", "-", "no minion answers"]]
     ret = master.run_salt(
-        lab, ",".join(ids), "k8s_heal.history", f"last={last}", timeout=30, list_target=True
+        lab, ",".join(ids), "kubesalt_heal.history", f"last={last}", timeout=30, list_target=True
     )
     rows = []
     for node in ids:
@@ -401,11 +401,11 @@ def recent_repairs(lab, answers, last=10):
 
 
 def component_health(lab, answers):
-    """Each component's own answer to its health probe (``k8s_unit.health``), per node."""
+    """Each component's own answer to its health probe (``kubesalt_unit.health``), per node."""
     ids = [n.id for n in lab.ordered_nodes() if answers.get(n.id)]
     if not ids:
         return [["-", "-", "-", "no minion answers"]]
-    ret = master.run_salt(lab, ",".join(ids), "k8s_unit.health", timeout=60, list_target=True)
+    ret = master.run_salt(lab, ",".join(ids), "kubesalt_unit.health", timeout=60, list_target=True)
     rows = []
     for node in ids:
         found = ret.get(node)
@@ -425,7 +425,7 @@ def leader_leases(lab, answers):
     masters = [n.id for n in lab.ordered_nodes() if "master" in n.roles and answers.get(n.id)]
     if not masters:
         return [["-", "no master minion answers"]]
-    ret = master.run_salt(lab, masters[0], "k8s_objects.leases", timeout=30).get(masters[0])
+    ret = master.run_salt(lab, masters[0], "kubesalt_manifest.leases", timeout=30).get(masters[0])
     if not isinstance(ret, dict):
         return [["-", str(ret)[:120]]]
     wanted = ("kube-scheduler", "kube-controller-manager")
@@ -438,7 +438,7 @@ def etcd_members(lab, answers):
     masters = [n.id for n in lab.ordered_nodes() if "master" in n.roles and answers.get(n.id)]
     if not masters:
         return [["-", "-", "-", "-", "-", "no master minion answers"]]
-    ret = master.run_salt(lab, masters[0], "k8s_etcd.status", timeout=30).get(masters[0])
+    ret = master.run_salt(lab, masters[0], "kubesalt_etcd.status", timeout=30).get(masters[0])
     if not isinstance(ret, list):
         return [["-", "-", "-", "-", "-", str(ret)[:120]]]
     return [

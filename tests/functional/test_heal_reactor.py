@@ -1,5 +1,5 @@
 """The repair reactor through Salt's own Reactor (map lookup, render, compile): which events
-become a k8s_heal.repair job, and for whom. Only the final publish is left out; the lab
+become a kubesalt_heal.repair job, and for whom. Only the final publish is left out; the lab
 tests run the whole loop on real hosts."""
 
 import pytest
@@ -57,7 +57,7 @@ def test_the_map_sends_only_the_beacons_failures_to_the_repair(reactor):
 def test_a_failure_becomes_one_repair_on_the_reporting_minion(reactor):
     (job,) = _jobs(reactor, _event())
     assert job["state"] == "local"
-    assert job["fun"] == "k8s_heal.repair"
+    assert job["fun"] == "kubesalt_heal.repair"
     assert (job["tgt"], job["tgt_type"]) == (["worker-1"], "list")
     assert [dict(a) for a in job["args"]] == [
         {"unit": "containerd.service"},

@@ -7,7 +7,7 @@
 - every object kubesalt applies validates with ``kubernetes-validate`` for the pinned
   Kubernetes version;
 - Calico's CRDs travel as a pinned artifact: served over local HTTP with their sha256,
-  installed by k8s_artifact (a wrong sum installs nothing), and valid CRDs.
+  installed by kubesalt_artifact (a wrong sum installs nothing), and valid CRDs.
 """
 
 import copy
@@ -165,7 +165,7 @@ def _apply_crds(loaders, root, url, sha256):
     pillar["artifacts"]["calico_crds"] = {"source": "url", "url": url, "sha256": sha256}
     high = {
         "kubesalt-artifact-calico-crds.yaml-installed": {
-            "k8s_artifact": ["installed", {"name": "calico-crds.yaml"}],
+            "kubesalt_artifact": ["installed", {"name": "calico-crds.yaml"}],
             "__sls__": "test_units",
             "__env__": "base",
         }
@@ -212,7 +212,7 @@ def test_a_new_binary_restarts_only_the_units_that_run_it(loaders, tmp_path):
         for item in body.get("service", []):
             if isinstance(item, dict) and "watch" in item:
                 watched[state_id] = {
-                    v for w in item["watch"] for k, v in w.items() if k == "k8s_artifact"
+                    v for w in item["watch"] for k, v in w.items() if k == "kubesalt_artifact"
                 }
     assert watched == {
         "kubesalt-unit-kube-apiserver-running": {"kubesalt-artifact-kube-apiserver-installed"},

@@ -1,4 +1,4 @@
-"""etcd membership through the k8s_etcd modules, run by a real minion (master-1) against
+"""etcd membership through the kubesalt_etcd modules, run by a real minion (master-1) against
 real etcd members on 127.0.0.1 with mutual TLS from master-1's own PKI.
 
 Every member serves with master-1's etcd-server and etcd-peer certificates (they carry
@@ -104,7 +104,7 @@ class Ops:
 
     def present(self, member, test=False, timeout=60):
         return self.state(
-            "k8s_etcd.member_present",
+            "kubesalt_etcd.member_present",
             member.name,
             test=test,
             peer_urls=[member.peer_url],
@@ -116,14 +116,14 @@ class Ops:
         )
 
     def absent(self, name, test=False):
-        return self.state("k8s_etcd.member_absent", name, test=test, service=NO_SERVICE)
+        return self.state("kubesalt_etcd.member_absent", name, test=test, service=NO_SERVICE)
 
     def members(self):
-        return {m["name"] or m["peer_urls"][0]: m for m in self.ok("k8s_etcd.members")}
+        return {m["name"] or m["peer_urls"][0]: m for m in self.ok("kubesalt_etcd.members")}
 
     def join(self, member, tls):
         """Add ``member`` as a learner and start its etcd with the list etcd returned."""
-        added = self.ok("k8s_etcd.add", member.name, member.peer_url)
+        added = self.ok("kubesalt_etcd.add", member.name, member.peer_url)
         assert added["member"]["is_learner"] is True
         etcd.launch(member, added["initial_cluster"], "existing", "unused-for-existing", tls)
         self.cluster.members.append(member)
@@ -154,21 +154,23 @@ def test_members_status_health_and_leader(ops):
     members = ops.members()
     assert sorted(members) == ["etcd-0", "etcd-1", "etcd-2"]
     assert all(not m["is_learner"] and m["id"].isdigit() for m in members.values())
-    rows = ops.ok("k8s_etcd.status")
+    rows = ops.ok("kubesalt_etcd.status")
     assert all(r["healthy"] for r in rows)
     assert [r["leader"] for r in rows].count(True) == 1
-    health = ops.ok("k8s_etcd.health")
+    health = ops.ok("kubesalt_etcd.health")
     assert health["healthy"] and health["quorum"] == 2 and health["can_lose"] == 1
     leader = next(r["name"] for r in rows if r["leader"])
-    assert ops.ok("k8s_etcd.leader") == leader
+    assert ops.ok("kubesalt_etcd.leader") == leader
 
 
 def test_errors_name_what_etcd_said(ops):
-    ret = ops.call("k8s_etcd.promote", "no-such-member")
+    ret = ops.call("kubesalt_etcd.promote", "no-such-member")
     assert ret.returncode != 0 and "no such member" in ret.stdout
-    ret = ops.call("k8s_etcd.add", "x", "")
+    ret = ops.call("kubesalt_etcd.add", "x", "")
     assert "peer_urls: expected" in ret.stdout
-    ret = ops.salt_cli.run("k8s_etcd.members", "endpoints=https://127.0.0.1:1", minion_tgt=MINION)
+    ret = ops.salt_cli.run(
+        "kubesalt_etcd.members", "endpoints=https://127.0.0.1:1", minion_tgt=MINION
+    )
     assert "no etcd endpoint answered" in ret.stdout
 
 
@@ -222,13 +224,13 @@ def test_remove_then_removing_two_of_three_is_refused(ops, cluster):
     assert "refusing to remove etcd-1" in refused["comment"]
     assert "nothing was changed" in refused["comment"]
     assert sorted(ops.members()) == ["etcd-0", "etcd-1"]
-    ret = ops.call("k8s_etcd.remove", "etcd-1")
+    ret = ops.call("kubesalt_etcd.remove", "etcd-1")
     assert ret.returncode != 0 and "refusing" in ret.stdout
     assert ops.absent("etcd-2")["changes"] == {}
 
 
 def _leader(ops):
-    return next(r["name"] for r in ops.ok("k8s_etcd.status") if r["leader"])
+    return next(r["name"] for r in ops.ok("kubesalt_etcd.status") if r["leader"])
 
 
 def test_removing_the_leader_hands_leadership_over_and_no_write_fails(ops, cluster, pki):
@@ -264,13 +266,13 @@ def test_removing_the_leader_hands_leadership_over_and_no_write_fails(ops, clust
 
 
 def test_move_leader_on_request(ops):
-    follower = next(r["name"] for r in ops.ok("k8s_etcd.status") if not r["leader"])
-    assert ops.ok("k8s_etcd.move_leader", follower) == follower
+    follower = next(r["name"] for r in ops.ok("kubesalt_etcd.status") if not r["leader"])
+    assert ops.ok("kubesalt_etcd.move_leader", follower) == follower
     assert _leader(ops) == follower
-    assert ops.ok("k8s_etcd.move_leader", follower) == follower  # already leads: no change
-    moved = ops.ok("k8s_etcd.move_leader")
+    assert ops.ok("kubesalt_etcd.move_leader", follower) == follower  # already leads: no change
+    moved = ops.ok("kubesalt_etcd.move_leader")
     assert moved != follower and _leader(ops) == moved
-    ret = ops.call("k8s_etcd.move_leader", "no-such-member")
+    ret = ops.call("kubesalt_etcd.move_leader", "no-such-member")
     assert ret.returncode != 0 and "must be a healthy voting member" in ret.stdout
 
 
@@ -285,7 +287,7 @@ def test_replace_a_sigkilled_member(ops, cluster, pki):
     ops.join(replacement, pki["tls"])
     assert ops.present(replacement)["result"] is True
     assert sorted(ops.members()) == ["etcd-0", "etcd-1", "etcd-5"]
-    assert ops.ok("k8s_etcd.health")["healthy_voting_members"] == 3
+    assert ops.ok("kubesalt_etcd.health")["healthy_voting_members"] == 3
     _assert_keys(cluster, keys)
 
 
@@ -301,7 +303,7 @@ def test_a_joiner_killed_right_after_add_is_finished_or_cleaned(ops, cluster, pk
 
     # A learner whose node never comes back: the next run removes the stale learner.
     lost = etcd.new_member("etcd-4", cluster.workdir, tls=True)
-    ops.ok("k8s_etcd.add", lost.name, lost.peer_url)
+    ops.ok("kubesalt_etcd.add", lost.name, lost.peer_url)
     stale = ops.members()[lost.peer_url]
     assert stale["is_learner"] and stale["name"] == ""
     cleaned = ops.absent(stale["id"])
@@ -314,7 +316,7 @@ def test_the_leader_killed_during_promote_the_run_retries_and_converges(ops, clu
     keys = _write_keys(cluster, "before-leader-kill")
     joiner = etcd.new_member("etcd-3", cluster.workdir, tls=True)
     ops.join(joiner, pki["tls"])
-    rows = ops.ok("k8s_etcd.status")
+    rows = ops.ok("kubesalt_etcd.status")
     leader = next(
         m for m in cluster.members if m.name == next(r["name"] for r in rows if r["leader"])
     )
@@ -322,7 +324,7 @@ def test_the_leader_killed_during_promote_the_run_retries_and_converges(ops, clu
     result = ops.present(joiner, timeout=90)
     assert result["result"] is True, result["comment"]
     assert result["changes"] == {"promoted": "etcd-3 votes"}
-    health = ops.ok("k8s_etcd.health")
+    health = ops.ok("kubesalt_etcd.health")
     assert health["voting_members"] == 4 and health["healthy_voting_members"] == 3
     assert health["leader"] not in (None, leader.name)
     _assert_keys(cluster, keys)

@@ -43,7 +43,7 @@ def _states(ret):
 def test_sync_all_delivers_the_modules_from_file_roots(synced, salt_cli, salt_minions, minion_id):
     # Loaded from file_roots (an earlier module may have synced them first).
     loaded = salt_cli.run("sys.list_modules", minion_tgt=minion_id).data
-    assert "kubesalt" in loaded and "k8s_etcd" in loaded, loaded
+    assert "kubesalt" in loaded and "kubesalt_etcd" in loaded, loaded
     ret = salt_cli.run("kubesalt.loaded_from", minion_tgt=minion_id)
     extmods = salt_minions[minion_id].config["extension_modules"]
     # The shared package too: the synced copy (under utils/) wins over the installed one.
@@ -143,8 +143,8 @@ def test_the_workers_proxy_config_is_checked_by_haproxy_before_it_replaces_the_o
     assert checked == [path], checked
     assert _arg(ret.data[path], "check_cmd") == "/usr/sbin/haproxy -c -f"
     required = _arg(ret.data[path], "require")
-    assert {"k8s_pki": "kubesalt-pki-certificates-present"} in required, required
-    assert {"k8s_artifact": "kubesalt-artifact-haproxy-installed"} in required, required
+    assert {"kubesalt_pki": "kubesalt-pki-certificates-present"} in required, required
+    assert {"kubesalt_artifact": "kubesalt-artifact-haproxy-installed"} in required, required
 
 
 def _arg(body, name):

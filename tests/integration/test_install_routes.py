@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from kubesalt_ext import __version__ as VERSION
 from tests.conftest import REPO
 
 PROJECT_SITE = sysconfig.get_paths()["purelib"]
@@ -140,11 +141,11 @@ def test_pip_install_registers_the_modules(clean_venv, source_copy, salt_call_co
     assert loaded_from == {key: str(path) for key, path in expected.items()}
     # The shared package comes along: roles from pillar, in order.
     assert _salt_call(python, salt_call_config, "kubesalt.roles") == ["master", "worker"]
-    assert _salt_call(python, salt_call_config, "sys.list_functions", "k8s_heal") == [
-        "k8s_heal.history",
-        "k8s_heal.repair",
-        "k8s_heal.reset",
-        "k8s_heal.status",
+    assert _salt_call(python, salt_call_config, "sys.list_functions", "kubesalt_heal") == [
+        "kubesalt_heal.history",
+        "kubesalt_heal.repair",
+        "kubesalt_heal.reset",
+        "kubesalt_heal.status",
     ]
     # The beacon (minions) and the runner (master) come through the same entry point.
     dirs = subprocess.run(
@@ -184,12 +185,12 @@ def test_the_wheel_ships_only_the_product(tmp_path, source_copy):
     (wheel,) = wheels.glob("kubesalt-*.whl")
     with zipfile.ZipFile(wheel) as archive:
         names = archive.namelist()
-        entry_points = archive.read("kubesalt-0.1.0.dist-info/entry_points.txt").decode()
+        entry_points = archive.read(f"kubesalt-{VERSION}.dist-info/entry_points.txt").decode()
     assert {name.split("/")[0] for name in names} == {
         "kubesalt_ext",
         "kubesalt_core",
-        "kubesalt-0.1.0.dist-info",
+        f"kubesalt-{VERSION}.dist-info",
     }
-    assert "kubesalt_core/pillar.py" in names and "kubesalt_ext/modules/k8s_pki.py" in names
+    assert "kubesalt_core/pillar.py" in names and "kubesalt_ext/modules/kubesalt_pki.py" in names
     assert "console_scripts" not in entry_points and "kubesalt-lab" not in entry_points
     assert "[salt.loader]" in entry_points

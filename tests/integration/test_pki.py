@@ -18,8 +18,8 @@ from tests.conftest import REPO
 from tests.integration.conftest import write_test_pki_pillar
 
 CA_HOST = "master-1"
-PKI_STATE = "k8s_pki_|-kubesalt-pki-certificates-present_|-"
-CA_STATE = "k8s_pki_|-kubesalt-pki-cas-present_|-"
+PKI_STATE = "kubesalt_pki_|-kubesalt-pki-certificates-present_|-"
+CA_STATE = "kubesalt_pki_|-kubesalt-pki-cas-present_|-"
 
 
 def _pki_dir(node_roots, minion_id):
@@ -152,7 +152,7 @@ def test_a_short_lived_certificate_is_renewed(converged, salt_cli, pki_pillar, n
     short = _cert(pki / "kubelet-server.crt")
     assert kubesalt_core.pki.days_left(short, short.not_valid_before_utc) == 20
 
-    expiring = salt_cli.run("k8s_pki.expiring", "days=25", minion_tgt="worker-1").data
+    expiring = salt_cli.run("kubesalt_pki.expiring", "days=25", minion_tgt="worker-1").data
     assert list(expiring) == ["kubelet-server"]
 
     pki_pillar()  # back to 365 days, renew within 30: a 20-day cert is due
@@ -165,11 +165,11 @@ def test_a_short_lived_certificate_is_renewed(converged, salt_cli, pki_pillar, n
     renewed = _cert(pki / "kubelet-server.crt")
     assert renewed.not_valid_after_utc > short.not_valid_after_utc
     assert (pki / "kubelet-server.key").read_bytes() == key_before  # renewal keeps the key
-    assert salt_cli.run("k8s_pki.expiring", "days=25", minion_tgt="worker-1").data == {}
+    assert salt_cli.run("kubesalt_pki.expiring", "days=25", minion_tgt="worker-1").data == {}
 
 
 def test_a_new_ca_reissues_what_the_old_one_signed(converged, salt_cli, node_roots):
-    moved = salt_cli.run("k8s_pki.rotate_ca", "front-proxy-ca", minion_tgt=CA_HOST).data
+    moved = salt_cli.run("kubesalt_ca.rotate_ca", "front-proxy-ca", minion_tgt=CA_HOST).data
     assert len(moved) == 2, moved
     try:
         predicted = _apply(salt_cli, CA_HOST, test=True)
@@ -189,9 +189,11 @@ def test_a_new_ca_reissues_what_the_old_one_signed(converged, salt_cli, node_roo
 
 
 def _publish_sign(salt_minions, requester, request, extra_args=()):
-    """What a (possibly hostile) minion can do: peer-publish k8s_pki.sign itself."""
+    """What a (possibly hostile) minion can do: peer-publish kubesalt_ca.sign itself."""
     cli = salt_minions[requester].salt_call_cli(timeout=60)
-    ret = cli.run("publish.publish", CA_HOST, "k8s_pki.sign", json.dumps([request, *extra_args]))
+    ret = cli.run(
+        "publish.publish", CA_HOST, "kubesalt_ca.sign", json.dumps([request, *extra_args])
+    )
     assert ret.returncode == 0, ret.stderr
     return ret.data[CA_HOST]
 
@@ -232,16 +234,18 @@ def test_a_stranger_gets_nothing_signed(converged, salt_minions):
 def test_a_job_from_the_master_names_no_requester(converged, salt_cli):
     _, csr = _csr()
     ret = salt_cli.run(
-        "k8s_pki.sign", json.dumps({"certificates": {"kubelet-client": csr}}), minion_tgt=CA_HOST
+        "kubesalt_ca.sign",
+        json.dumps({"certificates": {"kubelet-client": csr}}),
+        minion_tgt=CA_HOST,
     )
     assert "answers only a node's peer publication" in ret.data["error"]
 
 
 def test_only_sign_is_open_to_peers(converged, salt_minions):
     cli = salt_minions["worker-1"].salt_call_cli(timeout=60)
-    allowed = cli.run("publish.publish", CA_HOST, "k8s_pki.sign", "{}")
+    allowed = cli.run("publish.publish", CA_HOST, "kubesalt_ca.sign", "{}")
     assert set(allowed.data[CA_HOST]) == {"cas", "certificates", "service_account_keys"}
-    for fun in ("k8s_pki.ca_init", "k8s_pki.rotate_ca", "cmd.run"):
+    for fun in ("kubesalt_ca.ca_init", "kubesalt_ca.rotate_ca", "cmd.run"):
         ret = cli.run("publish.publish", CA_HOST, fun, "etcd-ca")
         assert ret.data == {}, (fun, ret.data)
 

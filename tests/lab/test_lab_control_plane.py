@@ -1,6 +1,6 @@
 """The control plane for real: on the three lab masters etcd, kube-apiserver, the scheduler,
 the controller-manager and Typha, built from their modules and installed through
-k8s_artifact, run and answer their own health checks; the cluster objects are applied to
+kubesalt_artifact, run and answer their own health checks; the cluster objects are applied to
 the real apiservers; Typha initialises Calico's datastore with exactly kubesalt's RBAC; and
 the apiservers keep serving while a master is replaced."""
 
@@ -39,7 +39,7 @@ def _kubectl(lab, *args, node="master-1", check=True):
 
 def test_every_master_component_is_active_and_answers_its_health_check(lab_applied):
     for node_id in MASTERS:
-        answers = _salt(lab_applied, node_id, "k8s_unit.health")
+        answers = _salt(lab_applied, node_id, "kubesalt_unit.health")
         assert set(answers) == set(kubesalt_core.unit.managed_units(["master"])), node_id
         for unit, answer in answers.items():
             assert answer["healthy"], (node_id, unit, answer)
@@ -155,7 +155,7 @@ def test_test_mode_shows_kubectls_real_diff_and_the_apply_restores_the_object(la
 def test_an_object_the_apiserver_refuses_fails_with_its_message(lab_applied):
     bad = "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: x, namespace: kube-system}\ndata: 5\n"
     # (Positional: the salt CLI reads `key=value` on one line only.)
-    said = str(_salt(lab_applied, "master-1", "k8s_objects.apply", bad))
+    said = str(_salt(lab_applied, "master-1", "kubesalt_manifest.apply", bad))
     assert "kubectl apply failed: Error from server" in said and ".data: expected map" in said
 
 
@@ -186,5 +186,5 @@ def test_the_apiservers_keep_serving_while_a_master_is_replaced(lab_applied):
     assert summary["failed_creates"] == 0 and summary["missing"] == 0, summary
     # Every apiserver took writes (a client spreads them; master-3 before it was lost).
     assert len(summary["by_server"]) == 3, summary
-    answers = _salt(lab_applied, "master-3", "k8s_unit.health")
+    answers = _salt(lab_applied, "master-3", "kubesalt_unit.health")
     assert all(a["healthy"] for a in answers.values()), answers

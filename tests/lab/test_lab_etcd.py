@@ -26,11 +26,11 @@ def _salt(lab, target, fun, *args, timeout=120):
 
 
 def _members(lab, ask="master-1"):
-    return {m["name"] or m["peer_urls"][0]: m for m in _salt(lab, ask, "k8s_etcd.members")}
+    return {m["name"] or m["peer_urls"][0]: m for m in _salt(lab, ask, "kubesalt_etcd.members")}
 
 
 def _health(lab, ask="master-1"):
-    return _salt(lab, ask, "k8s_etcd.health")
+    return _salt(lab, ask, "kubesalt_etcd.health")
 
 
 def test_first_highstate_founds_a_three_member_tls_cluster(lab_applied):
@@ -84,7 +84,7 @@ def _proxied_masters(lab, worker):
 
 def test_orchestrated_remove_and_add_lose_no_write(lab_applied, tmp_path):
     # The hardest case on purpose: the master that leaves leads.
-    assert _salt(lab_applied, "master-1", "k8s_etcd.move_leader", "master-3") == "master-3"
+    assert _salt(lab_applied, "master-1", "kubesalt_etcd.move_leader", "master-3") == "master-3"
     workers = ("worker-1", "worker-2")
     with (
         Writer(lab_applied) as writer,
@@ -145,7 +145,7 @@ def test_a_join_cut_short_after_add_is_finished_by_the_next_run(lab_applied):
     ok, _ = master.orchestrate(lab_applied, "kubesalt.orch.remove_master", {"target": "master-3"})
     assert ok
     # A run that died right after `add`: the learner is listed, its etcd never started.
-    _salt(lab_applied, "master-1", "k8s_etcd.add", "master-3", "https://198.18.0.13:2380")
+    _salt(lab_applied, "master-1", "kubesalt_etcd.add", "master-3", "https://198.18.0.13:2380")
     stale = _members(lab_applied)["https://198.18.0.13:2380"]
     assert stale["is_learner"] and stale["name"] == ""
     applied = _salt(lab_applied, "master-3", "state.apply", "kubesalt.etcd", timeout=300)

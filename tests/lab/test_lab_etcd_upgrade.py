@@ -52,7 +52,7 @@ def _node(lab, node_id):
 
 
 def _versions(lab):
-    rows = master.run_salt(lab, "master-1", "k8s_etcd.status")["master-1"]
+    rows = master.run_salt(lab, "master-1", "kubesalt_etcd.status")["master-1"]
     assert all(r["healthy"] for r in rows), rows
     return {r["name"]: r["version"] for r in rows}
 

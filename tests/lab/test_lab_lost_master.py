@@ -45,20 +45,20 @@ def _salt(lab, target, fun, *args, timeout=120):
 
 
 def _leases(lab, asked):
-    answer = _salt(lab, asked, "k8s_objects.leases")
+    answer = _salt(lab, asked, "kubesalt_manifest.leases")
     assert isinstance(answer, dict), answer
     return {name: (answer.get(name) or {}).get("holder") or "" for name in LEASES}
 
 
 def _etcd_leader(lab, asked):
-    rows = _salt(lab, asked, "k8s_etcd.status")
+    rows = _salt(lab, asked, "kubesalt_etcd.status")
     assert isinstance(rows, list), rows
     return next((r["name"] for r in rows if r["leader"]), None)
 
 
 def _healthy(lab, node_id):
     """Every component of ``node_id`` that has a health check answers it."""
-    answers = _salt(lab, node_id, "k8s_unit.health", timeout=60)
+    answers = _salt(lab, node_id, "kubesalt_unit.health", timeout=60)
     if not isinstance(answers, dict):
         return False
     probed = {
@@ -118,7 +118,7 @@ def _ride_out(lab, victim, tmp_path, while_down=None, once_back=None):
         # It rejoins by itself: its etcd member and every component healthy, nothing applied.
         wait_until(lambda: _healthy(lab, victim), 180, interval=3,
                    what=f"{victim} healthy again by itself")  # fmt: skip
-        rows = _salt(lab, asked, "k8s_etcd.status")
+        rows = _salt(lab, asked, "kubesalt_etcd.status")
         assert sorted(r["name"] for r in rows if r["healthy"]) == list(MASTERS), rows
         measured["rejoined_seconds"] = round(time.monotonic() - stopped_at, 1)
     summary = writer.summary
@@ -166,7 +166,7 @@ def _while_down(lab, victim, asked, stopped_at, measured, while_down):
     # felix on both workers has a Typha again (its readiness needs one).
     wait_until(
         lambda: all(
-            (_salt(lab, w, "k8s_unit.health", "calico-felix", timeout=60) or {})
+            (_salt(lab, w, "kubesalt_unit.health", "calico-felix", timeout=60) or {})
             .get("calico-felix.service", {})
             .get("healthy")
             for w in WORKERS
@@ -195,7 +195,7 @@ def test_the_router_forwards_by_kubesalts_own_setting(cluster):
 def test_every_worker_reaches_the_apiservers_through_its_local_proxy(cluster):
     lab = cluster
     for worker in WORKERS:
-        health = _salt(lab, worker, "k8s_unit.health", "kube-apiserver-proxy")
+        health = _salt(lab, worker, "kubesalt_unit.health", "kube-apiserver-proxy")
         assert health["kube-apiserver-proxy.service"]["healthy"], health
         kubeconfig = containers.inside(
             lab, lab.node(worker), ["cat", "/etc/kubernetes/kubelet.conf"]
@@ -246,7 +246,7 @@ def test_the_cluster_rides_out_the_loss_of_the_etcd_leader_holding_the_leases(su
     holders = _leases(lab, "master-2")
     victim = holders["kube-controller-manager"].split("_")[0]
     assert victim in MASTERS, holders
-    moved = _salt(lab, victim, "k8s_etcd.move_leader", victim)
+    moved = _salt(lab, victim, "kubesalt_etcd.move_leader", victim)
     assert _etcd_leader(lab, victim) == victim, moved
     _ride_out(lab, victim, tmp_path)
     asked = next(m for m in MASTERS if m != victim)

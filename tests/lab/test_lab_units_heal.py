@@ -1,6 +1,6 @@
 """Self-healing on the lab's hosts, after test_lab_units converged them: systemd gives up on a
 unit (kubesalt_lab.heal.give_up), the journal beacon tells the master, the reactor sends
-k8s_heal.repair back, the unit is active again with nobody doing anything; forged events get
+kubesalt_heal.repair back, the unit is active again with nobody doing anything; forged events get
 nothing done; a storm of events makes one repair; a missing certificate is renewed by the
 re-apply; a unit that cannot be fixed is escalated, not looped on; the master's scheduled
 highstate reports drift.
@@ -48,7 +48,7 @@ def healing(lab_up):
         lifecycle.apply(lab, lambda _message: None)
     # A clean budget for every unit this module breaks (earlier tests may have used some).
     for node_id, unit in units:
-        assert heal.salt(lab, node_id, "k8s_heal.reset", unit) == {"unit": unit, "reset": True}
+        assert heal.salt(lab, node_id, "kubesalt_heal.reset", unit) == {"unit": unit, "reset": True}
     return lab
 
 
@@ -119,7 +119,7 @@ def test_a_unit_systemd_gave_up_on_is_active_again_without_anyone(healing, first
     (repair,) = episode
     assert (repair["action"], repair["held"]) == ("restart", True)
     assert repair["detail"].startswith("restarted; held")
-    members = heal.salt(lab, "master-1", "k8s_etcd.status")
+    members = heal.salt(lab, "master-1", "kubesalt_etcd.status")
     assert [m["healthy"] for m in members] == [True, True, True], members
 
 
@@ -135,7 +135,7 @@ def test_an_apiserver_repair_holds_only_once_readyz_answers(healing, first_failu
     assert (repair["action"], repair["held"]) == ("restart", True)
     # Held means the apiserver's own /readyz said ok, not merely the process up.
     assert "readyz: 200 ok" in repair["detail"], repair["detail"]
-    answer = heal.salt(healing, "master-1", "k8s_unit.health", "kube-apiserver")
+    answer = heal.salt(healing, "master-1", "kubesalt_unit.health", "kube-apiserver")
     assert answer["kube-apiserver.service"]["healthy"] is True
 
 
@@ -217,7 +217,7 @@ def _missing_certificate(lab, node_id):
 def _unfixable(lab, node_id):
     unit = "containerd.service"
     # The first phase's repair of this unit counts against the budget too: start over.
-    assert heal.salt(lab, node_id, "k8s_heal.reset", unit)["reset"] is True
+    assert heal.salt(lab, node_id, "kubesalt_heal.reset", unit)["reset"] is True
     listen = subprocess.Popen(
         [
             str(REPO / ".venv/bin/salt-run"),
@@ -253,7 +253,7 @@ def _unfixable(lab, node_id):
     (after,) = _new_records(lab, node_id, unit, count)
     state = heal.unit_props(lab, node_id, unit)["ActiveState"]
     heal.sh(lab, node_id, f"rm -f {BROKEN_DROP_IN}; systemctl daemon-reload")
-    assert heal.salt(lab, node_id, "k8s_heal.reset", unit)["reset"] is True
+    assert heal.salt(lab, node_id, "kubesalt_heal.reset", unit)["reset"] is True
     heal.sh(lab, node_id, f"systemctl reset-failed {unit}; systemctl restart {unit}")
     heal.wait_active(lab, node_id, unit)
     # state.event prints "<tag>\t<data as JSON>" per event, then the runner's own return.
@@ -282,7 +282,7 @@ def test_a_missing_certificate_is_renewed_by_the_reapply(impatient_policy, secon
     assert [(r["action"], r["held"]) for r in episode] == [("restart", False), ("reapply", True)]
     assert episode[-1]["detail"].startswith("state.apply kubesalt.etcd: ")
     assert heal.sh(lab, "master-3", f"test -s {ETCD_CERT}").returncode == 0
-    members = heal.salt(lab, "master-1", "k8s_etcd.status")
+    members = heal.salt(lab, "master-1", "kubesalt_etcd.status")
     assert [m["healthy"] for m in members] == [True, True, True], members
 
 

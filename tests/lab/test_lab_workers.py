@@ -65,7 +65,7 @@ def test_every_worker_is_ready_with_every_component_healthy(cluster):
         assert info["containerRuntimeVersion"] == f"containerd://{lab.versions()['containerd']}"
     for worker in WORKERS:
         # Every component with a health endpoint answers it itself ...
-        answers = heal.salt(lab, worker, "k8s_unit.health")
+        answers = heal.salt(lab, worker, "kubesalt_unit.health")
         assert set(answers) == {
             "kube-apiserver-proxy.service",
             "kubelet.service",
@@ -213,7 +213,7 @@ def test_the_routers_bird_restarted_brings_sessions_and_routes_back(cluster, web
 )
 def test_a_worker_unit_systemd_gave_up_on_is_repaired_by_kubesalt(cluster, worker, unit):
     lab = cluster
-    assert heal.salt(lab, worker, "k8s_heal.reset", unit) == {"unit": unit, "reset": True}
+    assert heal.salt(lab, worker, "kubesalt_heal.reset", unit) == {"unit": unit, "reset": True}
     since = time.time()
     heal.give_up(lab, worker, unit)
     heal.wait_active(lab, worker, unit, timeout=90)

@@ -184,7 +184,7 @@ def test_failed_orchestration_steps_say_what_each_minion_refused():
             "changes": {
                 "ret": {
                     "master-1": {
-                        "k8s_etcd_|-a_|-etcd_|-healthy": {"result": True, "comment": "ok"}
+                        "kubesalt_etcd_|-a_|-etcd_|-healthy": {"result": True, "comment": "ok"}
                     },
                     "master-3": "Passed invalid arguments to state.sls: boom\n" + "doc " * 500,
                 }

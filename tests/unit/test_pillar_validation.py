@@ -7,12 +7,9 @@ import pytest
 import yaml
 
 import kubesalt_core.pillar
-from tests.support.bad_pillars import (
-    CASES,
-    REPO,
-    formula_defaults,
-    lab_pillar,
-)
+from kubesalt_lab.config import REPO
+from kubesalt_lab.pillar import formula_defaults, lab_pillar
+from tests.support.bad_pillars import CASES
 
 
 def _problems(pillar):

@@ -1,4 +1,4 @@
-{#- Every binary this node's units need (the artifact catalogue, k8s_artifact.needed), from pillar
+{#- Every binary this node's units need (the artifact catalogue, kubesalt_artifact.needed), from pillar
     `artifacts`. etcd's binaries are installed by kubesalt.etcd, which orders them against
     etcd's quorum-safe restart. A url source is downloaded, checked and renamed into place;
     a package is installed; a path is checked; `source: unavailable` installs nothing. #}
@@ -7,11 +7,11 @@
 include:
   - {{ tplroot }}.validate
 
-{%- for binary in salt["k8s_artifact.needed"]() %}
+{%- for binary in salt["kubesalt_artifact.needed"]() %}
 {%- if binary not in ("etcd", "etcdctl") %}
 
 kubesalt-artifact-{{ binary }}-installed:
-  k8s_artifact.installed:
+  kubesalt_artifact.installed:
     - name: {{ binary }}
     - require:
       - kubesalt: kubesalt-pillar-validated

@@ -1,5 +1,5 @@
 {#- kubesalt's cluster objects and Calico's CRDs, applied with server-side apply by one
-    master (the first by minion id); see k8s_objects. #}
+    master (the first by minion id); see kubesalt_manifest. #}
 {%- set tplroot = tpldir.split("/")[0] %}
 
 include:
@@ -7,16 +7,16 @@ include:
   - {{ tplroot }}.units
 
 kubesalt-cluster-objects-applied:
-  k8s_objects.applied:
+  kubesalt_manifest.applied:
     - name: kubesalt
     - require:
       - kubesalt: kubesalt-pillar-validated
       - sls: {{ tplroot }}.units
 
 # Calico's BGP side (after the CRDs above): BGPConfiguration, BGPPeers, node addresses,
-# IPPools; see calico_bgp.
+# IPPools; see kubesalt_calico.
 kubesalt-calico-bgp-configured:
-  calico_bgp.configured:
+  kubesalt_calico.configured:
     - name: default
     - require:
-      - k8s_objects: kubesalt-cluster-objects-applied
+      - kubesalt_manifest: kubesalt-cluster-objects-applied

@@ -1,6 +1,6 @@
 {#- A check, no change: every voting etcd member answers with a leader and nobody is still
     joining. The orchestrations in kubesalt/orch run it between membership steps. #}
 kubesalt-etcd-healthy:
-  k8s_etcd.healthy:
+  kubesalt_etcd.healthy:
     - name: etcd
     - timeout: 120

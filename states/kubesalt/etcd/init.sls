@@ -1,11 +1,11 @@
 {#- etcd on a master: the binary, its config and unit, the data dir, then membership.
-    Membership (found, join as a learner, promote) is decided live by k8s_etcd.member_present;
-    see the k8s_etcd module docstrings. The certificates come from kubesalt.pki. #}
+    Membership (found, join as a learner, promote) is decided live by kubesalt_etcd.member_present;
+    see the kubesalt_etcd module docstrings. The certificates come from kubesalt.pki. #}
 {%- set tplroot = tpldir.split("/")[0] %}
 {%- from tplroot ~ "/map.jinja" import kubesalt with context %}
-{%- set etcd = salt["k8s_etcd.settings"]() %}
+{%- set etcd = salt["kubesalt_etcd.settings"]() %}
 {#- The unit and its environment file from etcd's component record (kubesalt_core.unit). #}
-{%- set unit = salt["k8s_unit.render"]("etcd") %}
+{%- set unit = salt["kubesalt_unit.render"]("etcd") %}
 {%- set env = unit.files[etcd.env_file] %}
 {%- set artifact = kubesalt.artifacts.get("etcd") %}
 
@@ -28,13 +28,13 @@ kubesalt-etcd-installed:
     - name: {{ artifact.package }}
 {%- elif artifact.source == "url" %}
 
-# Downloaded, checked against artifacts:etcd:sha256, then renamed into place (k8s_artifact).
+# Downloaded, checked against artifacts:etcd:sha256, then renamed into place (kubesalt_artifact).
 kubesalt-etcd-installed:
-  k8s_artifact.installed:
+  kubesalt_artifact.installed:
     - name: etcd
 
 kubesalt-etcd-etcdctl-installed:
-  k8s_artifact.installed:
+  kubesalt_artifact.installed:
     - name: etcdctl
 {%- else %}
 
@@ -86,7 +86,7 @@ kubesalt-etcd-daemon-reloaded:
       - file: kubesalt-etcd-unit-managed
 
 kubesalt-etcd-member-present:
-  k8s_etcd.member_present:
+  kubesalt_etcd.member_present:
     - name: {{ etcd.name }}
     - peer_urls: {{ etcd.peer_urls | json }}
     - client_urls: {{ etcd.client_urls | json }}
@@ -99,9 +99,9 @@ kubesalt-etcd-member-present:
       - file: kubesalt-etcd-data-dir-managed
       - file: kubesalt-etcd-config-managed
       - module: kubesalt-etcd-daemon-reloaded
-      - k8s_pki: kubesalt-pki-certificates-present
+      - kubesalt_pki: kubesalt-pki-certificates-present
     # A changed binary, config or unit restarts etcd, one master at a time and only while
-    # quorum holds without it (k8s_etcd.restart_safely); not when this run just started it.
+    # quorum holds without it (kubesalt_etcd.restart_safely); not when this run just started it.
     - watch:
       - kubesalt-etcd-installed
       - file: kubesalt-etcd-config-managed
@@ -111,4 +111,4 @@ kubesalt-etcd-enabled:
   service.enabled:
     - name: etcd
     - require:
-      - k8s_etcd: kubesalt-etcd-member-present
+      - kubesalt_etcd: kubesalt-etcd-member-present

@@ -11,6 +11,6 @@ kubesalt-etcd-member-removed:
 {%- else %}
 
 kubesalt-etcd-member-removed:
-  k8s_etcd.member_absent:
+  kubesalt_etcd.member_absent:
     - name: {{ member | string | json }}
 {%- endif %}

@@ -5,7 +5,7 @@
 {%- from tplroot ~ "/map.jinja" import kubesalt with context %}
 
 kubesalt-etcd-member-absent:
-  k8s_etcd.member_absent:
-    - name: {{ grains["id"] }}
+  kubesalt_etcd.member_absent:
+    - name: {{ opts["id"] }}
     - data_dir: {{ kubesalt.paths.etcd_data_dir }}
     - env_file: {{ kubesalt.paths.etcd_config_dir }}/cluster.env

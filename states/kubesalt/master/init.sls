@@ -7,6 +7,6 @@ include:
   - {{ tplroot }}.pki
   - {{ tplroot }}.etcd
   - {{ tplroot }}.units
-{%- if salt["k8s_objects.applies_here"]() %}
+{%- if salt["kubesalt_manifest.applies_here"]() %}
   - {{ tplroot }}.cluster_objects
 {%- endif %}

@@ -1,6 +1,6 @@
 {#- Add a master: salt-run state.orchestrate kubesalt.orch.add_master pillar='{"target": "master-4"}'
     `target` must already be a master in pillar. Its etcd joins as a learner and is promoted
-    once in sync (k8s_etcd.member_present); the other masters then get its service-account
+    once in sync (kubesalt_etcd.member_present); the other masters then get its service-account
     key. etcd must be healthy before and after. Then every worker's apiserver proxy sends
     connections to it too. #}
 {%- from "kubesalt/orch/params.jinja" import masters, proxied, target, others, state_queue with context %}

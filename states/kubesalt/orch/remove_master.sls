@@ -1,5 +1,5 @@
 {#- Remove a master: salt-run state.orchestrate kubesalt.orch.remove_master pillar='{"target": "master-3"}'
-    Refused (by k8s_etcd.member_absent, before any change) when the healthy members left
+    Refused (by kubesalt_etcd.member_absent, before any change) when the healthy members left
     would not be a majority of the members now, or when it is the last one. On the target,
     etcd is stopped and its data dir moved aside. Take the node out of pillar (or its master
     role) too, or a later highstate joins it back. Its minion must answer: for a dead

@@ -1,5 +1,5 @@
 {#- Certificates: the CAs on the CA host, each node's catalogue certificates, kubeconfigs.
-    The k8s_pki module docstring explains who signs what, and why a node cannot obtain
+    The kubesalt_pki module docstring explains who signs what, and why a node cannot obtain
     another node's identity. #}
 {%- set tplroot = tpldir.split("/")[0] %}
 {%- from tplroot ~ "/map.jinja" import kubesalt with context %}
@@ -7,24 +7,24 @@
 include:
   - {{ tplroot }}.validate
 
-{%- if salt["k8s_pki.is_ca_host"]() %}
+{%- if salt["kubesalt_pki.is_ca_host"]() %}
 
 kubesalt-pki-cas-present:
-  k8s_pki.cas_present:
+  kubesalt_pki.cas_present:
     - name: {{ kubesalt.paths.ca_dir }}
     - require:
       - kubesalt: kubesalt-pillar-validated
     - require_in:
-      - k8s_pki: kubesalt-pki-certificates-present
+      - kubesalt_pki: kubesalt-pki-certificates-present
 {%- endif %}
 
 kubesalt-pki-certificates-present:
-  k8s_pki.certificates_present:
+  kubesalt_pki.certificates_present:
     - name: {{ kubesalt.paths.pki_dir }}
     - require:
       - kubesalt: kubesalt-pillar-validated
 
-{%- for name, kubeconfig in salt["k8s_pki.kubeconfigs"]() | dictsort %}
+{%- for name, kubeconfig in salt["kubesalt_pki.kubeconfigs"]() | dictsort %}
 
 kubesalt-pki-kubeconfig-{{ name }}-managed:
   file.managed:
@@ -35,5 +35,5 @@ kubesalt-pki-kubeconfig-{{ name }}-managed:
     - mode: "0600"
     - makedirs: True
     - require:
-      - k8s_pki: kubesalt-pki-certificates-present
+      - kubesalt_pki: kubesalt-pki-certificates-present
 {%- endfor %}

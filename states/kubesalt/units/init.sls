@@ -4,10 +4,10 @@
     re-issued after it started. A unit whose artifact is `source:
     unavailable` is written and left stopped; a unit the site turned off is stopped and
     removed. A config file its component can check (HAProxy's) replaces the running one only
-    once the component's own check accepts it. What is written is rendered by k8s_unit from
+    once the component's own check accepts it. What is written is rendered by kubesalt_unit from
     _utils/kubesalt_core/unit.py. #}
 {%- set tplroot = tpldir.split("/")[0] %}
-{%- set units = salt["k8s_unit.rendered"]() %}
+{%- set units = salt["kubesalt_unit.rendered"]() %}
 {%- set files = {} %}
 {%- for unit in units %}
 {%- for path, file in unit.files.items() %}
@@ -42,10 +42,10 @@ kubesalt-config-{{ path }}-managed:
       - kubesalt: kubesalt-pillar-validated
 {%- if checked and checked[0].available %}
 {%- if checked[0].uses_pki %}
-      - k8s_pki: kubesalt-pki-certificates-present
+      - kubesalt_pki: kubesalt-pki-certificates-present
 {%- endif %}
 {%- for binary in checked[0].binaries %}
-      - k8s_artifact: kubesalt-artifact-{{ binary }}-installed
+      - kubesalt_artifact: kubesalt-artifact-{{ binary }}-installed
 {%- endfor %}
 {%- endif %}
 {%- endfor %}
@@ -101,10 +101,10 @@ kubesalt-unit-{{ unit.name }}-running:
     - require:
       - module: kubesalt-units-daemon-reloaded
 {%- if unit.uses_pki %}
-      - k8s_pki: kubesalt-pki-certificates-present
+      - kubesalt_pki: kubesalt-pki-certificates-present
 {%- endif %}
 {%- for binary in unit.binaries %}
-      - k8s_artifact: kubesalt-artifact-{{ binary }}-installed
+      - kubesalt_artifact: kubesalt-artifact-{{ binary }}-installed
 {%- endfor %}
 {%- for directory in unit.directories %}
       - file: kubesalt-unit-directory-{{ directory }}-managed
@@ -115,13 +115,13 @@ kubesalt-unit-{{ unit.name }}-running:
       - file: kubesalt-config-{{ path }}-managed
 {%- endfor %}
 {%- for binary in unit.binaries %}
-      - k8s_artifact: kubesalt-artifact-{{ binary }}-installed
+      - kubesalt_artifact: kubesalt-artifact-{{ binary }}-installed
 {%- endfor %}
 {%- if unit.credentials %}
 
 {#- A certificate re-issued while the unit ran (renewal) restarts it: it reads them at start. #}
 kubesalt-unit-{{ unit.name }}-credentials-current:
-  k8s_unit.credentials_current:
+  kubesalt_unit.credentials_current:
     - name: {{ unit.name }}
     - require:
       - service: kubesalt-unit-{{ unit.name }}-running
@@ -138,7 +138,7 @@ kubesalt-unit-{{ unit.name }}-not-started:
 {%- endif %}
 {%- endfor %}
 
-{%- for unit in salt["k8s_unit.unwanted"]() if salt["file.file_exists"](unit.unit_path) %}
+{%- for unit in salt["kubesalt_unit.unwanted"]() if salt["file.file_exists"](unit.unit_path) %}
 
 kubesalt-unit-{{ unit.name }}-turned-off:
   service.dead:

@@ -4,7 +4,7 @@
     sysctls only where kube-proxy really runs (its artifact is available). #}
 {%- set tplroot = tpldir.split("/")[0] %}
 {%- from tplroot ~ "/map.jinja" import kubesalt, node with context %}
-{%- set kernel = salt["k8s_unit.kernel"]() %}
+{%- set kernel = salt["kubesalt_unit.kernel"]() %}
 
 include:
   - {{ tplroot }}.validate

@@ -1,5 +1,5 @@
 """
-k8s_etcd: etcd membership as a state. Declare the masters in pillar; each run takes the
+kubesalt_etcd: etcd membership as a state. Declare the masters in pillar; each run takes the
 cluster one safe step towards them.
 
 ``member_present`` runs on the member itself: it founds the cluster (only when no
@@ -11,7 +11,7 @@ member itself, it also stops etcd there and moves its data dir aside.
 .. code-block:: yaml
 
     etcd-member:
-      k8s_etcd.member_present:
+      kubesalt_etcd.member_present:
         - name: master-4
         - peer_urls: [https://198.18.0.14:2380]
         - client_urls: [https://198.18.0.14:2379]
@@ -20,7 +20,7 @@ member itself, it also stops etcd there and moves its data dir aside.
         - founders: {master-1: https://198.18.0.11:2380, ...}
 
     etcd-member-gone:
-      k8s_etcd.member_absent:
+      kubesalt_etcd.member_absent:
         - name: master-3
 """
 
@@ -38,14 +38,16 @@ import kubesalt_core.files
 
 log = logging.getLogger(__name__)
 
-__virtualname__ = "k8s_etcd"
+__virtualname__ = "kubesalt_etcd"
+# The name before 0.2, kept for one release (README, "Module names").
+__virtual_aliases__ = ("k8s_etcd",)
 
 CONNECTION = ("endpoints", "cert", "key", "cacert")
 
 
 def __virtual__():
-    if "k8s_etcd.members" not in __salt__:
-        return (False, "the k8s_etcd execution module is not loaded")
+    if "kubesalt_etcd.members" not in __salt__:
+        return (False, "the kubesalt_etcd execution module is not loaded")
     return __virtualname__
 
 
@@ -93,7 +95,7 @@ def _start(spec):
     """Start (or restart, if it runs but does not answer) the unit, then wait until the
     member answers at its client URL. False when it already answered."""
     service, url, conn = spec.service, spec.client_url, spec.conn
-    if __salt__["k8s_etcd.answers"](url, **conn):
+    if __salt__["kubesalt_etcd.answers"](url, **conn):
         return False
     if "service.start" not in __salt__:
         raise CommandExecutionError(
@@ -106,19 +108,21 @@ def _start(spec):
     else:
         __salt__["service.start"](service, no_block=True)
     deadline = time.monotonic() + spec.timeout
-    while not __salt__["k8s_etcd.answers"](url, **conn):
+    while not __salt__["kubesalt_etcd.answers"](url, **conn):
         if time.monotonic() > deadline:
             raise CommandExecutionError(
                 f"{service} was started but does not answer at {url} after "
                 f"{spec.timeout} s; see journalctl -u {service}"
             )
         time.sleep(0.5)
-    __context__["k8s_etcd.started"] = True
+    __context__["kubesalt_etcd.started"] = True
     return True
 
 
 def _live_members(conn):
-    return [kubesalt_core.etcd.member_from_dict(m) for m in __salt__["k8s_etcd.members"](**conn)]
+    return [
+        kubesalt_core.etcd.member_from_dict(m) for m in __salt__["kubesalt_etcd.members"](**conn)
+    ]
 
 
 def _wait_for_other_join(conn, timeout):
@@ -133,7 +137,7 @@ def _wait_for_other_join(conn, timeout):
             raise CommandExecutionError(
                 f"{learners[0].describe()} is still joining after {timeout} s; kubesalt "
                 "joins one member at a time. Let its run finish, or remove the stale "
-                "learner with k8s_etcd.member_absent"
+                "learner with kubesalt_etcd.member_absent"
             )
         time.sleep(1)
 
@@ -213,8 +217,8 @@ def member_present(
 
 def _member_present(ret, spec):
     conn = spec.conn
-    live = __salt__["k8s_etcd.live_cluster"](**conn)
-    local_answers = __salt__["k8s_etcd.answers"](spec.client_url, **conn)
+    live = __salt__["kubesalt_etcd.live_cluster"](**conn)
+    local_answers = __salt__["kubesalt_etcd.answers"](spec.client_url, **conn)
     if not live["leader"]:
         return _found_or_restart(ret, spec, live, local_answers)
     current = [kubesalt_core.etcd.member_from_dict(m) for m in live["members"]]
@@ -237,7 +241,7 @@ def _member_present(ret, spec):
         return ret
 
     if step == "relocate":
-        removed = __salt__["k8s_etcd.remove"](member.id, timeout=spec.timeout, **conn)
+        removed = __salt__["kubesalt_etcd.remove"](member.id, timeout=spec.timeout, **conn)
         ret["changes"]["removed"] = f"old entry {removed['id']} at {','.join(removed['peer_urls'])}"
         step = "add"
     if step == "wait":
@@ -246,7 +250,7 @@ def _member_present(ret, spec):
     if step == "add":
         if _has_data(spec.data_dir):
             ret["changes"]["data_dir"] = f"moved aside to {_move_aside(spec.data_dir)}"
-        added = __salt__["k8s_etcd.add"](
+        added = __salt__["kubesalt_etcd.add"](
             spec.name, spec.peer_urls, learner=True, timeout=spec.timeout, **conn
         )
         ret["changes"]["added"] = f"learner {added['member']['id']}"
@@ -257,8 +261,8 @@ def _member_present(ret, spec):
         _write_cluster_env(spec, "existing", initial)
     if _start(spec):
         ret["changes"]["started"] = spec.service
-    __salt__["k8s_etcd.wait_ready"](spec.client_url, timeout=spec.timeout, **conn)
-    promoted = __salt__["k8s_etcd.promote"](spec.name, timeout=spec.timeout, **conn)
+    __salt__["kubesalt_etcd.wait_ready"](spec.client_url, timeout=spec.timeout, **conn)
+    promoted = __salt__["kubesalt_etcd.promote"](spec.name, timeout=spec.timeout, **conn)
     if promoted["promoted"]:
         ret["changes"]["promoted"] = f"{spec.name} votes"
     ret["comment"] = f"{spec.name} joined as a learner, caught up and was promoted"
@@ -292,7 +296,7 @@ def _start_listed(ret, spec, current):
         _write_cluster_env(spec, "existing", initial)
     if _start(spec):
         ret["changes"]["started"] = spec.service
-    __salt__["k8s_etcd.wait_ready"](spec.client_url, timeout=spec.timeout, **spec.conn)
+    __salt__["kubesalt_etcd.wait_ready"](spec.client_url, timeout=spec.timeout, **spec.conn)
     ret["comment"] = f"{spec.name} is a voting member and answers"
     return ret
 
@@ -349,13 +353,13 @@ def member_absent(name, data_dir=None, env_file=None, service="etcd", timeout=60
 
     .. code-block:: bash
 
-        salt master-1 state.single k8s_etcd.member_absent master-3
+        salt master-1 state.single kubesalt_etcd.member_absent master-3
     """
     ret = _ret(name)
     conn = _conn(kwargs)
     local = name == __opts__["id"]
     try:
-        check = __salt__["k8s_etcd.removal_check"](name, **conn)
+        check = __salt__["kubesalt_etcd.removal_check"](name, **conn)
         member = check["member"]
         if member is not None and not check["safe"]:
             ret["result"] = False
@@ -378,7 +382,7 @@ def member_absent(name, data_dir=None, env_file=None, service="etcd", timeout=60
             ret["comment"] = "would " + "; ".join(ret["changes"].values())
             return ret
         if member is not None:
-            removed = __salt__["k8s_etcd.remove"](name, timeout=timeout, **conn) or {}
+            removed = __salt__["kubesalt_etcd.remove"](name, timeout=timeout, **conn) or {}
             if removed.get("leader_moved_to"):
                 ret["changes"]["leader"] = f"handed over to {removed['leader_moved_to']}"
             ret["changes"]["removed"] = f"{member['id']} at {','.join(member['peer_urls'])}"
@@ -408,7 +412,7 @@ def mod_watch(name, sfun=None, service="etcd", timeout=180, **kwargs):
     if sfun != "member_present":
         ret["comment"] = f"nothing to do on watch for {sfun}"
         return ret
-    if __context__.get("k8s_etcd.started"):
+    if __context__.get("kubesalt_etcd.started"):
         ret["comment"] = f"{service} was started in this run with the current files"
         return ret
     if __opts__["test"]:
@@ -417,7 +421,7 @@ def mod_watch(name, sfun=None, service="etcd", timeout=180, **kwargs):
         ret["comment"] = f"would restart {service}, one master at a time"
         return ret
     try:
-        restarted = __salt__["k8s_etcd.restart_safely"](
+        restarted = __salt__["kubesalt_etcd.restart_safely"](
             name, service=service, timeout=timeout, **_conn(kwargs)
         )
     except CommandExecutionError as err:
@@ -439,7 +443,7 @@ def healthy(name, timeout=120, **kwargs):
     .. code-block:: yaml
 
         etcd-healthy:
-          k8s_etcd.healthy:
+          kubesalt_etcd.healthy:
             - name: etcd
     """
     ret = _ret(name)
@@ -447,7 +451,7 @@ def healthy(name, timeout=120, **kwargs):
     deadline = time.monotonic() + float(timeout)
     while True:
         try:
-            summary = __salt__["k8s_etcd.health"](**conn)
+            summary = __salt__["kubesalt_etcd.health"](**conn)
             problem = None
             if summary["healthy_voting_members"] < summary["voting_members"]:
                 problem = (

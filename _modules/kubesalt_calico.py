@@ -1,18 +1,18 @@
 """
-calico_bgp: Calico's BGP resources and the routers' BIRD config, from pillar.
+kubesalt_calico: Calico's BGP resources and the routers' BIRD config, from pillar.
 
 What is built (``_utils/kubesalt_core/calico.py``): the BGPConfiguration ``default`` (explicit
 ``asNumber``, node-to-node mesh off, service IPs when asked), one BGPPeer per router and the
 IPPools (no encapsulation). They are applied by one master with
-``kubectl apply --server-side`` through ``k8s_objects``; the routers render their
+``kubectl apply --server-side`` through ``kubesalt_manifest``; the routers render their
 ``bird.conf`` from the same pillar.
 
 CLI Example:
 
 .. code-block:: bash
 
-    salt master-1 calico_bgp.resources
-    salt router-1 calico_bgp.bird_config
+    salt master-1 kubesalt_calico.resources
+    salt router-1 kubesalt_calico.bird_config
 """
 
 import yaml
@@ -20,7 +20,9 @@ from salt.exceptions import CommandExecutionError, SaltInvocationError
 
 import kubesalt_core.calico
 
-__virtualname__ = "calico_bgp"
+__virtualname__ = "kubesalt_calico"
+# The name before 0.2, kept for one release (README, "Module names").
+__virtual_aliases__ = ("calico_bgp",)
 
 
 def __virtual__():
@@ -35,7 +37,7 @@ def resources():
 
     .. code-block:: bash
 
-        salt master-1 calico_bgp.resources
+        salt master-1 kubesalt_calico.resources
     """
     return kubesalt_core.calico.resources(__salt__["kubesalt.config"]())
 
@@ -43,14 +45,14 @@ def resources():
 def stream(part="all"):
     """
     :func:`resources` as the YAML stream kubectl is given. ``part`` as for
-    ``k8s_objects.manifests``: the BGP resources hold no Namespace, so ``namespaces`` is
+    ``kubesalt_manifest.manifests``: the BGP resources hold no Namespace, so ``namespaces`` is
     empty and ``rest`` is everything.
 
     CLI Example:
 
     .. code-block:: bash
 
-        salt master-1 calico_bgp.stream
+        salt master-1 kubesalt_calico.stream
     """
     if part not in ("all", "namespaces", "rest"):
         raise SaltInvocationError(f"Invalid value {part!r} for part. Valid: all, namespaces, rest")
@@ -65,10 +67,10 @@ def bird_config(router=None):
 
     .. code-block:: bash
 
-        salt router-1 calico_bgp.bird_config
+        salt router-1 kubesalt_calico.bird_config
     """
     config = __salt__["kubesalt.config"]()
-    router = router or __grains__["id"]
+    router = router or __opts__["id"]
     node = config["nodes"].get(router)
     if not node or "router" not in node["roles"]:
         raise CommandExecutionError(f"{router} is not a router in pillar kubesalt:nodes")

@@ -1,15 +1,15 @@
 """
-k8s_unit: a running unit holds the certificates kubesalt last issued for it.
+kubesalt_unit: a running unit holds the certificates kubesalt last issued for it.
 
 Most components read their certificates and kubeconfig once, when they start. When
 ``kubesalt.pki`` re-issues one (renewal before expiry, a changed SAN), the unit that
 started before it is restarted; a unit started after it, or not running, is left alone.
-The decision is ``k8s_unit.stale_credentials`` (file times against the unit's start).
+The decision is ``kubesalt_unit.stale_credentials`` (file times against the unit's start).
 
 .. code-block:: yaml
 
     kubesalt-unit-calico-typha-credentials-current:
-      k8s_unit.credentials_current:
+      kubesalt_unit.credentials_current:
         - name: calico-typha
 """
 
@@ -17,11 +17,14 @@ import subprocess
 
 from salt.exceptions import SaltInvocationError
 
+# The name before 0.2, kept for one release (README, "Module names").
+__virtual_aliases__ = ("k8s_unit",)
+
 
 def __virtual__():
-    if "k8s_unit.stale_credentials" in __salt__:
-        return "k8s_unit"
-    return (False, "k8s_unit: the k8s_unit execution module is not loaded")
+    if "kubesalt_unit.stale_credentials" in __salt__:
+        return "kubesalt_unit"
+    return (False, "kubesalt_unit: the kubesalt_unit execution module is not loaded")
 
 
 def credentials_current(name):
@@ -33,11 +36,11 @@ def credentials_current(name):
 
     .. code-block:: bash
 
-        salt worker-1 state.single k8s_unit.credentials_current kubelet
+        salt worker-1 state.single kubesalt_unit.credentials_current kubelet
     """
     ret = {"name": name, "result": True, "comment": "", "changes": {}}
     try:
-        stale = __salt__["k8s_unit.stale_credentials"](name)
+        stale = __salt__["kubesalt_unit.stale_credentials"](name)
     except SaltInvocationError as err:
         ret["result"] = False
         ret["comment"] = str(err)

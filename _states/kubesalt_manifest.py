@@ -1,25 +1,27 @@
 """
-State for the cluster objects kubesalt owns (see ``_modules/k8s_objects.py``).
+State for the cluster objects kubesalt owns (see ``_modules/kubesalt_manifest.py``).
 
 .. code-block:: yaml
 
     kubesalt-cluster-objects-applied:
-      k8s_objects.applied:
+      kubesalt_manifest.applied:
         - name: kubesalt
 """
 
 from salt.exceptions import CommandExecutionError
 
-__virtualname__ = "k8s_objects"
+__virtualname__ = "kubesalt_manifest"
+# The name before 0.2, kept for one release (README, "Module names").
+__virtual_aliases__ = ("k8s_objects",)
 
 
 def __virtual__():
-    if "k8s_objects.diff" in __salt__:
+    if "kubesalt_manifest.diff" in __salt__:
         return __virtualname__
-    return (False, "k8s_objects: the k8s_objects execution module is not loaded")
+    return (False, "kubesalt_manifest: the kubesalt_manifest execution module is not loaded")
 
 
-def applied(name, wait=180, source="k8s_objects.manifests", what="cluster objects"):
+def applied(name, wait=180, source="kubesalt_manifest.manifests", what="cluster objects"):
     """
     kubesalt's cluster objects (and Calico's CRDs) are applied with server-side apply.
 
@@ -34,26 +36,26 @@ def applied(name, wait=180, source="k8s_objects.manifests", what="cluster object
         Default: 180.
     source
         The execution function that gives the YAML stream, called with
-        ``part="namespaces"`` and ``part="rest"``. Default: ``k8s_objects.manifests``;
-        ``calico_bgp.configured`` passes ``calico_bgp.stream``.
+        ``part="namespaces"`` and ``part="rest"``. Default: ``kubesalt_manifest.manifests``;
+        ``kubesalt_calico.configured`` passes ``kubesalt_calico.stream``.
     what
         How comments name the objects.
     """
     ret = {"name": name, "result": True, "comment": "", "changes": {}}
-    if not __salt__["k8s_objects.kubectl_available"]():
+    if not __salt__["kubesalt_manifest.kubectl_available"]():
         ret["comment"] = (
             f"{what} not applied: artifact kubernetes not available (no kubectl); "
             f"see {source} for what would be applied"
         )
         return ret
     try:
-        if __opts__["test"] and not __salt__["k8s_objects.ready"]():
+        if __opts__["test"] and not __salt__["kubesalt_manifest.ready"]():
             # A first run: kubectl or the apiserver come with this very run.
             streams = "\n---\n".join(
                 [__salt__[source](part="namespaces"), __salt__[source](part="rest")]
             )
             ret["result"] = None
-            ret["changes"] = {"objects": __salt__["k8s_objects.describe"](streams)}
+            ret["changes"] = {"objects": __salt__["kubesalt_manifest.describe"](streams)}
             ret["comment"] = (
                 f"would apply {what} (server-side) once kubectl and the apiserver are up: "
                 "this run installs or starts them, so there is nothing to diff against yet"
@@ -61,7 +63,7 @@ def applied(name, wait=180, source="k8s_objects.manifests", what="cluster object
             return ret
         namespaces = __salt__[source](part="namespaces")
         new_namespaces = (
-            __salt__["k8s_objects.diff"](wait=wait, stream=namespaces) if namespaces else ""
+            __salt__["kubesalt_manifest.diff"](wait=wait, stream=namespaces) if namespaces else ""
         )
         if new_namespaces and __opts__["test"]:
             ret["result"] = None
@@ -73,9 +75,9 @@ def applied(name, wait=180, source="k8s_objects.manifests", what="cluster object
             return ret
         applied_lines = []
         if new_namespaces:
-            applied_lines += __salt__["k8s_objects.apply"](stream=namespaces)
+            applied_lines += __salt__["kubesalt_manifest.apply"](stream=namespaces)
         rest = __salt__[source](part="rest")
-        difference = __salt__["k8s_objects.diff"](wait=wait, stream=rest)
+        difference = __salt__["kubesalt_manifest.diff"](wait=wait, stream=rest)
         if not difference and not applied_lines:
             ret["comment"] = f"{what} are applied"
             return ret
@@ -85,7 +87,7 @@ def applied(name, wait=180, source="k8s_objects.manifests", what="cluster object
             ret["comment"] = f"would apply {what} (server-side)"
             return ret
         if difference:
-            applied_lines += __salt__["k8s_objects.apply"](stream=rest)
+            applied_lines += __salt__["kubesalt_manifest.apply"](stream=rest)
         ret["changes"]["applied"] = applied_lines
         ret["comment"] = f"applied {what} (server-side)"
     except CommandExecutionError as err:

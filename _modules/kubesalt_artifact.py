@@ -1,5 +1,5 @@
 """
-k8s_artifact: install the cluster's binaries from pillar ``artifacts``, checked and atomic.
+kubesalt_artifact: install the cluster's binaries from pillar ``artifacts``, checked and atomic.
 
 Each binary of the catalogue (``_utils/kubesalt_core/artifact.py``: which artifact, where in
 its release archive, which roles, which units) comes from its artifact's source:
@@ -27,8 +27,8 @@ CLI Example:
 
 .. code-block:: bash
 
-    salt worker-1 k8s_artifact.status
-    salt worker-1 k8s_artifact.install containerd
+    salt worker-1 kubesalt_artifact.status
+    salt worker-1 kubesalt_artifact.install containerd
 """
 
 import contextlib
@@ -49,7 +49,9 @@ import kubesalt_core.unit
 
 log = logging.getLogger(__name__)
 
-__virtualname__ = "k8s_artifact"
+__virtualname__ = "kubesalt_artifact"
+# The name before 0.2, kept for one release (README, "Module names").
+__virtual_aliases__ = ("k8s_artifact",)
 
 CHUNK = 1 << 20
 DOWNLOAD_TIMEOUT = 60
@@ -120,7 +122,7 @@ def check(name):
 
     .. code-block:: bash
 
-        salt master-1 k8s_artifact.check kube-apiserver
+        salt master-1 kubesalt_artifact.check kube-apiserver
     """
     return _check(_config(), _entry(name))[0]
 
@@ -155,7 +157,7 @@ def status(roles=None):
 
     .. code-block:: bash
 
-        salt '*' k8s_artifact.status
+        salt '*' kubesalt_artifact.status
     """
     if roles is None:
         roles = __salt__["kubesalt.node"]().get("roles", [])
@@ -172,7 +174,7 @@ def fetch(url, sha256, dest):
 
     .. code-block:: bash
 
-        salt worker-1 k8s_artifact.fetch https://example.org/runc.amd64 <sha256> /tmp/runc
+        salt worker-1 kubesalt_artifact.fetch https://example.org/runc.amd64 <sha256> /tmp/runc
     """
     directory = os.path.dirname(dest) or "."
     os.makedirs(directory, exist_ok=True)
@@ -202,7 +204,7 @@ def fetch(url, sha256, dest):
 
 def _download(config, entry, spec):
     """The verified archive for ``entry``'s artifact, downloaded at most once per run."""
-    key = f"k8s_artifact.download.{spec['sha256']}"
+    key = f"kubesalt_artifact.download.{spec['sha256']}"
     if key in __context__:
         return __context__[key]
     downloads = os.path.join(config["paths"]["opt_dir"], "downloads")
@@ -250,14 +252,14 @@ def install(name):
 
     .. code-block:: bash
 
-        salt master-1 k8s_artifact.install kube-apiserver
+        salt master-1 kubesalt_artifact.install kube-apiserver
     """
     config = _config()
     entry = _entry(name)
     row, spec = _check(config, entry)
     if row["source"] != "url":
         raise CommandExecutionError(
-            f"{name} comes from source {row['source']}; k8s_artifact installs url sources "
+            f"{name} comes from source {row['source']}; kubesalt_artifact installs url sources "
             "(the state installs packages with pkg.installed)"
         )
     if row["reason"] is None:
@@ -274,7 +276,7 @@ def install(name):
     kubesalt_core.files.write_atomically(
         _record_path(config, entry), json.dumps(record, indent=2).encode(), 0o644
     )
-    log.info("k8s_artifact: installed %s %s (%s)", name, row["version"], row["reason"])
+    log.info("kubesalt_artifact: installed %s %s (%s)", name, row["version"], row["reason"])
     return {"path": row["path"], "version": row["version"], "reason": row["reason"]}
 
 
@@ -289,7 +291,7 @@ def needed():
 
     .. code-block:: bash
 
-        salt worker-1 k8s_artifact.needed
+        salt worker-1 kubesalt_artifact.needed
     """
     config = _config()
     roles = (config["nodes"].get(__opts__["id"]) or {}).get("roles") or []
@@ -306,7 +308,7 @@ def catalogue():
 
     .. code-block:: bash
 
-        salt master-1 k8s_artifact.catalogue
+        salt master-1 kubesalt_artifact.catalogue
     """
     return [
         {

@@ -1,5 +1,5 @@
 """
-k8s_unit: the systemd units of the cluster's components, rendered for this node.
+kubesalt_unit: the systemd units of the cluster's components, rendered for this node.
 
 The units and their command lines, environments and config files are data and pure
 functions in ``_utils/kubesalt_core/unit.py`` (one record per unit). This module renders them
@@ -12,10 +12,10 @@ CLI Example:
 
 .. code-block:: bash
 
-    salt worker-1 k8s_unit.rendered
-    salt master-1 k8s_unit.render kube-apiserver
-    salt worker-1 k8s_unit.verify containerd
-    salt master-1 k8s_unit.health
+    salt worker-1 kubesalt_unit.rendered
+    salt master-1 kubesalt_unit.render kube-apiserver
+    salt worker-1 kubesalt_unit.verify containerd
+    salt master-1 kubesalt_unit.health
 """
 
 import os
@@ -30,7 +30,9 @@ import kubesalt_core.artifact
 import kubesalt_core.pki
 import kubesalt_core.unit
 
-__virtualname__ = "k8s_unit"
+__virtualname__ = "kubesalt_unit"
+# The name before 0.2, kept for one release (README, "Module names").
+__virtual_aliases__ = ("k8s_unit",)
 
 
 def __virtual__():
@@ -79,10 +81,10 @@ def render(name):
 
     .. code-block:: bash
 
-        salt master-1 k8s_unit.render kube-apiserver
+        salt master-1 kubesalt_unit.render kube-apiserver
     """
     config = __salt__["kubesalt.config"]()
-    node_id = __grains__["id"]
+    node_id = __opts__["id"]
     if node_id not in config["nodes"]:
         raise CommandExecutionError(f"{node_id} is not under pillar kubesalt:nodes")
     try:
@@ -109,10 +111,10 @@ def rendered():
 
     .. code-block:: bash
 
-        salt worker-1 k8s_unit.rendered
+        salt worker-1 kubesalt_unit.rendered
     """
     config = __salt__["kubesalt.config"]()
-    node_id = __grains__["id"]
+    node_id = __opts__["id"]
     if node_id not in config["nodes"]:
         return []
     return [_as_dict(config, r) for r in kubesalt_core.unit.node_units(config, node_id)]
@@ -128,10 +130,10 @@ def unwanted():
 
     .. code-block:: bash
 
-        salt worker-1 k8s_unit.unwanted
+        salt worker-1 kubesalt_unit.unwanted
     """
     config = __salt__["kubesalt.config"]()
-    node_id = __grains__["id"]
+    node_id = __opts__["id"]
     if node_id not in config["nodes"]:
         return []
     systemd_dir = config["paths"]["systemd_dir"]
@@ -151,7 +153,7 @@ def verify(name):
 
     .. code-block:: bash
 
-        salt worker-1 k8s_unit.verify containerd
+        salt worker-1 kubesalt_unit.verify containerd
     """
     unit = render(name)
     try:
@@ -179,10 +181,10 @@ def kernel():
 
     .. code-block:: bash
 
-        salt worker-1 k8s_unit.kernel
+        salt worker-1 kubesalt_unit.kernel
     """
     config = __salt__["kubesalt.config"]()
-    node_id = __grains__["id"]
+    node_id = __opts__["id"]
     node = config["nodes"].get(node_id)
     roles = node["roles"] if node else []
     if "worker" not in roles and "router" not in roles:
@@ -256,11 +258,11 @@ def health(name=None, timeout=PROBE_TIMEOUT):
 
     .. code-block:: bash
 
-        salt -C 'I@kubesalt:nodes:*' k8s_unit.health
-        salt master-1 k8s_unit.health kube-apiserver
+        salt -C 'I@kubesalt:nodes:*' kubesalt_unit.health
+        salt master-1 kubesalt_unit.health kube-apiserver
     """
     config = __salt__["kubesalt.config"]()
-    node_id = __grains__["id"]
+    node_id = __opts__["id"]
     if node_id not in config["nodes"]:
         return {}
     if name is not None:
@@ -307,10 +309,10 @@ def stale_credentials(name):
 
     .. code-block:: bash
 
-        salt master-1 k8s_unit.stale_credentials calico-typha
+        salt master-1 kubesalt_unit.stale_credentials calico-typha
     """
     config = __salt__["kubesalt.config"]()
-    node_id = __grains__["id"]
+    node_id = __opts__["id"]
     try:
         rendered = kubesalt_core.unit.render(config, node_id, name)
     except KeyError as err:

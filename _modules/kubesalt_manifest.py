@@ -1,10 +1,10 @@
 """
-k8s_objects: the cluster objects kubesalt owns, applied with server-side apply.
+kubesalt_manifest: the cluster objects kubesalt owns, applied with server-side apply.
 
 What is applied (``_utils/kubesalt_core/manifest.py``): the binding of the apiserver's
 kubelet-client identity to ``system:kubelet-api-admin``, kube-proxy's and Calico's RBAC,
 the ``calico-typha`` Service and Endpoints; then Calico's CRDs from their pinned artifact
-(``artifacts:calico_crds``, installed by ``k8s_artifact`` to ``paths:manifest_dir``).
+(``artifacts:calico_crds``, installed by ``kubesalt_artifact`` to ``paths:manifest_dir``).
 
 Everything goes through ``kubectl`` with the admin kubeconfig, on one master (the first by
 minion id): ``kubectl diff --server-side`` decides whether anything would change (so a run
@@ -15,8 +15,8 @@ CLI Example:
 
 .. code-block:: bash
 
-    salt master-1 k8s_objects.manifests
-    salt master-1 k8s_objects.diff
+    salt master-1 kubesalt_manifest.manifests
+    salt master-1 kubesalt_manifest.diff
 """
 
 import json
@@ -31,7 +31,9 @@ import kubesalt_core.artifact
 import kubesalt_core.manifest
 import kubesalt_core.pki
 
-__virtualname__ = "k8s_objects"
+__virtualname__ = "kubesalt_manifest"
+# The name before 0.2, kept for one release (README, "Module names").
+__virtual_aliases__ = ("k8s_objects",)
 
 # kubectl diff: 0 no differences, 1 differences found, >1 kubectl or diff failed.
 DIFF_NONE, DIFF_FOUND = 0, 1
@@ -64,7 +66,7 @@ def manifests(part="all"):
 
     .. code-block:: bash
 
-        salt master-1 k8s_objects.manifests
+        salt master-1 kubesalt_manifest.manifests
     """
     if part not in ("all", "namespaces", "rest"):
         raise SaltInvocationError(f"Invalid value {part!r} for part. Valid: all, namespaces, rest")
@@ -140,7 +142,7 @@ def kubectl_available():
 
     .. code-block:: bash
 
-        salt master-1 k8s_objects.kubectl_available
+        salt master-1 kubesalt_manifest.kubectl_available
     """
     return _kubectl_command(_config()) is not None
 
@@ -155,7 +157,7 @@ def ready(timeout=5):
 
     .. code-block:: bash
 
-        salt master-1 k8s_objects.ready
+        salt master-1 kubesalt_manifest.ready
     """
     command = _kubectl_command(_config())
     if command is None or not os.access(command[0], os.X_OK):
@@ -175,7 +177,7 @@ def describe(stream):
 
     .. code-block:: bash
 
-        salt master-1 k8s_objects.describe "$(cat objects.yaml)"
+        salt master-1 kubesalt_manifest.describe "$(cat objects.yaml)"
     """
     return [kubesalt_core.manifest.describe(o) for o in yaml.safe_load_all(stream or "") if o]
 
@@ -190,7 +192,7 @@ def diff(wait=APISERVER_WAIT, stream=None):
 
     .. code-block:: bash
 
-        salt master-1 k8s_objects.diff
+        salt master-1 kubesalt_manifest.diff
     """
     argv = _kubectl(_config(), "diff")
     stream = manifests() if stream is None else stream
@@ -214,7 +216,7 @@ def apply(stream=None):
 
     .. code-block:: bash
 
-        salt master-1 k8s_objects.apply
+        salt master-1 kubesalt_manifest.apply
     """
     argv = _kubectl(_config(), "apply")
     proc = _run(argv, manifests() if stream is None else stream)
@@ -231,9 +233,9 @@ def applies_here():
 
     .. code-block:: bash
 
-        salt '*' k8s_objects.applies_here
+        salt '*' kubesalt_manifest.applies_here
     """
-    return kubesalt_core.manifest.applying_master(_config()) == __grains__["id"]
+    return kubesalt_core.manifest.applying_master(_config()) == __opts__["id"]
 
 
 def leases(namespace="kube-system"):
@@ -246,7 +248,7 @@ def leases(namespace="kube-system"):
 
     .. code-block:: bash
 
-        salt master-1 k8s_objects.leases
+        salt master-1 kubesalt_manifest.leases
     """
     command = _kubectl_command(_config())
     if command is None:

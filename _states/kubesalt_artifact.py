@@ -1,24 +1,27 @@
 """
-k8s_artifact: one binary of the catalogue is installed as pillar ``artifacts`` says.
+kubesalt_artifact: one binary of the catalogue is installed as pillar ``artifacts`` says.
 
-Thin: the decision is ``k8s_artifact.check``, the work ``k8s_artifact.install`` (see the
+Thin: the decision is ``kubesalt_artifact.check``, the work ``kubesalt_artifact.install`` (see the
 module for the download, the checksum and the atomic replace). A unit that runs the binary
 ``watch``es this state, so a new version restarts exactly the units that use it.
 
 .. code-block:: yaml
 
     kubesalt-artifact-kube-apiserver:
-      k8s_artifact.installed:
+      kubesalt_artifact.installed:
         - name: kube-apiserver
 """
 
 from salt.exceptions import CommandExecutionError, SaltInvocationError
 
+# The name before 0.2, kept for one release (README, "Module names").
+__virtual_aliases__ = ("k8s_artifact",)
+
 
 def __virtual__():
-    if "k8s_artifact.check" in __salt__:
-        return "k8s_artifact"
-    return (False, "k8s_artifact: the k8s_artifact execution module is not loaded")
+    if "kubesalt_artifact.check" in __salt__:
+        return "kubesalt_artifact"
+    return (False, "kubesalt_artifact: the kubesalt_artifact execution module is not loaded")
 
 
 def installed(name):
@@ -34,11 +37,11 @@ def installed(name):
 
     .. code-block:: bash
 
-        salt worker-1 state.single k8s_artifact.installed containerd
+        salt worker-1 state.single kubesalt_artifact.installed containerd
     """
     ret = {"name": name, "result": True, "comment": "", "changes": {}}
     try:
-        row = __salt__["k8s_artifact.check"](name)
+        row = __salt__["kubesalt_artifact.check"](name)
         if row["source"] == "package":
             return _package(ret, row)
         if row["source"] == "unavailable":
@@ -57,7 +60,7 @@ def installed(name):
             ret["changes"] = {"installed": change}
             ret["comment"] = f"would install {name} {row['version']}: {row['reason']}"
             return ret
-        __salt__["k8s_artifact.install"](name)
+        __salt__["kubesalt_artifact.install"](name)
         ret["changes"] = {"installed": change}
         ret["comment"] = f"installed {name} {row['version']} at {row['path']} ({row['reason']})"
     except (CommandExecutionError, SaltInvocationError) as err:

@@ -1,10 +1,10 @@
 """
-k8s_etcd: the masters' etcd cluster, over etcd's v3 JSON gateway.
+kubesalt_etcd: the masters' etcd cluster, over etcd's v3 JSON gateway.
 
 Every call is an HTTPS POST with a client certificate; there is no etcd client library and
 no parsing of etcdctl output. By default the module talks to every master's client URL
 (``https://<ip>:2379``, from pillar) as ``kube-apiserver-etcd-client`` with the cert, key
-and etcd CA that ``k8s_pki`` issued into ``paths:pki_dir``. Each function takes
+and etcd CA that ``kubesalt_pki`` issued into ``paths:pki_dir``. Each function takes
 ``endpoints``, ``cert``, ``key`` and ``cacert`` to talk elsewhere.
 
 etcd's errors become ``CommandExecutionError`` with what etcd said and what it means. The
@@ -21,95 +21,36 @@ CLI Example:
 
 .. code-block:: bash
 
-    salt master-1 k8s_etcd.members
-    salt master-1 k8s_etcd.status
-    salt master-1 k8s_etcd.remove master-3
+    salt master-1 kubesalt_etcd.members
+    salt master-1 kubesalt_etcd.status
+    salt master-1 kubesalt_etcd.remove master-3
 """
 
 import contextlib
-import json
 import logging
 import ssl
 import time
-import urllib.error
-import urllib.request
 
 from salt.exceptions import CommandExecutionError, SaltInvocationError
 
+import kubesalt_core.errors
 import kubesalt_core.etcd
+import kubesalt_core.etcd_client
 import kubesalt_core.pki
 
 log = logging.getLogger(__name__)
 
-__virtualname__ = "k8s_etcd"
+__virtualname__ = "kubesalt_etcd"
+# The name before 0.2, kept for one release (README, "Module names").
+__virtual_aliases__ = ("k8s_etcd",)
 
-# One HTTP request; a member that takes longer is treated as not answering.
-REQUEST_TIMEOUT = 5
+REQUEST_TIMEOUT = kubesalt_core.etcd_client.REQUEST_TIMEOUT
 # How long a status probe of one member may take.
 PROBE_TIMEOUT = 2
 
 
 def __virtual__():
     return __virtualname__
-
-
-class EtcdError(Exception):
-    """etcd answered with an error status."""
-
-    def __init__(self, status, message, path):
-        super().__init__(kubesalt_core.etcd.explain(status, message, path))
-        self.status = status
-        self.message = message
-
-    @property
-    def transient(self):
-        return kubesalt_core.etcd.transient(self.status, self.message)
-
-
-class Unreachable(Exception):
-    """No endpoint answered."""
-
-    transient = True
-
-
-# --- the gateway ----------------------------------------------------------------------------
-
-
-class Gateway:
-    """POSTs JSON to the first endpoint that answers."""
-
-    def __init__(self, endpoints, context, timeout=REQUEST_TIMEOUT):
-        self.endpoints = list(endpoints)
-        self.context = context
-        self.timeout = timeout
-
-    def post(self, path, body=None, endpoints=None, timeout=None):
-        failures = []
-        for endpoint in endpoints or self.endpoints:
-            request = urllib.request.Request(
-                endpoint.rstrip("/") + path,
-                data=json.dumps(body or {}).encode(),
-                headers={"Content-Type": "application/json"},
-            )
-            try:
-                with urllib.request.urlopen(
-                    request, timeout=timeout or self.timeout, context=self.context
-                ) as response:
-                    return json.loads(response.read() or b"{}")
-            except urllib.error.HTTPError as err:
-                raise EtcdError(err.code, _error_message(err), path) from None
-            except (urllib.error.URLError, OSError, ValueError) as err:
-                reason = getattr(err, "reason", err)
-                failures.append(f"{endpoint}: {reason}")
-        raise Unreachable("no etcd endpoint answered: " + "; ".join(failures))
-
-
-def _error_message(err):
-    try:
-        answer = json.loads(err.read() or b"{}")
-    except ValueError:
-        return err.reason
-    return answer.get("message") or answer.get("error") or err.reason
 
 
 def _config():
@@ -142,9 +83,9 @@ def _gateway(endpoints=None, cert=None, key=None, cacert=None, timeout=REQUEST_T
     except (OSError, ssl.SSLError) as err:
         raise CommandExecutionError(
             f"cannot load the etcd client TLS files (cert={cert}, key={key}, cacert={cacert}): "
-            f"{err}; k8s_pki issues them on masters"
+            f"{err}; kubesalt_pki issues them on masters"
         ) from None
-    return Gateway(endpoints, context, timeout)
+    return kubesalt_core.etcd_client.Gateway(endpoints, context, timeout)
 
 
 def _connection(kwargs):
@@ -153,41 +94,19 @@ def _connection(kwargs):
     return {name: kwargs.get(name) for name in names}
 
 
-def _retrying(action, what, timeout, on_retry=None):
-    """Call ``action()`` until it succeeds, a permanent error comes, or ``timeout`` passes.
-
-    on_retry
-        Called as ``on_retry(error, seconds)`` for each failed attempt that is retried, with
-        the time from that attempt's start to the end of the wait after it (benchmarks
-        book these by reason).
-    """
-    deadline = time.monotonic() + float(timeout)
-    delays = kubesalt_core.etcd.backoff()
-    attempts = 0
-    while True:
-        attempts += 1
-        started = time.monotonic()
-        try:
-            return action()
-        except (EtcdError, Unreachable) as err:
-            if not err.transient:
-                raise CommandExecutionError(f"{what}: {err}") from None
-            delay = next(delays)
-            if time.monotonic() + delay > deadline:
-                raise CommandExecutionError(
-                    f"{what}: still failing after {attempts} attempts in {timeout} s: {err}"
-                ) from None
-            log.debug("k8s_etcd: %s: %s; retrying in %.1f s", what, err, delay)
-            time.sleep(delay)
-            if on_retry is not None:
-                on_retry(err, time.monotonic() - started)
+def _retrying(action, what, timeout):
+    """:func:`kubesalt_core.etcd_client.retrying`, its giving up as Salt's error."""
+    try:
+        return kubesalt_core.etcd_client.retrying(action, what, timeout)
+    except kubesalt_core.errors.GaveUp as err:
+        raise CommandExecutionError(str(err)) from None
 
 
 def _once(action, what):
     try:
-        return action()
-    except (EtcdError, Unreachable) as err:
-        raise CommandExecutionError(f"{what}: {err}") from None
+        return kubesalt_core.etcd_client.once(action, what)
+    except kubesalt_core.errors.GaveUp as err:
+        raise CommandExecutionError(str(err)) from None
 
 
 # --- reading --------------------------------------------------------------------------------
@@ -207,7 +126,7 @@ def _probe(gateway, member):
         answer = gateway.post(
             kubesalt_core.etcd.STATUS, endpoints=member.client_urls, timeout=PROBE_TIMEOUT
         )
-    except (EtcdError, Unreachable) as err:
+    except (kubesalt_core.errors.EtcdError, kubesalt_core.errors.Unreachable) as err:
         row["error"] = str(err)
         return row
     leader = str(answer.get("leader", "0"))
@@ -239,8 +158,8 @@ def members(**kwargs):
 
     .. code-block:: bash
 
-        salt master-1 k8s_etcd.members
-        salt master-1 k8s_etcd.members endpoints=https://127.0.0.1:2379
+        salt master-1 kubesalt_etcd.members
+        salt master-1 kubesalt_etcd.members endpoints=https://127.0.0.1:2379
     """
     gateway = _gateway(**_connection(kwargs))
     return [m.as_dict() for m in _once(lambda: _members(gateway), "listing members")]
@@ -255,7 +174,7 @@ def status(**kwargs):
 
     .. code-block:: bash
 
-        salt master-1 k8s_etcd.status
+        salt master-1 kubesalt_etcd.status
     """
     gateway = _gateway(**_connection(kwargs))
     return _once(lambda: _status(gateway), "reading member status")[1]
@@ -270,7 +189,7 @@ def health(**kwargs):
 
     .. code-block:: bash
 
-        salt master-1 k8s_etcd.health
+        salt master-1 kubesalt_etcd.health
     """
     gateway = _gateway(**_connection(kwargs))
     members_, rows = _once(lambda: _status(gateway), "reading member status")
@@ -297,7 +216,7 @@ def leader(**kwargs):
 
     .. code-block:: bash
 
-        salt master-1 k8s_etcd.leader
+        salt master-1 kubesalt_etcd.leader
     """
     return health(**kwargs)["leader"]
 
@@ -332,7 +251,7 @@ def add(name, peer_urls, learner=True, timeout=60, **kwargs):
 
     .. code-block:: bash
 
-        salt master-1 k8s_etcd.add master-4 https://198.18.0.14:2380
+        salt master-1 kubesalt_etcd.add master-4 https://198.18.0.14:2380
     """
     peer_urls = _split(peer_urls)
     if not peer_urls:
@@ -370,7 +289,7 @@ def promote(member, timeout=120, **kwargs):
 
     .. code-block:: bash
 
-        salt master-1 k8s_etcd.promote master-4
+        salt master-1 kubesalt_etcd.promote master-4
     """
     gateway = _gateway(**_connection(kwargs))
 
@@ -399,8 +318,8 @@ def move_leader(target=None, timeout=30, **kwargs):
 
     .. code-block:: bash
 
-        salt master-1 k8s_etcd.move_leader
-        salt master-1 k8s_etcd.move_leader master-2
+        salt master-1 kubesalt_etcd.move_leader
+        salt master-1 kubesalt_etcd.move_leader master-2
     """
     gateway = _gateway(**_connection(kwargs))
 
@@ -408,7 +327,7 @@ def move_leader(target=None, timeout=30, **kwargs):
         members_, rows = _status(gateway)
         current = next((r for r in rows if r["leader"]), None)
         if current is None:
-            raise EtcdError(503, "no leader", kubesalt_core.etcd.STATUS)
+            raise kubesalt_core.errors.EtcdError(503, "no leader", kubesalt_core.etcd.STATUS)
         chosen = _next_leader(members_, rows, current, target)
         if chosen["id"] != current["id"]:
             gateway.post(
@@ -446,7 +365,7 @@ def removal_check(member, **kwargs):
 
     .. code-block:: bash
 
-        salt master-1 k8s_etcd.removal_check master-3
+        salt master-1 kubesalt_etcd.removal_check master-3
     """
     return _removal_check(_gateway(**_connection(kwargs)), member)
 
@@ -505,11 +424,11 @@ def _hand_over(gateway, leaving, successor):
             {"targetID": successor["id"]},
             endpoints=leaving["client_urls"],
         )
-    except EtcdError as err:
+    except kubesalt_core.errors.EtcdError as err:
         # 412 "not leader": an election moved it already; nothing left to hand over.
         log.warning("etcd: leadership of %s not handed over: %s", leaving["name"], err)
         return None
-    except Unreachable as err:
+    except kubesalt_core.errors.Unreachable as err:
         log.warning("etcd: leader %s did not answer the hand-over: %s", leaving["name"], err)
         return None
     log.info("etcd: leadership handed from %s to %s", leaving["name"], successor["name"])
@@ -531,7 +450,7 @@ def remove(member, timeout=60, **kwargs):
 
     .. code-block:: bash
 
-        salt master-1 k8s_etcd.remove master-3
+        salt master-1 kubesalt_etcd.remove master-3
     """
     gateway = _gateway(**_connection(kwargs))
     check = _removal_check(gateway, member)
@@ -562,7 +481,7 @@ def wait_ready(endpoint, timeout=60, **kwargs):
 
     .. code-block:: bash
 
-        salt master-4 k8s_etcd.wait_ready https://198.18.0.14:2379
+        salt master-4 kubesalt_etcd.wait_ready https://198.18.0.14:2379
     """
     return _wait_ready(_gateway(**_connection(kwargs)), endpoint, timeout)
 
@@ -573,7 +492,7 @@ def _wait_ready(gateway, endpoint, timeout):
             kubesalt_core.etcd.STATUS, endpoints=[endpoint], timeout=PROBE_TIMEOUT
         )
         if str(answer.get("leader", "0")) == "0":
-            raise EtcdError(503, "no leader", kubesalt_core.etcd.STATUS)
+            raise kubesalt_core.errors.EtcdError(503, "no leader", kubesalt_core.etcd.STATUS)
         return answer
 
     return _retrying(attempt, f"waiting for {endpoint}", timeout)
@@ -588,14 +507,14 @@ def answers(endpoint, **kwargs):
 
     .. code-block:: bash
 
-        salt master-1 k8s_etcd.answers https://198.18.0.11:2379
+        salt master-1 kubesalt_etcd.answers https://198.18.0.11:2379
     """
     gateway = _gateway(**_connection(kwargs))
     try:
         gateway.post(kubesalt_core.etcd.STATUS, endpoints=[endpoint], timeout=PROBE_TIMEOUT)
-    except EtcdError:
+    except kubesalt_core.errors.EtcdError:
         return True
-    except Unreachable:
+    except kubesalt_core.errors.Unreachable:
         return False
     return True
 
@@ -609,7 +528,7 @@ def settings():
 
     .. code-block:: bash
 
-        salt master-1 k8s_etcd.settings
+        salt master-1 kubesalt_etcd.settings
     """
     config = _config()
     me = __opts__["id"]
@@ -628,7 +547,7 @@ def live_cluster(**kwargs):
 
     .. code-block:: bash
 
-        salt master-1 k8s_etcd.live_cluster
+        salt master-1 kubesalt_etcd.live_cluster
     """
     gateway = _gateway(**_connection(kwargs))
     answering, has_leader = [], False
@@ -637,7 +556,7 @@ def live_cluster(**kwargs):
             answer = gateway.post(
                 kubesalt_core.etcd.STATUS, endpoints=[endpoint], timeout=PROBE_TIMEOUT
             )
-        except (EtcdError, Unreachable):
+        except (kubesalt_core.errors.EtcdError, kubesalt_core.errors.Unreachable):
             continue
         answering.append(endpoint)
         has_leader = has_leader or str(answer.get("leader", "0")) != "0"
@@ -691,7 +610,7 @@ def _cluster_lock(gateway, name, holder, timeout, ttl=120):
                 30,
             )
         except CommandExecutionError as err:
-            log.warning("k8s_etcd: %s; the lease expires by itself after %s s", err, ttl)
+            log.warning("kubesalt_etcd: %s; the lease expires by itself after %s s", err, ttl)
 
 
 def restart_safely(name, service="etcd", timeout=180, **kwargs):
@@ -708,7 +627,7 @@ def restart_safely(name, service="etcd", timeout=180, **kwargs):
 
     .. code-block:: bash
 
-        salt master-2 k8s_etcd.restart_safely master-2
+        salt master-2 kubesalt_etcd.restart_safely master-2
     """
     gateway = _gateway(**_connection(kwargs))
     with _cluster_lock(gateway, "restart", name, timeout):

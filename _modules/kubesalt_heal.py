@@ -1,5 +1,5 @@
 """
-k8s_heal: repair a unit of this node that systemd gave up on, and keep a record of it.
+kubesalt_heal: repair a unit of this node that systemd gave up on, and keep a record of it.
 
 The loop: the journal beacon (``_beacons/kubesalt_journal.py``) sees a managed unit fail for
 good (``ActiveState=failed``, e.g. its start limit hit) and tells the master; the reactor
@@ -26,10 +26,10 @@ CLI Example:
 
 .. code-block:: bash
 
-    salt worker-1 k8s_heal.repair containerd.service
-    salt '*' k8s_heal.history
-    salt master-1 k8s_heal.status
-    salt master-1 k8s_heal.reset etcd.service
+    salt worker-1 kubesalt_heal.repair containerd.service
+    salt '*' kubesalt_heal.history
+    salt master-1 kubesalt_heal.status
+    salt master-1 kubesalt_heal.reset etcd.service
 """
 
 import datetime
@@ -45,7 +45,9 @@ import kubesalt_core.unit
 
 log = logging.getLogger(__name__)
 
-__virtualname__ = "k8s_heal"
+__virtualname__ = "kubesalt_heal"
+# The name before 0.2, kept for one release (README, "Module names").
+__virtual_aliases__ = ("k8s_heal",)
 
 ESCALATED_TAG = "kubesalt/unit/escalated"
 # How long a unit may take to come up (or fail) after a restart before the repair calls it
@@ -85,7 +87,7 @@ def _healthy(unit):
     """``(healthy, what its probe said)`` by the component's own health probe; a component
     without one is healthy when active."""
     name = unit[: -len(".service")]
-    answer = __salt__["k8s_unit.health"](name).get(unit)
+    answer = __salt__["kubesalt_unit.health"](name).get(unit)
     if answer is None:
         return True, ""
     return answer["healthy"], f"{answer['url'].split('/', 3)[-1]}: {answer['detail'][:60]}"
@@ -249,7 +251,7 @@ def repair(unit, invocation_id=None, result=None):
 
     .. code-block:: bash
 
-        salt worker-1 k8s_heal.repair containerd.service
+        salt worker-1 kubesalt_heal.repair containerd.service
     """
     managed, policy, store = _context()
     unit = _check_managed(unit, managed, store)
@@ -290,8 +292,8 @@ def history(unit=None, last=20):
 
     .. code-block:: bash
 
-        salt '*' k8s_heal.history
-        salt master-1 k8s_heal.history unit=etcd.service last=5
+        salt '*' kubesalt_heal.history
+        salt master-1 kubesalt_heal.history unit=etcd.service last=5
     """
     if isinstance(last, bool) or not isinstance(last, int) or last < 1:
         raise SaltInvocationError(f"last: expected a whole number of at least 1, got {last!r}")
@@ -309,7 +311,7 @@ def reset(unit):
 
     .. code-block:: bash
 
-        salt master-1 k8s_heal.reset etcd.service
+        salt master-1 kubesalt_heal.reset etcd.service
     """
     managed, _, store = _context()
     unit = _check_managed(unit, managed, store)
@@ -330,7 +332,7 @@ def status():
 
     .. code-block:: bash
 
-        salt '*' k8s_heal.status
+        salt '*' kubesalt_heal.status
     """
     managed, policy, store = _context()
     attempts = store.history()

@@ -1,29 +1,31 @@
 """
-k8s_pki: the cluster's CAs and each node's certificates, as states.
+kubesalt_pki: the cluster's CAs and each node's certificates, as states.
 
-The work is done by the ``k8s_pki`` execution module (its docstring explains the trust
+The work is done by the ``kubesalt_pki`` execution module (its docstring explains the trust
 model); these states only report it. ``test=True`` names every certificate a real run
 would issue, and why, without writing a file or creating a CA.
 
 .. code-block:: yaml
 
     kubesalt-pki-cas-present:            # on the CA host only
-      k8s_pki.cas_present:
+      kubesalt_pki.cas_present:
         - name: /etc/kubesalt/ca
 
     kubesalt-pki-certificates-present:   # on every master and worker
-      k8s_pki.certificates_present:
+      kubesalt_pki.certificates_present:
         - name: /etc/kubernetes/pki
 """
 
 from salt.exceptions import CommandExecutionError
 
-__virtualname__ = "k8s_pki"
+__virtualname__ = "kubesalt_pki"
+# The name before 0.2, kept for one release (README, "Module names").
+__virtual_aliases__ = ("k8s_pki",)
 
 
 def __virtual__():
-    if "k8s_pki.issue" not in __salt__:
-        return (False, "the k8s_pki execution module is not loaded")
+    if "kubesalt_pki.issue" not in __salt__:
+        return (False, "the kubesalt_pki execution module is not loaded")
     return __virtualname__
 
 
@@ -36,7 +38,7 @@ def cas_present(name):
         The CA directory (``paths:ca_dir``), for the output.
     """
     ret = {"name": name, "result": True, "comment": "", "changes": {}}
-    missing = __salt__["k8s_pki.ca_missing"]()
+    missing = __salt__["kubesalt_ca.ca_missing"]()
     if not missing:
         ret["comment"] = "every CA exists"
         return ret
@@ -46,7 +48,7 @@ def cas_present(name):
         ret["comment"] = "would create " + ", ".join(missing)
         return ret
     try:
-        created = __salt__["k8s_pki.ca_init"]()
+        created = __salt__["kubesalt_ca.ca_init"]()
     except CommandExecutionError as err:
         ret["result"] = False
         ret["comment"] = str(err)
@@ -67,7 +69,7 @@ def certificates_present(name):
     ret = {"name": name, "result": True, "comment": "", "changes": {}}
     test = bool(__opts__["test"])
     try:
-        outcome = __salt__["k8s_pki.issue"](test=test)
+        outcome = __salt__["kubesalt_pki.issue"](test=test)
     except CommandExecutionError as err:
         ret["result"] = False
         ret["comment"] = f"nothing was written: {err}"

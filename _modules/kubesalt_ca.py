@@ -1,0 +1,303 @@
+"""
+kubesalt_ca: the cluster's certificate authorities, on the CA host only.
+
+The one module of kubesalt that minions may call on another minion: the master's ``peer``
+rule (``conf/master.d/kubesalt.conf``) lets every minion publish :func:`sign` to the CA
+host, and nothing else. How a node uses it, and why it cannot get another node's
+certificate: see ``kubesalt_pki`` (the node's side), whose :func:`kubesalt_pki.issue` asks
+this module for what it needs.
+
+What lives here
+    The kubernetes, etcd and front-proxy CAs (``pki:ca_host``, else the first master by
+    minion id), under ``paths:ca_dir`` (0700; keys 0600). They are created here and never
+    read by anything but this module: they are not in pillar, mine, events, job returns or
+    file_roots. The masters' service-account public keys are registered here too, so that
+    every master can verify the tokens of the others.
+
+CLI Example:
+
+.. code-block:: bash
+
+    salt master-1 kubesalt_ca.ca_missing
+    salt master-1 kubesalt_ca.rotate_ca etcd-ca
+"""
+
+import contextlib
+import datetime
+import fcntl
+import logging
+import os
+
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+from salt.exceptions import CommandExecutionError, SaltInvocationError
+
+import kubesalt_core.files
+import kubesalt_core.pem
+import kubesalt_core.pki
+
+log = logging.getLogger(__name__)
+
+__virtualname__ = "kubesalt_ca"
+# The name before 0.2 (its CA functions were part of k8s_pki), kept for one release
+# (README, "Module names").
+__virtual_aliases__ = ("k8s_pki",)
+
+
+def __virtual__():
+    return __virtualname__
+
+
+def _now():
+    return datetime.datetime.now(datetime.UTC)
+
+
+def _config():
+    return __salt__["kubesalt.config"]()
+
+
+@contextlib.contextmanager
+def _ca_lock(layout):
+    os.makedirs(layout.ca_dir, mode=0o700, exist_ok=True)
+    os.chmod(layout.ca_dir, 0o700)
+    with open(os.path.join(layout.ca_dir, ".lock"), "a", encoding="utf-8") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _load_cas(layout):
+    """``{ca: (cert, key)}`` for the CAs that exist; raises on a half-present CA."""
+    cas = {}
+    for name in kubesalt_core.pki.CAS:
+        cert, key = (
+            kubesalt_core.pem.certificate(layout.ca_cert(name)),
+            kubesalt_core.pem.private_key(layout.ca_key(name)),
+        )
+        if cert is None and key is None:
+            continue
+        if cert is None or key is None:
+            missing = layout.ca_cert(name) if cert is None else layout.ca_key(name)
+            raise CommandExecutionError(
+                f"CA {name} is incomplete: {missing} is missing or unreadable. kubesalt "
+                "will not replace half a CA; restore it, or move both files aside to "
+                "create a new CA (see kubesalt_ca.rotate_ca)"
+            )
+        if not kubesalt_core.pki.same_public_key(cert.public_key(), key.public_key()):
+            raise CommandExecutionError(
+                f"CA {name}: {layout.ca_cert(name)} does not belong to {layout.ca_key(name)}"
+            )
+        cas[name] = (cert, key)
+    return cas
+
+
+def _ensure_cas(config, layout, create):
+    """Load the CAs; with ``create``, make the missing ones. Returns (cas, created names).
+
+    Without ``create`` nothing is written, not even the CA directory."""
+    if not create and not os.path.isdir(layout.ca_dir):
+        return {}, []
+    with _ca_lock(layout):
+        cas = _load_cas(layout)
+        created = []
+        if create:
+            pki = config["pki"]
+            for name in kubesalt_core.pki.CAS:
+                if name in cas:
+                    continue
+                key = kubesalt_core.pki.new_private_key(pki["key_type"])
+                cert = kubesalt_core.pki.build_ca(name, key, pki["ca_days"], _now())
+                kubesalt_core.files.write_atomically(
+                    layout.ca_key(name), kubesalt_core.pki.key_pem(key), 0o600
+                )
+                kubesalt_core.files.write_atomically(
+                    layout.ca_cert(name), kubesalt_core.pki.cert_pem(cert), 0o644
+                )
+                cas[name] = (cert, key)
+                created.append(name)
+                log.info("kubesalt_ca: created CA %s in %s", name, layout.ca_dir)
+    return cas, created
+
+
+def _require_ca_host(config):
+    host = kubesalt_core.pki.ca_host(config)
+    if __opts__["id"] != host:
+        raise CommandExecutionError(
+            f"this is {__opts__['id']!r}; the CAs live on {host!r} (pillar kubesalt:pki:ca_host)"
+        )
+    return host
+
+
+def ca_init():
+    """
+    Create the CAs that do not exist yet, on the CA host only.
+
+    Returns the names of the CAs it created (``[]`` when all exist). Never replaces an
+    existing CA; refuses a CA whose certificate or key is missing or mismatched.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt master-1 kubesalt_ca.ca_init
+    """
+    config = _config()
+    _require_ca_host(config)
+    return _ensure_cas(config, kubesalt_core.pki.Layout.of(config), create=True)[1]
+
+
+def ca_missing():
+    """
+    Return the CAs the CA host does not have yet (what :func:`ca_init` would create).
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt master-1 kubesalt_ca.ca_missing
+    """
+    config = _config()
+    _require_ca_host(config)
+    cas = _ensure_cas(config, kubesalt_core.pki.Layout.of(config), create=False)[0]
+    return [name for name in kubesalt_core.pki.CAS if name not in cas]
+
+
+def _registry(config, layout):
+    """Registered service-account public keys of the nodes that are masters in pillar."""
+    keys = {}
+    for mid, node in sorted((config.get("nodes") or {}).items()):
+        if kubesalt_core.pki.holds_service_account_key(node.get("roles") or []):
+            pem = kubesalt_core.pem.read(os.path.join(layout.registry_dir, f"{mid}.pub"))
+            if pem is not None:
+                keys[mid] = pem.decode()
+    return keys
+
+
+def _register(config, layout, requester, public_key_pem):
+    node = config["nodes"][requester]
+    if not kubesalt_core.pki.holds_service_account_key(node.get("roles") or []):
+        raise kubesalt_core.pki.SigningRefused(
+            f"{requester!r} is not a master; it has no service-account key"
+        )
+    key = serialization.load_pem_public_key(public_key_pem.encode())
+    path = os.path.join(layout.registry_dir, f"{requester}.pub")
+    pem = kubesalt_core.pki.public_pem(key)
+    if kubesalt_core.pem.read(path) != pem:
+        with _ca_lock(layout):
+            os.makedirs(layout.registry_dir, mode=0o700, exist_ok=True)
+            kubesalt_core.files.write_atomically(path, pem, 0o644)
+
+
+def _answer(requester, request):
+    """The CA host's reply to an authenticated ``requester``; see :func:`sign`."""
+    config = _config()
+    _require_ca_host(config)
+    layout = kubesalt_core.pki.Layout.of(config)
+    if requester not in (config.get("nodes") or {}):
+        raise kubesalt_core.pki.SigningRefused(f"{requester!r} is not a node under kubesalt:nodes")
+    wanted = request.get("certificates") or {}
+    sa_key = request.get("service_account_key")
+    if not isinstance(wanted, dict) or not (sa_key is None or isinstance(sa_key, str)):
+        raise kubesalt_core.pki.SigningRefused(
+            "request must be {certificates: {name: CSR PEM}, service_account_key: PEM}"
+        )
+    csrs = {}
+    for name, pem in wanted.items():
+        try:
+            csrs[name] = x509.load_pem_x509_csr(pem.encode())
+        except (ValueError, AttributeError) as err:
+            raise kubesalt_core.pki.SigningRefused(
+                f"the CSR for {name!r} is not a PEM CSR"
+            ) from err
+    # A read-only question (test=True, or nothing to issue) never creates a CA.
+    cas, _ = _ensure_cas(config, layout, create=bool(csrs or sa_key))
+    issued = {}
+    if csrs:
+        issued = kubesalt_core.pki.sign_requests(
+            config, requester, csrs, cas, config["pki"]["leaf_days"], _now()
+        )
+    if sa_key:
+        _register(config, layout, requester, sa_key)
+    return {
+        "cas": {name: kubesalt_core.pki.cert_pem(cert).decode() for name, (cert, _) in cas.items()},
+        "certificates": {
+            name: kubesalt_core.pki.cert_pem(c).decode() for name, c in issued.items()
+        },
+        "service_account_keys": _registry(config, layout),
+    }
+
+
+def sign(request=None, **kwargs):
+    """
+    Sign a node's CSRs: run on the CA host by a node's peer publication, never by hand.
+
+    The requester is the minion id the salt-master authenticated (``__pub_id``, supplied by
+    Salt); it cannot be passed as an argument. Returns ``{"cas": {...}, "certificates":
+    {...}, "service_account_keys": {...}}`` (PEM strings) or ``{"error": "..."}``.
+
+    request
+        ``{"certificates": {catalogue name: CSR PEM}, "service_account_key": PEM}``; both
+        optional. Without either, the answer only carries the public CA certificates and
+        service-account keys, and no CA is created.
+
+    CLI Example (what a node's ``kubesalt_pki.issue`` does for you):
+
+    .. code-block:: bash
+
+        salt-call publish.publish master-1 kubesalt_ca.sign '[{"certificates": {}}]'
+    """
+    requester = kwargs.get("__pub_id")
+    if not requester:
+        return {
+            "error": "kubesalt_ca.sign answers only a node's peer publication (publish.publish), "
+            "which carries the caller's authenticated minion id; it takes no requester "
+            "argument. Run kubesalt_pki.issue on the node instead."
+        }
+    if request is not None and not isinstance(request, dict):
+        return {"error": f"request must be a mapping, got {type(request).__name__}"}
+    try:
+        return _answer(requester, request or {})
+    except (kubesalt_core.pki.SigningRefused, CommandExecutionError, ValueError, TypeError) as err:
+        log.warning("kubesalt_ca.sign refused %s: %s", requester, err)
+        return {"error": str(err)}
+
+
+def rotate_ca(ca):
+    """
+    Move a CA aside (``<ca>.<UTC time>.crt/.key`` in ``ca_dir``) on the CA host, so that
+    the next run creates a new one and every certificate it signed is re-issued.
+
+    Nothing is deleted. Until every node has run again, components holding certificates of
+    the old CA and those of the new one do not trust each other: rotate in a maintenance
+    window, then run a highstate on all nodes and restart their components.
+
+    ca
+        One of ``kubernetes-ca``, ``etcd-ca``, ``front-proxy-ca``.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt master-1 kubesalt_ca.rotate_ca etcd-ca
+    """
+    if ca not in kubesalt_core.pki.CAS:
+        raise SaltInvocationError(
+            f"Invalid value {ca!r} for ca. Valid: {', '.join(kubesalt_core.pki.CAS)}"
+        )
+    config = _config()
+    _require_ca_host(config)
+    layout = kubesalt_core.pki.Layout.of(config)
+    stamp = _now().strftime("%Y%m%dT%H%M%SZ")
+    moved = {}
+    with _ca_lock(layout):
+        for path in (layout.ca_cert(ca), layout.ca_key(ca)):
+            if os.path.exists(path):
+                stem, ext = os.path.splitext(path)
+                target = f"{stem}.{stamp}{ext}"
+                os.rename(path, target)
+                moved[path] = target
+    if not moved:
+        raise CommandExecutionError(f"CA {ca} does not exist in {layout.ca_dir}")
+    return moved
