@@ -29,11 +29,12 @@ import logging
 import shutil
 import time
 
+import kubesalt_core.components
+import kubesalt_core.errors
 import kubesalt_core.heal
 import kubesalt_core.heal_store
 import kubesalt_core.pillar
 import kubesalt_core.systemd
-import kubesalt_core.unit
 
 log = logging.getLogger(__name__)
 
@@ -90,7 +91,7 @@ def _node():
     if cached and time.monotonic() - cached[0] < CONFIG_SECONDS:
         return cached[1], cached[2]
     pillar = (__opts__.get("pillar") or {}).get(kubesalt_core.pillar.PILLAR_KEY) or {}
-    managed = kubesalt_core.unit.managed_units(
+    managed = kubesalt_core.components.managed_units(
         kubesalt_core.pillar.roles_of(pillar, __opts__["id"])
     )
     store = kubesalt_core.heal_store.Store(kubesalt_core.heal_store.heal_dir(pillar.get("paths")))
@@ -113,7 +114,7 @@ def beacon(config):
         return []
     try:
         entries = kubesalt_core.systemd.failures_after(cursor, options.get("max_entries", 500))
-    except kubesalt_core.systemd.SystemdError as err:
+    except kubesalt_core.errors.SystemdError as err:
         log.warning("kubesalt_journal: %s", err)
         return []
     if not entries:

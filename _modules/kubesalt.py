@@ -34,6 +34,8 @@ import salt.utils.yaml
 from salt.exceptions import CommandExecutionError
 
 import kubesalt_core.pillar
+import kubesalt_core.pillar_checks
+import kubesalt_core.pillar_schema
 
 log = logging.getLogger(__name__)
 
@@ -66,9 +68,9 @@ def _merged(defaults):
 
 def _report(problems):
     return {
-        "valid": not kubesalt_core.pillar.errors(problems),
-        "errors": [str(p) for p in problems if p.level == kubesalt_core.pillar.ERROR],
-        "warnings": [str(p) for p in problems if p.level == kubesalt_core.pillar.WARNING],
+        "valid": not kubesalt_core.pillar_checks.errors(problems),
+        "errors": [str(p) for p in problems if p.level == kubesalt_core.pillar_checks.ERROR],
+        "warnings": [str(p) for p in problems if p.level == kubesalt_core.pillar_checks.WARNING],
     }
 
 
@@ -89,7 +91,7 @@ def validate(defaults=None):
 
         salt '*' kubesalt.validate
     """
-    return _report(kubesalt_core.pillar.validate(_merged(defaults)))
+    return _report(kubesalt_core.pillar_schema.validate(_merged(defaults)))
 
 
 def config(defaults=None):
@@ -110,7 +112,7 @@ def config(defaults=None):
         salt '*' kubesalt.config
     """
     merged = _merged(defaults)
-    report = _report(kubesalt_core.pillar.validate(merged))
+    report = _report(kubesalt_core.pillar_schema.validate(merged))
     if not report["valid"]:
         raise CommandExecutionError(
             f"pillar '{kubesalt_core.pillar.PILLAR_KEY}' is invalid, nothing was changed: "
@@ -172,7 +174,7 @@ def assigned_states(defaults=None):
         salt '*' kubesalt.assigned_states
     """
     present = kubesalt_core.pillar.PILLAR_KEY in __pillar__
-    problems = kubesalt_core.pillar.validate(_merged(defaults)) if present else []
+    problems = kubesalt_core.pillar_schema.validate(_merged(defaults)) if present else []
     return kubesalt_core.pillar.assigned_states(present, problems, roles())
 
 

@@ -44,8 +44,8 @@ import urllib.request
 from salt.exceptions import CommandExecutionError, SaltInvocationError
 
 import kubesalt_core.artifact
+import kubesalt_core.components
 import kubesalt_core.files
-import kubesalt_core.unit
 
 log = logging.getLogger(__name__)
 
@@ -295,7 +295,7 @@ def needed():
     """
     config = _config()
     roles = (config["nodes"].get(__opts__["id"]) or {}).get("roles") or []
-    idle = set(kubesalt_core.unit.idle_binaries(config, roles))
+    idle = set(kubesalt_core.components.idle_binaries(config, roles))
     return [b.name for b in kubesalt_core.artifact.for_roles(roles) if b.name not in idle]
 
 
@@ -317,7 +317,7 @@ def catalogue():
             "member": b.member,
             "dest": b.dest,
             "roles": list(b.roles),
-            "units": list(kubesalt_core.unit.units_of_binary(b)),
+            "units": list(kubesalt_core.components.units_of_binary(b)),
         }
         for b in kubesalt_core.artifact.CATALOGUE
     ]

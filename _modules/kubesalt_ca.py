@@ -32,6 +32,8 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from salt.exceptions import CommandExecutionError, SaltInvocationError
 
+import kubesalt_core.certificates
+import kubesalt_core.errors
 import kubesalt_core.files
 import kubesalt_core.pem
 import kubesalt_core.pki
@@ -85,7 +87,7 @@ def _load_cas(layout):
                 "will not replace half a CA; restore it, or move both files aside to "
                 "create a new CA (see kubesalt_ca.rotate_ca)"
             )
-        if not kubesalt_core.pki.same_public_key(cert.public_key(), key.public_key()):
+        if not kubesalt_core.certificates.same_public_key(cert.public_key(), key.public_key()):
             raise CommandExecutionError(
                 f"CA {name}: {layout.ca_cert(name)} does not belong to {layout.ca_key(name)}"
             )
@@ -107,13 +109,13 @@ def _ensure_cas(config, layout, create):
             for name in kubesalt_core.pki.CAS:
                 if name in cas:
                     continue
-                key = kubesalt_core.pki.new_private_key(pki["key_type"])
-                cert = kubesalt_core.pki.build_ca(name, key, pki["ca_days"], _now())
+                key = kubesalt_core.certificates.new_private_key(pki["key_type"])
+                cert = kubesalt_core.certificates.build_ca(name, key, pki["ca_days"], _now())
                 kubesalt_core.files.write_atomically(
-                    layout.ca_key(name), kubesalt_core.pki.key_pem(key), 0o600
+                    layout.ca_key(name), kubesalt_core.certificates.key_pem(key), 0o600
                 )
                 kubesalt_core.files.write_atomically(
-                    layout.ca_cert(name), kubesalt_core.pki.cert_pem(cert), 0o644
+                    layout.ca_cert(name), kubesalt_core.certificates.cert_pem(cert), 0o644
                 )
                 cas[name] = (cert, key)
                 created.append(name)
@@ -178,12 +180,12 @@ def _registry(config, layout):
 def _register(config, layout, requester, public_key_pem):
     node = config["nodes"][requester]
     if not kubesalt_core.pki.holds_service_account_key(node.get("roles") or []):
-        raise kubesalt_core.pki.SigningRefused(
+        raise kubesalt_core.errors.SigningRefused(
             f"{requester!r} is not a master; it has no service-account key"
         )
     key = serialization.load_pem_public_key(public_key_pem.encode())
     path = os.path.join(layout.registry_dir, f"{requester}.pub")
-    pem = kubesalt_core.pki.public_pem(key)
+    pem = kubesalt_core.certificates.public_pem(key)
     if kubesalt_core.pem.read(path) != pem:
         with _ca_lock(layout):
             os.makedirs(layout.registry_dir, mode=0o700, exist_ok=True)
@@ -196,11 +198,13 @@ def _answer(requester, request):
     _require_ca_host(config)
     layout = kubesalt_core.pki.Layout.of(config)
     if requester not in (config.get("nodes") or {}):
-        raise kubesalt_core.pki.SigningRefused(f"{requester!r} is not a node under kubesalt:nodes")
+        raise kubesalt_core.errors.SigningRefused(
+            f"{requester!r} is not a node under kubesalt:nodes"
+        )
     wanted = request.get("certificates") or {}
     sa_key = request.get("service_account_key")
     if not isinstance(wanted, dict) or not (sa_key is None or isinstance(sa_key, str)):
-        raise kubesalt_core.pki.SigningRefused(
+        raise kubesalt_core.errors.SigningRefused(
             "request must be {certificates: {name: CSR PEM}, service_account_key: PEM}"
         )
     csrs = {}
@@ -208,22 +212,25 @@ def _answer(requester, request):
         try:
             csrs[name] = x509.load_pem_x509_csr(pem.encode())
         except (ValueError, AttributeError) as err:
-            raise kubesalt_core.pki.SigningRefused(
+            raise kubesalt_core.errors.SigningRefused(
                 f"the CSR for {name!r} is not a PEM CSR"
             ) from err
     # A read-only question (test=True, or nothing to issue) never creates a CA.
     cas, _ = _ensure_cas(config, layout, create=bool(csrs or sa_key))
     issued = {}
     if csrs:
-        issued = kubesalt_core.pki.sign_requests(
+        issued = kubesalt_core.certificates.sign_requests(
             config, requester, csrs, cas, config["pki"]["leaf_days"], _now()
         )
     if sa_key:
         _register(config, layout, requester, sa_key)
     return {
-        "cas": {name: kubesalt_core.pki.cert_pem(cert).decode() for name, (cert, _) in cas.items()},
+        "cas": {
+            name: kubesalt_core.certificates.cert_pem(cert).decode()
+            for name, (cert, _) in cas.items()
+        },
         "certificates": {
-            name: kubesalt_core.pki.cert_pem(c).decode() for name, c in issued.items()
+            name: kubesalt_core.certificates.cert_pem(c).decode() for name, c in issued.items()
         },
         "service_account_keys": _registry(config, layout),
     }
@@ -259,7 +266,12 @@ def sign(request=None, **kwargs):
         return {"error": f"request must be a mapping, got {type(request).__name__}"}
     try:
         return _answer(requester, request or {})
-    except (kubesalt_core.pki.SigningRefused, CommandExecutionError, ValueError, TypeError) as err:
+    except (
+        kubesalt_core.errors.SigningRefused,
+        CommandExecutionError,
+        ValueError,
+        TypeError,
+    ) as err:
         log.warning("kubesalt_ca.sign refused %s: %s", requester, err)
         return {"error": str(err)}
 

@@ -46,7 +46,7 @@ __virtual_aliases__ = ("k8s_etcd",)
 
 REQUEST_TIMEOUT = kubesalt_core.etcd_client.REQUEST_TIMEOUT
 # How long a status probe of one member may take.
-PROBE_TIMEOUT = 2
+PROBE_TIMEOUT = kubesalt_core.etcd_client.PROBE_TIMEOUT
 
 
 def __virtual__():
@@ -94,6 +94,20 @@ def _connection(kwargs):
     return {name: kwargs.get(name) for name in names}
 
 
+@contextlib.contextmanager
+def _salt_errors():
+    """kubesalt_core's giving up, as Salt's error (once, here at the module's edge)."""
+    try:
+        yield
+    except kubesalt_core.errors.GaveUp as err:
+        raise CommandExecutionError(str(err)) from None
+
+
+def _settled(gateway):
+    with _salt_errors():
+        return kubesalt_core.etcd_client.settled_status(gateway)
+
+
 def _retrying(action, what, timeout):
     """:func:`kubesalt_core.etcd_client.retrying`, its giving up as Salt's error."""
     try:
@@ -112,43 +126,6 @@ def _once(action, what):
 # --- reading --------------------------------------------------------------------------------
 
 
-def _members(gateway):
-    return kubesalt_core.etcd.members_of(gateway.post(kubesalt_core.etcd.MEMBER_LIST))
-
-
-def _probe(gateway, member):
-    """One member's own status, asked of that member only."""
-    row = {**member.as_dict(), "healthy": False, "leader": False, "error": None}
-    if not member.client_urls:
-        row["error"] = "not started"
-        return row
-    try:
-        answer = gateway.post(
-            kubesalt_core.etcd.STATUS, endpoints=member.client_urls, timeout=PROBE_TIMEOUT
-        )
-    except (kubesalt_core.errors.EtcdError, kubesalt_core.errors.Unreachable) as err:
-        row["error"] = str(err)
-        return row
-    leader = str(answer.get("leader", "0"))
-    errors = answer.get("errors") or []
-    row.update(
-        version=answer.get("version"),
-        raft_index=int(answer.get("raftIndex", 0)),
-        raft_term=int(answer.get("raftTerm", 0)),
-        db_size=int(answer.get("dbSize", 0)),
-        leader_id=leader,
-        leader=leader == member.id,
-        healthy=leader != "0" and not errors,
-        error="; ".join(errors) or (None if leader != "0" else "no leader"),
-    )
-    return row
-
-
-def _status(gateway):
-    members = _members(gateway)
-    return members, [_probe(gateway, m) for m in members]
-
-
 def members(**kwargs):
     """
     The cluster's members: id (a decimal string), name, peer and client URLs, learner flag.
@@ -162,7 +139,10 @@ def members(**kwargs):
         salt master-1 kubesalt_etcd.members endpoints=https://127.0.0.1:2379
     """
     gateway = _gateway(**_connection(kwargs))
-    return [m.as_dict() for m in _once(lambda: _members(gateway), "listing members")]
+    return [
+        m.as_dict()
+        for m in _once(lambda: kubesalt_core.etcd_client.members(gateway), "listing members")
+    ]
 
 
 def status(**kwargs):
@@ -177,7 +157,7 @@ def status(**kwargs):
         salt master-1 kubesalt_etcd.status
     """
     gateway = _gateway(**_connection(kwargs))
-    return _once(lambda: _status(gateway), "reading member status")[1]
+    return _once(lambda: kubesalt_core.etcd_client.status(gateway), "reading member status")[1]
 
 
 def health(**kwargs):
@@ -192,7 +172,9 @@ def health(**kwargs):
         salt master-1 kubesalt_etcd.health
     """
     gateway = _gateway(**_connection(kwargs))
-    members_, rows = _once(lambda: _status(gateway), "reading member status")
+    members_, rows = _once(
+        lambda: kubesalt_core.etcd_client.status(gateway), "reading member status"
+    )
     voters = kubesalt_core.etcd.voting(members_)
     healthy = [r for r in rows if r["healthy"] and not r["is_learner"]]
     leaders = [r["name"] for r in rows if r["leader"]]
@@ -259,7 +241,7 @@ def add(name, peer_urls, learner=True, timeout=60, **kwargs):
     gateway = _gateway(**_connection(kwargs))
 
     def attempt():
-        current = _members(gateway)
+        current = kubesalt_core.etcd_client.members(gateway)
         listed = kubesalt_core.etcd.find(current, peer_urls=peer_urls)
         if listed is None:
             body = {"peerURLs": peer_urls, "isLearner": bool(learner)}
@@ -294,7 +276,7 @@ def promote(member, timeout=120, **kwargs):
     gateway = _gateway(**_connection(kwargs))
 
     def attempt():
-        found = _resolve(_members(gateway), member)
+        found = _resolve(kubesalt_core.etcd_client.members(gateway), member)
         if found is None:
             raise CommandExecutionError(f"promoting {member}: no such member")
         if not found.is_learner:
@@ -324,7 +306,7 @@ def move_leader(target=None, timeout=30, **kwargs):
     gateway = _gateway(**_connection(kwargs))
 
     def attempt():
-        members_, rows = _status(gateway)
+        members_, rows = kubesalt_core.etcd_client.status(gateway)
         current = next((r for r in rows if r["leader"]), None)
         if current is None:
             raise kubesalt_core.errors.EtcdError(503, "no leader", kubesalt_core.etcd.STATUS)
@@ -370,23 +352,8 @@ def removal_check(member, **kwargs):
     return _removal_check(_gateway(**_connection(kwargs)), member)
 
 
-# How long a removal check waits for an election under way to end before it judges quorum.
-ELECTION_WAIT = 15
-
-
-def _settled_status(gateway):
-    """Member status once no election is under way (or ELECTION_WAIT has passed): read
-    during an election, every member would count as unhealthy."""
-    deadline = time.monotonic() + ELECTION_WAIT
-    while True:
-        members_, rows = _once(lambda: _status(gateway), "reading member status")
-        if not kubesalt_core.etcd.electing(rows) or time.monotonic() > deadline:
-            return members_, rows
-        time.sleep(0.5)
-
-
 def _removal_check(gateway, member):
-    members_, rows = _settled_status(gateway)
+    members_, rows = _settled(gateway)
     found = _resolve(members_, member)
     if found is None:
         return {"safe": True, "reason": f"{member} is not a member", "member": None}
@@ -464,7 +431,7 @@ def remove(member, timeout=60, **kwargs):
     gateway.endpoints.sort(key=lambda url: url in found["client_urls"])
 
     def attempt():
-        if _resolve(_members(gateway), found["id"]) is None:
+        if _resolve(kubesalt_core.etcd_client.members(gateway), found["id"]) is None:
             return found
         gateway.post(kubesalt_core.etcd.MEMBER_REMOVE, {"ID": found["id"]})
         return found
@@ -562,7 +529,7 @@ def live_cluster(**kwargs):
         has_leader = has_leader or str(answer.get("leader", "0")) != "0"
     found = []
     if has_leader:
-        found = _once(lambda: _members(gateway), "listing members")
+        found = _once(lambda: kubesalt_core.etcd_client.members(gateway), "listing members")
     return {
         "leader": has_leader,
         "answering": answering,
@@ -571,46 +538,6 @@ def live_cluster(**kwargs):
 
 
 # --- disruptive steps, one master at a time -----------------------------------------------
-
-
-@contextlib.contextmanager
-def _cluster_lock(gateway, name, holder, timeout, ttl=120):
-    """Hold ``/kubesalt/locks/<name>`` in etcd itself, under a lease of ``ttl`` seconds
-    (a holder that dies frees it when the lease runs out)."""
-    key = kubesalt_core.etcd.LOCK_PREFIX + name
-    lease = _retrying(
-        lambda: gateway.post(kubesalt_core.etcd.LEASE_GRANT, {"TTL": ttl}),
-        "granting a lease",
-        timeout,
-    )["ID"]
-    deadline = time.monotonic() + float(timeout)
-    while True:
-        answer = _retrying(
-            lambda: gateway.post(
-                kubesalt_core.etcd.KV_TXN, kubesalt_core.etcd.lock_request(key, holder, lease)
-            ),
-            f"taking lock {key}",
-            timeout,
-        )
-        if answer.get("succeeded"):
-            break
-        other = kubesalt_core.etcd.lock_holder(answer)
-        if other == holder:
-            break
-        if time.monotonic() > deadline:
-            raise CommandExecutionError(f"lock {key} still held by {other} after {timeout} s")
-        time.sleep(1)
-    try:
-        yield
-    finally:
-        try:
-            _retrying(
-                lambda: gateway.post(kubesalt_core.etcd.LEASE_REVOKE, {"ID": lease}),
-                "releasing the lock",
-                30,
-            )
-        except CommandExecutionError as err:
-            log.warning("kubesalt_etcd: %s; the lease expires by itself after %s s", err, ttl)
 
 
 def restart_safely(name, service="etcd", timeout=180, **kwargs):
@@ -630,7 +557,7 @@ def restart_safely(name, service="etcd", timeout=180, **kwargs):
         salt master-2 kubesalt_etcd.restart_safely master-2
     """
     gateway = _gateway(**_connection(kwargs))
-    with _cluster_lock(gateway, "restart", name, timeout):
+    with _salt_errors(), kubesalt_core.etcd_client.cluster_lock(gateway, "restart", name, timeout):
         deadline = time.monotonic() + float(timeout)
         while True:
             check = _removal_check(gateway, name)

@@ -38,10 +38,11 @@ import time
 
 from salt.exceptions import CommandExecutionError, SaltInvocationError
 
+import kubesalt_core.components
+import kubesalt_core.errors
 import kubesalt_core.heal
 import kubesalt_core.heal_store
 import kubesalt_core.systemd
-import kubesalt_core.unit
 
 log = logging.getLogger(__name__)
 
@@ -63,7 +64,7 @@ def __virtual__():
 def _context():
     """The validated config, this node's managed units, its heal policy and its store."""
     config = __salt__["kubesalt.config"]()
-    managed = kubesalt_core.unit.managed_units(__salt__["kubesalt.roles"]())
+    managed = kubesalt_core.components.managed_units(__salt__["kubesalt.roles"]())
     policy = kubesalt_core.heal.Policy.from_config(config.get("heal"))
     store = kubesalt_core.heal_store.Store(config["paths"]["heal_dir"])
     return managed, policy, store
@@ -128,7 +129,7 @@ def _act(unit, action):
     """Do ``action`` (restart or reapply) to ``unit``; returns what it says about it."""
     kubesalt_core.systemd.reset_failed(unit)
     if action == "reapply":
-        sls = kubesalt_core.unit.state_of(unit)
+        sls = kubesalt_core.components.state_of(unit)
         ret = __salt__["state.apply"](sls, queue=kubesalt_core.heal.STATE_QUEUE)
         if isinstance(ret, dict):
             failed = [k for k, s in ret.items() if not s.get("result")]
@@ -259,9 +260,9 @@ def repair(unit, invocation_id=None, result=None):
     try:
         with store.repairing(unit):
             return _repair_loop(unit, policy, store, trigger)
-    except kubesalt_core.heal_store.InFlight:
+    except kubesalt_core.errors.InFlight:
         return {"unit": unit, "outcome": "in flight", "steps": []}
-    except kubesalt_core.systemd.SystemdError as err:
+    except kubesalt_core.errors.SystemdError as err:
         raise CommandExecutionError(f"repair of {unit} stopped: {err}") from err
 
 

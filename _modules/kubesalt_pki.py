@@ -56,6 +56,7 @@ import salt.utils.yaml
 from cryptography import x509
 from salt.exceptions import CommandExecutionError, SaltInvocationError
 
+import kubesalt_core.certificates
 import kubesalt_core.files
 import kubesalt_core.pem
 import kubesalt_core.pillar
@@ -160,7 +161,7 @@ def _plan(config, me, roles, layout, answer):
     issue, new_keys = {}, []
     for identity in identities:
         key, cert = held[identity.name]
-        reason, new_key = kubesalt_core.pki.certificate_plan(
+        reason, new_key = kubesalt_core.certificates.certificate_plan(
             identity,
             key,
             cert,
@@ -176,7 +177,7 @@ def _plan(config, me, roles, layout, answer):
     trust = {}
     for ca in kubesalt_core.pki.trusted_cas(identities):
         current, have = cas.get(ca), kubesalt_core.pem.read(layout.trusted_ca(ca))
-        if current is None or have != kubesalt_core.pki.cert_pem(current):
+        if current is None or have != kubesalt_core.certificates.cert_pem(current):
             name = os.path.basename(layout.trusted_ca(ca))
             trust[name] = "created" if have is None else "updated"
     plan = {"issue": issue, "new_keys": new_keys, "trust": trust}
@@ -186,7 +187,7 @@ def _plan(config, me, roles, layout, answer):
             plan["service_account_key"] = "generated"
             mine = None
         else:
-            mine = kubesalt_core.pki.public_pem(sa_key).decode()
+            mine = kubesalt_core.certificates.public_pem(sa_key).decode()
             if registered.get(me) != mine:
                 plan["service_account_key"] = "registered"
         expected = dict(registered)
@@ -236,7 +237,7 @@ def _verify_issued(plan, identities, keys, cas, certs):
         if cert is None:
             raise CommandExecutionError(f"the CA host returned no certificate for {name}")
         identity = by_name[name]
-        reason = kubesalt_core.pki.reissue_reason(
+        reason = kubesalt_core.certificates.reissue_reason(
             identity, cert, keys[name].public_key(), cas[identity.ca], _now(), 0
         )
         if reason:
@@ -285,19 +286,21 @@ def issue(test=False):
     keys, csrs = {}, {}
     for name in plan["issue"]:
         key = (
-            kubesalt_core.pki.new_private_key(config["pki"]["key_type"])
+            kubesalt_core.certificates.new_private_key(config["pki"]["key_type"])
             if name in plan["new_keys"]
             else kubesalt_core.pem.private_key(layout.key(name))
         )
         keys[name] = key
-        csrs[name] = kubesalt_core.pki.cert_pem(kubesalt_core.pki.build_csr(key, name)).decode()
+        csrs[name] = kubesalt_core.certificates.cert_pem(
+            kubesalt_core.certificates.build_csr(key, name)
+        ).decode()
     request = {"certificates": csrs} if csrs else {}
     sa_key = None
     if "service_account_key" in plan:
         sa_key = kubesalt_core.pem.private_key(
             layout.service_account_key
-        ) or kubesalt_core.pki.new_private_key(config["pki"]["key_type"])
-        request["service_account_key"] = kubesalt_core.pki.public_pem(sa_key).decode()
+        ) or kubesalt_core.certificates.new_private_key(config["pki"]["key_type"])
+        request["service_account_key"] = kubesalt_core.certificates.public_pem(sa_key).decode()
     if request:
         answer = _ask_ca(config, request)
     cas, certs, registered = _parse_answer(answer)
@@ -307,19 +310,19 @@ def issue(test=False):
 
     for ca in kubesalt_core.pki.trusted_cas(identities):
         kubesalt_core.files.write_atomically(
-            layout.trusted_ca(ca), kubesalt_core.pki.cert_pem(cas[ca]), 0o644
+            layout.trusted_ca(ca), kubesalt_core.certificates.cert_pem(cas[ca]), 0o644
         )
     for name in plan["issue"]:
         if name in plan["new_keys"]:
             kubesalt_core.files.write_atomically(
-                layout.key(name), kubesalt_core.pki.key_pem(keys[name]), 0o600
+                layout.key(name), kubesalt_core.certificates.key_pem(keys[name]), 0o600
             )
         kubesalt_core.files.write_atomically(
-            layout.cert(name), kubesalt_core.pki.cert_pem(certs[name]), 0o644
+            layout.cert(name), kubesalt_core.certificates.cert_pem(certs[name]), 0o644
         )
     if plan.get("service_account_key") == "generated":
         kubesalt_core.files.write_atomically(
-            layout.service_account_key, kubesalt_core.pki.key_pem(sa_key), 0o600
+            layout.service_account_key, kubesalt_core.certificates.key_pem(sa_key), 0o600
         )
     if kubesalt_core.pki.holds_service_account_key(roles):
         # What was written, which can hold more masters than the plan foresaw (others
@@ -350,7 +353,7 @@ def _without_ca(config, me, roles, layout):
             f"{silent}, and this node holds no copy of {', '.join(missing)}: its certificates "
             "wait for the CA host"
         )
-    waiting, blocked = kubesalt_core.pki.without_ca_plan(
+    waiting, blocked = kubesalt_core.certificates.without_ca_plan(
         identities, held, cas, config["pki"], _now()
     )
     if kubesalt_core.pki.holds_service_account_key(roles) and not os.path.exists(
@@ -419,7 +422,7 @@ def status():
         report[name] = {
             "path": path,
             "not_after": cert.not_valid_after_utc.isoformat(),
-            "days_left": kubesalt_core.pki.days_left(cert, now),
+            "days_left": kubesalt_core.certificates.days_left(cert, now),
         }
     return report
 

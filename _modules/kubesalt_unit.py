@@ -2,7 +2,8 @@
 kubesalt_unit: the systemd units of the cluster's components, rendered for this node.
 
 The units and their command lines, environments and config files are data and pure
-functions in ``_utils/kubesalt_core/unit.py`` (one record per unit). This module renders them
+functions in ``kubesalt_core`` (``components.py``, one record per unit, and the modules it
+names; ``unit.py`` writes the unit files). This module renders them
 from the validated pillar for the minion it runs on; the formula (``kubesalt.units``) writes
 what :func:`rendered` returns with ``file.managed``, so test=True shows exactly which file
 would change. A unit whose artifact pillar declares ``source: unavailable`` is written but
@@ -27,6 +28,9 @@ import urllib.request
 from salt.exceptions import CommandExecutionError, SaltInvocationError
 
 import kubesalt_core.artifact
+import kubesalt_core.component_context
+import kubesalt_core.components
+import kubesalt_core.node_config
 import kubesalt_core.pki
 import kubesalt_core.unit
 
@@ -67,7 +71,7 @@ def _as_dict(config, rendered):
         "binaries": [
             b.name
             for b in kubesalt_core.artifact.CATALOGUE
-            if unit.unit_name in kubesalt_core.unit.units_of_binary(b)
+            if unit.unit_name in kubesalt_core.components.units_of_binary(b)
         ],
     }
 
@@ -88,7 +92,7 @@ def render(name):
     if node_id not in config["nodes"]:
         raise CommandExecutionError(f"{node_id} is not under pillar kubesalt:nodes")
     try:
-        kubesalt_core.unit.spec(name)
+        kubesalt_core.components.spec(name)
     except KeyError as err:
         raise SaltInvocationError(str(err.args[0])) from None
     return _as_dict(config, kubesalt_core.unit.render(config, node_id, name))
@@ -98,8 +102,9 @@ def _units_here(config, node_id, include_etcd=False):
     roles = config["nodes"][node_id]["roles"]
     return [
         c
-        for c in kubesalt_core.unit.for_roles(roles)
-        if (include_etcd or c.state == "kubesalt.units") and kubesalt_core.unit.is_wanted(c, config)
+        for c in kubesalt_core.components.for_roles(roles)
+        if (include_etcd or c.state == "kubesalt.units")
+        and kubesalt_core.components.is_wanted(c, config)
     ]
 
 
@@ -189,23 +194,27 @@ def kernel():
     roles = node["roles"] if node else []
     if "worker" not in roles and "router" not in roles:
         return {}
-    ctx = kubesalt_core.unit.Context(config, node_id, kubesalt_core.pki.Layout.of(config))
+    ctx = kubesalt_core.component_context.Context(
+        config, node_id, kubesalt_core.pki.Layout.of(config)
+    )
     if "worker" not in roles:
         return {
-            "files": _files(kubesalt_core.unit.kernel_files(ctx, routing_only=True)),
+            "files": _files(kubesalt_core.node_config.kernel_files(ctx, routing_only=True)),
             "modules": [],
-            "packages": list(kubesalt_core.unit.ROUTER_PACKAGES),
-            "sysctl_file": kubesalt_core.unit.sysctl_path(ctx),
+            "packages": list(kubesalt_core.node_config.ROUTER_PACKAGES),
+            "sysctl_file": kubesalt_core.node_config.sysctl_path(ctx),
             "apply": True,
         }
-    files = kubesalt_core.unit.kernel_files(ctx)
+    files = kubesalt_core.node_config.kernel_files(ctx)
     return {
         "files": _files(files),
-        "modules": list(kubesalt_core.unit.kernel_modules(config)),
+        "modules": list(kubesalt_core.node_config.kernel_modules(config)),
         "packages": list(
-            kubesalt_core.unit.MODE_PACKAGES[kubesalt_core.unit.kube_proxy_mode(config)]
+            kubesalt_core.node_config.MODE_PACKAGES[
+                kubesalt_core.node_config.kube_proxy_mode(config)
+            ]
         ),
-        "sysctl_file": kubesalt_core.unit.sysctl_path(ctx),
+        "sysctl_file": kubesalt_core.node_config.sysctl_path(ctx),
         "apply": kubesalt_core.artifact.available(config, "kubernetes"),
     }
 
@@ -267,7 +276,7 @@ def health(name=None, timeout=PROBE_TIMEOUT):
         return {}
     if name is not None:
         try:
-            components = [kubesalt_core.unit.spec(name)]
+            components = [kubesalt_core.components.spec(name)]
         except KeyError as err:
             raise SaltInvocationError(str(err.args[0])) from None
     else:
@@ -276,7 +285,7 @@ def health(name=None, timeout=PROBE_TIMEOUT):
     for component in components:
         if not all(kubesalt_core.artifact.available(config, a) for a in component.artifacts_needed):
             continue
-        probe = kubesalt_core.unit.probe(config, node_id, component.name)
+        probe = kubesalt_core.components.probe(config, node_id, component.name)
         if probe is None:
             continue
         healthy, detail = _ask(probe, float(timeout))

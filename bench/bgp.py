@@ -24,7 +24,7 @@ from pathlib import Path
 from common import RESULTS, quiet
 
 import kubesalt_core.calico
-import kubesalt_core.pillar
+import kubesalt_core.pillar_schema
 from kubesalt_lab import bgp, config, containers, lifecycle, report, workloads
 from kubesalt_lab.pillar import lab_config
 
@@ -92,7 +92,7 @@ def main(argv=None):
     args = parser.parse_args(argv)
 
     cluster = big_cluster()
-    problems = kubesalt_core.pillar.validate(cluster)
+    problems = kubesalt_core.pillar_schema.validate(cluster)
     assert not problems, problems[:3]
     build_s, objects = timed(lambda: kubesalt_core.calico.resources(cluster))
     check_s, found = timed(lambda: kubesalt_core.calico.problems(cluster))

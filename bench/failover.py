@@ -28,7 +28,7 @@ from pathlib import Path
 
 from common import RESULTS, percentile, quiet, say
 
-import kubesalt_core.unit
+import kubesalt_core.components
 from kubesalt_lab import config, lifecycle, master, report
 from kubesalt_lab.system import wait_until
 from kubesalt_lab.writers import ProxiedApiWriter
@@ -61,7 +61,7 @@ def _felix_ready(lab):
 def _healthy(lab, node_id):
     answers = _salt(lab, node_id, "kubesalt_unit.health")
     probed = {
-        c.unit_name for c in kubesalt_core.unit.for_roles(lab.node(node_id).roles) if c.health
+        c.unit_name for c in kubesalt_core.components.for_roles(lab.node(node_id).roles) if c.health
     }
     return (
         isinstance(answers, dict)

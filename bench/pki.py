@@ -27,6 +27,7 @@ import yaml
 from common import REPO, RESULTS
 from validate import synthetic_pillar
 
+import kubesalt_core.certificates
 import kubesalt_core.pillar
 import kubesalt_core.pki
 from kubesalt_lab import report
@@ -38,8 +39,8 @@ CERT_STATE = "kubesalt-pki-certificates-present"
 def _cas(key_type):
     cas = {}
     for name in kubesalt_core.pki.CAS:
-        key = kubesalt_core.pki.new_private_key(key_type)
-        cas[name] = (kubesalt_core.pki.build_ca(name, key, 3650, NOW), key)
+        key = kubesalt_core.certificates.new_private_key(key_type)
+        cas[name] = (kubesalt_core.certificates.build_ca(name, key, 3650, NOW), key)
     return cas
 
 
@@ -52,14 +53,16 @@ def signing(nodes, key_type):
     for node_id, node in config["nodes"].items():
         identities = kubesalt_core.pki.node_identities(config, node_id, node["roles"])
         requests[node_id] = {
-            i.name: kubesalt_core.pki.build_csr(kubesalt_core.pki.new_private_key(key_type), i.name)
+            i.name: kubesalt_core.certificates.build_csr(
+                kubesalt_core.certificates.new_private_key(key_type), i.name
+            )
             for i in identities
         }
     keygen = time.perf_counter() - start
     count = sum(len(r) for r in requests.values())
     start = time.perf_counter()
     for node_id, csrs in requests.items():
-        kubesalt_core.pki.sign_requests(config, node_id, csrs, cas, 365, NOW)
+        kubesalt_core.certificates.sign_requests(config, node_id, csrs, cas, 365, NOW)
     sign = time.perf_counter() - start
     return {
         "nodes": nodes,

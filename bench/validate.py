@@ -18,6 +18,8 @@ import yaml
 from common import REPO, RESULTS
 
 import kubesalt_core.pillar
+import kubesalt_core.pillar_checks
+import kubesalt_core.pillar_schema
 from kubesalt_lab import report
 
 
@@ -51,9 +53,11 @@ def measure(size, repeat, defaults):
     timings = []
     for _ in range(repeat):
         start = time.perf_counter()
-        problems = kubesalt_core.pillar.validate(kubesalt_core.pillar.merge(defaults, pillar))
+        problems = kubesalt_core.pillar_schema.validate(
+            kubesalt_core.pillar.merge(defaults, pillar)
+        )
         timings.append(time.perf_counter() - start)
-    assert not kubesalt_core.pillar.errors(problems), problems[:3]
+    assert not kubesalt_core.pillar_checks.errors(problems), problems[:3]
     return {
         "nodes": size,
         "median_ms": round(statistics.median(timings) * 1000, 2),

@@ -4,7 +4,7 @@ The catalogue is data (like the certificate catalogue): one record per installed
 with its artifact, its path inside the upstream release archive (``{version}`` is
 replaced; an empty member means the download is the binary itself), the directory it goes
 to and the roles that need it. The units that run a binary (restarted when it changes, and
-only those) are the components' (``kubesalt_core.unit.units_of_binary``). Pillar
+only those) are the components' (``kubesalt_core.components.units_of_binary``). Pillar
 ``artifacts:<artifact>`` says where the artifact comes from; ``members`` there overrides a
 path inside the archive.
 

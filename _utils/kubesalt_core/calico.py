@@ -16,7 +16,8 @@ Kubernetes Node (from its ``IP``) once the kubelet has registered it. Applying a
 would create a Node that no kubelet runs (seen in the lab: ``Unknown`` workers).
 
 :func:`problems` is the semantic check (a peer in another AS without ``ebgp``, duplicate
-router ids, a router sharing no subnet with the nodes); ``kubesalt_core.pillar.validate`` runs it.
+router ids, a router sharing no subnet with the nodes); ``kubesalt_core.pillar_schema.validate``
+runs it.
 No Salt dunders and no I/O here.
 """
 

@@ -3,6 +3,7 @@ certificates): no client library, only urllib. The decisions about what the answ
 live in :mod:`kubesalt_core.etcd`; this module only talks.
 """
 
+import contextlib
 import json
 import logging
 import time
@@ -16,6 +17,8 @@ log = logging.getLogger(__name__)
 
 # One HTTP request; a member that takes longer is treated as not answering.
 REQUEST_TIMEOUT = 5
+# How long a status probe of one member may take.
+PROBE_TIMEOUT = 2
 
 
 class Gateway:
@@ -92,3 +95,103 @@ def once(action, what):
         return action()
     except (EtcdError, Unreachable) as err:
         raise GaveUp(f"{what}: {err}") from None
+
+
+# --- reading --------------------------------------------------------------------------------
+
+
+def members(gateway):
+    """The member list, as :class:`kubesalt_core.etcd.Member` records."""
+    return kubesalt_core.etcd.members_of(gateway.post(kubesalt_core.etcd.MEMBER_LIST))
+
+
+def probe(gateway, member):
+    """One member's own status, asked of that member only."""
+    row = {**member.as_dict(), "healthy": False, "leader": False, "error": None}
+    if not member.client_urls:
+        row["error"] = "not started"
+        return row
+    try:
+        answer = gateway.post(
+            kubesalt_core.etcd.STATUS, endpoints=member.client_urls, timeout=PROBE_TIMEOUT
+        )
+    except (EtcdError, Unreachable) as err:
+        row["error"] = str(err)
+        return row
+    leader = str(answer.get("leader", "0"))
+    errors = answer.get("errors") or []
+    row.update(
+        version=answer.get("version"),
+        raft_index=int(answer.get("raftIndex", 0)),
+        raft_term=int(answer.get("raftTerm", 0)),
+        db_size=int(answer.get("dbSize", 0)),
+        leader_id=leader,
+        leader=leader == member.id,
+        healthy=leader != "0" and not errors,
+        error="; ".join(errors) or (None if leader != "0" else "no leader"),
+    )
+    return row
+
+
+def status(gateway):
+    """The member list and each member's own status (see :func:`probe`)."""
+    found = members(gateway)
+    return found, [probe(gateway, m) for m in found]
+
+
+# How long a removal check waits for an election under way to end before it judges quorum.
+ELECTION_WAIT = 15
+
+
+def settled_status(gateway):
+    """Member status once no election is under way (or ELECTION_WAIT has passed): read
+    during an election, every member would count as unhealthy."""
+    deadline = time.monotonic() + ELECTION_WAIT
+    while True:
+        members_, rows = once(lambda: status(gateway), "reading member status")
+        if not kubesalt_core.etcd.electing(rows) or time.monotonic() > deadline:
+            return members_, rows
+        time.sleep(0.5)
+
+
+# --- a lock in etcd itself ------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def cluster_lock(gateway, name, holder, timeout, ttl=120):
+    """Hold ``/kubesalt/locks/<name>`` in etcd itself, under a lease of ``ttl`` seconds
+    (a holder that dies frees it when the lease runs out)."""
+    key = kubesalt_core.etcd.LOCK_PREFIX + name
+    lease = retrying(
+        lambda: gateway.post(kubesalt_core.etcd.LEASE_GRANT, {"TTL": ttl}),
+        "granting a lease",
+        timeout,
+    )["ID"]
+    deadline = time.monotonic() + float(timeout)
+    while True:
+        answer = retrying(
+            lambda: gateway.post(
+                kubesalt_core.etcd.KV_TXN, kubesalt_core.etcd.lock_request(key, holder, lease)
+            ),
+            f"taking lock {key}",
+            timeout,
+        )
+        if answer.get("succeeded"):
+            break
+        other = kubesalt_core.etcd.lock_holder(answer)
+        if other == holder:
+            break
+        if time.monotonic() > deadline:
+            raise GaveUp(f"lock {key} still held by {other} after {timeout} s")
+        time.sleep(1)
+    try:
+        yield
+    finally:
+        try:
+            retrying(
+                lambda: gateway.post(kubesalt_core.etcd.LEASE_REVOKE, {"ID": lease}),
+                "releasing the lock",
+                30,
+            )
+        except GaveUp as err:
+            log.warning("kubesalt etcd: %s; the lease expires by itself after %s s", err, ttl)

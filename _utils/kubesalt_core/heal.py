@@ -70,7 +70,7 @@ def failure_event(entry, active_state, managed_units, restarts=None, notes=()):
     active_state
         The unit's ActiveState now (``systemctl show -p ActiveState``).
     managed_units
-        The units this node's roles manage (``kubesalt_core.unit.managed_units``).
+        The units this node's roles manage (``kubesalt_core.components.managed_units``).
     restarts
         systemd's ``NRestarts`` of the unit: the restarts it made by itself before giving up.
     notes

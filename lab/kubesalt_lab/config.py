@@ -8,6 +8,8 @@ from pathlib import Path
 import yaml
 
 import kubesalt_core.pillar
+import kubesalt_core.pillar_checks
+import kubesalt_core.pillar_schema
 
 REPO = Path(__file__).resolve().parents[2]
 LAB_PILLAR = REPO / "pillar" / "kubesalt" / "init.sls"
@@ -96,7 +98,7 @@ def load(cache_dir=None, run_dir=None, pillar_file=LAB_PILLAR):
         yaml.safe_load(FORMULA_DEFAULTS.read_text()),
         yaml.safe_load(Path(pillar_file).read_text())["kubesalt"],
     )
-    problems = kubesalt_core.pillar.errors(kubesalt_core.pillar.validate(pillar))
+    problems = kubesalt_core.pillar_checks.errors(kubesalt_core.pillar_schema.validate(pillar))
     if problems:
         raise LabError("the lab pillar is invalid: " + "; ".join(map(str, problems)))
     node_net = ipaddress.IPv4Network(pillar["network"]["node_cidr"])

@@ -5,7 +5,7 @@ import shutil
 import time
 from pathlib import Path
 
-import kubesalt_core.unit
+import kubesalt_core.components
 from kubesalt_lab import (
     artifacts,
     bgp,
@@ -343,7 +343,7 @@ def status(lab):
         minion = "answers" if answers.get(node.id) else "silent"
         minion = minion if system not in ("down", "stopped") else "-"
         hosts.append([node.id, ",".join(node.roles), node.ip, system, minion])
-        managed = kubesalt_core.unit.managed_units(node.roles)
+        managed = kubesalt_core.components.managed_units(node.roles)
         node_artifacts = served.config().get("artifacts") or {}
         if system in ("down", "stopped"):
             units += [[node.id, unit, f"host {system}"] for unit in managed]
@@ -361,7 +361,7 @@ def status(lab):
             check=False,
         ).stdout
         for props in report.parse_systemctl_show(shown):
-            component = kubesalt_core.unit.BY_UNIT.get(props.get("Id"))
+            component = kubesalt_core.components.BY_UNIT.get(props.get("Id"))
             needed = [node_artifacts.get(a) for a in component.artifacts_needed]
             missing = next((a for a in needed if a and a.get("source") == "unavailable"), None)
             artifact = missing or needed[0]

@@ -19,6 +19,8 @@ import yaml
 
 import kubesalt_core.artifact
 import kubesalt_core.pillar
+import kubesalt_core.pillar_checks
+import kubesalt_core.pillar_schema
 from kubesalt_lab.config import FORMULA_DEFAULTS, LAB_PILLAR, LabError
 
 
@@ -117,8 +119,8 @@ class LabPillar:
     def write(self, built=None, overrides=None):
         """Save the layers given and write the pillar file and the top file. An invalid
         result is refused (naming the keys) before anything is written."""
-        problems = kubesalt_core.pillar.errors(
-            kubesalt_core.pillar.validate(self.config(built, overrides))
+        problems = kubesalt_core.pillar_checks.errors(
+            kubesalt_core.pillar_schema.validate(self.config(built, overrides))
         )
         if problems:
             raise LabError("the lab's pillar would be invalid: " + "; ".join(map(str, problems)))

@@ -10,6 +10,9 @@ import pytest
 import yaml
 
 import kubesalt_core.artifact
+import kubesalt_core.component_context
+import kubesalt_core.control_plane_config
+import kubesalt_core.node_config
 import kubesalt_core.pki
 import kubesalt_core.unit
 from kubesalt_lab import build, config, conformance, e2e_images, recipes, toolchain
@@ -175,8 +178,10 @@ def _written(tmp_path, name, document):
 
 
 def test_kube_proxy_validates_the_configuration_kubesalt_writes(cluster, programs, tmp_path):
-    ctx = kubesalt_core.unit.Context(cluster, "worker-1", kubesalt_core.pki.Layout.of(cluster))
-    document = kubesalt_core.unit.kube_proxy_configuration(ctx)
+    ctx = kubesalt_core.component_context.Context(
+        cluster, "worker-1", kubesalt_core.pki.Layout.of(cluster)
+    )
+    document = kubesalt_core.node_config.kube_proxy_configuration(ctx)
     path = _written(tmp_path, "kube-proxy.yaml", document)
     argv = [programs["kube-proxy"], "--config", path, "--write-config-to", tmp_path / "out"]
     proc = _run(argv)
@@ -195,8 +200,10 @@ def _kubelet_says(programs, path, tmp_path):
 
 
 def test_the_kubelet_accepts_the_configuration_kubesalt_writes(cluster, programs, tmp_path):
-    ctx = kubesalt_core.unit.Context(cluster, "worker-1", kubesalt_core.pki.Layout.of(cluster))
-    document = kubesalt_core.unit.kubelet_configuration(ctx)
+    ctx = kubesalt_core.component_context.Context(
+        cluster, "worker-1", kubesalt_core.pki.Layout.of(cluster)
+    )
+    document = kubesalt_core.node_config.kubelet_configuration(ctx)
     assert cluster["kubelet"]["fail_cgroup_v1"] is False  # the lab's kernel: cgroup v1
     said = _kubelet_says(programs, _written(tmp_path, "kubelet.yaml", document), tmp_path)
     assert "Effective KubeletConfiguration" in said, said[-1000:]
@@ -232,8 +239,10 @@ def _existing_files(env, tmp_path):
 
 
 def test_typha_parses_every_variable_kubesalt_sets(cluster, programs, tmp_path):
-    ctx = kubesalt_core.unit.Context(cluster, "master-1", kubesalt_core.pki.Layout.of(cluster))
-    env = _existing_files(kubesalt_core.unit.typha_environment(ctx), tmp_path)
+    ctx = kubesalt_core.component_context.Context(
+        cluster, "master-1", kubesalt_core.pki.Layout.of(cluster)
+    )
+    env = _existing_files(kubesalt_core.control_plane_config.typha_environment(ctx), tmp_path)
     log = _started(programs["calico-typha"], [], env)
     ours = {k[len("TYPHA_") :].lower() for k in env if k.startswith("TYPHA_")}
     assert ours - flags.parsed_parameters(log) == set(), log[-2000:]
@@ -243,8 +252,10 @@ def test_typha_parses_every_variable_kubesalt_sets(cluster, programs, tmp_path):
 
 
 def test_felix_parses_every_felix_variable_kubesalt_sets(cluster, programs, tmp_path):
-    ctx = kubesalt_core.unit.Context(cluster, "worker-1", kubesalt_core.pki.Layout.of(cluster))
-    env = _existing_files(kubesalt_core.unit.calico_node_environment(ctx), tmp_path)
+    ctx = kubesalt_core.component_context.Context(
+        cluster, "worker-1", kubesalt_core.pki.Layout.of(cluster)
+    )
+    env = _existing_files(kubesalt_core.node_config.calico_node_environment(ctx), tmp_path)
     log = _started(programs["calico-node"], ["-felix"], env)
     ours = {k[len("FELIX_") :].lower() for k in env if k.startswith("FELIX_")}
     assert ours - flags.parsed_parameters(log) == set(), log[-2000:]

@@ -24,8 +24,8 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 import kubesalt_core.apiserver_proxy
+import kubesalt_core.components
 import kubesalt_core.ports
-import kubesalt_core.unit
 
 HAPROXY = shutil.which("haproxy") or "/usr/sbin/haproxy"
 MASTERS = [("master-a", "127.0.0.2"), ("master-b", "127.0.0.3")]
@@ -305,7 +305,7 @@ def test_haproxys_own_check_rejects_a_config_it_could_not_run(tmp_path, pki):
             _config(6443), MASTERS, str(pki / "kubernetes-ca.crt"), str(pki / "apiserver-proxy.crt")
         )
     )
-    check = [HAPROXY, *kubesalt_core.unit.spec("kube-apiserver-proxy").config_check]
+    check = [HAPROXY, *kubesalt_core.components.spec("kube-apiserver-proxy").config_check]
     assert subprocess.run([*check, str(good)], capture_output=True).returncode == 0
     bad = tmp_path / "bad.cfg"
     bad.write_text(good.read_text().replace(str(pki / "apiserver-proxy.crt"), "/nonexistent.crt"))

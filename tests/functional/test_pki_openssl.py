@@ -6,6 +6,7 @@ import subprocess
 import pytest
 from cryptography.hazmat.primitives import serialization
 
+import kubesalt_core.certificates
 import kubesalt_core.pillar
 import kubesalt_core.pki
 from kubesalt_lab.pillar import lab_config
@@ -20,16 +21,16 @@ def issued_tree(tmp_path_factory):
     config = lab_config()
     cas = {}
     for name in kubesalt_core.pki.CAS:
-        key = kubesalt_core.pki.new_private_key("rsa-2048")
-        cas[name] = (kubesalt_core.pki.build_ca(name, key, 3650, NOW), key)
+        key = kubesalt_core.certificates.new_private_key("rsa-2048")
+        cas[name] = (kubesalt_core.certificates.build_ca(name, key, 3650, NOW), key)
         (root / f"{name}.crt").write_bytes(cas[name][0].public_bytes(serialization.Encoding.PEM))
     issued = []
     for node_id in config["nodes"]:
         roles = kubesalt_core.pillar.roles_of(config, node_id)
         for identity in kubesalt_core.pki.node_identities(config, node_id, roles):
             ca_cert, ca_key = cas[identity.ca]
-            key = kubesalt_core.pki.new_private_key()
-            cert = kubesalt_core.pki.build_certificate(
+            key = kubesalt_core.certificates.new_private_key()
+            cert = kubesalt_core.certificates.build_certificate(
                 identity, key.public_key(), ca_cert, ca_key, 365, NOW
             )
             path = root / f"{node_id}-{identity.name}.crt"

@@ -21,6 +21,7 @@ import kubernetes_validate
 import pytest
 import yaml
 
+import kubesalt_core.components
 import kubesalt_core.manifest
 import kubesalt_core.pillar
 import kubesalt_core.unit
@@ -78,7 +79,7 @@ def test_every_unit_passes_systemd_analyze_verify(tmp_path, make_config):
     nodes = ["master-1", "master-2", "worker-1", "router-1"]
     root, units = _scratch_root(tmp_path, make_config(), nodes)
     names = sorted({r.unit.unit_name for r in units})
-    assert names == sorted(c.unit_name for c in kubesalt_core.unit.COMPONENTS)
+    assert names == sorted(c.unit_name for c in kubesalt_core.components.COMPONENTS)
     for rendered in units:
         proc = subprocess.run(
             ["systemd-analyze", "verify", f"--root={root}", rendered.unit_path],

@@ -12,6 +12,7 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
+import kubesalt_core.certificates
 import kubesalt_core.pki
 from kubesalt_lab.pillar import lab_config
 from tests.conftest import REPO
@@ -112,7 +113,7 @@ def test_every_chain_verifies_against_the_ca_host(converged, node_roots):
         for identity in kubesalt_core.pki.node_identities(lab_config(), minion_id, [role]):
             cert = _cert(_pki_dir(node_roots, minion_id) / f"{identity.name}.crt")
             cert.verify_directly_issued_by(_cert(ca_dir / f"{identity.ca}.crt"))
-            assert kubesalt_core.pki.describe(cert)["common_name"] == identity.common_name
+            assert kubesalt_core.certificates.describe(cert)["common_name"] == identity.common_name
             local_ca = _pki_dir(node_roots, minion_id) / f"{identity.ca}.crt"
             assert local_ca.read_bytes() == (ca_dir / f"{identity.ca}.crt").read_bytes()
 
@@ -150,7 +151,7 @@ def test_a_short_lived_certificate_is_renewed(converged, salt_cli, pki_pillar, n
     data = _apply(salt_cli, "worker-1")
     assert _pki_changes(data)["changes"]["issued"] == {"kubelet-server": "missing"}
     short = _cert(pki / "kubelet-server.crt")
-    assert kubesalt_core.pki.days_left(short, short.not_valid_before_utc) == 20
+    assert kubesalt_core.certificates.days_left(short, short.not_valid_before_utc) == 20
 
     expiring = salt_cli.run("kubesalt_pki.expiring", "days=25", minion_tgt="worker-1").data
     assert list(expiring) == ["kubelet-server"]
@@ -199,8 +200,10 @@ def _publish_sign(salt_minions, requester, request, extra_args=()):
 
 
 def _csr(name="x", key=None):
-    key = key or kubesalt_core.pki.new_private_key()
-    return key, kubesalt_core.pki.cert_pem(kubesalt_core.pki.build_csr(key, name)).decode()
+    key = key or kubesalt_core.certificates.new_private_key()
+    return key, kubesalt_core.certificates.cert_pem(
+        kubesalt_core.certificates.build_csr(key, name)
+    ).decode()
 
 
 def test_a_worker_cannot_get_a_masters_certificate(converged, salt_minions):
@@ -221,7 +224,7 @@ def test_a_claimed_identity_is_ignored(converged, salt_minions):
         extra_args=["__pub_id=master-1", "requester=master-1"],
     )
     cert = x509.load_pem_x509_certificate(answer["certificates"]["kubelet-client"].encode())
-    assert kubesalt_core.pki.describe(cert)["common_name"] == "system:node:worker-1"
+    assert kubesalt_core.certificates.describe(cert)["common_name"] == "system:node:worker-1"
     assert cert.public_key().public_numbers() == key.public_key().public_numbers()
 
 
@@ -252,7 +255,7 @@ def test_only_sign_is_open_to_peers(converged, salt_minions):
 
 def test_a_csr_signed_by_another_key_is_refused(converged, salt_minions):
     _, csr = _csr()
-    tampered = _swap_public_key(csr, kubesalt_core.pki.new_private_key())
+    tampered = _swap_public_key(csr, kubesalt_core.certificates.new_private_key())
     answer = _publish_sign(salt_minions, "worker-1", {"certificates": {"kube-proxy": tampered}})
     assert answer == {"error": "the CSR for kube-proxy is not signed by its own key"}
 

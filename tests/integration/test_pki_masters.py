@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 from cryptography.hazmat.primitives import serialization
 
+import kubesalt_core.certificates
 import kubesalt_core.pki
 from kubesalt_lab import local_etcd as etcd
 from kubesalt_lab.pillar import lab_config
@@ -62,7 +63,7 @@ def _bundle(node_roots, minion_id):
 
 def _public_keys(node_roots):
     return [
-        kubesalt_core.pki.public_pem(
+        kubesalt_core.certificates.public_pem(
             serialization.load_pem_private_key(
                 (_pki(node_roots, m) / "service-account.key").read_bytes(), None
             )

@@ -5,8 +5,8 @@ import subprocess
 
 import yaml
 
+import kubesalt_core.components
 import kubesalt_core.pki
-import kubesalt_core.unit
 from kubesalt_lab import containers, lifecycle, master, report
 from kubesalt_lab.pillar import lab_config
 from tests.lab.conftest import LAB_CLI, quiet, second_run
@@ -166,7 +166,7 @@ def test_status_shows_every_unit_running_from_the_lab_build(first_apply, lab_up)
     states = {(node, unit): state for node, unit, state in shown["units"]}
     # Built by the lab (or Debian's, for BIRD): every unit has its artifact and runs.
     for node in lab.ordered_nodes():
-        for unit in kubesalt_core.unit.managed_units(node.roles):
+        for unit in kubesalt_core.components.managed_units(node.roles):
             assert states[(node.id, unit)].startswith("active"), (node.id, unit)
     assert states[("worker-2", "calico-node.service")] == "active (exited), enabled"
     assert report.NOT_IN_LAB not in lifecycle.status_tables(shown)

@@ -9,7 +9,7 @@ import json
 import pytest
 import yaml
 
-import kubesalt_core.unit
+import kubesalt_core.components
 from kubesalt_lab import containers, lifecycle, master
 from kubesalt_lab.writers import ApiWriter
 from tests.lab.conftest import second_run
@@ -40,7 +40,7 @@ def _kubectl(lab, *args, node="master-1", check=True):
 def test_every_master_component_is_active_and_answers_its_health_check(lab_applied):
     for node_id in MASTERS:
         answers = _salt(lab_applied, node_id, "kubesalt_unit.health")
-        assert set(answers) == set(kubesalt_core.unit.managed_units(["master"])), node_id
+        assert set(answers) == set(kubesalt_core.components.managed_units(["master"])), node_id
         for unit, answer in answers.items():
             assert answer["healthy"], (node_id, unit, answer)
         readyz = answers["kube-apiserver.service"]

@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-import kubesalt_core.unit
+import kubesalt_core.components
 from kubesalt_lab import containers, heal, lifecycle, master, workloads
 from kubesalt_lab.config import LabError
 from kubesalt_lab.system import wait_until
@@ -62,7 +62,7 @@ def _healthy(lab, node_id):
     if not isinstance(answers, dict):
         return False
     probed = {
-        c.unit_name for c in kubesalt_core.unit.for_roles(lab.node(node_id).roles) if c.health
+        c.unit_name for c in kubesalt_core.components.for_roles(lab.node(node_id).roles) if c.health
     }
     return set(answers) == probed and all(a["healthy"] for a in answers.values())
 
@@ -236,7 +236,7 @@ def test_the_cluster_rides_out_the_loss_of_the_ca_host_and_it_comes_back_by_itse
         (state,) = [s for s in ret.values() if s["__id__"] == PKI_STATE]
         assert state["result"] is True, state
         assert "kube-proxy" in state["changes"].get("issued", {}), state
-        return {"worker-2": len(kubesalt_core.unit.for_roles(["worker"]))}
+        return {"worker-2": len(kubesalt_core.components.for_roles(["worker"]))}
 
     _ride_out(lab, victim, tmp_path, while_down=without_the_ca_host, once_back=renewal_completes)
 

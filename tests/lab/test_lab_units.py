@@ -4,7 +4,7 @@ hosts predicts the first run exactly, and a second run changes nothing."""
 
 import pytest
 
-import kubesalt_core.unit
+import kubesalt_core.components
 from kubesalt_lab import containers, lifecycle, report
 from tests.lab.conftest import quiet
 
@@ -48,7 +48,7 @@ def test_containerd_really_runs_on_the_workers(fresh_first_run, lab):
 
 def test_every_unit_is_installed_and_clean_under_systemd_analyze(fresh_first_run, lab):
     for node in lab.ordered_nodes():
-        for unit in kubesalt_core.unit.for_roles(node.roles):
+        for unit in kubesalt_core.components.for_roles(node.roles):
             path = f"/etc/systemd/system/{unit.unit_name}"
             proc = containers.inside(lab, node, ["systemd-analyze", "verify", path], check=False)
             findings = [line for line in proc.stderr.splitlines() if line.strip()]
@@ -59,7 +59,7 @@ def test_every_master_component_runs_from_the_lab_build(fresh_first_run, lab):
     shown = lifecycle.status(lab)
     states = {(node, unit): state for node, unit, state in shown["units"]}
     for node in ("master-1", "master-2", "master-3"):
-        for unit in kubesalt_core.unit.managed_units(["master"]):
+        for unit in kubesalt_core.components.managed_units(["master"]):
             assert states[(node, unit)] == "active (running), enabled", (node, unit)
         installed = containers.inside(
             lab, next(n for n in lab.nodes if n.id == node), ["kube-apiserver", "--version"]
@@ -71,7 +71,7 @@ def test_every_worker_component_runs_from_the_lab_build(fresh_first_run, lab):
     shown = lifecycle.status(lab)
     states = {(node, unit): state for node, unit, state in shown["units"]}
     for node in ("worker-1", "worker-2"):
-        for unit in kubesalt_core.unit.managed_units(["worker"]):
+        for unit in kubesalt_core.components.managed_units(["worker"]):
             assert states[(node, unit)].startswith("active ("), (node, unit, states[(node, unit)])
         installed = containers.inside(lab, _node(lab, node), ["kubelet", "--version"]).stdout
         assert installed.strip() == f"Kubernetes v{lab.versions()['kubernetes']}"

@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-import kubesalt_core.unit
+import kubesalt_core.components
 from kubesalt_lab import bgp, containers, heal, lifecycle, master, workloads
 from kubesalt_lab.system import wait_until
 
@@ -76,7 +76,7 @@ def test_every_worker_is_ready_with_every_component_healthy(cluster):
             assert answer["healthy"], (worker, unit, answer)
         # ... and every unit of the role is active (calico-node's one-shot startup exited
         # successfully and stays active).
-        for unit in kubesalt_core.unit.managed_units(["worker"]):
+        for unit in kubesalt_core.components.managed_units(["worker"]):
             props = heal.unit_props(lab, worker, unit)
             assert props["ActiveState"] == "active", (worker, unit, props)
 
@@ -237,7 +237,7 @@ def test_status_reports_every_worker_unit_running(cluster):
     shown = lifecycle.status(cluster)
     states = {(node, unit): state for node, unit, state in shown["units"]}
     for worker in WORKERS:
-        for unit in kubesalt_core.unit.managed_units(["worker"]):
+        for unit in kubesalt_core.components.managed_units(["worker"]):
             state = states[(worker, unit)]
             assert state.startswith("active"), (worker, unit, state)
     tables = lifecycle.status_tables(shown)

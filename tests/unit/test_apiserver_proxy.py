@@ -8,7 +8,13 @@ import datetime
 import pytest
 
 import kubesalt_core.apiserver_proxy
+import kubesalt_core.certificates
+import kubesalt_core.component_context
+import kubesalt_core.components
+import kubesalt_core.node_config
 import kubesalt_core.pillar
+import kubesalt_core.pillar_checks
+import kubesalt_core.pillar_schema
 import kubesalt_core.pki
 from kubesalt_core import unit as ku
 from kubesalt_lab.pillar import lab_config
@@ -54,7 +60,9 @@ def test_a_node_that_is_master_and_worker_uses_its_own_apiserver(config):
     )
     assert "kube-apiserver-proxy" not in _units(both, "master-1")
     assert "kubelet" in _units(both, "master-1")
-    assert "kube-apiserver-proxy.service" not in ku.managed_units(["master", "worker"])
+    assert "kube-apiserver-proxy.service" not in kubesalt_core.components.managed_units(
+        ["master", "worker"]
+    )
     layout = kubesalt_core.pki.Layout.of(both)
     (spec,) = [s for s in kubesalt_core.pki.KUBECONFIGS if s.name == "kubelet"]
     kubelet = kubesalt_core.pki.kubeconfig_document(both, "master-1", spec, layout)
@@ -73,24 +81,26 @@ def test_a_node_that_is_master_and_worker_uses_its_own_apiserver(config):
 )  # fmt: skip
 def test_a_site_with_an_endpoint_or_the_proxy_off_gets_it_removed(config, setting, wanted):
     site = kubesalt_core.pillar.merge(config, setting)
-    assert kubesalt_core.pillar.errors(kubesalt_core.pillar.validate(site)) == []
+    assert kubesalt_core.pillar_checks.errors(kubesalt_core.pillar_schema.validate(site)) == []
     assert kubesalt_core.apiserver_proxy.wanted(site) is wanted
     assert ("kube-apiserver-proxy" in _units(site, "worker-1")) is wanted
     unwanted = [c.name for c in ku.unwanted_units(site, "worker-1")]
     assert unwanted == ([] if wanted else ["kube-apiserver-proxy"])
     # Its binary is not installed either (HAProxy is a Debian package on the node).
-    assert ku.idle_binaries(site, ["worker"]) == ([] if wanted else ["haproxy"])
+    assert kubesalt_core.components.idle_binaries(site, ["worker"]) == (
+        [] if wanted else ["haproxy"]
+    )
 
 
 def test_a_worker_that_is_also_a_master_installs_no_proxy():
-    assert ku.idle_binaries(lab_config(), ["master", "worker"]) == ["haproxy"]
-    assert ku.idle_binaries(lab_config(), ["master"]) == []
-    assert ku.idle_binaries(lab_config(), ["router"]) == []
+    assert kubesalt_core.components.idle_binaries(lab_config(), ["master", "worker"]) == ["haproxy"]
+    assert kubesalt_core.components.idle_binaries(lab_config(), ["master"]) == []
+    assert kubesalt_core.components.idle_binaries(lab_config(), ["router"]) == []
 
 
 def test_a_drained_master_gets_no_connections(config):
     drained = kubesalt_core.pillar.merge(config, {"apiserver_proxy": {"drain": ["master-2"]}})
-    assert kubesalt_core.pillar.validate(drained) == []
+    assert kubesalt_core.pillar_schema.validate(drained) == []
     text = ku.render(drained, "worker-2", "kube-apiserver-proxy").files
     (cfg,) = [t for t, _ in text.values()]
     assert "server master-2 " not in cfg
@@ -99,7 +109,7 @@ def test_a_drained_master_gets_no_connections(config):
 
 def test_the_port_is_the_sites(config):
     site = kubesalt_core.pillar.merge(config, {"apiserver_proxy": {"port": 7443}})
-    assert kubesalt_core.pillar.validate(site) == []
+    assert kubesalt_core.pillar_schema.validate(site) == []
     layout = kubesalt_core.pki.Layout.of(site)
     (spec,) = [s for s in kubesalt_core.pki.KUBECONFIGS if s.name == "kube-proxy"]
     document = kubesalt_core.pki.kubeconfig_document(site, "worker-1", spec, layout)
@@ -111,8 +121,10 @@ def test_the_port_is_the_sites(config):
 
 
 def test_a_router_forwards_by_its_own_sysctl_file(config):
-    ctx = ku.Context(config, "router-1", kubesalt_core.pki.Layout.of(config))
-    files = ku.kernel_files(ctx, routing_only=True)
+    ctx = kubesalt_core.component_context.Context(
+        config, "router-1", kubesalt_core.pki.Layout.of(config)
+    )
+    files = kubesalt_core.node_config.kernel_files(ctx, routing_only=True)
     assert list(files) == ["/etc/sysctl.d/90-kubesalt.conf"]
     assert "net.ipv4.ip_forward = 1" in files["/etc/sysctl.d/90-kubesalt.conf"][0]
 
@@ -122,8 +134,8 @@ def test_a_router_forwards_by_its_own_sysctl_file(config):
 
 @pytest.fixture(scope="module")
 def ca():
-    key = kubesalt_core.pki.new_private_key()
-    return kubesalt_core.pki.build_ca(
+    key = kubesalt_core.certificates.new_private_key()
+    return kubesalt_core.certificates.build_ca(
         "kubernetes-ca", key, 3650, NOW - datetime.timedelta(days=400)
     ), key
 
@@ -135,8 +147,8 @@ def _identity(config, name):
 
 def _held(config, ca, name, days, issued=NOW):
     identity = _identity(config, name)
-    key = kubesalt_core.pki.new_private_key()
-    cert = kubesalt_core.pki.build_certificate(
+    key = kubesalt_core.certificates.new_private_key()
+    cert = kubesalt_core.certificates.build_certificate(
         identity, key.public_key(), ca[0], ca[1], days, issued
     )
     return identity, key, cert
@@ -150,7 +162,7 @@ def test_without_the_ca_a_due_renewal_waits_and_an_unusable_certificate_blocks(c
     held = {i.name: (key, cert) for i, key, cert in (current, due, expired)}
     held["calico-felix"] = (None, None)
     identities = [current[0], due[0], expired[0], missing]
-    waiting, blocked = kubesalt_core.pki.without_ca_plan(
+    waiting, blocked = kubesalt_core.certificates.without_ca_plan(
         identities, held, {"kubernetes-ca": ca[0]}, config["pki"], NOW
     )
     assert list(waiting) == ["kubelet-server"]

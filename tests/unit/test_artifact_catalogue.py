@@ -2,8 +2,8 @@
 
 import pytest
 
+import kubesalt_core.components
 import kubesalt_core.pillar
-import kubesalt_core.unit
 from kubesalt_core import artifact as ka
 
 SPEC = {"source": "url", "url": "http://127.0.0.1/k.tgz", "sha256": "b" * 64}
@@ -11,24 +11,26 @@ SPEC = {"source": "url", "url": "http://127.0.0.1/k.tgz", "sha256": "b" * 64}
 
 def test_every_unit_a_role_runs_has_its_binary_for_that_role():
     for role in kubesalt_core.pillar.ROLES:
-        units = kubesalt_core.unit.managed_units([role])
-        provided = {u for b in ka.for_roles([role]) for u in kubesalt_core.unit.units_of_binary(b)}
+        units = kubesalt_core.components.managed_units([role])
+        provided = {
+            u for b in ka.for_roles([role]) for u in kubesalt_core.components.units_of_binary(b)
+        }
         # A binary's units may belong to several roles (BIRD: calico-bird, bird).
         assert units and set(units) <= provided, role
 
 
 def test_a_changed_binary_restarts_exactly_the_units_that_run_it():
-    assert kubesalt_core.unit.units_of_binary(ka.binary("calico-node")) == (
+    assert kubesalt_core.components.units_of_binary(ka.binary("calico-node")) == (
         "calico-node.service",
         "calico-felix.service",
         "calico-confd.service",
     )
-    assert kubesalt_core.unit.units_of_binary(ka.binary("bird")) == (
+    assert kubesalt_core.components.units_of_binary(ka.binary("bird")) == (
         "calico-bird.service",
         "bird.service",
     )
-    assert kubesalt_core.unit.units_of_binary(ka.binary("etcd")) == ("etcd.service",)
-    assert kubesalt_core.unit.units_of_binary(ka.binary("kubectl")) == ()
+    assert kubesalt_core.components.units_of_binary(ka.binary("etcd")) == ("etcd.service",)
+    assert kubesalt_core.components.units_of_binary(ka.binary("kubectl")) == ()
 
 
 def test_catalogue_names_are_unique_and_artifacts_are_known_to_the_pillar():

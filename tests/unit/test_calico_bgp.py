@@ -9,7 +9,7 @@ import jsonschema
 import pytest
 import yaml
 
-import kubesalt_core.pillar
+import kubesalt_core.pillar_schema
 from kubesalt_core import calico as kc
 from kubesalt_lab.pillar import lab_config
 from tests.support.shared_data import calico_crds_or_skip
@@ -56,7 +56,7 @@ def test_service_ips_are_advertised_only_when_asked(config):
 
 
 def _problems(config):
-    return kubesalt_core.pillar.validate(config)
+    return kubesalt_core.pillar_schema.validate(config)
 
 
 def test_a_router_in_another_as_needs_ebgp_on_purpose(config):

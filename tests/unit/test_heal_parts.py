@@ -7,6 +7,7 @@ import os
 import pytest
 import yaml
 
+import kubesalt_core.errors
 from kubesalt_core import heal, heal_store, systemd
 from kubesalt_ext.beacons import kubesalt_journal as beacon
 from kubesalt_ext.runners import kubesalt_schedule as schedule
@@ -128,7 +129,7 @@ def test_one_repair_per_unit(tmp_path):
     store = heal_store.Store(tmp_path)
     with store.repairing("etcd.service"):
         assert store.in_flight("etcd.service") == os.getpid()
-        with pytest.raises(heal_store.InFlight), store.repairing("etcd.service"):
+        with pytest.raises(kubesalt_core.errors.InFlight), store.repairing("etcd.service"):
             pass
         with store.repairing("containerd.service"):  # another unit is not held up
             pass

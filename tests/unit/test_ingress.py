@@ -6,7 +6,7 @@ import kubernetes_validate
 import pytest
 
 import kubesalt_core.ingress
-import kubesalt_core.pillar
+import kubesalt_core.pillar_schema
 from kubesalt_lab.pillar import lab_config
 
 
@@ -47,7 +47,7 @@ def test_an_image_from_pillar_wins():
 def test_every_object_validates_for_the_pinned_version(controller):
     config = lab_config()
     config["ingress"] = {**config["ingress"], "controller": controller}
-    assert kubesalt_core.pillar.validate(config) == []
+    assert kubesalt_core.pillar_schema.validate(config) == []
     objects = kubesalt_core.ingress.objects(config)
     assert objects[0]["kind"] == "Namespace"  # applied before what lives in it
     for obj in objects:

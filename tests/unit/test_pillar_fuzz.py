@@ -18,6 +18,8 @@ from hypothesis import strategies as st
 
 import kubesalt_core.manifest
 import kubesalt_core.pillar
+import kubesalt_core.pillar_checks
+import kubesalt_core.pillar_schema
 import kubesalt_core.pki
 import kubesalt_core.unit
 from kubesalt_lab.pillar import lab_config
@@ -89,20 +91,20 @@ def _problem_keys(problems):
 def test_any_value_at_any_key_gets_a_named_problem_or_renders(path, value):
     config = lab_config()
     _set(config, path, value)
-    problems = kubesalt_core.pillar.validate(config)
+    problems = kubesalt_core.pillar_schema.validate(config)
     _problem_keys(problems)
-    if not kubesalt_core.pillar.errors(problems):
+    if not kubesalt_core.pillar_checks.errors(problems):
         _renders(config)
 
 
 @FUZZ
-@given(section=st.sampled_from(sorted(kubesalt_core.pillar.SCHEMA)), value=ANY)
+@given(section=st.sampled_from(sorted(kubesalt_core.pillar_schema.SCHEMA)), value=ANY)
 def test_any_value_for_a_whole_section_is_named_not_crashed_on(section, value):
     config = lab_config()
     config[section] = value
-    problems = kubesalt_core.pillar.validate(config)
+    problems = kubesalt_core.pillar_schema.validate(config)
     keys = _problem_keys(problems)
-    if kubesalt_core.pillar.errors(problems):
+    if kubesalt_core.pillar_checks.errors(problems):
         assert any(k.startswith(f"kubesalt:{section}") or k == "kubesalt" for k in keys) or keys
 
 
@@ -116,7 +118,7 @@ def test_a_boolean_is_never_taken_for_a_number_or_an_address(value, path):
     if isinstance(original, (bool, dict, list)) or original is None:
         return
     _set(config, path, value)
-    assert kubesalt_core.pillar.errors(kubesalt_core.pillar.validate(config)), path
+    assert kubesalt_core.pillar_checks.errors(kubesalt_core.pillar_schema.validate(config)), path
 
 
 @FUZZ
@@ -134,7 +136,7 @@ def test_an_accepted_pool_is_inside_the_pod_cidr_with_a_block_size_calico_takes(
     if block_size is not None:
         pool["block_size"] = block_size
     config["network"]["ip_pools"] = [pool]
-    if kubesalt_core.pillar.errors(kubesalt_core.pillar.validate(config)):
+    if kubesalt_core.pillar_checks.errors(kubesalt_core.pillar_schema.validate(config)):
         return
     assert cidr.subnet_of(ipaddress.ip_network(config["network"]["pod_cidr"]))
     size = 26 if block_size is None else block_size
@@ -147,7 +149,7 @@ _REFERENCE_PARTS = st.text(alphabet="abcdefghijklmnopqrstuvwxyzABC0123456789._-:
 @FUZZ
 @given(reference=_REFERENCE_PARTS)
 def test_an_accepted_image_reference_splits_as_containerd_splits_it(reference):
-    if not kubesalt_core.pillar.is_image_reference(reference):
+    if not kubesalt_core.pillar_checks.is_image_reference(reference):
         return
     name, _, digest = reference.partition("@")
     if digest:
@@ -169,7 +171,7 @@ def test_an_accepted_image_reference_splits_as_containerd_splits_it(reference):
 def test_an_accepted_registry_mirror_is_an_http_url_with_a_host(url):
     config = lab_config()
     config["containerd"]["registry_mirrors"] = {"registry.k8s.io": [url]}
-    if kubesalt_core.pillar.errors(kubesalt_core.pillar.validate(config)):
+    if kubesalt_core.pillar_checks.errors(kubesalt_core.pillar_schema.validate(config)):
         return
     scheme, _, rest = url.partition("://")
     assert scheme in ("http", "https") and rest and not rest.startswith("/"), url

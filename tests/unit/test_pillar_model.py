@@ -1,5 +1,6 @@
 """Merging with defaults, role lookup and the highstate plan."""
 
+import kubesalt_core.pillar_checks
 from kubesalt_core import pillar as model
 
 
@@ -42,18 +43,24 @@ def test_node_of_adds_id_and_normalised_roles():
 
 
 def _problem(level):
-    return model.Problem("kubesalt:x", "y", level)
+    return kubesalt_core.pillar_checks.Problem("kubesalt:x", "y", level)
 
 
 def test_plan_for_a_valid_node_is_validation_then_roles():
-    plan = model.assigned_states(True, [_problem(model.WARNING)], ["master", "worker"])
+    plan = model.assigned_states(
+        True, [_problem(kubesalt_core.pillar_checks.WARNING)], ["master", "worker"]
+    )
     assert plan == ["kubesalt.validate", "kubesalt.master", "kubesalt.worker"]
 
 
 def test_plan_for_an_invalid_pillar_is_validation_only():
-    assert model.assigned_states(True, [_problem(model.ERROR)], ["worker"]) == ["kubesalt.validate"]
+    assert model.assigned_states(
+        True, [_problem(kubesalt_core.pillar_checks.ERROR)], ["worker"]
+    ) == ["kubesalt.validate"]
     # Even a minion the broken pillar does not list sees the errors.
-    assert model.assigned_states(True, [_problem(model.ERROR)], []) == ["kubesalt.validate"]
+    assert model.assigned_states(True, [_problem(kubesalt_core.pillar_checks.ERROR)], []) == [
+        "kubesalt.validate"
+    ]
 
 
 def test_plan_for_unknown_minions_is_only_the_notice():

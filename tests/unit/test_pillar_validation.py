@@ -7,13 +7,17 @@ import pytest
 import yaml
 
 import kubesalt_core.pillar
+import kubesalt_core.pillar_checks
+import kubesalt_core.pillar_schema
 from kubesalt_lab.config import REPO
 from kubesalt_lab.pillar import formula_defaults, lab_pillar
 from tests.support.bad_pillars import CASES
 
 
 def _problems(pillar):
-    return kubesalt_core.pillar.validate(kubesalt_core.pillar.merge(formula_defaults(), pillar))
+    return kubesalt_core.pillar_schema.validate(
+        kubesalt_core.pillar.merge(formula_defaults(), pillar)
+    )
 
 
 def test_corpus_is_large_and_distinct():
@@ -33,7 +37,7 @@ def test_bad_pillar_reports_its_problem(case):
     assert case.expected in found, "\n".join(found)
     assert found[case.expected] == case.level
     # An error case must stop the run; a warning case must not.
-    assert bool(kubesalt_core.pillar.errors(problems)) == (case.level == "error")
+    assert bool(kubesalt_core.pillar_checks.errors(problems)) == (case.level == "error")
 
 
 def test_every_problem_is_reported_at_once():
@@ -68,7 +72,7 @@ def test_pillar_example_is_valid_and_documents_every_key():
         return set(schema_value) if isinstance(schema_value, dict) else set()
 
     defaults = formula_defaults()
-    assert set(example) == set(kubesalt_core.pillar.SCHEMA)
+    assert set(example) == set(kubesalt_core.pillar_schema.SCHEMA)
     for section in ("cluster", "network", "versions", "pki", "paths"):
         assert set(example[section]) == keys(defaults[section]), section
     documented = {k for n in example["nodes"].values() for k in n}

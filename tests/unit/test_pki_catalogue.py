@@ -5,7 +5,10 @@ import re
 
 import pytest
 
+import kubesalt_core.certificates
+import kubesalt_core.errors
 import kubesalt_core.pillar
+import kubesalt_core.pillar_schema
 import kubesalt_core.pki
 from kubesalt_lab.pillar import lab_config
 
@@ -117,21 +120,23 @@ def test_router_holds_no_certificate(config):
 
 @pytest.mark.parametrize("key_type", kubesalt_core.pillar.KEY_TYPES)
 def test_every_pillar_key_type_makes_a_key(key_type):
-    assert kubesalt_core.pki.new_private_key(key_type).public_key() is not None
+    assert kubesalt_core.certificates.new_private_key(key_type).public_key() is not None
 
 
 def test_unknown_key_type_is_refused_with_the_choices():
     with pytest.raises(ValueError, match="Valid: ecdsa-p256, rsa-2048, rsa-4096"):
-        kubesalt_core.pki.new_private_key("dsa")
+        kubesalt_core.certificates.new_private_key("dsa")
 
 
 @pytest.fixture(scope="module")
 def issued(config):
-    ca_key = kubesalt_core.pki.new_private_key()
-    ca = kubesalt_core.pki.build_ca("kubernetes-ca", ca_key, 3650, NOW)
-    key = kubesalt_core.pki.new_private_key()
+    ca_key = kubesalt_core.certificates.new_private_key()
+    ca = kubesalt_core.certificates.build_ca("kubernetes-ca", ca_key, 3650, NOW)
+    key = kubesalt_core.certificates.new_private_key()
     identity = _by_name(config, "worker-1")["kubelet-server"]
-    cert = kubesalt_core.pki.build_certificate(identity, key.public_key(), ca, ca_key, 365, NOW)
+    cert = kubesalt_core.certificates.build_certificate(
+        identity, key.public_key(), ca, ca_key, 365, NOW
+    )
     return {"ca": ca, "ca_key": ca_key, "key": key, "identity": identity, "cert": cert}
 
 
@@ -145,7 +150,7 @@ def _reason(issued, **override):
         "renew_before_days": 30,
     }
     args.update(override)
-    return kubesalt_core.pki.reissue_reason(**args)
+    return kubesalt_core.certificates.reissue_reason(**args)
 
 
 def test_a_valid_cert_is_never_reissued(issued):
@@ -153,13 +158,13 @@ def test_a_valid_cert_is_never_reissued(issued):
 
 
 def test_reissue_reasons(issued, config):
-    other_ca_key = kubesalt_core.pki.new_private_key()
-    other_ca = kubesalt_core.pki.build_ca("kubernetes-ca", other_ca_key, 3650, NOW)
+    other_ca_key = kubesalt_core.certificates.new_private_key()
+    other_ca = kubesalt_core.certificates.build_ca("kubernetes-ca", other_ca_key, 3650, NOW)
     assert _reason(issued, cert=None) == "missing"
     assert _reason(issued, ca_cert=other_ca) == "not signed by the current CA"
-    assert _reason(issued, public_key=kubesalt_core.pki.new_private_key().public_key()) == (
-        "does not match its key"
-    )
+    assert _reason(
+        issued, public_key=kubesalt_core.certificates.new_private_key().public_key()
+    ) == ("does not match its key")
     other_node = _by_name(config, "worker-2")["kubelet-server"]
     assert _reason(issued, identity=other_node) == "common name differs from the catalogue"
     assert _reason(issued, now=NOW + datetime.timedelta(days=340)) == (
@@ -219,7 +224,7 @@ def test_kubeconfig_points_at_files_and_the_right_apiserver(config):
 
 def test_with_the_proxy_turned_off_workers_use_the_first_master(config):
     off = kubesalt_core.pillar.merge(config, {"apiserver_proxy": {"enabled": False}})
-    assert kubesalt_core.pillar.validate(off) == []
+    assert kubesalt_core.pillar_schema.validate(off) == []
     server = _kubeconfig(off, "worker-1", "kubelet")["clusters"][0]["cluster"]["server"]
     assert server == "https://198.18.0.11:6443"
 
@@ -232,14 +237,14 @@ def test_kubeconfig_uses_the_pillar_endpoint(config):
             "pki": {"apiserver_extra_sans": ["api.lab.example"]},
         },
     )
-    assert kubesalt_core.pillar.validate(vip) == []
+    assert kubesalt_core.pillar_schema.validate(vip) == []
     server = _kubeconfig(vip, "worker-1", "kube-proxy")["clusters"][0]["cluster"]["server"]
     assert server == "https://api.lab.example:8443"
 
 
 def test_an_endpoint_the_apiserver_cert_does_not_carry_is_refused(config):
     bad = kubesalt_core.pillar.merge(config, {"cluster": {"apiserver_endpoint": "198.18.0.99"}})
-    (problem,) = kubesalt_core.pillar.validate(bad)
+    (problem,) = kubesalt_core.pillar_schema.validate(bad)
     assert problem.key == "kubesalt:cluster:apiserver_endpoint"
     assert "kubesalt:pki:apiserver_extra_sans" in problem.message
 
@@ -249,22 +254,22 @@ def test_an_endpoint_the_apiserver_cert_does_not_carry_is_refused(config):
 
 @pytest.fixture(scope="module")
 def ca():
-    key = kubesalt_core.pki.new_private_key()
-    return kubesalt_core.pki.build_ca("kubernetes-ca", key, 3650, NOW), key
+    key = kubesalt_core.certificates.new_private_key()
+    return kubesalt_core.certificates.build_ca("kubernetes-ca", key, 3650, NOW), key
 
 
 def _issued(config, ca, node_id, name, key, days=365, now=NOW):
     identity = _by_name(config, node_id)[name]
-    return identity, kubesalt_core.pki.build_certificate(
+    return identity, kubesalt_core.certificates.build_certificate(
         identity, key.public_key(), ca[0], ca[1], days, now
     )
 
 
 def test_plan_for_missing_key_or_cert(config, ca):
     identity = _by_name(config, "worker-1")["kube-proxy"]
-    plan = kubesalt_core.pki.certificate_plan
+    plan = kubesalt_core.certificates.certificate_plan
     assert plan(identity, None, None, ca[0], "ecdsa-p256", NOW, 30) == ("missing", True)
-    key = kubesalt_core.pki.new_private_key()
+    key = kubesalt_core.certificates.new_private_key()
     _, cert = _issued(config, ca, "worker-1", "kube-proxy", key)
     assert plan(identity, None, cert, ca[0], "ecdsa-p256", NOW, 30) == ("its key is missing", True)
     assert plan(identity, key, None, ca[0], "ecdsa-p256", NOW, 30) == ("missing", False)
@@ -272,9 +277,9 @@ def test_plan_for_missing_key_or_cert(config, ca):
 
 
 def test_plan_replaces_a_key_of_another_type(config, ca):
-    key = kubesalt_core.pki.new_private_key("ecdsa-p256")
+    key = kubesalt_core.certificates.new_private_key("ecdsa-p256")
     identity, cert = _issued(config, ca, "worker-1", "kube-proxy", key)
-    reason, new_key = kubesalt_core.pki.certificate_plan(
+    reason, new_key = kubesalt_core.certificates.certificate_plan(
         identity, key, cert, ca[0], "rsa-2048", NOW, 30
     )
     assert (reason, new_key) == ("key type is ecdsa-p256, pillar asks for rsa-2048", True)
@@ -282,15 +287,17 @@ def test_plan_replaces_a_key_of_another_type(config, ca):
 
 def test_plan_before_the_ca_exists(config):
     identity = _by_name(config, "worker-1")["kube-proxy"]
-    key = kubesalt_core.pki.new_private_key()
-    plan = kubesalt_core.pki.certificate_plan(identity, key, None, None, "ecdsa-p256", NOW, 30)
+    key = kubesalt_core.certificates.new_private_key()
+    plan = kubesalt_core.certificates.certificate_plan(
+        identity, key, None, None, "ecdsa-p256", NOW, 30
+    )
     assert plan == ("missing", False)
 
 
 def test_renewal_keeps_the_key(config, ca):
-    key = kubesalt_core.pki.new_private_key()
+    key = kubesalt_core.certificates.new_private_key()
     identity, cert = _issued(config, ca, "worker-1", "kubelet-server", key, days=20)
-    reason, new_key = kubesalt_core.pki.certificate_plan(
+    reason, new_key = kubesalt_core.certificates.certificate_plan(
         identity, key, cert, ca[0], "ecdsa-p256", NOW, 30
     )
     assert reason == "expires in 20 days (renew within 30)"
@@ -301,8 +308,8 @@ def test_renewal_keeps_the_key(config, ca):
 
 
 def _csr(name="anything"):
-    key = kubesalt_core.pki.new_private_key()
-    return key, kubesalt_core.pki.build_csr(key, name)
+    key = kubesalt_core.certificates.new_private_key()
+    return key, kubesalt_core.certificates.build_csr(key, name)
 
 
 def _cas(ca):
@@ -311,14 +318,14 @@ def _cas(ca):
 
 def test_signing_takes_identity_from_the_requester_not_the_csr(config, ca):
     key, csr = _csr("system:node:master-1")
-    issued = kubesalt_core.pki.sign_requests(
+    issued = kubesalt_core.certificates.sign_requests(
         config, "worker-2", {"kubelet-client": csr}, _cas(ca), 365, NOW
     )
-    described = kubesalt_core.pki.describe(issued["kubelet-client"])
+    described = kubesalt_core.certificates.describe(issued["kubelet-client"])
     assert described["common_name"] == "system:node:worker-2"
     assert described["organizations"] == ("system:nodes",)
-    assert kubesalt_core.pki.public_pem(issued["kubelet-client"].public_key()) == (
-        kubesalt_core.pki.public_pem(key)
+    assert kubesalt_core.certificates.public_pem(issued["kubelet-client"].public_key()) == (
+        kubesalt_core.certificates.public_pem(key)
     )
 
 
@@ -332,5 +339,5 @@ def test_signing_takes_identity_from_the_requester_not_the_csr(config, ca):
 )
 def test_signing_refuses_what_the_requester_does_not_hold(config, ca, requester, name, message):
     _, csr = _csr()
-    with pytest.raises(kubesalt_core.pki.SigningRefused, match=re.escape(message)):
-        kubesalt_core.pki.sign_requests(config, requester, {name: csr}, _cas(ca), 365, NOW)
+    with pytest.raises(kubesalt_core.errors.SigningRefused, match=re.escape(message)):
+        kubesalt_core.certificates.sign_requests(config, requester, {name: csr}, _cas(ca), 365, NOW)

@@ -6,6 +6,10 @@ import copy
 import pytest
 
 import kubesalt_core.artifact
+import kubesalt_core.component_context
+import kubesalt_core.components
+import kubesalt_core.control_plane_config
+import kubesalt_core.node_config
 import kubesalt_core.pillar
 import kubesalt_core.pki
 import kubesalt_core.unit
@@ -20,7 +24,9 @@ def config():
 
 
 def _ctx(config, node_id):
-    return kubesalt_core.unit.Context(config, node_id, kubesalt_core.pki.Layout.of(config))
+    return kubesalt_core.component_context.Context(
+        config, node_id, kubesalt_core.pki.Layout.of(config)
+    )
 
 
 def _flags(rendered):
@@ -28,40 +34,40 @@ def _flags(rendered):
 
 
 def test_one_record_per_component_gives_the_managed_units_and_their_states():
-    assert kubesalt_core.unit.managed_units(["master"]) == {
+    assert kubesalt_core.components.managed_units(["master"]) == {
         "etcd.service": "etcd",
         "kube-apiserver.service": "kubernetes",
         "kube-scheduler.service": "kubernetes",
         "kube-controller-manager.service": "kubernetes",
         "calico-typha.service": "calico_typha",
     }
-    assert set(kubesalt_core.unit.managed_units(["router"])) == {"bird.service"}
-    assert kubesalt_core.unit.state_of("etcd.service") == "kubesalt.etcd"
-    assert kubesalt_core.unit.state_of("kube-apiserver.service") == "kubesalt.units"
+    assert set(kubesalt_core.components.managed_units(["router"])) == {"bird.service"}
+    assert kubesalt_core.components.state_of("etcd.service") == "kubesalt.etcd"
+    assert kubesalt_core.components.state_of("kube-apiserver.service") == "kubesalt.units"
     with pytest.raises(KeyError, match=r"'sshd\.service' is not a kubesalt unit"):
-        kubesalt_core.unit.state_of("sshd.service")
+        kubesalt_core.components.state_of("sshd.service")
 
 
 def test_every_component_runs_a_binary_of_its_artifact():
-    for component in kubesalt_core.unit.COMPONENTS:
+    for component in kubesalt_core.components.COMPONENTS:
         binary = kubesalt_core.artifact.binary(component.binary)
         assert binary.artifact == component.artifact, component.name
         assert component.role in binary.roles, component.name
 
 
 def test_health_probes_ask_each_component_itself(config):
-    apiserver = kubesalt_core.unit.probe(config, "master-2", "kube-apiserver")
+    apiserver = kubesalt_core.components.probe(config, "master-2", "kube-apiserver")
     assert apiserver.url == "https://198.18.0.12:6443/readyz"
     assert apiserver.ca == "/etc/kubernetes/pki/kubernetes-ca.crt"
     assert apiserver.cert == "/etc/kubernetes/pki/admin.crt"
-    typha = kubesalt_core.unit.probe(config, "master-2", "calico-typha")
+    typha = kubesalt_core.components.probe(config, "master-2", "calico-typha")
     assert typha.url == "http://127.0.0.1:9098/readiness"
-    env = kubesalt_core.unit.typha_environment(_ctx(config, "master-2"))
+    env = kubesalt_core.control_plane_config.typha_environment(_ctx(config, "master-2"))
     assert (env["TYPHA_HEALTHHOST"], env["TYPHA_HEALTHPORT"]) == ("127.0.0.1", "9098")
-    assert kubesalt_core.unit.probe(config, "master-2", "etcd").url == (
+    assert kubesalt_core.components.probe(config, "master-2", "etcd").url == (
         "https://198.18.0.12:2379/health"
     )
-    assert kubesalt_core.unit.probe(config, "router-1", "bird") is None
+    assert kubesalt_core.components.probe(config, "router-1", "bird") is None
 
 
 def test_apiserver_command_line(config):
@@ -85,7 +91,7 @@ def test_apiserver_command_line(config):
 
 
 def test_every_certificate_a_unit_names_is_in_the_catalogue_for_its_role():
-    for unit in kubesalt_core.unit.COMPONENTS:
+    for unit in kubesalt_core.components.COMPONENTS:
         held = {s.name for s in kubesalt_core.pki.CATALOGUE if unit.role in s.roles}
         assert set(unit.certs) <= held, unit.name
         if unit.kubeconfig:
@@ -107,7 +113,7 @@ def test_the_cluster_signing_pair_stays_on_the_ca_host(config):
 
 
 def test_kubelet_configuration_owns_nothing_kubesalt_owns(config):
-    document = kubesalt_core.unit.kubelet_configuration(_ctx(config, "worker-1"))
+    document = kubesalt_core.node_config.kubelet_configuration(_ctx(config, "worker-1"))
     assert document["cgroupDriver"] == "systemd"
     assert document["tlsCertFile"] == "/etc/kubernetes/pki/kubelet-server.crt"
     # kubesalt issues and renews the kubelet's certificates: the kubelet does not rotate them.
@@ -122,31 +128,31 @@ def test_kubelet_configuration_owns_nothing_kubesalt_owns(config):
 def test_kube_proxy_follows_its_mode_and_the_pod_range(config):
     ipvs = copy.deepcopy(config)
     ipvs["kube_proxy"] = {"mode": "ipvs", "conntrack_max_per_core": 32768}
-    document = kubesalt_core.unit.kube_proxy_configuration(_ctx(ipvs, "worker-2"))
+    document = kubesalt_core.node_config.kube_proxy_configuration(_ctx(ipvs, "worker-2"))
     assert (document["mode"], document["ipvs"]["strictARP"]) == ("ipvs", True)
     assert document["clusterCIDR"] == "198.19.0.0/16"
     assert document["hostnameOverride"] == "worker-2"
     assert document["conntrack"] == {"maxPerCore": 32768}
-    files = kubesalt_core.unit.kernel_files(_ctx(ipvs, "worker-2"))
+    files = kubesalt_core.node_config.kernel_files(_ctx(ipvs, "worker-2"))
     sysctls, modules = (files[p][0] for p in sorted(files, key=lambda p: "modules" in p))
     assert {"ip_vs", "ip_vs_rr", "nf_conntrack"} <= set(modules.split())
     assert "net.ipv4.ip_forward = 1" in sysctls
     # The lab's kernel has no IPVS: nftables, no modules to load, the conntrack table
     # left as the machine has it.
-    lab = kubesalt_core.unit.kube_proxy_configuration(_ctx(config, "worker-2"))
+    lab = kubesalt_core.node_config.kube_proxy_configuration(_ctx(config, "worker-2"))
     assert (lab["mode"], "ipvs" in lab, lab["conntrack"]) == ("nftables", False, {"maxPerCore": 0})
-    assert list(kubesalt_core.unit.kernel_files(_ctx(config, "worker-2"))) == [
+    assert list(kubesalt_core.node_config.kernel_files(_ctx(config, "worker-2"))) == [
         "/etc/sysctl.d/90-kubesalt.conf"
     ]
-    felix = kubesalt_core.unit.calico_node_environment(_ctx(config, "worker-2"))
+    felix = kubesalt_core.node_config.calico_node_environment(_ctx(config, "worker-2"))
     assert felix["FELIX_NFTABLESMODE"] == "Enabled"  # felix's rules beside kube-proxy's
 
 
 def test_containerd_config_schema_follows_its_major_version(config):
-    new = kubesalt_core.unit.containerd_config(_ctx(config, "worker-1"))
+    new = kubesalt_core.node_config.containerd_config(_ctx(config, "worker-1"))
     older = copy.deepcopy(config)
     older["versions"]["containerd"] = "1.6.20"  # Debian bookworm's package
-    old = kubesalt_core.unit.containerd_config(_ctx(older, "worker-1"))
+    old = kubesalt_core.node_config.containerd_config(_ctx(older, "worker-1"))
     assert "version = 2" in old and '"io.containerd.grpc.v1.cri"' in old
     assert "version = 3" in new and '"io.containerd.cri.v1.runtime"' in new
     for text in (old, new):
@@ -160,8 +166,8 @@ def _tls_rule(env, prefix, files, names):
 
 
 def test_felix_and_typha_trust_each_other_over_mutual_tls(config):
-    felix = kubesalt_core.unit.calico_node_environment(_ctx(config, "worker-1"))
-    typha = kubesalt_core.unit.typha_environment(_ctx(config, "master-1"))
+    felix = kubesalt_core.node_config.calico_node_environment(_ctx(config, "worker-1"))
+    typha = kubesalt_core.control_plane_config.typha_environment(_ctx(config, "master-1"))
     assert _tls_rule(felix, "FELIX_TYPHA", ("CAFILE", "CERTFILE", "KEYFILE"), ("CN", "URISAN"))
     assert _tls_rule(typha, "TYPHA_", ("CAFILE", "SERVERCERTFILE", "SERVERKEYFILE"), ("CLIENTCN",))
     # Each side expects the CN the other's certificate really has.
@@ -206,7 +212,7 @@ def test_executables_follow_the_artifact_source(config):
 
 
 def test_a_percent_sign_cannot_become_a_systemd_specifier():
-    unit = kubesalt_core.unit.spec("kube-scheduler")
+    unit = kubesalt_core.components.spec("kube-scheduler")
     text = kubesalt_core.unit.unit_text(unit, "/bin/x", ["--name=50%"])
     assert "--name=50%%" in text
 
