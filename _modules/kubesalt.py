@@ -39,13 +39,8 @@ import kubesalt_core.pillar_schema
 
 log = logging.getLogger(__name__)
 
-__virtualname__ = "kubesalt"
 
 DEFAULTS_URL = "salt://kubesalt/defaults.yaml"
-
-
-def __virtual__():
-    return __virtualname__
 
 
 def _defaults(defaults):

@@ -49,16 +49,10 @@ import kubesalt_core.files
 
 log = logging.getLogger(__name__)
 
-__virtualname__ = "kubesalt_artifact"
-# The name before 0.2, kept for one release (README, "Module names").
-__virtual_aliases__ = ("k8s_artifact",)
+__virtual_aliases__ = ("k8s_artifact",)  # before 0.2 (README, "Module names")
 
 CHUNK = 1 << 20
 DOWNLOAD_TIMEOUT = 60
-
-
-def __virtual__():
-    return __virtualname__
 
 
 def _config():

@@ -40,14 +40,8 @@ import kubesalt_core.pki
 
 log = logging.getLogger(__name__)
 
-__virtualname__ = "kubesalt_ca"
-# The name before 0.2 (its CA functions were part of k8s_pki), kept for one release
-# (README, "Module names").
+# k8s_pki: where its functions lived before 0.2, for one release (README, "Module names").
 __virtual_aliases__ = ("k8s_pki",)
-
-
-def __virtual__():
-    return __virtualname__
 
 
 def _now():

@@ -20,13 +20,7 @@ from salt.exceptions import CommandExecutionError, SaltInvocationError
 
 import kubesalt_core.calico
 
-__virtualname__ = "kubesalt_calico"
-# The name before 0.2, kept for one release (README, "Module names").
-__virtual_aliases__ = ("calico_bgp",)
-
-
-def __virtual__():
-    return __virtualname__
+__virtual_aliases__ = ("calico_bgp",)  # before 0.2 (README, "Module names")
 
 
 def resources():

@@ -40,17 +40,11 @@ import kubesalt_core.pki
 
 log = logging.getLogger(__name__)
 
-__virtualname__ = "kubesalt_etcd"
-# The name before 0.2, kept for one release (README, "Module names").
-__virtual_aliases__ = ("k8s_etcd",)
+__virtual_aliases__ = ("k8s_etcd",)  # before 0.2 (README, "Module names")
 
 REQUEST_TIMEOUT = kubesalt_core.etcd_client.REQUEST_TIMEOUT
 # How long a status probe of one member may take.
 PROBE_TIMEOUT = kubesalt_core.etcd_client.PROBE_TIMEOUT
-
-
-def __virtual__():
-    return __virtualname__
 
 
 def _config():

@@ -46,19 +46,13 @@ import kubesalt_core.systemd
 
 log = logging.getLogger(__name__)
 
-__virtualname__ = "kubesalt_heal"
-# The name before 0.2, kept for one release (README, "Module names").
-__virtual_aliases__ = ("k8s_heal",)
+__virtual_aliases__ = ("k8s_heal",)  # before 0.2 (README, "Module names")
 
 ESCALATED_TAG = "kubesalt/unit/escalated"
 # How long a unit may take to come up (or fail) after a restart before the repair calls it
 # flapping; etcd waits for its peers, containerd for its snapshotters.
 SETTLE_SECONDS = 60
 POLL_SECONDS = 0.5
-
-
-def __virtual__():
-    return __virtualname__
 
 
 def _context():

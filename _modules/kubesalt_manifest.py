@@ -31,17 +31,11 @@ import kubesalt_core.artifact
 import kubesalt_core.manifest
 import kubesalt_core.pki
 
-__virtualname__ = "kubesalt_manifest"
-# The name before 0.2, kept for one release (README, "Module names").
-__virtual_aliases__ = ("k8s_objects",)
+__virtual_aliases__ = ("k8s_objects",)  # before 0.2 (README, "Module names")
 
 # kubectl diff: 0 no differences, 1 differences found, >1 kubectl or diff failed.
 DIFF_NONE, DIFF_FOUND = 0, 1
 APISERVER_WAIT = 180
-
-
-def __virtual__():
-    return __virtualname__
 
 
 def _config():

@@ -64,18 +64,12 @@ import kubesalt_core.pki
 
 log = logging.getLogger(__name__)
 
-__virtualname__ = "kubesalt_pki"
-# The name before 0.2, kept for one release (README, "Module names").
-__virtual_aliases__ = ("k8s_pki",)
+__virtual_aliases__ = ("k8s_pki",)  # before 0.2 (README, "Module names")
 
 # How long a node waits for the CA host to answer one request.
 PUBLISH_TIMEOUT = 30
 # How often a new master looks for the other masters' service-account keys.
 REGISTRY_POLL_SECONDS = 2
-
-
-def __virtual__():
-    return __virtualname__
 
 
 # --- helpers ---------------------------------------------------------------------------------

@@ -34,13 +34,7 @@ import kubesalt_core.node_config
 import kubesalt_core.pki
 import kubesalt_core.unit
 
-__virtualname__ = "kubesalt_unit"
-# The name before 0.2, kept for one release (README, "Module names").
-__virtual_aliases__ = ("k8s_unit",)
-
-
-def __virtual__():
-    return __virtualname__
+__virtual_aliases__ = ("k8s_unit",)  # before 0.2 (README, "Module names")
 
 
 def _files(files):

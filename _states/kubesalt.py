@@ -13,13 +13,11 @@ fails, lists every problem, and the run stops before anything changes.
         - failhard: True
 """
 
-__virtualname__ = "kubesalt"
+import kubesalt_core.loader
 
 
 def __virtual__():
-    if "kubesalt.validate" not in __salt__:
-        return (False, "the kubesalt execution module is not loaded")
-    return __virtualname__
+    return kubesalt_core.loader.state_virtual("kubesalt", __salt__, "kubesalt.validate")
 
 
 def validated(name="kubesalt", defaults=None):

@@ -14,14 +14,15 @@ module for the download, the checksum and the atomic replace). A unit that runs 
 
 from salt.exceptions import CommandExecutionError, SaltInvocationError
 
-# The name before 0.2, kept for one release (README, "Module names").
-__virtual_aliases__ = ("k8s_artifact",)
+import kubesalt_core.loader
+
+__virtual_aliases__ = ("k8s_artifact",)  # before 0.2 (README, "Module names")
 
 
 def __virtual__():
-    if "kubesalt_artifact.check" in __salt__:
-        return "kubesalt_artifact"
-    return (False, "kubesalt_artifact: the kubesalt_artifact execution module is not loaded")
+    return kubesalt_core.loader.state_virtual(
+        "kubesalt_artifact", __salt__, "kubesalt_artifact.check"
+    )
 
 
 def installed(name):

@@ -8,15 +8,13 @@ State for Calico's BGP resources (see ``_modules/kubesalt_calico.py``).
         - name: default
 """
 
-__virtualname__ = "kubesalt_calico"
-# The name before 0.2, kept for one release (README, "Module names").
-__virtual_aliases__ = ("calico_bgp",)
+import kubesalt_core.loader
+
+__virtual_aliases__ = ("calico_bgp",)  # before 0.2 (README, "Module names")
 
 
 def __virtual__():
-    if "kubesalt_calico.stream" in __salt__:
-        return __virtualname__
-    return (False, "kubesalt_calico: the kubesalt_calico execution module is not loaded")
+    return kubesalt_core.loader.state_virtual("kubesalt_calico", __salt__, "kubesalt_calico.stream")
 
 
 def configured(name, wait=180):

@@ -35,20 +35,17 @@ from salt.exceptions import CommandExecutionError, SaltInvocationError
 
 import kubesalt_core.etcd
 import kubesalt_core.files
+import kubesalt_core.loader
 
 log = logging.getLogger(__name__)
 
-__virtualname__ = "kubesalt_etcd"
-# The name before 0.2, kept for one release (README, "Module names").
-__virtual_aliases__ = ("k8s_etcd",)
+__virtual_aliases__ = ("k8s_etcd",)  # before 0.2 (README, "Module names")
 
 CONNECTION = ("endpoints", "cert", "key", "cacert")
 
 
 def __virtual__():
-    if "kubesalt_etcd.members" not in __salt__:
-        return (False, "the kubesalt_etcd execution module is not loaded")
-    return __virtualname__
+    return kubesalt_core.loader.state_virtual("kubesalt_etcd", __salt__, "kubesalt_etcd.members")
 
 
 def _ret(name):

@@ -10,15 +10,15 @@ State for the cluster objects kubesalt owns (see ``_modules/kubesalt_manifest.py
 
 from salt.exceptions import CommandExecutionError
 
-__virtualname__ = "kubesalt_manifest"
-# The name before 0.2, kept for one release (README, "Module names").
-__virtual_aliases__ = ("k8s_objects",)
+import kubesalt_core.loader
+
+__virtual_aliases__ = ("k8s_objects",)  # before 0.2 (README, "Module names")
 
 
 def __virtual__():
-    if "kubesalt_manifest.diff" in __salt__:
-        return __virtualname__
-    return (False, "kubesalt_manifest: the kubesalt_manifest execution module is not loaded")
+    return kubesalt_core.loader.state_virtual(
+        "kubesalt_manifest", __salt__, "kubesalt_manifest.diff"
+    )
 
 
 def applied(name, wait=180, source="kubesalt_manifest.manifests", what="cluster objects"):

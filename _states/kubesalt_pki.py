@@ -18,15 +18,13 @@ would issue, and why, without writing a file or creating a CA.
 
 from salt.exceptions import CommandExecutionError
 
-__virtualname__ = "kubesalt_pki"
-# The name before 0.2, kept for one release (README, "Module names").
-__virtual_aliases__ = ("k8s_pki",)
+import kubesalt_core.loader
+
+__virtual_aliases__ = ("k8s_pki",)  # before 0.2 (README, "Module names")
 
 
 def __virtual__():
-    if "kubesalt_pki.issue" not in __salt__:
-        return (False, "the kubesalt_pki execution module is not loaded")
-    return __virtualname__
+    return kubesalt_core.loader.state_virtual("kubesalt_pki", __salt__, "kubesalt_pki.issue")
 
 
 def cas_present(name):

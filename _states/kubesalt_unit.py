@@ -17,14 +17,15 @@ import subprocess
 
 from salt.exceptions import SaltInvocationError
 
-# The name before 0.2, kept for one release (README, "Module names").
-__virtual_aliases__ = ("k8s_unit",)
+import kubesalt_core.loader
+
+__virtual_aliases__ = ("k8s_unit",)  # before 0.2 (README, "Module names")
 
 
 def __virtual__():
-    if "kubesalt_unit.stale_credentials" in __salt__:
-        return "kubesalt_unit"
-    return (False, "kubesalt_unit: the kubesalt_unit execution module is not loaded")
+    return kubesalt_core.loader.state_virtual(
+        "kubesalt_unit", __salt__, "kubesalt_unit.stale_credentials"
+    )
 
 
 def credentials_current(name):

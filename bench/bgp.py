@@ -25,7 +25,7 @@ from common import RESULTS, quiet
 
 import kubesalt_core.calico
 import kubesalt_core.pillar_schema
-from kubesalt_lab import bgp, config, containers, lifecycle, report, workloads
+from kubesalt_lab import bgp, config, containers, converge, lifecycle, report, workloads
 from kubesalt_lab.pillar import lab_config
 
 
@@ -57,7 +57,7 @@ def timed(fn, repeat=5):
 def lab_established(runs):
     lab = config.load()
     lifecycle.up(lab, quiet)
-    applied = lifecycle.apply(lab, quiet)
+    applied = converge.apply(lab, quiet)
     assert all(s["failed"] == 0 for s in applied.values()), applied
     worker_1, worker_2 = (n for n in lab.ordered_nodes() if n.id in ("worker-1", "worker-2"))
     (block, *_) = workloads.blocks(lab)["worker-2"]

@@ -5,9 +5,12 @@ folder on ``sys.path`` and they import this module by its name; kubesalt and the
 from the venv (``make setup`` installs both).
 """
 
+import argparse
+import contextlib
 import time
 from pathlib import Path
 
+from kubesalt_lab import config, lifecycle
 from kubesalt_lab.config import REPO
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -28,4 +31,29 @@ def percentile(values, fraction):
     return ordered[min(len(ordered) - 1, round(fraction * (len(ordered) - 1)))]
 
 
-__all__ = ["REPO", "RESULTS", "percentile", "quiet", "say"]
+def arguments(doc, name, keep=None):
+    """The benchmark's argument parser: the first paragraph of ``doc`` as its description,
+    ``--out`` (default ``bench/results/<name>.json``) and, when ``keep`` (its help) is
+    given, ``--keep``."""
+    parser = argparse.ArgumentParser(description=doc.split("\n\n")[0])
+    parser.add_argument("--out", type=Path, default=RESULTS / f"{name}.json")
+    if keep:
+        parser.add_argument("--keep", action="store_true", help=keep)
+    return parser
+
+
+@contextlib.contextmanager
+def fresh_lab(keep=False, progress=quiet):
+    """The lab brought up from nothing (down first), and down again at the end unless
+    ``keep``, whatever happened in between."""
+    lab = config.load()
+    lifecycle.down(lab, progress)
+    lifecycle.up(lab, progress)
+    try:
+        yield lab
+    finally:
+        if not keep:
+            lifecycle.down(lab, progress)
+
+
+__all__ = ["REPO", "RESULTS", "arguments", "fresh_lab", "percentile", "quiet", "say"]

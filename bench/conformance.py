@@ -13,7 +13,7 @@ import argparse
 
 from common import RESULTS, say
 
-from kubesalt_lab import config, conformance, containers, lifecycle, master, report
+from kubesalt_lab import config, conformance, containers, converge, lifecycle, master, report
 
 
 def ensure_lab(lab):
@@ -22,7 +22,7 @@ def ensure_lab(lab):
     if containers.nspawn_pid(lab, first):
         return "running lab"
     lifecycle.up(lab, say)
-    applied = lifecycle.apply(lab, say)
+    applied = converge.apply(lab, say)
     failed = {n: s["errors"] for n, s in applied.items() if s["failed"] or s["errors"]}
     if failed:
         raise SystemExit(f"apply failed: {failed}")

@@ -19,15 +19,13 @@ Prints a table and writes bench/results/heal.json.
     .venv/bin/python bench/heal.py [--rounds N] [--keep]
 """
 
-import argparse
 import statistics
 import threading
 import time
-from pathlib import Path
 
-from common import RESULTS, percentile, quiet
+from common import arguments, fresh_lab, percentile, quiet
 
-from kubesalt_lab import config, heal, lifecycle, report
+from kubesalt_lab import converge, heal, report
 
 
 def one_round(lab, broken):
@@ -84,16 +82,12 @@ def storm(lab, events=50):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = arguments(__doc__, "heal", keep="leave the lab up afterwards")
     parser.add_argument("--rounds", type=int, default=5, help="rounds of 6 failures")
-    parser.add_argument("--keep", action="store_true", help="leave the lab up afterwards")
-    parser.add_argument("--out", type=Path, default=RESULTS / "heal.json")
     args = parser.parse_args(argv)
 
-    lab = config.load()
-    lifecycle.up(lab, quiet)
-    try:
-        lifecycle.apply(lab, quiet)
+    with fresh_lab(args.keep) as lab:
+        converge.apply(lab, quiet)
         masters = [n.id for n in lab.ordered_nodes() if "master" in n.roles]
         on_masters = ("etcd.service", "kube-apiserver.service", "calico-typha.service")
         units = [(m, u) for m in masters for u in on_masters] + [
@@ -115,9 +109,6 @@ def main(argv=None):
             samples += one_round(lab, broken)
             print(f"round {i + 1}/{args.rounds}: {[s['mttr_s'] for s in samples[-6:]]}")
         stormed = storm(lab)
-    finally:
-        if not args.keep:
-            lifecycle.down(lab, quiet)
 
     mttr = [s["mttr_s"] for s in samples]
     rows = []

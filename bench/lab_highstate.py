@@ -11,14 +11,12 @@ its time is the wave's. Prints a table per role and writes bench/results/lab_hig
     .venv/bin/python bench/lab_highstate.py [--runs N] [--keep]
 """
 
-import argparse
 import statistics
 import time
-from pathlib import Path
 
-from common import RESULTS, quiet
+from common import arguments, fresh_lab, quiet
 
-from kubesalt_lab import config, lifecycle, master, report
+from kubesalt_lab import converge, master, report
 
 
 def rerun(lab, node_id):
@@ -32,17 +30,12 @@ def rerun(lab, node_id):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = arguments(__doc__, "lab_highstate", keep="leave the lab up afterwards")
     parser.add_argument("--runs", type=int, default=3, help="idempotent re-runs per node")
-    parser.add_argument("--keep", action="store_true", help="leave the lab up afterwards")
-    parser.add_argument("--out", type=Path, default=RESULTS / "lab_highstate.json")
     args = parser.parse_args(argv)
 
-    lab = config.load()
-    lifecycle.down(lab, quiet)
-    lifecycle.up(lab, quiet)
-    try:
-        first = lifecycle.predict_then_apply(lab, quiet)
+    with fresh_lab(args.keep) as lab:
+        first = converge.predict_then_apply(lab, quiet)
         rows = []
         for node in lab.ordered_nodes():
             result = first[node.id]
@@ -65,9 +58,6 @@ def main(argv=None):
                     "rerun_max_seconds": round(max(times), 2),
                 }
             )
-    finally:
-        if not args.keep:
-            lifecycle.down(lab, quiet)
 
     by_role = {}
     for row in rows:

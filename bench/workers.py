@@ -22,7 +22,7 @@ from pathlib import Path
 
 from common import REPO, RESULTS, percentile, quiet, say
 
-from kubesalt_lab import config, lifecycle, report, workloads
+from kubesalt_lab import config, converge, lifecycle, report, workloads
 
 WORKERS = ("worker-1", "worker-2")
 
@@ -33,7 +33,7 @@ def apply_to_running(lab):
     lifecycle.down(lab, quiet)
     lifecycle.up(lab, quiet)
     start = time.monotonic()
-    applied = lifecycle.apply(lab, quiet)
+    applied = converge.apply(lab, quiet)
     apply_seconds = time.monotonic() - start
     failed = {n: s["errors"] for n, s in applied.items() if s["failed"]}
     if failed:

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from kubesalt_lab import build
-from kubesalt_lab.system import alive, cmdline, read_pid, start_daemon, stop_pids
+from kubesalt_lab.system import HostDaemon
 
 
 class ArtifactMissing(RuntimeError):
@@ -117,43 +117,27 @@ class Served:
 SERVER_PORT = 8780
 
 
-def _server_pid_file(lab):
-    return lab.run_dir / "pids" / "artifact-server"
-
-
 def server_url(lab):
     """Where the nodes download the lab's built archives from."""
     return f"http://{lab.bridge_ip}:{SERVER_PORT}"
 
 
+SERVER = HostDaemon("artifact-server", "the artifact server", SERVER_PORT)
+
+
 def server_pid(lab):
     """PID of the lab's running artifact server, or None (checks it is really ours)."""
-    pid = read_pid(_server_pid_file(lab))
-    argv = cmdline(pid) if pid and alive(pid) else []
-    if "http.server" in argv and str(build.artifacts_dir(lab.cache_dir)) in argv:
-        return pid
-    return None
+    return SERVER.pid(lab.run_dir, build.artifacts_dir(lab.cache_dir))
 
 
 def start_server(lab):
     """Serve ``<cache>/artifacts`` read-only over HTTP on the bridge address (Python's
     http.server from the venv, in its own session); returns its PID."""
-    pid = server_pid(lab)
-    if pid:
-        return pid
     directory = build.artifacts_dir(lab.cache_dir)
     directory.mkdir(parents=True, exist_ok=True)
     argv = [lab.venv / "bin" / "python", "-m", "http.server", SERVER_PORT, "--bind", lab.bridge_ip]
-    return start_daemon(
-        [*argv, "--directory", directory],
-        lab.run_dir / "artifact-server.log",
-        _server_pid_file(lab),
-        lab.bridge_ip,
-        SERVER_PORT,
-        "the artifact server",
-    )
+    return SERVER.start(lab.run_dir, [*argv, "--directory", directory], lab.bridge_ip, directory)
 
 
 def stop_server(lab):
-    stop_pids([server_pid(lab)], grace=5)
-    _server_pid_file(lab).unlink(missing_ok=True)
+    SERVER.stop(lab.run_dir, build.artifacts_dir(lab.cache_dir))

@@ -23,7 +23,7 @@ from pathlib import Path
 import yaml
 
 import kubesalt_core.pillar
-from kubesalt_lab import config, containers, lifecycle, master, recipes, report
+from kubesalt_lab import config, containers, converge, lifecycle, master, overview, recipes, report
 from kubesalt_lab import conformance as conformance_lib
 from kubesalt_lab.config import LabError
 
@@ -271,12 +271,12 @@ def main(argv=None):
         elif args.command == "up":
             lifecycle.up(lab, _progress)
         elif args.command == "apply":
-            results = lifecycle.apply(lab, _progress, args.roles, together=args.together)
-            print(lifecycle.apply_table(lab, results))
+            results = converge.apply(lab, _progress, args.roles, together=args.together)
+            print(converge.apply_table(lab, results))
             if any(r["failed"] or r["errors"] for r in results.values()):
                 return 1
         elif args.command == "status":
-            print(lifecycle.status_tables(lifecycle.status(lab)))
+            print(overview.status_tables(overview.status(lab)))
         elif args.command == "shell":
             node = lab.node(args.node)
             if not containers.leader(lab, node):

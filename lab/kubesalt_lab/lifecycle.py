@@ -5,13 +5,12 @@ import shutil
 import time
 from pathlib import Path
 
-import kubesalt_core.components
 from kubesalt_lab import (
     artifacts,
-    bgp,
     build,
     conformance,
     containers,
+    converge,
     e2e_images,
     images,
     master,
@@ -19,7 +18,6 @@ from kubesalt_lab import (
     pillar,
     recipes,
     registry,
-    report,
     rootfs,
 )
 from kubesalt_lab.config import LabError
@@ -187,7 +185,7 @@ def _boot_and_wait(lab, nodes, progress):
         wait_until(everyone_answers, 180, interval=1, what="every minion to answer test.ping")
     except LabError as err:
         silent = [n for n in nodes if not answered.get(n.id)]
-        raise LabError(f"{err}; silent: {_minion_diagnosis(lab, silent)}") from None
+        raise LabError(f"{err}; silent: {converge.minion_diagnosis(lab, silent)}") from None
 
 
 def _lab_is_up(lab):
@@ -222,256 +220,6 @@ def start_host(lab, node_id, progress):
     elapsed = time.monotonic() - started
     progress(f"host {node.id}: booted from its disk, minion answers ({elapsed:.1f}s)")
     return elapsed
-
-
-def _minion_diagnosis(lab, nodes):
-    """For each silent node: systemd's view of its minion and the minion's last log lines."""
-    seen = []
-    for node in nodes:
-        try:
-            active = containers.inside(
-                lab, node, ["systemctl", "is-active", rootfs.MINION_UNIT_NAME], check=False
-            ).stdout.strip()
-            # The minion logs its jobs to its own file; its journal has only what it printed.
-            tail = containers.inside(
-                lab, node, ["tail", "-n", "3", "/var/log/salt/minion"], check=False
-            ).stdout.strip().replace("\n", " | ")  # fmt: skip
-        except LabError as err:
-            active, tail = "unknown", str(err)
-        seen.append(f"{node.id} ({rootfs.MINION_UNIT_NAME} {active}: {tail[-400:]})")
-    return "; ".join(seen) or "none (the salt CLI itself did not answer)"
-
-
-def apply_waves(lab, roles=None, together=False):
-    """The order a cluster comes up in: all masters at once (their first runs wait for each
-    other's service-account keys), then all workers (they need the apiservers), then the
-    routers (their sessions are with the workers' BIRD). ``roles`` keeps only the nodes
-    that have one of them (``None``: every node); ``together`` puts them in one wave."""
-    ordered = [n for n in lab.ordered_nodes() if roles is None or set(n.roles) & set(roles)]
-    waves = []
-    for role in ("master", "worker"):
-        wave = [n for n in ordered if role in n.roles and not any(n in w for w in waves)]
-        if wave:
-            waves.append(wave)
-    rest = [n for n in ordered if not any(n in w for w in waves)]
-    waves += [rest] if rest else []
-    return [[n for wave in waves for n in wave]] if together and waves else waves
-
-
-def apply(lab, progress, roles=None, together=False):
-    """Highstate wave by wave (see :func:`apply_waves`; ``roles`` limits it to the nodes
-    with one of them); a summary per node. ``together`` runs every node at once instead:
-    the waves matter while a cluster is being built, not on one that converged already."""
-    results = {}
-    waves = apply_waves(lab, roles, together)
-    for wave in waves:
-        names = ", ".join(n.id for n in wave)
-        progress(f"apply {names} ...")
-        start = time.monotonic()
-        ret = master.run_salt(
-            lab, ",".join(n.id for n in wave), "state.apply", timeout=600, list_target=True
-        )
-        seconds = time.monotonic() - start
-        for node in wave:
-            summary = report.summarize_highstate(ret.get(node.id, ret.get("_error", "no return")))
-            summary["seconds"] = round(seconds, 1)
-            results[node.id] = summary
-            progress(
-                f"apply {node.id}: {summary['ok']} ok, {summary['changed']} changed, "
-                f"{summary['failed']} failed ({seconds:.1f}s for {names})"
-            )
-            for error in summary["errors"]:
-                progress(f"  {node.id}: {error}")
-    applied = {r for wave in waves for n in wave for r in n.roles}
-    if {"router", "worker"} <= applied:
-        # The routers' sessions with the workers' BIRD (calico-bird, configured by confd).
-        bgp.wait_established(lab, progress)
-    return results
-
-
-def predict_then_apply(lab, progress):
-    """The first highstate of fresh hosts, wave by wave, each wave run with test=True just
-    before the real run: per node ``{predicted, changed, dry_seconds, seconds}``."""
-    results = {}
-    for wave in apply_waves(lab):
-        ids = ",".join(n.id for n in wave)
-        progress(f"test=True {ids} ...")
-        start = time.monotonic()
-        dry = master.run_salt(lab, ids, "state.apply", "test=True", timeout=600, list_target=True)
-        dry_seconds = time.monotonic() - start
-        progress(f"apply {ids} ...")
-        start = time.monotonic()
-        real = master.run_salt(lab, ids, "state.apply", timeout=600, list_target=True)
-        seconds = time.monotonic() - start
-        for node in wave:
-            results[node.id] = {
-                "predicted": report.changed_ids(dry.get(node.id, dry.get("_error"))),
-                "changed": report.changed_ids(real.get(node.id, real.get("_error"))),
-                "summary": report.summarize_highstate(real.get(node.id, "no return")),
-                "dry_seconds": round(dry_seconds, 2),
-                "seconds": round(seconds, 2),
-            }
-    return results
-
-
-def apply_table(lab, results):
-    rows = [
-        [
-            node.id,
-            ",".join(node.roles),
-            r["ok"],
-            r["changed"],
-            r["failed"] or len(r["errors"]),
-            f"{r['seconds']:.1f}s",
-        ]
-        for node in lab.ordered_nodes()
-        if (r := results.get(node.id))
-    ]
-    return report.table(["node", "roles", "ok", "changed", "failed", "duration"], rows)
-
-
-def status(lab):
-    """Per node: host state, minion, and every unit kubesalt manages for its roles."""
-    up_nodes = [n for n in lab.nodes if containers.leader(lab, n)]
-    answers = master.ping(lab, up_nodes) if up_nodes and master.master_pid(lab) else {}
-    hosts, units = [], []
-    served = master.lab_pillar(lab)
-    for node in lab.ordered_nodes():
-        system = containers.system_state(lab, node)
-        if system == "down" and containers.root_dir(lab, node).exists():
-            system = "stopped"  # powered off with its disk kept (kubesalt-lab stop)
-        minion = "answers" if answers.get(node.id) else "silent"
-        minion = minion if system not in ("down", "stopped") else "-"
-        hosts.append([node.id, ",".join(node.roles), node.ip, system, minion])
-        managed = kubesalt_core.components.managed_units(node.roles)
-        node_artifacts = served.config().get("artifacts") or {}
-        if system in ("down", "stopped"):
-            units += [[node.id, unit, f"host {system}"] for unit in managed]
-            continue
-        shown = containers.inside(
-            lab,
-            node,
-            [
-                "systemctl",
-                "show",
-                "-p",
-                "Id,LoadState,ActiveState,SubState,UnitFileState",
-                *managed,
-            ],
-            check=False,
-        ).stdout
-        for props in report.parse_systemctl_show(shown):
-            component = kubesalt_core.components.BY_UNIT.get(props.get("Id"))
-            needed = [node_artifacts.get(a) for a in component.artifacts_needed]
-            missing = next((a for a in needed if a and a.get("source") == "unavailable"), None)
-            artifact = missing or needed[0]
-            units.append([node.id, props.get("Id"), report.unit_state(props, artifact)])
-    return {
-        "hosts": hosts,
-        "units": units,
-        "health": component_health(lab, answers),
-        "leases": leader_leases(lab, answers),
-        "etcd": etcd_members(lab, answers),
-        "bgp": bgp.sessions(lab) or [["-", "-", "-", "no router up"]],
-        "repairs": recent_repairs(lab, answers),
-    }
-
-
-def recent_repairs(lab, answers, last=10):
-    """The healing loop's latest records across the nodes whose minion answers, newest
-    last: node, when, unit, what was done, whether it held, detail."""
-    ids = [n.id for n in lab.ordered_nodes() if answers.get(n.id)]
-    if not ids:
-        return [["-", "-", "-", "-", "-", "no minion answers"]]
-    ret = master.run_salt(
-        lab, ",".join(ids), "kubesalt_heal.history", f"last={last}", timeout=30, list_target=True
-    )
-    rows = []
-    for node in ids:
-        records = ret.get(node)
-        if not isinstance(records, list):
-            rows.append([node, "-", "-", "-", "-", str(records)[:100]])
-            continue
-        rows += [
-            [node, r["at"], r["unit"], r["action"], "yes" if r["held"] else "no", r["detail"][:80]]
-            for r in records
-        ]
-    rows.sort(key=lambda row: row[1])
-    return rows[-last:] or [["-", "-", "-", "-", "-", "no repairs yet"]]
-
-
-def component_health(lab, answers):
-    """Each component's own answer to its health probe (``kubesalt_unit.health``), per node."""
-    ids = [n.id for n in lab.ordered_nodes() if answers.get(n.id)]
-    if not ids:
-        return [["-", "-", "-", "no minion answers"]]
-    ret = master.run_salt(lab, ",".join(ids), "kubesalt_unit.health", timeout=60, list_target=True)
-    rows = []
-    for node in ids:
-        found = ret.get(node)
-        if not isinstance(found, dict):
-            rows.append([node, "-", "-", str(found)[:100]])
-            continue
-        rows += [
-            [node, unit, "yes" if a["healthy"] else "no", f"{a['url']}: {a['detail']}"[:110]]
-            for unit, a in found.items()
-        ]
-    return rows or [["-", "-", "-", "no component with a health probe runs"]]
-
-
-def leader_leases(lab, answers):
-    """Who holds the scheduler's and the controller-manager's leader lease, as the first
-    answering master's apiserver says."""
-    masters = [n.id for n in lab.ordered_nodes() if "master" in n.roles and answers.get(n.id)]
-    if not masters:
-        return [["-", "no master minion answers"]]
-    ret = master.run_salt(lab, masters[0], "kubesalt_manifest.leases", timeout=30).get(masters[0])
-    if not isinstance(ret, dict):
-        return [["-", str(ret)[:120]]]
-    wanted = ("kube-scheduler", "kube-controller-manager")
-    return [[name, (ret.get(name) or {}).get("holder") or "none"] for name in wanted]
-
-
-def etcd_members(lab, answers):
-    """etcd's own view, asked of the first master whose minion answers: one row per member
-    (name, kind, healthy, leader, raft index, error), or one row saying why there is none."""
-    masters = [n.id for n in lab.ordered_nodes() if "master" in n.roles and answers.get(n.id)]
-    if not masters:
-        return [["-", "-", "-", "-", "-", "no master minion answers"]]
-    ret = master.run_salt(lab, masters[0], "kubesalt_etcd.status", timeout=30).get(masters[0])
-    if not isinstance(ret, list):
-        return [["-", "-", "-", "-", "-", str(ret)[:120]]]
-    return [
-        [
-            row["name"] or "(not started)",
-            "learner" if row["is_learner"] else "voter",
-            "yes" if row["healthy"] else "no",
-            "leader" if row["leader"] else "",
-            str(row.get("raft_index", "-")),
-            row["error"] or "",
-        ]
-        for row in ret
-    ]
-
-
-def status_tables(shown):
-    return (
-        report.table(["node", "roles", "ip", "systemd", "minion"], shown["hosts"])
-        + "\n\n"
-        + report.table(["node", "unit", "state"], shown["units"])
-        + "\n\n"
-        + report.table(["node", "unit", "healthy", "answer"], shown["health"])
-        + "\n\n"
-        + report.table(["leader lease", "holder"], shown["leases"])
-        + "\n\n"
-        + report.table(
-            ["etcd member", "kind", "healthy", "leader", "raft index", "error"], shown["etcd"]
-        )
-        + "\n\n"
-        + report.table(["router", "bgp session", "state", "info"], shown["bgp"])
-        + "\n\n"
-        + report.table(["node", "at (UTC)", "unit", "repair", "held", "detail"], shown["repairs"])
-    )
 
 
 def down(lab, progress):

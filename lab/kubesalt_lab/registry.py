@@ -18,7 +18,7 @@ import yaml
 
 from kubesalt_lab import images
 from kubesalt_lab.config import LabError
-from kubesalt_lab.system import alive, cmdline, read_pid, start_daemon, stop_pids
+from kubesalt_lab.system import HostDaemon
 
 PORT = 5000
 PROGRAM = Path("/usr/bin/docker-registry")
@@ -36,16 +36,12 @@ def _config_path(lab):
     return lab.run_dir / "registry.yml"
 
 
-def _pid_file(lab):
-    return lab.run_dir / "pids" / "registry"
+DAEMON = HostDaemon("registry", "the registry", PORT)
 
 
 def pid(lab):
     """PID of the lab's running registry, or None (checks it is really ours)."""
-    found = read_pid(_pid_file(lab))
-    if found and alive(found) and str(_config_path(lab)) in cmdline(found):
-        return found
-    return None
+    return DAEMON.pid(lab.run_dir, _config_path(lab))
 
 
 def config(lab):
@@ -63,27 +59,20 @@ def config(lab):
 
 
 def start(lab):
-    found = pid(lab)
-    if found:
-        return found
+    if pid(lab):
+        return pid(lab)
     if not PROGRAM.exists():
         raise LabError(f"{PROGRAM} is missing (make setup installs docker-registry)")
     storage_dir(lab).mkdir(parents=True, exist_ok=True)
     lab.run_dir.mkdir(parents=True, exist_ok=True)
     _config_path(lab).write_text(yaml.safe_dump(config(lab)))
-    return start_daemon(
-        [PROGRAM, "serve", _config_path(lab)],
-        lab.run_dir / "registry.log",
-        _pid_file(lab),
-        lab.bridge_ip,
-        PORT,
-        "the registry",
+    return DAEMON.start(
+        lab.run_dir, [PROGRAM, "serve", _config_path(lab)], lab.bridge_ip, _config_path(lab)
     )
 
 
 def stop(lab):
-    stop_pids([pid(lab)], grace=5)
-    _pid_file(lab).unlink(missing_ok=True)
+    DAEMON.stop(lab.run_dir, _config_path(lab))
 
 
 # --- the registry's HTTP API (distribution spec v2) -----------------------------------------

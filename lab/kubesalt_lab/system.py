@@ -6,6 +6,8 @@ import signal
 import socket
 import subprocess
 import time
+from dataclasses import dataclass
+from pathlib import Path
 
 from kubesalt_lab.config import LabError
 
@@ -108,3 +110,35 @@ def start_daemon(argv, log_path, pid_file, host, port, what):
 
     wait_until(listening, 30, what=f"{what} on {host}:{port}")
     return proc.pid
+
+
+@dataclass(frozen=True)
+class HostDaemon:
+    """A daemon the lab runs on this host, outside the nodes: its PID file and log under the
+    lab's run directory, its address, and ``marker``, a word of its command line that proves
+    a recorded PID is still ours (a PID file outlives its process, and PIDs are reused)."""
+
+    name: str
+    what: str
+    port: int
+
+    def pid_file(self, run_dir):
+        return Path(run_dir) / "pids" / self.name
+
+    def pid(self, run_dir, marker):
+        """The PID of the running daemon, or None."""
+        found = read_pid(self.pid_file(run_dir))
+        if found and alive(found) and str(marker) in cmdline(found):
+            return found
+        return None
+
+    def start(self, run_dir, argv, host, marker):
+        """Start it unless it runs already; returns its PID once it listens."""
+        log = Path(run_dir) / f"{self.name}.log"
+        return self.pid(run_dir, marker) or start_daemon(
+            argv, log, self.pid_file(run_dir), host, self.port, self.what
+        )
+
+    def stop(self, run_dir, marker):
+        stop_pids([self.pid(run_dir, marker)], grace=5)
+        self.pid_file(run_dir).unlink(missing_ok=True)

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from kubesalt_lab import config, lifecycle, workloads
+from kubesalt_lab import config, converge, lifecycle, workloads
 from kubesalt_lab.system import wait_until
 from tests.conftest import REPO
 
@@ -103,13 +103,13 @@ def first_apply(lab_up):
     again when the run of every node at once did not converge."""
     lab, up = lab_up
     if not up["booted"]:
-        together = lifecycle.apply(lab, quiet, together=True)
+        together = converge.apply(lab, quiet, together=True)
         unsettled = {n: s["errors"][:2] for n, s in together.items() if s["failed"] or s["errors"]}
         if not unsettled:
             return together
         # Shown in the run's warnings summary: what sent this module to the slower waves.
         warnings.warn(f"the run of every node at once did not converge: {unsettled}", stacklevel=1)
-    return lifecycle.apply(lab, quiet)
+    return converge.apply(lab, quiet)
 
 
 def second_run(lab, first):
@@ -118,7 +118,7 @@ def second_run(lab, first):
     so it already is that second run), else a new run of every node at once."""
     if all(summary["changed"] == 0 for summary in first.values()):
         return first
-    return lifecycle.apply(lab, quiet, together=True)
+    return converge.apply(lab, quiet, together=True)
 
 
 @pytest.fixture(scope="module")

@@ -7,7 +7,7 @@ import yaml
 
 import kubesalt_core.components
 import kubesalt_core.pki
-from kubesalt_lab import containers, lifecycle, master, report
+from kubesalt_lab import containers, lifecycle, master, overview, report
 from kubesalt_lab.pillar import lab_config
 from tests.lab.conftest import LAB_CLI, quiet, second_run
 
@@ -161,7 +161,7 @@ def test_second_highstate_changes_nothing(first_apply, lab_up):
 
 def test_status_shows_every_unit_running_from_the_lab_build(first_apply, lab_up):
     lab, _ = lab_up
-    shown = lifecycle.status(lab)
+    shown = overview.status(lab)
     assert [row[3:] for row in shown["hosts"]] == [["running", "answers"]] * len(lab.nodes)
     states = {(node, unit): state for node, unit, state in shown["units"]}
     # Built by the lab (or Debian's, for BIRD): every unit has its artifact and runs.
@@ -169,7 +169,7 @@ def test_status_shows_every_unit_running_from_the_lab_build(first_apply, lab_up)
         for unit in kubesalt_core.components.managed_units(node.roles):
             assert states[(node.id, unit)].startswith("active"), (node.id, unit)
     assert states[("worker-2", "calico-node.service")] == "active (exited), enabled"
-    assert report.NOT_IN_LAB not in lifecycle.status_tables(shown)
+    assert report.NOT_IN_LAB not in overview.status_tables(shown)
 
 
 def test_up_twice_duplicates_nothing(lab_up):

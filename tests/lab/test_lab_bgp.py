@@ -4,7 +4,7 @@ blocks Calico's IPAM gave the node."""
 
 import pytest
 
-from kubesalt_lab import bgp, containers, lifecycle, master, workloads
+from kubesalt_lab import bgp, containers, master, overview, workloads
 from kubesalt_lab.system import wait_until
 
 WORKERS = ("worker-1", "worker-2")
@@ -102,5 +102,5 @@ def test_a_config_change_reloads_bird_instead_of_restarting_it(applied):
 
 
 def test_status_shows_the_bgp_sessions(applied):
-    tables = lifecycle.status_tables(lifecycle.status(applied))
+    tables = overview.status_tables(overview.status(applied))
     assert "bgp session" in tables and "node_worker_1" in tables

@@ -10,7 +10,7 @@ import pytest
 import yaml
 
 import kubesalt_core.components
-from kubesalt_lab import containers, lifecycle, master
+from kubesalt_lab import containers, master, overview
 from kubesalt_lab.writers import ApiWriter
 from tests.lab.conftest import second_run
 
@@ -55,7 +55,7 @@ def test_every_master_component_is_active_and_answers_its_health_check(lab_appli
 
 
 def test_status_shows_each_components_own_health_and_the_leader_leases(lab_applied):
-    shown = lifecycle.status(lab_applied)
+    shown = overview.status(lab_applied)
     health = {(node, unit): ok for node, unit, ok, _ in shown["health"]}
     for node_id in MASTERS:
         assert health[(node_id, "kube-apiserver.service")] == "yes"

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from kubesalt_lab import containers, lifecycle, master
+from kubesalt_lab import containers, master, overview
 from kubesalt_lab.writers import ProxiedApiWriter, Writer
 
 
@@ -43,7 +43,7 @@ def test_first_highstate_founds_a_three_member_tls_cluster(lab_applied):
         assert member["is_learner"] is False
     health = _health(lab_applied)
     assert health["healthy"] and health["healthy_voting_members"] == 3
-    shown = lifecycle.status(lab_applied)["etcd"]
+    shown = overview.status(lab_applied)["etcd"]
     assert sorted(row[0] for row in shown) == ["master-1", "master-2", "master-3"]
     assert [row[3] for row in shown].count("leader") == 1
     data_dir = containers.inside(

@@ -13,7 +13,7 @@ import json
 
 import pytest
 
-from kubesalt_lab import artifacts, containers, lifecycle, master, pillar
+from kubesalt_lab import artifacts, containers, converge, lifecycle, master, pillar
 from kubesalt_lab.writers import Writer
 
 MASTERS = ["master-1", "master-2", "master-3"]
@@ -30,7 +30,7 @@ def first_apply(lab):
     lifecycle.down(lab, lambda _message: None)
     lifecycle.up(lab, lambda _message: None)
     assert all(master.override_pillar(lab, START).values())
-    return lifecycle.apply(lab, lambda _message: None, roles=["master"])
+    return converge.apply(lab, lambda _message: None, roles=["master"])
 
 
 @pytest.fixture(scope="module")

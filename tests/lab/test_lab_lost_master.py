@@ -8,7 +8,7 @@ import time
 import pytest
 
 import kubesalt_core.components
-from kubesalt_lab import containers, heal, lifecycle, master, workloads
+from kubesalt_lab import containers, converge, heal, lifecycle, master, overview, workloads
 from kubesalt_lab.config import LabError
 from kubesalt_lab.system import wait_until
 from kubesalt_lab.writers import ProxiedApiWriter
@@ -129,7 +129,7 @@ def _ride_out(lab, victim, tmp_path, while_down=None, once_back=None):
     assert summary["acknowledged"] > 100, summary
     assert summary["failed_creates"] <= 10, summary
     allowed = once_back() if once_back else {}
-    again = lifecycle.apply(lab, quiet, together=True)
+    again = converge.apply(lab, quiet, together=True)
     for node_id, result in again.items():
         assert (result["failed"], result["errors"]) == (0, []), (node_id, result)
         assert result["changed"] <= allowed.get(node_id, 0), (node_id, result)
@@ -137,7 +137,7 @@ def _ride_out(lab, victim, tmp_path, while_down=None, once_back=None):
 
 
 def _while_down(lab, victim, asked, stopped_at, measured, while_down):
-    hosts = {row[0]: row for row in lifecycle.status(lab)["hosts"]}
+    hosts = {row[0]: row for row in overview.status(lab)["hosts"]}
     assert hosts[victim][3:] == ["stopped", "-"], hosts[victim]
     # The leases end up with a live holder (a lease runs out 15 s after its last renewal).
     wait_until(

@@ -5,7 +5,7 @@ hosts predicts the first run exactly, and a second run changes nothing."""
 import pytest
 
 import kubesalt_core.components
-from kubesalt_lab import containers, lifecycle, report
+from kubesalt_lab import containers, converge, lifecycle, overview, report
 from tests.lab.conftest import quiet
 
 
@@ -14,7 +14,7 @@ def fresh_first_run(lab):
     """Fresh hosts (the lab is taken down first), then each wave predicted and applied."""
     lifecycle.down(lab, quiet)
     lifecycle.up(lab, quiet)
-    return lifecycle.predict_then_apply(lab, quiet)
+    return converge.predict_then_apply(lab, quiet)
 
 
 def _node(lab, node_id):
@@ -56,7 +56,7 @@ def test_every_unit_is_installed_and_clean_under_systemd_analyze(fresh_first_run
 
 
 def test_every_master_component_runs_from_the_lab_build(fresh_first_run, lab):
-    shown = lifecycle.status(lab)
+    shown = overview.status(lab)
     states = {(node, unit): state for node, unit, state in shown["units"]}
     for node in ("master-1", "master-2", "master-3"):
         for unit in kubesalt_core.components.managed_units(["master"]):
@@ -68,17 +68,17 @@ def test_every_master_component_runs_from_the_lab_build(fresh_first_run, lab):
 
 
 def test_every_worker_component_runs_from_the_lab_build(fresh_first_run, lab):
-    shown = lifecycle.status(lab)
+    shown = overview.status(lab)
     states = {(node, unit): state for node, unit, state in shown["units"]}
     for node in ("worker-1", "worker-2"):
         for unit in kubesalt_core.components.managed_units(["worker"]):
             assert states[(node, unit)].startswith("active ("), (node, unit, states[(node, unit)])
         installed = containers.inside(lab, _node(lab, node), ["kubelet", "--version"]).stdout
         assert installed.strip() == f"Kubernetes v{lab.versions()['kubernetes']}"
-    assert report.NOT_IN_LAB not in lifecycle.status_tables(shown)
+    assert report.NOT_IN_LAB not in overview.status_tables(shown)
 
 
 def test_the_second_run_changes_nothing(fresh_first_run, lab):
-    again = lifecycle.apply(lab, quiet, together=True)
+    again = converge.apply(lab, quiet, together=True)
     for node_id, summary in again.items():
         assert (summary["changed"], summary["failed"], summary["errors"]) == (0, 0, []), node_id

@@ -16,7 +16,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from kubesalt_lab import heal, lifecycle, master
+from kubesalt_lab import converge, heal, master, overview
 from kubesalt_lab.system import wait_until
 from tests.conftest import REPO
 
@@ -45,7 +45,7 @@ def healing(lab_up):
         ("worker-2", "containerd.service"),
     ]
     if any(heal.unit_props(lab, n, u)["ActiveState"] != "active" for n, u in units):
-        lifecycle.apply(lab, lambda _message: None)
+        converge.apply(lab, lambda _message: None)
     # A clean budget for every unit this module breaks (earlier tests may have used some).
     for node_id, unit in units:
         assert heal.salt(lab, node_id, "kubesalt_heal.reset", unit) == {"unit": unit, "reset": True}
@@ -329,7 +329,7 @@ def test_the_master_schedules_highstate_and_reports_drift(healing):
 
 
 def test_status_shows_the_recent_repairs(healing, second_failures):
-    rows = lifecycle.status(healing)["repairs"]  # the newest 10 across the nodes
+    rows = overview.status(healing)["repairs"]  # the newest 10 across the nodes
     assert ["worker-1", "containerd.service", "escalate", "no"] in [
         [row[0], row[2], row[3], row[4]] for row in rows
     ], rows

@@ -13,7 +13,7 @@ import time
 import pytest
 
 import kubesalt_core.components
-from kubesalt_lab import bgp, containers, heal, lifecycle, master, workloads
+from kubesalt_lab import bgp, containers, heal, master, overview, workloads
 from kubesalt_lab.system import wait_until
 
 WORKERS = ("worker-1", "worker-2")
@@ -234,13 +234,13 @@ def test_a_worker_unit_systemd_gave_up_on_is_repaired_by_kubesalt(cluster, worke
 
 
 def test_status_reports_every_worker_unit_running(cluster):
-    shown = lifecycle.status(cluster)
+    shown = overview.status(cluster)
     states = {(node, unit): state for node, unit, state in shown["units"]}
     for worker in WORKERS:
         for unit in kubesalt_core.components.managed_units(["worker"]):
             state = states[(worker, unit)]
             assert state.startswith("active"), (worker, unit, state)
-    tables = lifecycle.status_tables(shown)
+    tables = overview.status_tables(shown)
     assert "artifact not available" not in tables
     assert master.master_pid(cluster)
 

@@ -5,7 +5,7 @@ import re
 import pytest
 import yaml
 
-from kubesalt_lab import cli, config, containers, lifecycle, master, report, rootfs
+from kubesalt_lab import cli, config, containers, converge, lifecycle, master, report, rootfs
 
 
 def test_lab_comes_from_the_example_pillar():
@@ -24,22 +24,21 @@ def test_lab_comes_from_the_example_pillar():
 
 
 def test_masters_are_applied_together_then_the_workers_then_the_routers():
-    from kubesalt_lab import lifecycle
 
     lab = config.load(cache_dir="/c", run_dir="/r")
-    waves = [[n.id for n in wave] for wave in lifecycle.apply_waves(lab)]
+    waves = [[n.id for n in wave] for wave in converge.apply_waves(lab)]
     assert waves == [
         ["master-1", "master-2", "master-3"],
         ["worker-1", "worker-2"],
         ["router-1"],
     ]
-    only = [[n.id for n in wave] for wave in lifecycle.apply_waves(lab, ["master", "router"])]
+    only = [[n.id for n in wave] for wave in converge.apply_waves(lab, ["master", "router"])]
     assert only == [["master-1", "master-2", "master-3"], ["router-1"]]
-    together = [[n.id for n in wave] for wave in lifecycle.apply_waves(lab, together=True)]
+    together = [[n.id for n in wave] for wave in converge.apply_waves(lab, together=True)]
     assert together == [["master-1", "master-2", "master-3", "worker-1", "worker-2", "router-1"]]
-    workers = lifecycle.apply_waves(lab, ["worker"], together=True)
+    workers = converge.apply_waves(lab, ["worker"], together=True)
     assert [[n.id for n in wave] for wave in workers] == [["worker-1", "worker-2"]]
-    assert lifecycle.apply_waves(lab, ["nothing-has-this-role"], together=True) == []
+    assert converge.apply_waves(lab, ["nothing-has-this-role"], together=True) == []
 
 
 def test_lab_refuses_addresses_outside_the_benchmarking_range(tmp_path):
