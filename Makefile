@@ -40,8 +40,18 @@ lint: venv
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 
+# The lab's cache first, in the foreground with its progress: from nothing, every component
+# built from its source, the hosts' rootfs and the conformance suite; with a warm cache, a
+# few seconds. Then every tier. PREPARE=0 skips it (tests that need the cache then fill it
+# in the background themselves, e.g. `make test PREPARE=0 PYTEST_ARGS=tests/unit`).
+PREPARE ?= 1
 test: setup lint
+ifeq ($(PREPARE),1)
+	$(VENV)/bin/kubesalt-lab prepare
+	KUBESALT_TEST_PREPARE=0 $(VENV)/bin/python -m pytest $(PYTEST_ARGS)
+else
 	$(VENV)/bin/python -m pytest $(PYTEST_ARGS)
+endif
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .ruff_cache

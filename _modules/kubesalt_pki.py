@@ -41,7 +41,7 @@ CLI Example:
 
 .. code-block:: bash
 
-    salt '*' kubesalt_pki.issue test=True
+    salt '*' kubesalt_pki.plan
     salt '*' kubesalt_pki.expiring days=60
 """
 
@@ -241,39 +241,65 @@ def _verify_issued(plan, identities, keys, cas, certs):
             )
 
 
-def issue(test=False):
+def _planned():
+    """What this node's certificates need, from its files and the CA host's answer: a
+    finished answer (nothing to plan, or the CA host is down), or the plan with what a run
+    works from."""
+    config, me, roles = _identity()
+    layout = kubesalt_core.pki.Layout.of(config)
+    identities = kubesalt_core.pki.node_identities(config, me, roles)
+    if not identities and not kubesalt_core.pki.holds_service_account_key(roles):
+        return {"changes": {}, "comment": f"{me} holds no certificates (roles: {roles})"}, None
+    answer = _ask_ca(config, {}, silent_ok=True)
+    if answer is None:
+        return _without_ca(config, me, roles, layout), None
+    plan = _plan(config, me, roles, layout, answer)
+    return None, (config, me, roles, layout, identities, answer, plan)
+
+
+def plan():
     """
-    Bring this node's certificates in line with the catalogue: (re)issue exactly those that
-    need it, and say why.
+    What :func:`issue` would do on this node, and why; nothing is written and no CA is
+    created (what ``state.apply kubesalt.pki test=True`` shows).
 
-    Returns ``{"changes": {...}, "comment": "..."}``. ``changes`` has ``issued`` (name ->
-    reason), ``new keys``, ``ca certificates`` (local copies written), and on masters
-    ``service-account key`` / ``service-account bundle``; it is empty when everything is
-    valid. With ``test=True`` nothing is written and no CA is created: the result is what a
-    real run would do.
-
-    test
-        Only report. Default: False.
+    Returns ``{"changes": {...}, "comment": "..."}`` in the shape :func:`issue` returns.
 
     CLI Example:
 
     .. code-block:: bash
 
-        salt 'worker-1' kubesalt_pki.issue test=True
+        salt 'worker-1' kubesalt_pki.plan
+    """
+    finished, work = _planned()
+    if finished is not None:
+        return finished
+    changes = _changes(work[-1])
+    return {"changes": changes, "comment": _comment(changes, test=True)}
+
+
+def issue():
+    """
+    Bring this node's certificates in line with the catalogue: (re)issue exactly those that
+    need it, and say why (:func:`plan` says it without doing it).
+
+    Returns ``{"changes": {...}, "comment": "..."}``. ``changes`` has ``issued`` (name ->
+    reason), ``new keys``, ``ca certificates`` (local copies written), and on masters
+    ``service-account key`` / ``service-account bundle``; it is empty when everything is
+    valid.
+
+    CLI Example:
+
+    .. code-block:: bash
+
         salt '*' kubesalt_pki.issue
     """
-    config, me, roles = _identity()
-    layout = kubesalt_core.pki.Layout.of(config)
-    identities = kubesalt_core.pki.node_identities(config, me, roles)
-    if not identities and not kubesalt_core.pki.holds_service_account_key(roles):
-        return {"changes": {}, "comment": f"{me} holds no certificates (roles: {roles})"}
-    answer = _ask_ca(config, {}, silent_ok=True)
-    if answer is None:
-        return _without_ca(config, me, roles, layout)
-    plan = _plan(config, me, roles, layout, answer)
+    finished, work = _planned()
+    if finished is not None:
+        return finished
+    config, me, roles, layout, identities, answer, plan = work
     changes = _changes(plan)
-    if test or not changes:
-        return {"changes": changes, "comment": _comment(changes, test)}
+    if not changes:
+        return {"changes": changes, "comment": _comment(changes, test=False)}
 
     # Keys stay in memory until their certificates are back: a failed request leaves the
     # node's files exactly as they were.

@@ -65,15 +65,16 @@ def certificates_present(name):
         The node's PKI directory (``paths:pki_dir``), for the output.
     """
     ret = {"name": name, "result": True, "comment": "", "changes": {}}
-    test = bool(__opts__["test"])
     try:
-        outcome = __salt__["kubesalt_pki.issue"](test=test)
+        if __opts__["test"]:
+            outcome = __salt__["kubesalt_pki.plan"]()
+            ret["result"] = None if outcome["changes"] else True
+        else:
+            outcome = __salt__["kubesalt_pki.issue"]()
     except CommandExecutionError as err:
         ret["result"] = False
         ret["comment"] = f"nothing was written: {err}"
         return ret
     ret["changes"] = outcome["changes"]
     ret["comment"] = outcome["comment"]
-    if test and outcome["changes"]:
-        ret["result"] = None
     return ret

@@ -13,16 +13,16 @@ the lab's cache in the background at nice 19 while the first tiers run (``lab_ca
 waits for it; ``KUBESALT_TEST_PREPARE=0`` turns it off).
 
 Daemons write under a short temporary root (unix socket paths must stay under 108 bytes).
+This file imports no Salt and no daemon code at the top: a unit-tier run loads neither.
 """
 
 import os
 import shutil
+import sys
 import tempfile
 from pathlib import Path
 
 import pytest
-import salt._logging.impl
-from saltfactories.plugins.event_listener import EventListener
 
 from kubesalt_lab import config as lab_config
 from tests.support import prepare
@@ -65,13 +65,18 @@ def pytest_sessionstart(session):
 
 def pytest_sessionfinish():
     # Salt buffers log records of in-process loaders in a deferred stderr handler that it
-    # flushes at exit, after pytest has closed its capture streams; hand them to pytest now.
-    salt._logging.impl.shutdown_temp_handler()
+    # flushes at exit, after pytest has closed its capture streams; hand them to pytest now
+    # (when a tier used Salt at all).
+    salt_logging = sys.modules.get("salt._logging.impl")
+    if salt_logging is not None:
+        salt_logging.shutdown_temp_handler()
 
 
 @pytest.fixture(scope="session")
 def event_listener():
     """salt-factories' event listener, bound to loopback instead of 0.0.0.0."""
+    from saltfactories.plugins.event_listener import EventListener
+
     listener = EventListener()
     listener.host = LOOPBACK
     listener.address = f"tcp://{LOOPBACK}:{listener.port}"
