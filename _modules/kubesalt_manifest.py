@@ -219,6 +219,78 @@ def apply(stream=None):
     return proc.stdout.splitlines()
 
 
+def _stream(source, part):
+    return __salt__[source](part=part)
+
+
+def plan(source="kubesalt_manifest.manifests", wait=APISERVER_WAIT, what="cluster objects"):
+    """
+    What :func:`converge` would apply, and why; nothing is applied (what the state
+    ``kubesalt_manifest.applied`` shows with test=True). Returns ``{"changes", "comment"}``.
+
+    Before kubectl and the apiserver run (a first run starts them) it describes the objects;
+    while a namespace is missing, the namespaces' diff (the objects in them can be diffed
+    only once it exists); else ``kubectl diff --server-side`` of the objects.
+
+    source
+        The execution function that gives the YAML stream, called with
+        ``part="namespaces"`` and ``part="rest"``.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt master-1 kubesalt_manifest.plan
+        salt master-1 kubesalt_manifest.plan source=kubesalt_calico.stream
+    """
+    if not ready():
+        streams = "\n---\n".join([_stream(source, "namespaces"), _stream(source, "rest")])
+        return {
+            "changes": {"objects": describe(streams)},
+            "comment": f"would apply {what} (server-side) once kubectl and the apiserver are "
+            "up: this run installs or starts them, so there is nothing to diff against yet",
+        }
+    namespaces = _stream(source, "namespaces")
+    new_namespaces = diff(wait=wait, stream=namespaces) if namespaces else ""
+    if new_namespaces:
+        return {
+            "changes": {"diff": new_namespaces},
+            "comment": f"would create namespaces, then apply the {what} in them "
+            "(server-side; they can be diffed once their namespaces exist)",
+        }
+    difference = diff(wait=wait, stream=_stream(source, "rest"))
+    if not difference:
+        return {"changes": {}, "comment": f"{what} are applied"}
+    return {"changes": {"diff": difference}, "comment": f"would apply {what} (server-side)"}
+
+
+def converge(source="kubesalt_manifest.manifests", wait=APISERVER_WAIT, what="cluster objects"):
+    """
+    Apply the objects of ``source`` where ``kubectl diff --server-side`` finds a
+    difference: the namespaces first, then the rest (see :func:`plan`). Returns
+    ``{"changes", "comment"}``; ``changes`` holds the diff and kubectl's lines.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt master-1 kubesalt_manifest.converge
+    """
+    namespaces = _stream(source, "namespaces")
+    new_namespaces = diff(wait=wait, stream=namespaces) if namespaces else ""
+    applied_lines = apply(stream=namespaces) if new_namespaces else []
+    rest = _stream(source, "rest")
+    difference = diff(wait=wait, stream=rest)
+    if not difference and not applied_lines:
+        return {"changes": {}, "comment": f"{what} are applied"}
+    if difference:
+        applied_lines += apply(stream=rest)
+    return {
+        "changes": {"diff": new_namespaces + difference, "applied": applied_lines},
+        "comment": f"applied {what} (server-side)",
+    }
+
+
 def applies_here():
     """
     True on the one master that applies the cluster objects (the first by minion id).
