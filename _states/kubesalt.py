@@ -17,7 +17,7 @@ import kubesalt_core.loader
 
 
 def __virtual__():
-    return kubesalt_core.loader.state_virtual("kubesalt", __salt__, "kubesalt.validate")
+    return kubesalt_core.loader.state_virtual(__salt__, "kubesalt.validate")
 
 
 def validated(name="kubesalt", defaults=None):

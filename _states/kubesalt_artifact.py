@@ -20,9 +20,7 @@ __virtual_aliases__ = ("k8s_artifact",)  # before 0.2 (README, "Module names")
 
 
 def __virtual__():
-    return kubesalt_core.loader.state_virtual(
-        "kubesalt_artifact", __salt__, "kubesalt_artifact.check"
-    )
+    return kubesalt_core.loader.state_virtual(__salt__, "kubesalt_artifact.check")
 
 
 def installed(name):

@@ -14,7 +14,7 @@ __virtual_aliases__ = ("calico_bgp",)  # before 0.2 (README, "Module names")
 
 
 def __virtual__():
-    return kubesalt_core.loader.state_virtual("kubesalt_calico", __salt__, "kubesalt_calico.stream")
+    return kubesalt_core.loader.state_virtual(__salt__, "kubesalt_calico.stream")
 
 
 def configured(name, wait=180):

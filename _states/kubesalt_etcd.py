@@ -45,7 +45,7 @@ CONNECTION = ("endpoints", "cert", "key", "cacert")
 
 
 def __virtual__():
-    return kubesalt_core.loader.state_virtual("kubesalt_etcd", __salt__, "kubesalt_etcd.members")
+    return kubesalt_core.loader.state_virtual(__salt__, "kubesalt_etcd.members")
 
 
 def _ret(name):

@@ -16,9 +16,7 @@ __virtual_aliases__ = ("k8s_objects",)  # before 0.2 (README, "Module names")
 
 
 def __virtual__():
-    return kubesalt_core.loader.state_virtual(
-        "kubesalt_manifest", __salt__, "kubesalt_manifest.diff"
-    )
+    return kubesalt_core.loader.state_virtual(__salt__, "kubesalt_manifest.diff")
 
 
 def applied(name, wait=180, source="kubesalt_manifest.manifests", what="cluster objects"):

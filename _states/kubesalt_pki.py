@@ -24,7 +24,7 @@ __virtual_aliases__ = ("k8s_pki",)  # before 0.2 (README, "Module names")
 
 
 def __virtual__():
-    return kubesalt_core.loader.state_virtual("kubesalt_pki", __salt__, "kubesalt_pki.issue")
+    return kubesalt_core.loader.state_virtual(__salt__, "kubesalt_pki.issue")
 
 
 def cas_present(name):

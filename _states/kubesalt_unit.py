@@ -23,9 +23,7 @@ __virtual_aliases__ = ("k8s_unit",)  # before 0.2 (README, "Module names")
 
 
 def __virtual__():
-    return kubesalt_core.loader.state_virtual(
-        "kubesalt_unit", __salt__, "kubesalt_unit.stale_credentials"
-    )
+    return kubesalt_core.loader.state_virtual(__salt__, "kubesalt_unit.stale_credentials")
 
 
 def credentials_current(name):
