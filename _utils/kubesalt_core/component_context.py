@@ -10,30 +10,10 @@ import yaml
 
 import kubesalt_core.pillar
 import kubesalt_core.pki
-import kubesalt_core.ports
-
-TYPHA_PORT = kubesalt_core.ports.TYPHA_PORT
-
-
-TYPHA_HEALTH_PORT = kubesalt_core.ports.TYPHA_HEALTH_PORT
-
-
-FELIX_HEALTH_PORT = kubesalt_core.ports.FELIX_HEALTH_PORT
-
-
-KUBELET_HEALTHZ_PORT = kubesalt_core.ports.KUBELET_HEALTHZ_PORT
-
-
-KUBE_PROXY_HEALTHZ_PORT = kubesalt_core.ports.KUBE_PROXY_HEALTHZ_PORT
-
 
 CONTAINERD_SOCKET = "/run/containerd/containerd.sock"
-
-
 # calico-node's confd writes BIRD's config here and reaches BIRD through this socket.
 CALICO_RUN_DIR = "/var/run/calico"
-
-
 BIRD_SOCKET = "/run/bird/bird.ctl"
 
 

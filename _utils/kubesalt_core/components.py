@@ -20,6 +20,7 @@ import kubesalt_core.apiserver_proxy
 import kubesalt_core.artifact
 import kubesalt_core.component_context
 import kubesalt_core.pki
+import kubesalt_core.ports
 from kubesalt_core import control_plane_config, node_config, probes
 
 # Hardening that every component here tolerates: none of them needs /home, a shared /tmp,
@@ -182,8 +183,8 @@ COMPONENTS = (
         health=probes.typha_probe,
         after=("network-online.target", "kube-apiserver.service"),
         ports=(
-            f"{kubesalt_core.component_context.TYPHA_PORT}/tcp felix connections (mutual TLS)",
-            f"{kubesalt_core.component_context.TYPHA_HEALTH_PORT}/tcp health (127.0.0.1)",
+            f"{kubesalt_core.ports.TYPHA_PORT}/tcp felix connections (mutual TLS)",
+            f"{kubesalt_core.ports.TYPHA_HEALTH_PORT}/tcp health (127.0.0.1)",
         ),
         certs=("calico-typha", "calico-typha-client"),
         kubeconfig="calico-typha",
@@ -251,7 +252,7 @@ COMPONENTS = (
         wants=("network-online.target", "containerd.service"),
         ports=(
             "10250/tcp kubelet API (TLS, webhook authn/authz)",
-            f"{kubesalt_core.component_context.KUBELET_HEALTHZ_PORT}/tcp health (127.0.0.1)",
+            f"{kubesalt_core.ports.KUBELET_HEALTHZ_PORT}/tcp health (127.0.0.1)",
         ),
         certs=("kubelet-client", "kubelet-server"),
         kubeconfig="kubelet",
@@ -268,7 +269,7 @@ COMPONENTS = (
         command=node_config.kube_proxy,
         health=probes.kube_proxy_probe,
         ports=(
-            f"{kubesalt_core.component_context.KUBE_PROXY_HEALTHZ_PORT}/tcp health",
+            f"{kubesalt_core.ports.KUBE_PROXY_HEALTHZ_PORT}/tcp health",
             "10249/tcp metrics (127.0.0.1)",
         ),
         certs=("kube-proxy",),
@@ -305,7 +306,7 @@ COMPONENTS = (
         health=probes.felix_probe,
         after=("network-online.target", "calico-node.service"),
         wants=("network-online.target", "calico-node.service"),
-        ports=(f"{kubesalt_core.component_context.FELIX_HEALTH_PORT}/tcp health (127.0.0.1)",),
+        ports=(f"{kubesalt_core.ports.FELIX_HEALTH_PORT}/tcp health (127.0.0.1)",),
         certs=("calico-felix",),
         kubeconfig="calico-node",
         # kubesalt runs felix's iptables/nftables dataplane: it gets no BPF filesystem and

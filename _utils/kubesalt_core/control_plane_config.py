@@ -8,6 +8,7 @@ No Salt dunders and no I/O here.
 import kubesalt_core.component_context
 import kubesalt_core.etcd
 import kubesalt_core.pillar
+import kubesalt_core.ports
 
 AUDIT_POLICY = {
     "apiVersion": "audit.k8s.io/v1",
@@ -137,7 +138,7 @@ def typha_environment(ctx):
         "TYPHA_HEALTHENABLED": "true",
         # An address, not "localhost": the name needs a resolver, an address does not.
         "TYPHA_HEALTHHOST": "127.0.0.1",
-        "TYPHA_HEALTHPORT": str(kubesalt_core.component_context.TYPHA_HEALTH_PORT),
+        "TYPHA_HEALTHPORT": str(kubesalt_core.ports.TYPHA_HEALTH_PORT),
         "TYPHA_CAFILE": pki.trusted_ca("kubernetes-ca"),
         "TYPHA_SERVERCERTFILE": pki.cert("calico-typha"),
         "TYPHA_SERVERKEYFILE": pki.key("calico-typha"),

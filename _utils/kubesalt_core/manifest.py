@@ -24,7 +24,7 @@ Calico's own CRDs are not here: they are a pinned artifact (``artifacts:calico_c
 import kubesalt_core.addons
 import kubesalt_core.ingress
 import kubesalt_core.pillar
-from kubesalt_core.component_context import TYPHA_PORT
+from kubesalt_core.ports import TYPHA_PORT
 
 FIELD_MANAGER = "kubesalt"
 _LABELS = kubesalt_core.addons.LABELS

@@ -15,6 +15,7 @@ import kubesalt_core.component_context
 import kubesalt_core.confd
 import kubesalt_core.images
 import kubesalt_core.pillar
+import kubesalt_core.ports
 
 IPVS_MODULES = ("ip_vs", "ip_vs_rr", "ip_vs_wrr", "ip_vs_sh", "nf_conntrack")
 
@@ -159,7 +160,7 @@ def kubelet_configuration(ctx):
         "clusterDNS": [ctx.network["cluster_dns_ip"]],
         "clusterDomain": ctx.config["cluster"]["domain"],
         "healthzBindAddress": "127.0.0.1",
-        "healthzPort": kubesalt_core.component_context.KUBELET_HEALTHZ_PORT,
+        "healthzPort": kubesalt_core.ports.KUBELET_HEALTHZ_PORT,
         "failSwapOn": True,
         # Upstream's default (true): a cgroup v1 host is refused unless pillar says
         # kubelet:fail_cgroup_v1: false.
@@ -198,7 +199,7 @@ def kube_proxy_configuration(ctx):
         "clusterCIDR": ctx.network["pod_cidr"],
         "hostnameOverride": ctx.node_id,
         "bindAddress": ctx.ip,
-        "healthzBindAddress": f"{ctx.ip}:{kubesalt_core.component_context.KUBE_PROXY_HEALTHZ_PORT}",
+        "healthzBindAddress": f"{ctx.ip}:{kubesalt_core.ports.KUBE_PROXY_HEALTHZ_PORT}",
         "metricsBindAddress": "127.0.0.1:10249",
         "clientConnection": {"kubeconfig": ctx.kubeconfig("kube-proxy")},
         # 0: leave the kernel's conntrack table size as it is (see kube_proxy:).
@@ -272,7 +273,7 @@ def calico_node_environment(ctx):
         "FELIX_LOGSEVERITYSCREEN": "info",
         "FELIX_HEALTHENABLED": "true",
         "FELIX_HEALTHHOST": "127.0.0.1",
-        "FELIX_HEALTHPORT": str(kubesalt_core.component_context.FELIX_HEALTH_PORT),
+        "FELIX_HEALTHPORT": str(kubesalt_core.ports.FELIX_HEALTH_PORT),
         # Typha over mutual TLS: found through its Service (every master's Typha), the
         # server must present CN calico-typha signed by the kubernetes CA.
         "FELIX_TYPHAK8SSERVICENAME": "calico-typha",

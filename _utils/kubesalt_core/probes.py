@@ -7,9 +7,9 @@ No Salt dunders and no I/O here: the execution module runs the probe.
 from dataclasses import dataclass
 
 import kubesalt_core.apiserver_proxy
-import kubesalt_core.component_context
 import kubesalt_core.etcd
 import kubesalt_core.pillar
+import kubesalt_core.ports
 
 
 @dataclass(frozen=True)
@@ -61,18 +61,16 @@ def local_tls_probe(port, path="healthz"):
 
 
 def typha_probe(_ctx):
-    return Probe(f"http://127.0.0.1:{kubesalt_core.component_context.TYPHA_HEALTH_PORT}/readiness")
+    return Probe(f"http://127.0.0.1:{kubesalt_core.ports.TYPHA_HEALTH_PORT}/readiness")
 
 
 def felix_probe(_ctx):
-    return Probe(f"http://127.0.0.1:{kubesalt_core.component_context.FELIX_HEALTH_PORT}/readiness")
+    return Probe(f"http://127.0.0.1:{kubesalt_core.ports.FELIX_HEALTH_PORT}/readiness")
 
 
 def kubelet_probe(_ctx):
-    return Probe(f"http://127.0.0.1:{kubesalt_core.component_context.KUBELET_HEALTHZ_PORT}/healthz")
+    return Probe(f"http://127.0.0.1:{kubesalt_core.ports.KUBELET_HEALTHZ_PORT}/healthz")
 
 
 def kube_proxy_probe(ctx):
-    return Probe(
-        f"http://{ctx.ip}:{kubesalt_core.component_context.KUBE_PROXY_HEALTHZ_PORT}/healthz"
-    )
+    return Probe(f"http://{ctx.ip}:{kubesalt_core.ports.KUBE_PROXY_HEALTHZ_PORT}/healthz")

@@ -59,8 +59,9 @@ def config(lab):
 
 
 def start(lab):
-    if pid(lab):
-        return pid(lab)
+    running = pid(lab)
+    if running:
+        return running
     if not PROGRAM.exists():
         raise LabError(f"{PROGRAM} is missing (make setup installs docker-registry)")
     storage_dir(lab).mkdir(parents=True, exist_ok=True)

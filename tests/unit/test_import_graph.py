@@ -100,7 +100,7 @@ def test_a_guarded_or_late_import_is_found():
     assert misplaced_project_imports(late) == [5]
 
 
-def test_only_the_product_is_in_the_loader_dirs():
+def test_the_shared_code_lives_only_in_its_package():
     assert not list(Path(REPO, "_utils").glob("*.py")), "shared code belongs in kubesalt_core"
 
 
