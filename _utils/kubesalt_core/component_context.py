@@ -53,9 +53,5 @@ def env_file(values):
     return "\n".join(lines) + "\n"
 
 
-def etcd_servers(config):
-    return ",".join(f"https://{ip}:2379" for _, ip in kubesalt_core.pillar.masters(config))
-
-
 def is_ca_host(config, node_id):
     return kubesalt_core.pki.ca_host(config) == node_id

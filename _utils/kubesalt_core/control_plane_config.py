@@ -39,7 +39,11 @@ def apiserver(ctx):
         ("advertise-address", ctx.ip),
         ("bind-address", ctx.ip),
         ("secure-port", kubesalt_core.pillar.APISERVER_PORT),
-        ("etcd-servers", kubesalt_core.component_context.etcd_servers(ctx.config)),
+        # Its own member only, as kubeadm's stacked control plane does: the apiserver and
+        # the member live and die with their host, so no request waits on another host's
+        # member that is gone (a request sent to a member that vanished hangs until its
+        # connection times out).
+        ("etcd-servers", f"https://{ctx.ip}:{kubesalt_core.etcd.CLIENT_PORT}"),
         ("etcd-cafile", pki.trusted_ca("etcd-ca")),
         ("etcd-certfile", pki.cert("apiserver-etcd-client")),
         ("etcd-keyfile", pki.key("apiserver-etcd-client")),

@@ -182,8 +182,8 @@ def test_the_apiservers_keep_serving_while_a_master_is_replaced(lab_applied):
         )
         assert ok, master.failed_steps(steps)
     summary = writer.summary
-    assert summary["creates"] > 50, summary
-    assert summary["failed_creates"] == 0 and summary["missing"] == 0, summary
+    assert summary["creates"] > 50, json.dumps(summary)
+    assert summary["failed_creates"] == 0 and summary["missing"] == 0, json.dumps(summary)
     # Every apiserver took writes (a client spreads them; master-3 before it was lost).
     assert len(summary["by_server"]) == 3, summary
     answers = _salt(lab_applied, "master-3", "kubesalt_unit.health")

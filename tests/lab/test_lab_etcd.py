@@ -113,8 +113,8 @@ def test_orchestrated_remove_and_add_lose_no_write(lab_applied, tmp_path):
                 "master-1", "master-2", "master-3"
             ], worker  # fmt: skip
     summary = writer.summary
-    assert summary["puts"] > 50, summary
-    assert summary["failed_puts"] == 0 and summary["missing"] == 0, summary
+    assert summary["puts"] > 50, json.dumps(summary)
+    assert summary["failed_puts"] == 0 and summary["missing"] == 0, json.dumps(summary)
     assert _health(lab_applied)["healthy_voting_members"] == 3
     # Through a worker's proxy, no create failed while the masters came and went (a
     # reload keeps the connections to the masters that stay).

@@ -97,8 +97,8 @@ def test_a_rolling_upgrade_to_a_release_archive_loses_no_write(lab_applied, rele
         ok, steps = master.orchestrate(lab_applied, "kubesalt.orch.etcd_upgrade")
         assert ok, steps
     summary = writer.summary
-    assert summary["puts"] > 50, summary
-    assert summary["failed_puts"] == 0 and summary["missing"] == 0, summary
+    assert summary["puts"] > 50, json.dumps(summary)
+    assert summary["failed_puts"] == 0 and summary["missing"] == 0, json.dumps(summary)
     assert _versions(lab_applied) == {name: built.version for name in MASTERS}
     for node_id in MASTERS:
         assert "/usr/local/bin/etcd" in _exec_start(lab_applied, node_id)
@@ -122,5 +122,5 @@ def test_then_to_the_etcd_the_lab_built_from_its_module(lab_applied, release):
         ok, steps = master.orchestrate(lab_applied, "kubesalt.orch.etcd_upgrade")
         assert ok, steps
     summary = writer.summary
-    assert summary["failed_puts"] == 0 and summary["missing"] == 0, summary
+    assert summary["failed_puts"] == 0 and summary["missing"] == 0, json.dumps(summary)
     assert _versions(lab_applied) == {name: pinned for name in MASTERS}

@@ -3,6 +3,7 @@ plug) while clients work: the workers reach the other apiservers through their n
 proxies, Typha and the leader leases move, the CA host's absence only holds back what needs
 it, and the host rejoins by itself when it boots again."""
 
+import json
 import time
 
 import pytest
@@ -125,9 +126,9 @@ def _ride_out(lab, victim, tmp_path, while_down=None, once_back=None):
     measured["writer"] = summary
     print(measured)
     # No acknowledged write is lost; the client went on writing through the outage.
-    assert summary["missing"] == 0, summary
-    assert summary["acknowledged"] > 100, summary
-    assert summary["failed_creates"] <= 10, summary
+    assert summary["missing"] == 0, json.dumps(summary)
+    assert summary["acknowledged"] > 100, json.dumps(summary)
+    assert summary["failed_creates"] <= 10, json.dumps(summary)
     allowed = once_back() if once_back else {}
     again = converge.apply(lab, quiet, together=True)
     for node_id, result in again.items():

@@ -73,9 +73,7 @@ def test_health_probes_ask_each_component_itself(config):
 def test_apiserver_command_line(config):
     flags = _flags(kubesalt_core.unit.render(config, "master-2", "kube-apiserver"))
     pki = "/etc/kubernetes/pki"
-    assert flags["etcd-servers"] == (
-        "https://198.18.0.11:2379,https://198.18.0.12:2379,https://198.18.0.13:2379"
-    )
+    assert flags["etcd-servers"] == "https://198.18.0.12:2379"  # its own member only
     assert flags["etcd-certfile"] == f"{pki}/apiserver-etcd-client.crt"
     assert flags["etcd-cafile"] == f"{pki}/etcd-ca.crt"
     assert flags["kubelet-client-certificate"] == f"{pki}/apiserver-kubelet-client.crt"
