@@ -36,6 +36,11 @@ import kubesalt_core.heal_store
 import kubesalt_core.pillar
 import kubesalt_core.systemd
 
+# The beacon runs in the minion's main process, which every job process is forked from:
+# this module keeps what it imported, but the process keeps no kubesalt_core, so a job
+# imports the copy on disk now (after a sync, the new one) instead of inheriting this one.
+kubesalt_core.forget()
+
 log = logging.getLogger(__name__)
 
 __virtualname__ = "kubesalt_journal"

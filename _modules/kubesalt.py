@@ -206,7 +206,7 @@ def loaded_from():
     all import (a synced copy under extension_modules' ``utils``, or the installed one).
 
     When a minion has kubesalt both from pip and from a sync, ``shared`` names the copy that
-    is actually in use.
+    is actually in use, and ``version`` is its version.
 
     CLI Example:
 
@@ -217,4 +217,5 @@ def loaded_from():
     return {
         "modules": os.path.dirname(os.path.abspath(__file__)),
         "shared": os.path.dirname(os.path.abspath(kubesalt_core.__file__)),
+        "version": kubesalt_core.__version__,
     }

@@ -9,10 +9,12 @@ The code those modules share is the top-level package ``kubesalt_core`` (``_util
 in the repo), which pip installs beside this one.
 """
 
-from importlib import import_module
+from importlib import import_module, metadata
 from pathlib import Path
 
-__version__ = "0.2.0"
+# One source, kubesalt_core.__version__ (setup.cfg reads it), which also travels by sync.
+# Not imported from there: Salt imports this package in every daemon's main process.
+__version__ = metadata.version("kubesalt")
 
 # Salt loader type -> subpackage that holds its modules (mapped from _modules/, _states/ ...
 # in setup.cfg). Salt does not load "utils" from entry points, and needs not: the modules

@@ -11,7 +11,25 @@ delivered it:
   module.
 
 When both are present, the first one imported in the process is the one used;
-``salt '*' kubesalt.loaded_from`` says which.
+``salt '*' kubesalt.loaded_from`` says which, and its version.
 
-This file imports nothing: Salt's utils loader also loads it as a module of its own.
+This file imports none of the package's modules: Salt's utils loader also loads it as a
+module of its own.
 """
+
+import sys
+
+__version__ = "0.2.0"
+
+
+def forget():
+    """Drop this package and its modules from ``sys.modules``; whoever imported them keeps
+    the module objects it holds.
+
+    For code that runs in a minion's long-lived main process (the journal beacon): every
+    job process is forked from it and inherits its ``sys.modules``, so a package kept
+    there would shadow the copy a later ``saltutil.sync_all`` (or a ``pip install``) put on
+    disk, until the minion restarts. Forgotten, each job imports the copy on disk.
+    """
+    for name in [n for n in sys.modules if n == __name__ or n.startswith(__name__ + ".")]:
+        del sys.modules[name]

@@ -3,6 +3,7 @@
 import pytest
 import yaml
 
+from kubesalt_ext import __version__ as VERSION
 from tests.conftest import HOST_EXCLUDE
 from tests.integration.conftest import CLUSTER_MINIONS, STRANGER_MINION
 
@@ -47,7 +48,11 @@ def test_sync_all_delivers_the_modules_from_file_roots(synced, salt_cli, salt_mi
     ret = salt_cli.run("kubesalt.loaded_from", minion_tgt=minion_id)
     extmods = salt_minions[minion_id].config["extension_modules"]
     # The shared package too: the synced copy (under utils/) wins over the installed one.
-    assert ret.data == {"modules": f"{extmods}/modules", "shared": f"{extmods}/utils/kubesalt_core"}
+    assert ret.data == {
+        "modules": f"{extmods}/modules",
+        "shared": f"{extmods}/utils/kubesalt_core",
+        "version": VERSION,
+    }
     ret = salt_cli.run("sys.list_state_functions", "kubesalt", minion_tgt=minion_id)
     assert ret.data == ["kubesalt.unassigned", "kubesalt.validated"]
 

@@ -138,7 +138,7 @@ def test_pip_install_registers_the_modules(clean_venv, source_copy, salt_call_co
     else:
         expected = {"modules": site / "kubesalt_ext" / "modules", "shared": site}
     expected["shared"] /= "kubesalt_core"
-    assert loaded_from == {key: str(path) for key, path in expected.items()}
+    assert loaded_from == {**{key: str(path) for key, path in expected.items()}, "version": VERSION}
     # The shared package comes along: roles from pillar, in order.
     assert _salt_call(python, salt_call_config, "kubesalt.roles") == ["master", "worker"]
     assert _salt_call(python, salt_call_config, "sys.list_functions", "kubesalt_heal") == [

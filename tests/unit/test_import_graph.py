@@ -104,6 +104,15 @@ def test_the_shared_code_lives_only_in_its_package():
     assert not list(Path(REPO, "_utils").glob("*.py")), "shared code belongs in kubesalt_core"
 
 
+# What the package itself defines (its __init__.py) or has as a module: no import needed.
+_PACKAGE_NAMES = {"kubesalt_core.__file__"} | {
+    f"kubesalt_core.{node.name if hasattr(node, 'name') else node.targets[0].id}"
+    for node in ast.parse(Path(REPO, "_utils", "kubesalt_core", "__init__.py").read_text()).body
+    if isinstance(node, ast.FunctionDef)
+    or (isinstance(node, ast.Assign) and isinstance(node.targets[0], ast.Name))
+}
+
+
 def unimported_submodules(source):
     """``kubesalt_core.<name>`` used in ``source`` without ``import kubesalt_core.<name>``:
     it works only when some other module happened to import it first."""
@@ -123,7 +132,7 @@ def unimported_submodules(source):
         and isinstance(node.value, ast.Name)
         and node.value.id == "kubesalt_core"
     }
-    return sorted(used - imported - {"kubesalt_core.__file__"})
+    return sorted(used - imported - _PACKAGE_NAMES)
 
 
 @pytest.mark.parametrize("path", _python_files(), ids=lambda p: str(p.relative_to(REPO)))
@@ -134,3 +143,8 @@ def test_every_used_submodule_is_imported(path):
 def test_an_unimported_submodule_is_found():
     source = "import kubesalt_core.pki\n\nkubesalt_core.pki.CAS, kubesalt_core.pem.read\n"
     assert unimported_submodules(source) == ["kubesalt_core.pem"]
+
+
+def test_what_the_package_itself_defines_needs_no_submodule_import():
+    source = "import kubesalt_core.pki\n\nkubesalt_core.forget(), kubesalt_core.__version__\n"
+    assert unimported_submodules(source) == []
