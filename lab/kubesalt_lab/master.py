@@ -106,7 +106,7 @@ def write_config(lab):
     # From conf/master.d: nodes send CSRs to the CA host by peer publication; the journal
     # beacon's events go to the repair reactor; the scheduled highstate.
     snippet = master_snippet()
-    conf.update({key: snippet[key] for key in ("peer", "reactor", "schedule")})
+    conf.update({key: snippet[key] for key in ("peer", "reactor", "schedule", "worker_threads")})
     lab.master_dir.mkdir(parents=True, exist_ok=True)
     if not (_overlay_dir(lab) / "top.sls").exists():
         lab_pillar(lab).write()
