@@ -8,7 +8,6 @@ from dataclasses import dataclass
 
 import yaml
 
-import kubesalt_core.pillar
 import kubesalt_core.pki
 
 CONTAINERD_SOCKET = "/run/containerd/containerd.sock"

@@ -46,14 +46,14 @@ def test_a_job_imports_the_shared_package_on_disk_not_the_beacons_copy(beacon_mi
     # A newer copy lands on disk, as the sync of an upgraded kubesalt brings it: the next
     # job uses it, with no minion restart and no module refresh.
     init = shared / "__init__.py"
-    text = init.read_text()
-    assert f'__version__ = "{VERSION}"' in text
-    init.write_text(text.replace(f'__version__ = "{VERSION}"', '__version__ = "99.0.0"'))
+    source = init.read_text()
+    assert f'__version__ = "{VERSION}"' in source
+    init.write_text(source.replace(f'__version__ = "{VERSION}"', '__version__ = "99.0.0"'))
     ret = salt_cli.run("kubesalt.loaded_from", minion_tgt=MINION)
     assert ret.data["version"] == "99.0.0", ret.data
     # And the beacon still works from what it had imported.
     runs = _beacon_runs(beacon_minion)
     wait_until(lambda: _beacon_runs(beacon_minion) > runs, 30, interval=0.5,
                what="the journal beacon processed again")  # fmt: skip
-    text = Path(beacon_minion.config["log_file"]).read_text(errors="replace")
-    assert "The beacon errored" not in text and "Unable to process beacon" not in text
+    log = Path(beacon_minion.config["log_file"]).read_text(errors="replace")
+    assert "The beacon errored" not in log and "Unable to process beacon" not in log

@@ -10,10 +10,12 @@
 """
 
 import ast
+import types
 from pathlib import Path
 
 import pytest
 
+import kubesalt_core
 from tests.conftest import REPO
 
 LOADER_DIRS = ("_modules", "_states", "_beacons", "_runners")
@@ -104,12 +106,12 @@ def test_the_shared_code_lives_only_in_its_package():
     assert not list(Path(REPO, "_utils").glob("*.py")), "shared code belongs in kubesalt_core"
 
 
-# What the package itself defines (its __init__.py) or has as a module: no import needed.
-_PACKAGE_NAMES = {"kubesalt_core.__file__"} | {
-    f"kubesalt_core.{node.name if hasattr(node, 'name') else node.targets[0].id}"
-    for node in ast.parse(Path(REPO, "_utils", "kubesalt_core", "__init__.py").read_text()).body
-    if isinstance(node, ast.FunctionDef)
-    or (isinstance(node, ast.Assign) and isinstance(node.targets[0], ast.Name))
+# What the package's __init__ itself defines (forget, __version__, __file__ ...): used
+# without importing a submodule. Its submodules are modules, and need their import.
+_PACKAGE_NAMES = {
+    f"kubesalt_core.{name}"
+    for name, value in vars(kubesalt_core).items()
+    if not isinstance(value, types.ModuleType)
 }
 
 
