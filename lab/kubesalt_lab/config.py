@@ -58,6 +58,11 @@ class Lab:
         return self.cache_dir / "rootfs"
 
     @property
+    def layer_cache(self):
+        """Compressed image layers, by the digest of what they compress."""
+        return self.cache_dir / "layers"
+
+    @property
     def venv(self):
         return REPO / ".venv"
 

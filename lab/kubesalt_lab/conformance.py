@@ -159,7 +159,7 @@ def publish_images(lab, tools, progress):
     base_url, known = registry.url(lab), {}
     for image in made:
         before = registry.manifest_digest(base_url, image.repository, image.tag)
-        digest, pushed = registry.push(base_url, image, known)
+        digest, pushed = registry.push(base_url, image, known, lab.layer_cache)
         said = "pushed" if pushed else "in the registry"
         progress(f"image {image.reference}: {said} ({digest[:19]})")
         if pushed and before:

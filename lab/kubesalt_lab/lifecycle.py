@@ -80,7 +80,7 @@ def publish_images(lab, components, progress):
         lab.cache_dir, master.lab_pillar(lab).versions(), components, lab.run_dir / "images"
     )
     for image in made:
-        digest, pushed = registry.push(base, image)
+        digest, pushed = registry.push(base, image, layer_cache=lab.layer_cache)
         progress(
             f"image {image.reference}: {'pushed' if pushed else 'in the registry'} ({digest[:19]})"
         )

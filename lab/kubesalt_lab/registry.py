@@ -124,16 +124,18 @@ def _mount(base, repository, digest, source):
     return status == 201
 
 
-def push(base, image, known=None):
+def push(base, image, known=None, layer_cache=None):
     """Push ``image`` (blobs the registry lacks, then its manifest). Returns ``(digest,
     pushed)``: ``pushed`` is False when the registry already had exactly this image.
 
     known
         ``{blob digest: repository}`` of blobs pushed before (filled in here): a layer
         shared by several images is sent once and mounted into the others.
+    layer_cache
+        Where compressed layers are kept between pushes (:func:`images.layer`).
     """
     known = {} if known is None else known
-    manifest, parts = images.blobs(image)
+    manifest, parts = images.blobs(image, layer_cache)
     digest = images._sha(manifest)
     if manifest_digest(base, image.repository, image.tag) == digest:
         return digest, False

@@ -99,3 +99,25 @@ def test_a_shared_base_layer_is_sent_once_and_served_whole_from_every_repository
         for entry in [manifest["config"], *layers]:
             blob = _get(f"{url}/v2/{image.repository}/blobs/{entry['digest']}")
             assert "sha256:" + hashlib.sha256(blob).hexdigest() == entry["digest"]
+
+
+def test_a_kept_layer_is_reused_and_the_image_is_the_same_as_one_made_without(
+    registry_url, tmp_path
+):
+    url, _log_path = registry_url
+    image = images.Image("registry.k8s.io", "e2e/kept", "1", {"/kept": (b"k" * 8192, 0o644)})
+    cache = tmp_path / "layers"
+    fresh = images.blobs(image)
+    assert images.blobs(image, cache) == fresh  # made, and kept
+    (kept,) = cache.iterdir()
+    _manifest, (_config, layer) = fresh
+    assert kept.read_bytes() == layer.data
+    assert kept.name == images.layer(image)[1].removeprefix("sha256:") + ".tar.gz"
+    # What is kept is what is sent: a changed file under that name is pushed as it is.
+    kept.write_bytes(b"kept")
+    (_config, reused) = images.blobs(image, cache)[1]
+    assert reused.data == b"kept"
+    kept.unlink()
+    assert registry.push(url, image, layer_cache=cache) == (images._sha(fresh[0]), True)
+    served = _get(f"{url}/v2/e2e/kept/blobs/{layer.digest}")
+    assert served == layer.data == kept.read_bytes()
