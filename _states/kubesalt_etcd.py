@@ -24,17 +24,11 @@ member itself, it also stops etcd there and moves its data dir aside.
         - name: master-3
 """
 
-import datetime
-import errno
 import logging
-import os
 import time
-from dataclasses import dataclass
 
 from salt.exceptions import CommandExecutionError, SaltInvocationError
 
-import kubesalt_core.etcd
-import kubesalt_core.files
 import kubesalt_core.loader
 
 log = logging.getLogger(__name__)
@@ -56,108 +50,10 @@ def _conn(kwargs):
     return {k: kwargs[k] for k in CONNECTION if kwargs.get(k)}
 
 
-def _has_data(data_dir):
-    return bool(data_dir) and os.path.isdir(os.path.join(data_dir, "member"))
-
-
-def _move_aside(data_dir):
-    """Move what ``data_dir`` holds to ``<data_dir>.removed-<UTC time>``; never delete it.
-
-    The data dir itself stays (it may be a mount point). When the sibling is on another
-    file system, the contents go to ``<data_dir>/removed-<UTC time>`` instead (etcd logs a
-    warning about the extra directory and ignores it).
-    """
-    stamp = datetime.datetime.now(datetime.UTC).strftime("%Y%m%dT%H%M%SZ")
-    entries = sorted(os.listdir(data_dir))
-    for target in (f"{data_dir.rstrip('/')}.removed-{stamp}", f"{data_dir}/removed-{stamp}"):
-        os.makedirs(target, mode=0o700, exist_ok=True)
-        try:
-            for entry in entries:
-                os.rename(os.path.join(data_dir, entry), os.path.join(target, entry))
-        except OSError as err:
-            if err.errno != errno.EXDEV or entries[0] != entry:
-                raise
-            os.rmdir(target)
-            continue
-        return target
-    raise CommandExecutionError(f"could not move {data_dir} aside")
-
-
-def _write_cluster_env(spec, state, initial):
-    text = kubesalt_core.etcd.cluster_env(state, initial, spec.token)
-    kubesalt_core.files.write_atomically(spec.env_file, text, 0o644)
-
-
-def _start(spec):
-    """Start (or restart, if it runs but does not answer) the unit, then wait until the
-    member answers at its client URL. False when it already answered."""
-    service, url, conn = spec.service, spec.client_url, spec.conn
-    if __salt__["kubesalt_etcd.answers"](url, **conn):
-        return False
-    if "service.start" not in __salt__:
-        raise CommandExecutionError(
-            f"etcd does not answer at {url} and this host has no service manager "
-            f"Salt can drive to start {service}"
-        )
-    # no_block: a founder's etcd reports ready only once a majority of founders run.
-    if __salt__["service.status"](service):
-        __salt__["service.restart"](service, no_block=True)
-    else:
-        __salt__["service.start"](service, no_block=True)
-    deadline = time.monotonic() + spec.timeout
-    while not __salt__["kubesalt_etcd.answers"](url, **conn):
-        if time.monotonic() > deadline:
-            raise CommandExecutionError(
-                f"{service} was started but does not answer at {url} after "
-                f"{spec.timeout} s; see journalctl -u {service}"
-            )
-        time.sleep(0.5)
-    __context__["kubesalt_etcd.started"] = True
-    return True
-
-
-def _live_members(conn):
-    return [
-        kubesalt_core.etcd.member_from_dict(m) for m in __salt__["kubesalt_etcd.members"](**conn)
-    ]
-
-
-def _wait_for_other_join(conn, timeout):
-    """Wait while another member is a learner; return the fresh member list."""
-    deadline = time.monotonic() + timeout
-    while True:
-        current = _live_members(conn)
-        learners = [m for m in current if m.is_learner]
-        if not learners:
-            return current
-        if time.monotonic() > deadline:
-            raise CommandExecutionError(
-                f"{learners[0].describe()} is still joining after {timeout} s; kubesalt "
-                "joins one member at a time. Let its run finish, or remove the stale "
-                "learner with kubesalt_etcd.member_absent"
-            )
-        time.sleep(1)
-
-
-@dataclass(frozen=True)
-class _Member:
-    """What member_present was told about the member it runs for."""
-
-    name: str
-    peer_urls: list
-    client_urls: list
-    data_dir: str
-    env_file: str
-    founders: dict
-    token: str
-    service: str
-    timeout: float
-    conn: dict
-    test: bool
-
-    @property
-    def client_url(self):
-        return self.client_urls[0]
+def _failed(ret, err):
+    ret["result"] = False
+    ret["comment"] = str(err)
+    return ret
 
 
 def member_present(
@@ -188,155 +84,29 @@ def member_present(
     endpoints, cert, key, cacert
         How to reach the cluster (default: every master, with the apiserver-etcd-client
         cert).
+
+    The plan comes from ``kubesalt_etcd_member.join_plan``; ``test=True`` shows it, a run
+    carries it out (``kubesalt_etcd_member.join``).
     """
     ret = _ret(name)
-    spec = _Member(
-        name=name,
-        peer_urls=[peer_urls] if isinstance(peer_urls, str) else list(peer_urls),
-        client_urls=[client_urls] if isinstance(client_urls, str) else list(client_urls),
-        data_dir=data_dir,
-        env_file=env_file,
-        founders=founders or {},
-        token=token,
-        service=service,
-        timeout=float(timeout),
-        conn=_conn(kwargs),
-        test=bool(__opts__["test"]),
-    )
+    conn = _conn(kwargs)
+    where = {"peer_urls": peer_urls, "client_urls": client_urls, "data_dir": data_dir}
     try:
-        return _member_present(ret, spec)
-    except (CommandExecutionError, SaltInvocationError, ValueError) as err:
-        ret["result"] = False
-        done = ", ".join(ret["changes"]) or "nothing"
-        ret["comment"] = f"{err} (done before this: {done})"
-        return ret
-
-
-def _member_present(ret, spec):
-    conn = spec.conn
-    live = __salt__["kubesalt_etcd.live_cluster"](**conn)
-    local_answers = __salt__["kubesalt_etcd.answers"](spec.client_url, **conn)
-    if not live["leader"]:
-        return _found_or_restart(ret, spec, live, local_answers)
-    current = [kubesalt_core.etcd.member_from_dict(m) for m in live["members"]]
-    step, member = kubesalt_core.etcd.join_step(current, spec.name, spec.peer_urls)
-
-    if step == "present" and member.started and local_answers:
-        ret["comment"] = f"{spec.name} is a voting member and answers"
-        return ret
-    if step == "present" and member.started and not _has_data(spec.data_dir):
-        # It ran before but its data is gone (a rebuilt host): etcd would panic on a raft
-        # log the leader remembers, so the old entry goes and the member joins afresh.
-        step = "relocate"
-    elif step == "present":
-        return _start_listed(ret, spec, current)
-
-    if spec.test:
-        ret["result"] = None
-        ret["changes"] = _predict(step, spec, member)
-        ret["comment"] = "would " + "; then ".join(ret["changes"].values())
-        return ret
-
-    if step == "relocate":
-        removed = __salt__["kubesalt_etcd.remove"](member.id, timeout=spec.timeout, **conn)
-        ret["changes"]["removed"] = f"old entry {removed['id']} at {','.join(removed['peer_urls'])}"
-        step = "add"
-    if step == "wait":
-        current = _wait_for_other_join(conn, spec.timeout)
-        step, member = kubesalt_core.etcd.join_step(current, spec.name, spec.peer_urls)
-    if step == "add":
-        if _has_data(spec.data_dir):
-            ret["changes"]["data_dir"] = f"moved aside to {_move_aside(spec.data_dir)}"
-        added = __salt__["kubesalt_etcd.add"](
-            spec.name, spec.peer_urls, learner=True, timeout=spec.timeout, **conn
-        )
-        ret["changes"]["added"] = f"learner {added['member']['id']}"
-        _write_cluster_env(spec, "existing", added["initial_cluster"])
-    elif step == "promote" and not member.started:
-        # Added by a run that stopped before etcd started here: finish that join.
-        initial = kubesalt_core.etcd.initial_cluster(_live_members(conn), spec.name, spec.peer_urls)
-        _write_cluster_env(spec, "existing", initial)
-    if _start(spec):
-        ret["changes"]["started"] = spec.service
-    __salt__["kubesalt_etcd.wait_ready"](spec.client_url, timeout=spec.timeout, **conn)
-    promoted = __salt__["kubesalt_etcd.promote"](spec.name, timeout=spec.timeout, **conn)
-    if promoted["promoted"]:
-        ret["changes"]["promoted"] = f"{spec.name} votes"
-    ret["comment"] = f"{spec.name} joined as a learner, caught up and was promoted"
-    return ret
-
-
-def _predict(step, spec, member):
-    changes = {}
-    if step == "relocate":
-        changes["removed"] = f"remove old entry {member.describe()}"
-    if step == "wait":
-        changes["waited"] = f"wait for {member.describe()} to finish joining"
-    if step in ("add", "relocate", "wait"):
-        if _has_data(spec.data_dir):
-            changes["data_dir"] = f"move {spec.data_dir} aside"
-        changes["added"] = f"add {spec.name} at {','.join(spec.peer_urls)} as a learner"
-    changes["started"] = "start etcd with initial-cluster-state existing"
-    changes["promoted"] = f"promote {spec.name} once in sync"
-    return changes
-
-
-def _start_listed(ret, spec, current):
-    """A voting member that does not answer: start it (its data dir or the live list)."""
-    if spec.test:
-        ret["result"] = None
-        ret["changes"] = {"started": f"start {spec.service}"}
-        ret["comment"] = f"{spec.name} is a voting member; would start {spec.service}"
-        return ret
-    if not _has_data(spec.data_dir):
-        initial = kubesalt_core.etcd.initial_cluster(current, spec.name, spec.peer_urls)
-        _write_cluster_env(spec, "existing", initial)
-    if _start(spec):
-        ret["changes"]["started"] = spec.service
-    __salt__["kubesalt_etcd.wait_ready"](spec.client_url, timeout=spec.timeout, **spec.conn)
-    ret["comment"] = f"{spec.name} is a voting member and answers"
-    return ret
-
-
-def _found_or_restart(ret, spec, live, local_answers):
-    """No endpoint reports a leader: found the cluster, or restart from local data."""
-    name, service = spec.name, spec.service
-    if _has_data(spec.data_dir):
-        if local_answers:
-            ret["comment"] = (
-                f"{name} runs from its data but no member reports a leader "
-                f"(answering: {', '.join(live['answering']) or 'none'}); waiting for peers"
+        if __opts__["test"]:
+            plan = __salt__["kubesalt_etcd_member.join_plan"](
+                name, founders=founders, service=service, **where, **conn
             )
+            ret.update(plan, result=None if plan["changes"] else True)
             return ret
-        if spec.test:
-            ret["result"] = None
-            ret["changes"] = {"started": f"start {service} from its data dir"}
-            ret["comment"] = f"would start {service} from its data dir"
-            return ret
-        if _start(spec):
-            ret["changes"]["started"] = f"{service} from its data dir"
-        ret["comment"] = f"{name} started from its data dir"
-        return ret
-    if name not in spec.founders:
-        raise SaltInvocationError(
-            f"no etcd member reports a leader and {name} is not among the founders "
-            f"({', '.join(sorted(spec.founders)) or 'none given'}); it can only join a "
-            "running cluster"
-        )
-    initial = kubesalt_core.etcd.bootstrap_cluster(spec.founders)
-    if spec.test:
-        ret["result"] = None
-        ret["changes"] = {"founded": f"start {service} as a founder of {initial}"}
-        ret["comment"] = "no live cluster answers: would found a new one"
-        return ret
-    _write_cluster_env(spec, "new", initial)
-    ret["changes"]["founded"] = initial
-    if _start(spec):
-        ret["changes"]["started"] = service
-    ret["comment"] = (
-        f"no live cluster answered: {name} founded {initial}; the cluster elects a leader "
-        "once a majority of founders run"
-    )
+        done = __salt__["kubesalt_etcd_member.join"](
+            name, env_file=env_file, founders=founders, token=token, service=service,
+            timeout=timeout, **where, **conn,
+        )  # fmt: skip
+    except (CommandExecutionError, SaltInvocationError) as err:
+        return _failed(ret, err)
+    if done["started"]:
+        __context__["kubesalt_etcd.started"] = True
+    ret.update(changes=done["changes"], comment=done["comment"])
     return ret
 
 
@@ -354,48 +124,19 @@ def member_absent(name, data_dir=None, env_file=None, service="etcd", timeout=60
     """
     ret = _ret(name)
     conn = _conn(kwargs)
-    local = name == __opts__["id"]
     try:
-        check = __salt__["kubesalt_etcd.removal_check"](name, **conn)
-        member = check["member"]
-        if member is not None and not check["safe"]:
-            ret["result"] = False
-            ret["comment"] = f"refusing to remove {name}: {check['reason']}; nothing was changed"
-            return ret
-        retire = local and (_has_data(data_dir) or __salt__["service.status"](service))
-        if member is None and not retire:
-            ret["comment"] = f"{name} is not a member"
-            return ret
         if __opts__["test"]:
-            ret["result"] = None
-            if check.get("successor"):
-                ret["changes"]["leader"] = f"hand leadership to {check['successor']['name']}"
-            if member is not None:
-                ret["changes"]["removed"] = (
-                    f"remove {kubesalt_core.etcd.member_from_dict(member).describe()}"
-                )
-            if retire:
-                ret["changes"]["stopped"] = f"stop {service} and move {data_dir} aside"
-            ret["comment"] = "would " + "; ".join(ret["changes"].values())
+            plan = __salt__["kubesalt_etcd_member.leave_plan"](
+                name, data_dir=data_dir, service=service, **conn
+            )
+            ret.update(plan, result=None if plan["changes"] else True)
             return ret
-        if member is not None:
-            removed = __salt__["kubesalt_etcd.remove"](name, timeout=timeout, **conn) or {}
-            if removed.get("leader_moved_to"):
-                ret["changes"]["leader"] = f"handed over to {removed['leader_moved_to']}"
-            ret["changes"]["removed"] = f"{member['id']} at {','.join(member['peer_urls'])}"
-        if retire:
-            __salt__["service.stop"](service)
-            __salt__["service.disable"](service)
-            ret["changes"]["stopped"] = service
-            if _has_data(data_dir):
-                ret["changes"]["data_dir"] = f"moved aside to {_move_aside(data_dir)}"
-            if env_file and os.path.exists(env_file):
-                os.unlink(env_file)
-        ret["comment"] = f"{name} is no longer a member"
+        done = __salt__["kubesalt_etcd_member.leave"](
+            name, data_dir=data_dir, env_file=env_file, service=service, timeout=timeout, **conn
+        )
     except (CommandExecutionError, SaltInvocationError) as err:
-        ret["result"] = False
-        done = ", ".join(ret["changes"]) or "nothing"
-        ret["comment"] = f"{err} (done before this: {done})"
+        return _failed(ret, err)
+    ret.update(done)
     return ret
 
 
