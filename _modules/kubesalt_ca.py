@@ -14,6 +14,13 @@ What lives here
     file_roots. The masters' service-account public keys are registered here too, so that
     every master can verify the tokens of the others.
 
+What it publishes
+    The public part of its answer (the CA certificates and the registered service-account
+    public keys, :func:`public`) goes to the Salt mine whenever it changes, so that a node
+    with nothing to ask for reads it there instead of publishing to the CA host on every
+    run. The master stores it under the CA host's authenticated id: no other minion can
+    write it.
+
 CLI Example:
 
 .. code-block:: bash
@@ -30,7 +37,7 @@ import os
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
-from salt.exceptions import CommandExecutionError, SaltInvocationError
+from salt.exceptions import CommandExecutionError, SaltException, SaltInvocationError
 
 import kubesalt_core.certificates
 import kubesalt_core.errors
@@ -39,6 +46,9 @@ import kubesalt_core.pem
 import kubesalt_core.pki
 
 log = logging.getLogger(__name__)
+
+# The mine entry with the CA host's public answer (the function that makes it).
+MINE_FUNCTION = "kubesalt_ca.public"
 
 # k8s_pki: where its functions lived before 0.2, for one release (README, "Module names").
 __virtual_aliases__ = ("k8s_pki",)
@@ -218,16 +228,57 @@ def _answer(requester, request):
         )
     if sa_key:
         _register(config, layout, requester, sa_key)
+    answer = _public(config, layout, cas)
+    _keep_mine_current(answer)
+    answer["certificates"] = {
+        name: kubesalt_core.certificates.cert_pem(c).decode() for name, c in issued.items()
+    }
+    return answer
+
+
+def _public(config, layout, cas):
     return {
         "cas": {
             name: kubesalt_core.certificates.cert_pem(cert).decode()
             for name, (cert, _) in cas.items()
         },
-        "certificates": {
-            name: kubesalt_core.certificates.cert_pem(c).decode() for name, c in issued.items()
-        },
         "service_account_keys": _registry(config, layout),
     }
+
+
+def _keep_mine_current(public_answer):
+    """Send :func:`public` to the mine when what the mine holds for this host differs."""
+    if "mine.get" not in __salt__:
+        return
+    me = __opts__["id"]
+    try:
+        held = (__salt__["mine.get"](me, MINE_FUNCTION, tgt_type="list") or {}).get(me)
+        sent = held == public_answer or __salt__["mine.send"](MINE_FUNCTION)
+    except SaltException as err:
+        sent = err
+    if sent is not True:
+        # The nodes then ask this host on their runs, as they do without a mine entry.
+        log.warning("kubesalt_ca: could not send %s to the mine: %s", MINE_FUNCTION, sent)
+
+
+def public():
+    """
+    The CA host's public answer: ``{"cas": {name: PEM}, "service_account_keys": {master:
+    PEM}}``, the CA certificates and the registered service-account public keys. Nothing is
+    created. The CA host keeps it in the Salt mine (see the module's docstring); nodes read
+    it with ``mine.get <ca_host> kubesalt_ca.public``.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt master-1 kubesalt_ca.public
+        salt worker-1 mine.get master-1 kubesalt_ca.public
+    """
+    config = _config()
+    _require_ca_host(config)
+    layout = kubesalt_core.pki.Layout.of(config)
+    return _public(config, layout, _ensure_cas(config, layout, create=False)[0])
 
 
 def sign(request=None, **kwargs):

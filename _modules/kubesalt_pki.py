@@ -33,8 +33,11 @@ How a node gets a certificate, and why it cannot get another node's
 
 Renewal
     :func:`issue` (and the state ``kubesalt_pki.certificates_present``) re-issues only for the
-    reasons above; a run over valid certificates asks the CA host for its public CA
-    certificates and changes nothing. A renewal keeps the node's key; a new key is made
+    reasons above; a run over valid certificates changes nothing. It checks them against the
+    CA host's public answer (its CA certificates and the registered service-account keys)
+    as the CA host last sent it to the Salt mine (``kubesalt_ca.public``), and asks the CA
+    host itself only when that shows something to do, or there is no mine entry: most runs
+    publish nothing. A renewal keeps the node's key; a new key is made
     only when the key is missing or not of ``pki:key_type``.
 
 CLI Example:
@@ -54,7 +57,7 @@ import salt.utils.yaml
 
 # cryptography comes with Salt (a requirement of it since 3006), so it is imported plainly.
 from cryptography import x509
-from salt.exceptions import CommandExecutionError, SaltInvocationError
+from salt.exceptions import CommandExecutionError, SaltException, SaltInvocationError
 
 import kubesalt_core.certificates
 import kubesalt_core.files
@@ -66,6 +69,8 @@ log = logging.getLogger(__name__)
 
 __virtual_aliases__ = ("k8s_pki",)  # before 0.2 (README, "Module names")
 
+# The mine entry in which the CA host keeps its public answer (kubesalt_ca.MINE_FUNCTION).
+CA_MINE_FUNCTION = "kubesalt_ca.public"
 # How long a node waits for the CA host to answer one request.
 PUBLISH_TIMEOUT = 30
 # How often a new master looks for the other masters' service-account keys.
@@ -250,11 +255,35 @@ def _planned():
     identities = kubesalt_core.pki.node_identities(config, me, roles)
     if not identities and not kubesalt_core.pki.holds_service_account_key(roles):
         return {"changes": {}, "comment": f"{me} holds no certificates (roles: {roles})"}, None
+    published = _from_mine(config, me)
+    if published is not None:
+        plan = _plan(config, me, roles, layout, published)
+        if not _changes(plan):
+            return None, (config, me, roles, layout, identities, published, plan)
+    # Something to do (or no mine entry): the CA host's own answer, fresh.
     answer = _ask_ca(config, {}, silent_ok=True)
     if answer is None:
         return _without_ca(config, me, roles, layout), None
     plan = _plan(config, me, roles, layout, answer)
     return None, (config, me, roles, layout, identities, answer, plan)
+
+
+def _from_mine(config, me):
+    """The CA host's public answer as it last sent it to the mine (``kubesalt_ca.public``),
+    or None: on the CA host itself, without a mine or without an entry. It only tells that
+    nothing is to be done; anything else is asked of the CA host."""
+    host = kubesalt_core.pki.ca_host(config)
+    if me == host or "mine.get" not in __salt__:
+        return None
+    try:
+        held = __salt__["mine.get"](host, CA_MINE_FUNCTION, tgt_type="list") or {}
+    except SaltException as err:
+        log.info("kubesalt_pki: no mine answer (%s); asking the CA host", err)
+        return None
+    answer = held.get(host) if isinstance(held, dict) else None
+    if not isinstance(answer, dict) or not isinstance(answer.get("cas"), dict):
+        return None
+    return answer
 
 
 def plan():

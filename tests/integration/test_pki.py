@@ -127,6 +127,61 @@ def test_a_second_run_changes_nothing(converged, salt_cli, node_roots):
     assert _snapshot(node_roots) == before
 
 
+def _publications(salt_master):
+    """How many times the master has published kubesalt_ca.sign (its log says each)."""
+    return (
+        Path(salt_master.config["log_file"]).read_text().count("Published command kubesalt_ca.sign")
+    )
+
+
+def _mine_entry(salt_cli):
+    """The CA host's public answer as worker-1 reads it from the mine."""
+    args = ("mine.get", CA_HOST, "kubesalt_ca.public", "tgt_type=list")
+    return salt_cli.run(*args, minion_tgt="worker-1").data.get(CA_HOST)
+
+
+def test_a_run_with_nothing_due_reads_the_mine_and_publishes_nothing(
+    converged, salt_cli, salt_master, node_roots
+):
+    entry = _mine_entry(salt_cli)
+    assert set(entry) == {"cas", "service_account_keys"}
+    ca_dir = _ca_dir(node_roots, CA_HOST)
+    assert entry["cas"] == {ca: (ca_dir / f"{ca}.crt").read_text() for ca in kubesalt_core.pki.CAS}
+    assert list(entry["service_account_keys"]) == [CA_HOST]
+    before = _publications(salt_master)
+    data = _apply(salt_cli, "worker-1")
+    assert _all_changes(data) == {}
+    assert "every certificate is valid" in _pki_changes(data)["comment"]
+    assert _publications(salt_master) == before
+
+
+def test_without_a_mine_entry_a_node_asks_the_ca_host_which_sends_it_again(
+    converged, salt_cli, salt_master
+):
+    sent = _mine_entry(salt_cli)
+    assert salt_cli.run("mine.delete", "kubesalt_ca.public", minion_tgt=CA_HOST).data is True
+    assert _mine_entry(salt_cli) is None
+    before = _publications(salt_master)
+    data = _apply(salt_cli, "worker-1")
+    assert _all_changes(data) == {}
+    assert _publications(salt_master) == before + 1
+    assert _mine_entry(salt_cli) == sent
+
+
+def test_a_new_ca_reaches_a_node_through_the_mine(converged, salt_cli, node_roots):
+    moved = salt_cli.run("kubesalt_ca.rotate_ca", "kubernetes-ca", minion_tgt=CA_HOST).data
+    try:
+        assert _all_changes(_apply(salt_cli, CA_HOST))  # a new CA, and what it signs
+        new_ca = (_ca_dir(node_roots, CA_HOST) / "kubernetes-ca.crt").read_text()
+        assert _mine_entry(salt_cli)["cas"]["kubernetes-ca"] == new_ca
+        issued = _pki_changes(_apply(salt_cli, "worker-1"))["changes"]["issued"]
+        assert set(issued.values()) == {"not signed by the current CA"}, issued
+        assert (_pki_dir(node_roots, "worker-1") / "kubernetes-ca.crt").read_text() == new_ca
+    finally:
+        for path in moved.values():
+            Path(path).unlink(missing_ok=True)
+
+
 def test_dry_run_predicts_the_real_run_exactly(converged, salt_cli, node_roots):
     pki = _pki_dir(node_roots, "worker-1")
     (pki / "kubelet-client.key").unlink()

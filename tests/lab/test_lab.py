@@ -58,11 +58,12 @@ def test_a_highstate_of_every_node_converges(first_apply, lab_up):
 
 
 def test_no_request_to_the_master_stalled_while_every_node_ran_at_once(first_apply, lab_up):
-    """Every node's certificate state asks the CA host through the master (peer publish),
-    and the master answers each from a worker that waits for the reply: with fewer workers
-    than nodes asking at once, every request stalled until Salt's 30 s timeout (1 run of
-    every node at once in 4 took 39-72 s instead of 8-10 s). conf/master.d sets
-    worker_threads; the master's log shows no request that timed out."""
+    """A node's certificate state asks the CA host through the master (peer publish) when a
+    certificate is due (first runs: every node), and the master answers each from a worker
+    that waits for the reply; a request handed to a waiting worker stalls until Salt's 30 s
+    timeout (1 run of every node at once in 4 took 39-72 s instead of 8-10 s). Runs with
+    nothing due read the mine instead, and conf/master.d sets worker_threads; the master's
+    log shows no request that timed out."""
     lab, _ = lab_up
     log = (lab.master_dir / "master.log").read_text(errors="replace")
     assert "Request timed out while waiting for a response" not in log
