@@ -184,6 +184,46 @@ def health(**kwargs):
     }
 
 
+def peer_links(**kwargs):
+    """
+    Whom each member has a working peer connection to, in its own view (etcd's
+    ``etcd_network_active_peers`` from each member's ``/metrics``): ``{name: [names]}``,
+    None for a member that did not answer. etcd approves a membership change only on a
+    member connected to every voting member for 5 s.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt master-1 kubesalt_etcd.peer_links
+    """
+    gateway = _gateway(**_connection(kwargs))
+    found = _once(lambda: kubesalt_core.etcd_client.members(gateway), "listing members")
+    return kubesalt_core.etcd_client.peer_links(gateway, found)
+
+
+def _changing(gateway, action, what, timeout):
+    """:func:`_retrying` for a membership change: when etcd's strict reconfig check refused
+    until the end, the error also names the member pairs that are cut off (what it checks)."""
+    try:
+        return _retrying(action, what, timeout)
+    except CommandExecutionError as err:
+        if "unhealthy cluster" not in str(err):
+            raise
+        raise CommandExecutionError(f"{err}; {_peer_links_text(gateway)}") from None
+
+
+def _peer_links_text(gateway):
+    try:
+        found = kubesalt_core.etcd_client.members(gateway)
+        text = kubesalt_core.etcd.describe_links(
+            kubesalt_core.etcd_client.peer_links(gateway, found)
+        )
+    except (kubesalt_core.errors.EtcdError, kubesalt_core.errors.Unreachable) as reading:
+        text = f"peer connections unknown: {reading}"
+    return text
+
+
 def leader(**kwargs):
     """
     The leader's name, or None while there is none.
@@ -245,7 +285,7 @@ def add(name, peer_urls, learner=True, timeout=60, **kwargs):
             listed = kubesalt_core.etcd.find(current, peer_urls=peer_urls)
         return current, listed
 
-    current, listed = _retrying(attempt, f"adding {name}", timeout)
+    current, listed = _changing(gateway, attempt, f"adding {name}", timeout)
     return {
         "member": listed.as_dict(),
         "initial_cluster": kubesalt_core.etcd.initial_cluster(current, name, peer_urls),
@@ -278,7 +318,7 @@ def promote(member, timeout=120, **kwargs):
         gateway.post(kubesalt_core.etcd.MEMBER_PROMOTE, {"ID": found.id})
         return {"member": {**found.as_dict(), "is_learner": False}, "promoted": True}
 
-    return _retrying(attempt, f"promoting {member}", timeout)
+    return _changing(gateway, attempt, f"promoting {member}", timeout)
 
 
 def move_leader(target=None, timeout=30, **kwargs):
@@ -430,7 +470,7 @@ def remove(member, timeout=60, **kwargs):
         gateway.post(kubesalt_core.etcd.MEMBER_REMOVE, {"ID": found["id"]})
         return found
 
-    return _retrying(attempt, f"removing {member}", timeout)
+    return _changing(gateway, attempt, f"removing {member}", timeout)
 
 
 def wait_ready(endpoint, timeout=60, **kwargs):

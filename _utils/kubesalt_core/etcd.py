@@ -16,6 +16,7 @@ Quorum rules kubesalt keeps (learners never count, they do not vote):
 """
 
 import base64
+import re
 from dataclasses import dataclass
 
 import kubesalt_core.artifact
@@ -307,6 +308,61 @@ def node_settings(config, node_id, layout):
     }
 
 
+# --- peer connections -----------------------------------------------------------------------
+
+# etcd's gauge of the peers a member has a working connection to, one line per peer (ids in
+# hex; Prometheus orders the labels by name).
+_ACTIVE_PEER = re.compile(
+    r'^etcd_network_active_peers\{Local="([0-9a-f]+)",Remote="([0-9a-f]+)"\} 1(?:\.0)?$', re.M
+)
+
+
+def hex_id(member_id):
+    """etcd's member id as its logs and metrics write it (the gateway gives it in decimal)."""
+    return format(int(member_id), "x")
+
+
+def peer_links(members, metrics):
+    """``{name: sorted names it is connected to}``, or None for a member whose ``/metrics``
+    could not be read; ``metrics`` is ``{member id: text or None}``."""
+    names = {hex_id(m.id): m.name or m.id for m in members}
+    links = {}
+    for member in members:
+        text = metrics.get(member.id)
+        if text is None:
+            links[member.name or member.id] = None
+            continue
+        remotes = [r for local, r in _ACTIVE_PEER.findall(text) if local == hex_id(member.id)]
+        links[member.name or member.id] = sorted(names.get(r, r) for r in remotes)
+    return links
+
+
+def missing_links(links):
+    """Each pair of members without a working connection in either member's view, as
+    ``"a - b"`` (members whose view is unknown are left out)."""
+    known = {name: set(peers) for name, peers in links.items() if peers is not None}
+    pairs = set()
+    for name, peers in known.items():
+        for other in known:
+            if other != name and other not in peers:
+                pairs.add(" - ".join(sorted((name, other))))
+    return sorted(pairs)
+
+
+def describe_links(links):
+    """A sentence on the peer connections, for an error that may come from them."""
+    unknown = sorted(name for name, peers in links.items() if peers is None)
+    missing = missing_links(links)
+    text = (
+        f"peer connections missing: {', '.join(missing)}"
+        if missing
+        else "every pair of members is connected now"
+    )
+    if unknown:
+        text += f" (no metrics from {', '.join(unknown)})"
+    return text
+
+
 # --- errors ---------------------------------------------------------------------------------
 
 # etcd's messages for conditions that pass by themselves: the strict reconfiguration check
@@ -332,8 +388,9 @@ def explain(status, message, path):
     """A sentence for an etcd error on ``path``."""
     text = (message or "").strip() or "no message"
     hints = {
-        "unhealthy cluster": "etcd refuses membership changes for ~5 s after a member "
-        "starts or is promoted, and while a member is down (strict reconfig check)",
+        "unhealthy cluster": "etcd's strict reconfig check: the member asked approves a "
+        "membership change only once it has been connected to every voting member for 5 s, "
+        "so not right after a member starts or is promoted, nor while one is down or cut off",
         "in sync with leader": "the learner has not caught up with the leader yet",
         "member not found": "no member has that ID",
         "too many learner": "another member is still joining as a learner",

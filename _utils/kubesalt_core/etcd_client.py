@@ -49,6 +49,18 @@ class Gateway:
                 failures.append(f"{endpoint}: {reason}")
         raise Unreachable("no etcd endpoint answered: " + "; ".join(failures))
 
+    def get_text(self, path, endpoint, timeout=None):
+        """GET ``path`` from one endpoint (e.g. ``/metrics``) as text."""
+        try:
+            with urllib.request.urlopen(
+                endpoint.rstrip("/") + path, timeout=timeout or self.timeout, context=self.context
+            ) as response:
+                return response.read().decode(errors="replace")
+        except urllib.error.HTTPError as err:
+            raise EtcdError(err.code, _error_message(err), path) from None
+        except (urllib.error.URLError, OSError) as err:
+            raise Unreachable(f"{endpoint}: {getattr(err, 'reason', err)}") from None
+
 
 def _error_message(err):
     try:
@@ -131,6 +143,21 @@ def probe(gateway, member):
         error="; ".join(errors) or (None if leader != "0" else "no leader"),
     )
     return row
+
+
+def peer_links(gateway, members_):
+    """Whom each member has a working peer connection to, from each member's own
+    ``/metrics`` (:func:`kubesalt_core.etcd.peer_links`)."""
+    texts = {}
+    for member in members_:
+        texts[member.id] = None
+        for url in member.client_urls:
+            try:
+                texts[member.id] = gateway.get_text("/metrics", url, timeout=PROBE_TIMEOUT)
+                break
+            except (EtcdError, Unreachable):
+                continue
+    return kubesalt_core.etcd.peer_links(members_, texts)
 
 
 def status(gateway):

@@ -161,6 +161,12 @@ def test_members_status_health_and_leader(ops):
     assert health["healthy"] and health["quorum"] == 2 and health["can_lose"] == 1
     leader = next(r["name"] for r in rows if r["leader"])
     assert ops.ok("kubesalt_etcd.leader") == leader
+    # Each member's own metrics: connected to both others.
+    assert ops.ok("kubesalt_etcd.peer_links") == {
+        "etcd-0": ["etcd-1", "etcd-2"],
+        "etcd-1": ["etcd-0", "etcd-2"],
+        "etcd-2": ["etcd-0", "etcd-1"],
+    }
 
 
 def test_errors_name_what_etcd_said(ops):

@@ -156,3 +156,42 @@ def test_node_settings_from_the_lab_pillar():
     assert ke.binary_path(config) == "/usr/bin/etcd"
     assert settings["cert"].endswith("/pki/etcd-server.crt")
     assert settings["token"] == "kubesalt-lab"
+
+
+def _metrics(member_, *peers):
+    """What a member's /metrics says of its peer connections (the lines as etcd writes
+    them), between lines that are not about them."""
+    local = ke.hex_id(member_.id)
+    lines = ["# TYPE etcd_network_active_peers gauge"]
+    lines += [
+        f'etcd_network_active_peers{{Local="{local}",Remote="{ke.hex_id(p.id)}"}} 1' for p in peers
+    ]
+    lines += [f'etcd_network_disconnected_peers_total{{Local="{local}",Remote="ff"}} 2']
+    return "\n".join(lines) + "\n"
+
+
+def test_peer_links_read_from_each_members_metrics_name_the_pairs_cut_off():
+    m1, m2, m3 = THREE
+    assert ke.hex_id("1011") == "3f3"
+    connected = {
+        m1.id: _metrics(m1, m2, m3),
+        m2.id: _metrics(m2, m1, m3),
+        m3.id: _metrics(m3, m1, m2),
+    }
+    links = ke.peer_links(THREE, connected)
+    assert links == {"m1": ["m2", "m3"], "m2": ["m1", "m3"], "m3": ["m1", "m2"]}
+    assert ke.missing_links(links) == []
+    assert ke.describe_links(links) == "every pair of members is connected now"
+    # m1 and m2 cut off from each other; m3 still reaches both (and leads, and is healthy).
+    cut = {m1.id: _metrics(m1, m3), m2.id: _metrics(m2, m3), m3.id: _metrics(m3, m1, m2)}
+    assert ke.missing_links(ke.peer_links(THREE, cut)) == ["m1 - m2"]
+    # One side's view is enough to name the pair; a member with no metrics is said so.
+    one_sided = {m1.id: _metrics(m1, m3), m2.id: _metrics(m2, m1, m3), m3.id: None}
+    links = ke.peer_links(THREE, one_sided)
+    assert links["m3"] is None
+    assert ke.describe_links(links) == "peer connections missing: m1 - m2 (no metrics from m3)"
+
+
+def test_the_strict_reconfig_hint_says_what_etcd_checks():
+    said = ke.explain(503, "etcdserver: unhealthy cluster", ke.MEMBER_REMOVE)
+    assert "connected to every voting member for 5 s" in said
