@@ -19,9 +19,6 @@ its release archive, which roles, which units) comes from its artifact's source:
 ``source: path``
     A binary already on the host (for an artifact of several binaries: the directory that
     holds them by name); kubesalt checks that each is there and executable.
-``source: unavailable``
-    This site has no such binary (``reason`` says why). Nothing is installed; the units
-    that need it are written but never enabled or started.
 
 CLI Example:
 
@@ -135,8 +132,6 @@ def _check(config, entry):
         row["path"] = kubesalt_core.artifact.path_source(spec, entry.artifact, entry.name)
         usable = os.path.isfile(row["path"]) and os.access(row["path"], os.X_OK)
         row["reason"] = None if usable else f"{row['path']} is not an executable file"
-    elif spec["source"] == "unavailable":
-        row["reason"] = spec.get("reason") or "not available on this site"
     else:
         row["package"] = spec["package"]
         row["reason"] = None

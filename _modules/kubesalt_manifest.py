@@ -80,7 +80,7 @@ def manifests(part="all"):
 
 
 def _kubectl_command(config):
-    """``[kubectl, --kubeconfig, admin.conf]``, or None when kubectl is unavailable here."""
+    """``[kubectl, --kubeconfig, admin.conf]``, or None when this node has no kubectl."""
     if not kubesalt_core.artifact.available(config, "kubernetes"):
         return None
     kubectl = kubesalt_core.artifact.executable(config, "kubernetes", "kubectl")
@@ -105,7 +105,7 @@ def _kubectl(config, verb):
     command = _kubectl_command(config)
     if command is None:
         raise CommandExecutionError(
-            "kubectl is not available: pillar artifacts:kubernetes is source unavailable"
+            "kubectl is not available: pillar does not give artifacts:kubernetes"
         )
     field_manager = f"--field-manager={kubesalt_core.manifest.FIELD_MANAGER}"
     return [*command, verb, "--server-side", "--force-conflicts", field_manager, "-f", "-"]
@@ -130,7 +130,7 @@ def _not_answering(stderr):
 
 def kubectl_available():
     """
-    True when this node has kubectl (pillar ``artifacts:kubernetes`` is not unavailable).
+    True when this node has kubectl (pillar gives ``artifacts:kubernetes``).
 
     CLI Example:
 
@@ -319,7 +319,7 @@ def leases(namespace="kube-system"):
     command = _kubectl_command(_config())
     if command is None:
         raise CommandExecutionError(
-            "kubectl is not available: pillar artifacts:kubernetes is source unavailable"
+            "kubectl is not available: pillar does not give artifacts:kubernetes"
         )
     proc = _run([*command, "get", "leases", "-n", namespace, "-o", "json"], None, timeout=30)
     if proc.returncode != 0:

@@ -6,8 +6,8 @@ functions in ``kubesalt_core`` (``components.py``, one record per unit, and the 
 names; ``unit.py`` writes the unit files). This module renders them
 from the validated pillar for the minion it runs on; the formula (``kubesalt.units``) writes
 what :func:`rendered` returns with ``file.managed``, so test=True shows exactly which file
-would change. A unit whose artifact pillar declares ``source: unavailable`` is written but
-never enabled or started.
+would change. A unit whose artifact pillar does not give is written but never enabled or
+started.
 
 CLI Example:
 
@@ -44,7 +44,6 @@ def _files(files):
 def _as_dict(config, rendered):
     unit = rendered.unit
     missing = [a for a in unit.artifacts_needed if not kubesalt_core.artifact.available(config, a)]
-    spec = (config.get("artifacts") or {}).get(missing[0]) or {} if missing else {}
     available = not missing
     return {
         "name": unit.name,
@@ -54,7 +53,7 @@ def _as_dict(config, rendered):
         "executable": rendered.executable,
         "artifact": missing[0] if missing else unit.artifact,
         "available": available,
-        "unavailable_reason": None if available else spec.get("reason") or "not in pillar",
+        "unavailable_reason": None if available else f"artifacts:{missing[0]} is not in pillar",
         "files": _files(rendered.files),
         # file.managed's check_cmd: the component's own check of its config files.
         "check": " ".join([rendered.executable, *unit.config_check]) if unit.config_check else "",
@@ -146,7 +145,7 @@ def verify(name):
     """
     Run ``systemd-analyze verify`` on installed unit ``name``; returns its findings (every
     line it wrote to stderr; an empty list means clean). A missing executable is a finding:
-    for a unit whose artifact is unavailable that is expected.
+    for a unit whose artifact pillar does not give that is expected.
 
     CLI Example:
 
@@ -252,7 +251,7 @@ def health(name=None, timeout=PROBE_TIMEOUT):
     apiserver's ``/readyz``, etcd's ``/health``, the scheduler's and controller-manager's
     health ports, Typha's and felix's readiness, the kubelet's and kube-proxy's healthz):
     ``{unit: {"healthy": bool, "detail": what it answered, "url": ...}}``. Components without
-    a probe, or whose artifact is unavailable, are left out.
+    a probe, or whose artifact pillar does not give, are left out.
 
     name
         Only this component (e.g. ``kube-apiserver``).

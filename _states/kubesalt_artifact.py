@@ -43,9 +43,6 @@ def installed(name):
         row = __salt__["kubesalt_artifact.check"](name)
         if row["source"] == "package":
             return _package(ret, row)
-        if row["source"] == "unavailable":
-            ret["comment"] = f"{name}: artifact not available ({row['reason']}); not installed"
-            return ret
         if row["reason"] is None:
             ret["comment"] = f"{name} {row['version']} is installed at {row['path']}"
             return ret

@@ -27,8 +27,8 @@ def applied(name, wait=180, source="kubesalt_manifest.manifests", what="cluster 
     diffed: the server-side dry run answers 404), then the rest. Nothing is applied when
     ``kubectl diff --server-side`` finds no difference; test=True returns the diff without
     applying (``kubesalt_manifest.plan``; a real run is ``kubesalt_manifest.converge``).
-    Where the ``kubernetes`` artifact is unavailable there is no kubectl: the state says so
-    and changes nothing.
+    Where pillar does not give the ``kubernetes`` artifact there is no kubectl: the state
+    says so and changes nothing.
 
     wait
         Seconds to wait for the apiserver to answer (a master's first run starts it).

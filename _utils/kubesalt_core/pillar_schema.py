@@ -17,7 +17,6 @@ _ARTIFACT_FIELDS = {
     "url": {"url": None, "sha256": None, "members": None},
     "package": {"package": None},
     "path": {"path": None},
-    "unavailable": {"reason": None},
 }
 
 
@@ -52,9 +51,6 @@ def _check_artifact(value, key):
     elif source == "package":
         if not isinstance(value.get("package"), str) or not value.get("package"):
             problems += check.missing(f"{key}:package", "the name of a distribution package")
-    elif source == "unavailable":
-        if not isinstance(value.get("reason", ""), str):
-            problems.append(check.Problem(f"{key}:reason", "expected a sentence saying why"))
     else:
         problems += check.abs_path(value.get("path"), f"{key}:path")[1]
     return value, problems

@@ -49,10 +49,11 @@ def apply_waves(lab, roles=None, together=False):
     return [[n for wave in waves for n in wave]] if together and waves else waves
 
 
-def apply(lab, progress, roles=None, together=False):
+def apply(lab, progress, roles=None, together=False, sls=None):
     """Highstate wave by wave (see :func:`apply_waves`; ``roles`` limits it to the nodes
     with one of them); a summary per node. ``together`` runs every node at once instead:
-    the waves matter while a cluster is being built, not on one that converged already."""
+    the waves matter while a cluster is being built, not on one that converged already.
+    ``sls`` applies that SLS instead of the highstate."""
     results = {}
     waves = apply_waves(lab, roles, together)
     for wave in waves:
@@ -60,7 +61,12 @@ def apply(lab, progress, roles=None, together=False):
         progress(f"apply {names} ...")
         start = time.monotonic()
         ret = master.run_salt(
-            lab, ",".join(n.id for n in wave), "state.apply", timeout=600, list_target=True
+            lab,
+            ",".join(n.id for n in wave),
+            "state.apply",
+            *([sls] if sls else []),
+            timeout=600,
+            list_target=True,
         )
         seconds = time.monotonic() - start
         for node in wave:

@@ -44,8 +44,7 @@ def status(lab):
         for props in report.parse_systemctl_show(shown):
             component = kubesalt_core.components.BY_UNIT.get(props.get("Id"))
             needed = [node_artifacts.get(a) for a in component.artifacts_needed]
-            missing = next((a for a in needed if a and a.get("source") == "unavailable"), None)
-            artifact = missing or needed[0]
+            artifact = None if None in needed else needed[0]
             units.append([node.id, props.get("Id"), report.unit_state(props, artifact)])
     return {
         "hosts": hosts,

@@ -138,14 +138,11 @@ class LabPillar:
         )
 
 
-_ETCD_ALONE = "etcd's upgrade path is tried alone on these masters"
-# Settings for trying etcd's upgrade path from Debian's etcd 3.4.23 (the rootfs has it):
-# etcd alone on the masters, since the pinned Kubernetes is not meant for etcd 3.4.
+# Settings for trying etcd's upgrade path from Debian's etcd 3.4.23 (the rootfs has it).
+# The pinned Kubernetes is not meant for etcd 3.4, so the masters run etcd alone: apply
+# ETCD_ALONE_SLS to them, not a highstate (the etcd upgrade orchestration applies it too).
 ETCD_FROM_DEBIAN = {
     "versions:etcd": "3.4.23",
     "artifacts:etcd": {"source": "package", "package": "etcd-server"},
-    **{
-        f"artifacts:{name}": {"source": "unavailable", "reason": _ETCD_ALONE}
-        for name in ("kubernetes", "calico_typha", "calico_crds")
-    },
 }
+ETCD_ALONE_SLS = "kubesalt.etcd"

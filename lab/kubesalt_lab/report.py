@@ -46,17 +46,13 @@ def unit_state(props, artifact):
 
     artifact
         The lab pillar's ``artifacts:<name>`` entry for the artifact the unit needs, or
-        None. A unit whose artifact is ``source: unavailable`` (kube-*, Calico: no binaries
-        on these machines) is said to be unavailable, never shown as running; kubesalt
-        still installs its unit file, which the line says.
+        None: then the unit is said to be not in the lab, never shown as running (kubesalt
+        still installs its unit file, which the line says).
     """
-    unavailable = bool(artifact) and artifact.get("source") == "unavailable"
     if props.get("LoadState") == "not-found":
-        if unavailable or not artifact:
-            return NOT_IN_LAB
-        return "not installed yet"
+        return "not installed yet" if artifact else NOT_IN_LAB
     state = f"{props.get('ActiveState', '?')} ({props.get('SubState', '?')})"
-    if unavailable:
+    if not artifact:
         return f"{NOT_IN_LAB} (unit installed, {state})"
     enabled = props.get("UnitFileState")
     return f"{state}, {enabled}" if enabled else state

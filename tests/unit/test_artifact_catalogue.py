@@ -79,7 +79,6 @@ def test_a_path_source_is_the_binary_or_the_directory_of_several():
         "kubernetes": {"source": "path", "path": "/opt/k8s/bin/"},
         "containerd": {"source": "package", "package": "containerd"},
         "runc": {"source": "package", "package": "runc"},
-        "crictl": {"source": "unavailable"},
     }
     assert ka.executable(config, "calico_node", "calico-node") == "/opt/calico/calico-node"
     assert ka.executable(config, "kubernetes", "kubelet") == "/opt/k8s/bin/kubelet"

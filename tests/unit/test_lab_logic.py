@@ -77,11 +77,10 @@ def test_summarize_render_errors():
     ("props", "declared", "expected"),
     [
         ({"LoadState": "not-found"}, None, report.NOT_IN_LAB),
-        ({"LoadState": "not-found"}, {"source": "unavailable"}, report.NOT_IN_LAB),
         ({"LoadState": "not-found"}, {"source": "package"}, "not installed yet"),
         (
             {"LoadState": "loaded", "ActiveState": "inactive", "SubState": "dead"},
-            {"source": "unavailable"},
+            None,
             f"{report.NOT_IN_LAB} (unit installed, inactive (dead))",
         ),
         (

@@ -199,12 +199,12 @@ def test_unit_files_log_to_journald_and_restart_with_a_limit(config):
 def test_executables_follow_the_artifact_source(config):
     config = copy.deepcopy(config)
     config["artifacts"]["containerd"] = {"source": "package", "package": "containerd"}
-    config["artifacts"]["kubernetes"] = {"source": "unavailable"}
+    config["artifacts"].pop("kubernetes", None)
     config["artifacts"]["calico_node"] = {"source": "path", "path": "/opt/calico/calico-node"}
     worker = {r.unit.name: r.executable for r in kubesalt_core.unit.node_units(config, "worker-1")}
     assert worker["containerd"] == "/usr/bin/containerd"  # Debian's package
     assert worker["calico-bird"] == "/usr/sbin/bird"  # the lab pillar's bird2 package
-    assert worker["kubelet"] == "/usr/local/bin/kubelet"  # unavailable: where it would go
+    assert worker["kubelet"] == "/usr/local/bin/kubelet"  # not in pillar: where it would go
     assert worker["calico-felix"] == "/opt/calico/calico-node"
     assert worker["kube-proxy"] == "/usr/local/bin/kube-proxy"
 

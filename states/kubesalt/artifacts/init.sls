@@ -1,7 +1,7 @@
 {#- Every binary this node's units need (the artifact catalogue, kubesalt_artifact.needed), from pillar
     `artifacts`. etcd's binaries are installed by kubesalt.etcd, which orders them against
     etcd's quorum-safe restart. A url source is downloaded, checked and renamed into place;
-    a package is installed; a path is checked; `source: unavailable` installs nothing. #}
+    a package is installed; a path is checked. #}
 {%- set tplroot = tpldir.split("/")[0] %}
 
 include:

@@ -1,9 +1,8 @@
 {#- The systemd units of this node's roles (all but etcd, which has its own formula): their
     config files, the unit files, then each unit enabled and running, restarted when its
     config, unit or binary changes (and only then), or when a certificate it reads was
-    re-issued after it started. A unit whose artifact is `source:
-    unavailable` is written and left stopped; a unit the site turned off is stopped and
-    removed. A config file its component can check (HAProxy's) replaces the running one only
+    re-issued after it started. A unit whose artifact pillar does not give is written and
+    left stopped; a unit the site turned off is stopped and removed. A config file its component can check (HAProxy's) replaces the running one only
     once the component's own check accepts it. What is written is rendered by kubesalt_unit from
     _utils/kubesalt_core/unit.py. #}
 {%- set tplroot = tpldir.split("/")[0] %}
