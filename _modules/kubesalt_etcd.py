@@ -203,25 +203,11 @@ def peer_links(**kwargs):
 
 
 def _changing(gateway, action, what, timeout):
-    """:func:`_retrying` for a membership change: when etcd's strict reconfig check refused
-    until the end, the error also names the member pairs that are cut off (what it checks)."""
+    """:func:`kubesalt_core.etcd_client.changing`, its giving up as Salt's error."""
     try:
-        return _retrying(action, what, timeout)
-    except CommandExecutionError as err:
-        if "unhealthy cluster" not in str(err):
-            raise
-        raise CommandExecutionError(f"{err}; {_peer_links_text(gateway)}") from None
-
-
-def _peer_links_text(gateway):
-    try:
-        found = kubesalt_core.etcd_client.members(gateway)
-        text = kubesalt_core.etcd.describe_links(
-            kubesalt_core.etcd_client.peer_links(gateway, found)
-        )
-    except (kubesalt_core.errors.EtcdError, kubesalt_core.errors.Unreachable) as reading:
-        text = f"peer connections unknown: {reading}"
-    return text
+        return kubesalt_core.etcd_client.changing(gateway, action, what, timeout)
+    except kubesalt_core.errors.GaveUp as err:
+        raise CommandExecutionError(str(err)) from None
 
 
 def leader(**kwargs):

@@ -101,6 +101,17 @@ def retrying(action, what, timeout, on_retry=None):
                 on_retry(err, time.monotonic() - started)
 
 
+def changing(gateway, action, what, timeout):
+    """:func:`retrying` for a membership change: when etcd's strict reconfig check refused
+    until the end, the error also names the member pairs that are cut off (what it checks)."""
+    try:
+        return retrying(action, what, timeout)
+    except GaveUp as err:
+        if "unhealthy cluster" not in str(err):
+            raise
+        raise GaveUp(f"{err}; {peer_links_summary(gateway)}") from None
+
+
 def once(action, what):
     """Call ``action()`` once; an etcd error or no answer becomes :class:`GaveUp`."""
     try:
@@ -158,6 +169,14 @@ def peer_links(gateway, members_):
             except (EtcdError, Unreachable):
                 continue
     return kubesalt_core.etcd.peer_links(members_, texts)
+
+
+def peer_links_summary(gateway):
+    """A sentence on the members' peer connections (:func:`peer_links`)."""
+    try:
+        return kubesalt_core.etcd.describe_links(peer_links(gateway, members(gateway)))
+    except (EtcdError, Unreachable) as err:
+        return f"peer connections unknown: {err}"
 
 
 def status(gateway):
