@@ -3,6 +3,7 @@
 import pytest
 
 import kubesalt_core.pki
+from kubesalt_core import errors, etcd_client
 from kubesalt_core import etcd as ke
 from kubesalt_lab.pillar import lab_config
 
@@ -195,3 +196,51 @@ def test_peer_links_read_from_each_members_metrics_name_the_pairs_cut_off():
 def test_the_strict_reconfig_hint_says_what_etcd_checks():
     said = ke.explain(503, "etcdserver: unhealthy cluster", ke.MEMBER_REMOVE)
     assert "connected to every voting member for 5 s" in said
+
+
+class _CutOffCluster:
+    """A gateway to THREE in which m1 and m2 lost their connection to each other: every
+    membership change is refused with etcd's strict-reconfig answer."""
+
+    def __init__(self):
+        self.metrics = {
+            "https://198.18.0.11:2379": _metrics(THREE[0], THREE[2]),
+            "https://198.18.0.12:2379": _metrics(THREE[1], THREE[2]),
+            "https://198.18.0.13:2379": _metrics(THREE[2], THREE[0], THREE[1]),
+        }
+
+    def post(self, path, body=None, endpoints=None, timeout=None):
+        if path == ke.MEMBER_LIST:
+            return {
+                "members": [
+                    {"ID": m.id, "name": m.name, "peerURLs": list(m.peer_urls),
+                     "clientURLs": list(m.client_urls)}
+                    for m in THREE
+                ]
+            }  # fmt: skip
+        raise errors.EtcdError(503, "etcdserver: unhealthy cluster", path)
+
+    def get_text(self, path, endpoint, timeout=None):
+        assert path == "/metrics"
+        return self.metrics[endpoint]
+
+
+def test_a_change_refused_until_the_end_names_the_pairs_cut_off():
+    gateway = _CutOffCluster()
+
+    def remove():
+        return gateway.post(ke.MEMBER_REMOVE, {"ID": THREE[2].id})
+
+    with pytest.raises(errors.GaveUp) as refused:
+        etcd_client.changing(gateway, remove, "removing m3", timeout=0)
+    said = str(refused.value)
+    assert said.startswith("removing m3: still failing after 1 attempts in 0 s: etcd answered 503")
+    assert said.endswith("; peer connections missing: m1 - m2")
+    # Any other error is left as it is.
+
+    def refused_for_good():
+        raise errors.EtcdError(400, "etcdserver: member not found", ke.MEMBER_REMOVE)
+
+    with pytest.raises(errors.GaveUp) as permanent:
+        etcd_client.changing(gateway, refused_for_good, "removing m3", timeout=0)
+    assert "peer connections" not in str(permanent.value)
