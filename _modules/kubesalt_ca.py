@@ -47,9 +47,6 @@ import kubesalt_core.pki
 
 log = logging.getLogger(__name__)
 
-# The mine entry with the CA host's public answer (the function that makes it).
-MINE_FUNCTION = "kubesalt_ca.public"
-
 # k8s_pki: where its functions lived before 0.2, for one release (README, "Module names").
 __virtual_aliases__ = ("k8s_pki",)
 
@@ -251,14 +248,15 @@ def _keep_mine_current(public_answer):
     if "mine.get" not in __salt__:
         return
     me = __opts__["id"]
+    entry = kubesalt_core.pki.CA_MINE_FUNCTION
     try:
-        held = (__salt__["mine.get"](me, MINE_FUNCTION, tgt_type="list") or {}).get(me)
-        sent = held == public_answer or __salt__["mine.send"](MINE_FUNCTION)
+        held = (__salt__["mine.get"](me, entry, tgt_type="list") or {}).get(me)
+        sent = held == public_answer or __salt__["mine.send"](entry)
     except SaltException as err:
         sent = err
     if sent is not True:
         # The nodes then ask this host on their runs, as they do without a mine entry.
-        log.warning("kubesalt_ca: could not send %s to the mine: %s", MINE_FUNCTION, sent)
+        log.warning("kubesalt_ca: could not send %s to the mine: %s", entry, sent)
 
 
 def public():

@@ -69,8 +69,6 @@ log = logging.getLogger(__name__)
 
 __virtual_aliases__ = ("k8s_pki",)  # before 0.2 (README, "Module names")
 
-# The mine entry in which the CA host keeps its public answer (kubesalt_ca.MINE_FUNCTION).
-CA_MINE_FUNCTION = "kubesalt_ca.public"
 # How long a node waits for the CA host to answer one request.
 PUBLISH_TIMEOUT = 30
 # How often a new master looks for the other masters' service-account keys.
@@ -275,8 +273,9 @@ def _from_mine(config, me):
     host = kubesalt_core.pki.ca_host(config)
     if me == host or "mine.get" not in __salt__:
         return None
+    entry = kubesalt_core.pki.CA_MINE_FUNCTION
     try:
-        held = __salt__["mine.get"](host, CA_MINE_FUNCTION, tgt_type="list") or {}
+        held = __salt__["mine.get"](host, entry, tgt_type="list") or {}
     except SaltException as err:
         log.info("kubesalt_pki: no mine answer (%s); asking the CA host", err)
         return None

@@ -27,6 +27,10 @@ class CA:
     common_name: str
 
 
+# The Salt mine entry in which the CA host keeps its public answer (the CA certificates and
+# the registered service-account public keys): the function that makes it.
+CA_MINE_FUNCTION = "kubesalt_ca.public"
+
 CAS = {
     ca.name: ca
     for ca in (
