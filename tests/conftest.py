@@ -8,9 +8,11 @@
   about what kubesalt renders for it.
 - ``tests/lab``: the multi-host lab.
 
-They run in that order. When built or lab tests are selected, `kubesalt-lab prepare` fills
-the lab's cache in the background at nice 19 while the first tiers run (``lab_cache``
-waits for it; ``KUBESALT_TEST_PREPARE=0`` turns it off).
+They run in that order; `make test` runs the lab tier in one process and the others beside
+it in a second (pytest-xdist), since the lab's tests mostly wait. When built or lab tests
+are selected, `kubesalt-lab prepare` fills the lab's cache in the background at nice 19
+while the first tiers run (``lab_cache`` waits for it; ``KUBESALT_TEST_PREPARE=0`` turns
+it off; under pytest-xdist it must be off).
 
 Daemons write under a short temporary root (unix socket paths must stay under 108 bytes).
 This file imports no Salt and no daemon code at the top: a unit-tier run loads neither.
@@ -95,6 +97,35 @@ def pytest_collection_modifyitems(items):
             item.add_marker(getattr(pytest.mark, tier))
     # A stable sort: each tier keeps its own order (tests/lab/conftest.py orders the lab's).
     items.sort(key=lambda item: _TIERS.index(_tier(item)) if _tier(item) else len(_TIERS))
+
+
+def pytest_configure(config):
+    if config.getoption("numprocesses", None) and os.environ.get("KUBESALT_TEST_PREPARE") != "0":
+        # Each process would fill the lab's cache at once.
+        raise pytest.UsageError(
+            "with pytest-xdist (-n), run `kubesalt-lab prepare` first and set "
+            "KUBESALT_TEST_PREPARE=0 (make test does both)"
+        )
+
+
+def xdist_scope(nodeid):
+    """The scope pytest-xdist keeps a test in (see pytest_xdist_make_scheduler)."""
+    return "lab" if nodeid.startswith("tests/lab/") else "beside the lab"
+
+
+def pytest_xdist_make_scheduler(config, log):
+    """Under pytest-xdist's `--dist loadscope` (make test) there are two scopes: the lab
+    tier, run in one process in its own order, and every other tier, run beside it in a
+    second process (the lab's tests mostly wait on the hosts)."""
+    if config.getvalue("dist") != "loadscope":
+        return None
+    from xdist.scheduler import LoadScopeScheduling
+
+    class LabAndTheRest(LoadScopeScheduling):
+        def _split_scope(self, nodeid):
+            return xdist_scope(nodeid)
+
+    return LabAndTheRest(config, log)
 
 
 def pytest_collection_finish(session):

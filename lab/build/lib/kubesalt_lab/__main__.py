@@ -1,0 +1,3 @@
+from kubesalt_lab.cli import main
+
+raise SystemExit(main())
