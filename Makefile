@@ -44,7 +44,7 @@ $(VENV)/.installed: setup.cfg pyproject.toml lab/pyproject.toml requirements/con
 	  echo "setup: filling $(WHEELS) from the package index (about a minute)"; \
 	  $(VENV)/bin/pip wheel -q -w $(WHEELS) -c requirements/constraints.txt \
 	    setuptools wheel '.[test]' ./lab && \
-	  rm -f $(WHEELS)/kubesalt-*.whl $(WHEELS)/kubesalt_lab-*.whl && \
+	  rm -rf $(WHEELS)/kubesalt-*.whl $(WHEELS)/kubesalt_lab-*.whl build lab/build && \
 	  $(PIP_FROM_WHEELS); }
 	@touch $@
 

@@ -1,3 +1,0 @@
-from kubesalt_lab.cli import main
-
-raise SystemExit(main())
