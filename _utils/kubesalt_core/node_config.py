@@ -319,7 +319,9 @@ def cni_configuration(ctx):
             {
                 "type": "calico",
                 "log_level": "info",
-                "log_file_path": "none",
+                # Empty: the plugin logs to stderr only, which containerd puts in the
+                # journal. Any other value is a file name to the plugin ("none" was one).
+                "log_file_path": "",
                 "datastore_type": "kubernetes",
                 "nodename": ctx.node_id,
                 # 0: the MTU felix detected (it writes it where the plugin reads it).

@@ -176,6 +176,14 @@ def test_felix_and_typha_trust_each_other_over_mutual_tls(config):
     assert typha["TYPHA_SERVERCERTFILE"].endswith("/calico-typha.crt")
 
 
+def test_the_cni_plugin_logs_to_stderr_and_writes_no_log_file(config):
+    # Calico's plugin opens a log file for any non-empty log_file_path (cni-plugin's
+    # ConfigureLogging): "none" made it write a file called "none" in containerd's cwd.
+    conflist = kubesalt_core.node_config.cni_configuration(_ctx(config, "worker-1"))
+    (calico,) = [p for p in conflist["plugins"] if p["type"] == "calico"]
+    assert calico.get("log_file_path", "") == ""
+
+
 # --- the unit file ------------------------------------------------------------------------------
 
 
