@@ -33,6 +33,7 @@ venv: $(VENV)/.installed
 # Every wheel they need is kept in the lab's cache: a new venv (a fresh clone, CI) installs
 # from it without the package index in seconds; when it lacks something (changed pins, a
 # cold cache) the index fills it first.
+# The lab's cache (kubesalt_lab.config.DEFAULT_CACHE; the venv that could ask it comes after).
 LAB_CACHE ?= $(or $(KUBESALT_LAB_CACHE),/var/cache/kubesalt-lab)
 WHEELS := $(LAB_CACHE)/wheels
 PIP_FROM_WHEELS = $(VENV)/bin/pip install -q --no-index --find-links $(WHEELS) \
