@@ -180,6 +180,22 @@ def stop(lab):
     _pid_file(lab).unlink(missing_ok=True)
 
 
+def cli(lab, program):
+    """The argv that starts Salt's ``program`` (salt, salt-run) against the lab master.
+
+    Its log goes to ``cli.log``, not the daemon's ``master.log`` (Salt's default for its
+    command line tools): a quick test.ping whose publication outlasts its few seconds while
+    the master is busy is the lab's own impatience, not a request the master let stall.
+    """
+    return [
+        lab.venv / "bin" / program,
+        "-c",
+        lab.master_dir,
+        f"--log-file={lab.master_dir / 'cli.log'}",
+        "--log-file-level=info",
+    ]
+
+
 def run_salt(lab, target, fun, *args, timeout=300, job_timeout=None, list_target=False):
     """Run `salt` on the lab master; returns the decoded {minion: return} mapping.
 
@@ -189,9 +205,7 @@ def run_salt(lab, target, fun, *args, timeout=300, job_timeout=None, list_target
     """
     job_timeout = job_timeout or max(5, timeout - 15)
     argv = [
-        lab.venv / "bin" / "salt",
-        "-c",
-        lab.master_dir,
+        *cli(lab, "salt"),
         "--out=json",
         "--static",
         f"--timeout={job_timeout}",
@@ -221,9 +235,7 @@ def orchestrate(lab, sls, pillar=None, timeout=600):
     ``ok`` is True only when every orchestration step succeeded.
     """
     argv = [
-        lab.venv / "bin" / "salt-run",
-        "-c",
-        lab.master_dir,
+        *cli(lab, "salt-run"),
         "--out=json",
         "state.orchestrate",
         sls,

@@ -31,6 +31,19 @@ def queue_loaders(minion_opts):
     loaders.reset_state()
 
 
+def _wait_for_command_line(pid, word, seconds=10):
+    """Wait until ``/proc/PID/cmdline`` holds ``word``. Popen returns once the child has
+    begun its exec, and the kernel fills in the new command line a little later: on a
+    busy host Salt can read it empty in between and drop the job as "not a salt process"."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        with open(f"/proc/{pid}/cmdline", "rb") as cmdline:
+            if word in cmdline.read():
+                return
+        time.sleep(0.01)
+    raise AssertionError(f"PID {pid}'s command line never showed {word!r}")
+
+
 @pytest.fixture
 def state_run_going_on(minion_opts, request):
     """A state.highstate job that runs for BUSY_SECONDS (or as long as the test, with
@@ -43,6 +56,7 @@ def state_run_going_on(minion_opts, request):
     busy = subprocess.Popen(
         [sys.executable, "-c", f"import time; time.sleep({seconds})", "salt-state-job"]
     )
+    _wait_for_command_line(busy.pid, b"salt-state-job")
     jid = salt.utils.jid.gen_jid(minion_opts)
     job = {"fun": "state.highstate", "jid": jid, "pid": busy.pid, "arg": [], "tgt": "master-1"}
     with open(os.path.join(proc_dir, jid), "wb") as proc_file:

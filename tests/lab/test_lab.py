@@ -63,7 +63,8 @@ def test_no_request_to_the_master_stalled_while_every_node_ran_at_once(first_app
     that waits for the reply; a request handed to a waiting worker stalls until Salt's 30 s
     timeout (1 run of every node at once in 4 took 39-72 s instead of 8-10 s). Runs with
     nothing due read the mine instead, and conf/master.d sets worker_threads; the master's
-    log shows no request that timed out."""
+    log shows no request that timed out. (The lab's own salt commands log to cli.log: its
+    quick pings give up after 3 s by design while the master admits every minion.)"""
     lab, _ = lab_up
     log = (lab.master_dir / "master.log").read_text(errors="replace")
     assert "Request timed out while waiting for a response" not in log

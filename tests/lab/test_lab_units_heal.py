@@ -18,7 +18,6 @@ import pytest
 
 from kubesalt_lab import converge, heal, master, overview
 from kubesalt_lab.system import wait_until
-from tests.conftest import REPO
 
 BROKEN_DROP_IN = "/run/systemd/system/containerd.service.d/zz-kubesalt-test-broken.conf"
 ETCD_CERT = "/etc/kubernetes/pki/etcd-server.crt"
@@ -220,9 +219,7 @@ def _unfixable(lab, node_id):
     assert heal.salt(lab, node_id, "kubesalt_heal.reset", unit)["reset"] is True
     listen = subprocess.Popen(
         [
-            str(REPO / ".venv/bin/salt-run"),
-            "-c",
-            str(lab.master_dir),
+            *master.cli(lab, "salt-run"),
             "--out=json",
             "state.event",
             "tagmatch=kubesalt/unit/escalated",
@@ -302,7 +299,7 @@ def test_a_unit_that_cannot_be_fixed_is_escalated_once_not_looped_on(second_fail
 
 def _salt_run(lab, *args, timeout=300):
     proc = subprocess.run(
-        [str(REPO / ".venv/bin/salt-run"), "-c", str(lab.master_dir), "--out=json", *args],
+        [*master.cli(lab, "salt-run"), "--out=json", *args],
         capture_output=True,
         text=True,
         timeout=timeout,
