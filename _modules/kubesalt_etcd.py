@@ -202,10 +202,10 @@ def peer_links(**kwargs):
     return kubesalt_core.etcd_client.peer_links(gateway, found)
 
 
-def _changing(gateway, action, what, timeout):
+def _changing(gateway, action, what, timeout, avoid=()):
     """:func:`kubesalt_core.etcd_client.changing`, its giving up as Salt's error."""
     try:
-        return kubesalt_core.etcd_client.changing(gateway, action, what, timeout)
+        return kubesalt_core.etcd_client.changing(gateway, action, what, timeout, avoid)
     except kubesalt_core.errors.GaveUp as err:
         raise CommandExecutionError(str(err)) from None
 
@@ -456,7 +456,7 @@ def remove(member, timeout=60, **kwargs):
         gateway.post(kubesalt_core.etcd.MEMBER_REMOVE, {"ID": found["id"]})
         return found
 
-    return _changing(gateway, attempt, f"removing {member}", timeout)
+    return _changing(gateway, attempt, f"removing {member}", timeout, found["client_urls"])
 
 
 def wait_ready(endpoint, timeout=60, **kwargs):

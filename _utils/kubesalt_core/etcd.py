@@ -349,6 +349,30 @@ def missing_links(links):
     return sorted(pairs)
 
 
+def connected_first(endpoints, members, links, avoid=()):
+    """``endpoints`` ordered for a membership change: first the client URLs of members whose
+    own view has a working connection to every other voting member, then the rest, the
+    URLs in ``avoid`` last (stable within each group).
+
+    etcd's strict reconfiguration check is made by the member that receives the change, on
+    its own view. A member can go on calling a peer inactive while their streams carry raft
+    traffic (a pipeline send that failed after the streams came up marks the peer inactive
+    and only a new stream connection marks it active again: etcd-io/etcd#14523), so the
+    same change that one member refuses for minutes another accepts at once.
+    """
+    voters = {m.name or m.id for m in members if not m.is_learner}
+    complete = set()
+    for m in members:
+        name = m.name or m.id
+        peers = links.get(name)
+        if peers is not None and voters - {name} <= set(peers):
+            complete.update(url.rstrip("/") for url in m.client_urls)
+    return sorted(
+        endpoints,
+        key=lambda url: (url in avoid, url.rstrip("/") not in complete),
+    )
+
+
 def describe_links(links):
     """A sentence on the peer connections, for an error that may come from them."""
     unknown = sorted(name for name, peers in links.items() if peers is None)

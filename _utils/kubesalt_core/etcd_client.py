@@ -101,15 +101,44 @@ def retrying(action, what, timeout, on_retry=None):
                 on_retry(err, time.monotonic() - started)
 
 
-def changing(gateway, action, what, timeout):
-    """:func:`retrying` for a membership change: when etcd's strict reconfig check refused
-    until the end, the error also names the member pairs that are cut off (what it checks)."""
+def changing(gateway, action, what, timeout, avoid=()):
+    """:func:`retrying` for a membership change. When etcd's strict reconfiguration check
+    refuses, the next attempt goes first to the members connected to every voter in their
+    own view (:func:`kubesalt_core.etcd.connected_first`; the URLs in ``avoid`` last); when
+    it refused until the end, the error also names the member pairs that are cut off."""
+
+    def attempt():
+        try:
+            return action()
+        except EtcdError as err:
+            if "unhealthy cluster" in str(err):
+                _connected_first(gateway, avoid)
+            raise
+
     try:
-        return retrying(action, what, timeout)
+        return retrying(attempt, what, timeout)
     except GaveUp as err:
         if "unhealthy cluster" not in str(err):
             raise
         raise GaveUp(f"{err}; {peer_links_summary(gateway)}") from None
+
+
+def _connected_first(gateway, avoid):
+    """Reorder ``gateway.endpoints`` for the next attempt of a membership change."""
+    try:
+        found = members(gateway)
+        links = peer_links(gateway, found)
+    except (EtcdError, Unreachable) as err:
+        log.debug("kubesalt etcd: peer connections unknown: %s", err)
+        return
+    ordered = kubesalt_core.etcd.connected_first(gateway.endpoints, found, links, avoid)
+    if ordered != gateway.endpoints:
+        log.info(
+            "kubesalt etcd: %s; asking %s first",
+            kubesalt_core.etcd.describe_links(links),
+            ordered[0],
+        )
+        gateway.endpoints[:] = ordered
 
 
 def once(action, what):

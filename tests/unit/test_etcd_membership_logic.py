@@ -198,16 +198,14 @@ def test_the_strict_reconfig_hint_says_what_etcd_checks():
     assert "connected to every voting member for 5 s" in said
 
 
-class _CutOffCluster:
-    """A gateway to THREE in which m1 and m2 lost their connection to each other: every
-    membership change is refused with etcd's strict-reconfig answer."""
+class _RefusingGateway:
+    """A gateway whose members refuse a membership change while their own view of the
+    peers is incomplete, as etcd's strict reconfiguration check does."""
 
-    def __init__(self):
-        self.metrics = {
-            "https://198.18.0.11:2379": _metrics(THREE[0], THREE[2]),
-            "https://198.18.0.12:2379": _metrics(THREE[1], THREE[2]),
-            "https://198.18.0.13:2379": _metrics(THREE[2], THREE[0], THREE[1]),
-        }
+    def __init__(self, views):
+        self.views = views  # {member: peers in its own view}
+        self.endpoints = [m.client_urls[0] for m in THREE]
+        self.asked = []
 
     def post(self, path, body=None, endpoints=None, timeout=None):
         if path == ke.MEMBER_LIST:
@@ -218,15 +216,21 @@ class _CutOffCluster:
                     for m in THREE
                 ]
             }  # fmt: skip
-        raise errors.EtcdError(503, "etcdserver: unhealthy cluster", path)
+        first = next(m for m in THREE if m.client_urls[0] == self.endpoints[0])
+        self.asked.append(first.name)
+        if len(self.views[first]) < len(THREE) - 1:
+            raise errors.EtcdError(503, "etcdserver: unhealthy cluster", path)
+        return {"done": True}
 
     def get_text(self, path, endpoint, timeout=None):
-        assert path == "/metrics"
-        return self.metrics[endpoint]
+        owner = next(m for m in THREE if m.client_urls[0] == endpoint)
+        return _metrics(owner, *self.views[owner])
 
 
 def test_a_change_refused_until_the_end_names_the_pairs_cut_off():
-    gateway = _CutOffCluster()
+    m1, m2, m3 = THREE
+    # m1 and m2 lost their connection to each other; m3 reaches both.
+    gateway = _RefusingGateway({m1: [m3], m2: [m3], m3: [m1, m2]})
 
     def remove():
         return gateway.post(ke.MEMBER_REMOVE, {"ID": THREE[2].id})
@@ -244,3 +248,39 @@ def test_a_change_refused_until_the_end_names_the_pairs_cut_off():
     with pytest.raises(errors.GaveUp) as permanent:
         etcd_client.changing(gateway, refused_for_good, "removing m3", timeout=0)
     assert "peer connections" not in str(permanent.value)
+
+
+def test_a_change_goes_first_to_a_member_connected_to_every_voter_in_its_own_view():
+    m1, m2, m3 = THREE
+    learner = member("m4", 14, learner=True)
+    urls = [m.client_urls[0] for m in (m1, m2, m3, learner)]
+    # m1 still calls m2 inactive (etcd-io/etcd#14523); nobody needs a link to a learner.
+    links = {"m1": ["m3"], "m2": ["m1", "m3"], "m3": ["m1", "m2"], "m4": ["m1"]}
+    ordered = ke.connected_first(urls, [*THREE, learner], links)
+    assert ordered == [urls[1], urls[2], urls[0], urls[3]]
+    # The member leaving goes last even when its view is complete.
+    assert ke.connected_first(urls, [*THREE, learner], links, avoid=(urls[1],))[:2] == [
+        urls[2],
+        urls[0],
+    ]
+    # A member whose view is unknown is not counted as connected.
+    links["m2"] = None
+    assert ke.connected_first(urls, [*THREE, learner], links)[0] == urls[2]
+
+
+def test_a_refused_change_is_asked_again_of_a_member_whose_view_is_complete():
+    m1, m2, m3 = THREE
+    gateway = _RefusingGateway({m1: [m3], m2: [m1, m3], m3: [m1, m2]})
+    answer = etcd_client.changing(
+        gateway,
+        lambda: gateway.post(ke.MEMBER_REMOVE),
+        "removing m3",
+        10,
+        avoid=(m3.client_urls[0],),
+    )
+    assert answer == {"done": True}
+    assert gateway.asked == ["m1", "m2"]
+    # When no member's view is complete, it gives up naming the pairs cut off.
+    gateway = _RefusingGateway({m1: [m3], m2: [m3], m3: [m1]})
+    with pytest.raises(errors.GaveUp, match=r"peer connections missing: m1 - m2, m2 - m3$"):
+        etcd_client.changing(gateway, lambda: gateway.post(ke.MEMBER_REMOVE), "removing m3", 1)
