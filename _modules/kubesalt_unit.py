@@ -55,8 +55,8 @@ def _as_dict(config, rendered):
         "available": available,
         "unavailable_reason": None if available else f"artifacts:{missing[0]} is not in pillar",
         "files": _files(rendered.files),
-        # file.managed's check_cmd: the component's own check of its config files.
-        "check": " ".join([rendered.executable, *unit.config_check]) if unit.config_check else "",
+        # file.managed's check_cmd per file: the component's own check of its config.
+        "checks": rendered.checks,
         "directories": list(rendered.directories),
         "reload": unit.reload,
         "uses_pki": bool(unit.certs or unit.kubeconfig),

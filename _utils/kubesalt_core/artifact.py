@@ -60,8 +60,11 @@ CATALOGUE = (
     # calico-ipam (by the name it is called with).
     Binary("calico", "calico_cni", "calico", "cni_bin_dir", ("worker",)),
     Binary("calico-ipam", "calico_cni", "calico-ipam", "cni_bin_dir", ("worker",)),
-    # BIRD for calico-confd on workers (Debian's bird2 package, or a static binary).
-    Binary("bird", "bird", "", "bin_dir", ("worker", "router")),
+    # BIRD for calico-confd on workers and on the routers: Debian's bird2 package, or a
+    # site's archive of BIRD's `make install` (BIRD publishes sources only), with birdc,
+    # which reloads a running BIRD (the router's unit, confd's reload command).
+    Binary("bird", "bird", "sbin/bird", "bin_dir", ("worker", "router")),
+    Binary("birdc", "bird", "sbin/birdc", "bin_dir", ("worker", "router")),
     # The node-local apiserver proxy on workers (Debian's haproxy package, or a binary).
     Binary("haproxy", "haproxy", "", "bin_dir", ("worker",)),
     # Calico's CRD manifest (a release's manifests/crds.yaml): applied by one master, never

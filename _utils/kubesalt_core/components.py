@@ -83,9 +83,10 @@ class Component:
     not_with: tuple = ()
     # config -> False: the site turned the component off (its unit is removed).
     wanted: object = None
-    # The component's own check of a config file (its arguments before the file's path):
-    # a file it rejects never replaces the running one.
-    config_check: tuple = ()
+    # The component's own check of its config files: (ctx, executable) -> {path: command},
+    # the file's path appended to the command (file.managed's check_cmd). A file it rejects
+    # never replaces the running one.
+    config_check: object = None
 
     @property
     def unit_name(self):
@@ -209,7 +210,7 @@ COMPONENTS = (
         reload=True,
         not_with=("master",),
         wanted=kubesalt_core.apiserver_proxy.wanted,
-        config_check=("-c", "-f"),
+        config_check=node_config.apiserver_proxy_check,
     ),
     # The workers' components after their proxy: the kubelet, kube-proxy and calico-node
     # reach the apiservers through it (calico-node's startup blocks until it can).
@@ -229,6 +230,7 @@ COMPONENTS = (
         # it manage the cgroups of its shims (SystemdCgroup); KillMode=process keeps the
         # containers running when containerd itself restarts.
         hardening=(),
+        config_check=node_config.containerd_check,
         service_extra=(
             "Delegate=yes",
             "KillMode=process",
@@ -370,6 +372,7 @@ COMPONENTS = (
         hardening=(*BASE_HARDENING, "ProtectSystem=strict"),
         service_extra=("RuntimeDirectory=bird",),
         reload=True,
+        config_check=node_config.router_bird_check,
     ),
 )
 

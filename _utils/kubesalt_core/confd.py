@@ -11,9 +11,10 @@ nodeSelector), no encapsulation.
 - ``conf.d/bird.toml``: the template, the keys it watches, ``bird -p`` as its check, and a
   reload through BIRD's control socket (``birdc configure``) instead of runit's ``sv hup``.
 - ``templates/bird.cfg.template``: the node announces its own confirmed blocks (static
-  blackhole routes, which felix's per-pod routes lie within) to every peer and takes the
-  other nodes' blocks, learnt from the routers, into the kernel; nothing outside the
-  pools goes either way.
+  blackhole routes, which felix's per-pod routes lie within) and the service addresses
+  confd puts under ``/staticroutes`` (``serviceClusterIPs`` of the BGPConfiguration) to
+  every peer, and takes the other nodes' blocks, learnt from the routers, into the kernel;
+  nothing else goes either way.
 
 No Salt dunders and no I/O here.
 """
@@ -28,6 +29,7 @@ keys = [
     "/bgp/v1/global",
     "/ipam/v2/host//NODENAME/ipv4/block",
     "/v1/ipam/v4/pool",
+    "/staticroutes",
 ]
 check_cmd = "{bird} -p -c {{{{.src}}}}"
 # No socket yet: BIRD is not up, and reads the file when it starts.
@@ -66,7 +68,18 @@ protocol static calico_blocks {
 {{- end}}
 }
 
-# What a peer gets: this node's confirmed blocks, nothing beneath or beside them.
+# Service addresses this node announces (confd keeps them under /staticroutes from the
+# BGPConfiguration: the service cluster IP range when it is advertised). Never installed
+# here either: kube-proxy takes the traffic.
+protocol static calico_services {
+  ipv4;
+{{- range ls "/staticroutes"}}
+  route {{join (split . "-") "/"}} blackhole;
+{{- end}}
+}
+
+# What a peer gets: this node's confirmed blocks, nothing beneath or beside them, and the
+# service addresses it announces.
 function calico_export() {
 {{- range ls $blocks}}
 {{- $cidr := join (split . "-") "/"}}
@@ -74,6 +87,9 @@ function calico_export() {
 {{- if or (not $affinity.state) (eq $affinity.state "confirmed")}}
   if net = {{$cidr}} then return true;
 {{- end}}
+{{- end}}
+{{- range ls "/staticroutes"}}
+  if net = {{join (split . "-") "/"}} && source = RTS_STATIC then return true;
 {{- end}}
   return false;
 }

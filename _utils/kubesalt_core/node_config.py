@@ -30,7 +30,9 @@ ROUTER_PACKAGES = ("procps",)
 
 
 MODE_PACKAGES = {
-    "ipvs": ("ipset", "ipvsadm", "conntrack", "procps"),
+    # IPVS mode still writes iptables rules (masquerade, marks), and felix runs its iptables
+    # dataplane beside it (FELIX_NFTABLESMODE Disabled): both exec the iptables programs.
+    "ipvs": ("iptables", "ipset", "ipvsadm", "conntrack", "procps"),
     "nftables": ("nftables", "conntrack", "procps"),
     "iptables": ("iptables", "ipset", "conntrack", "procps"),
 }
@@ -123,6 +125,14 @@ def registry_hosts(ctx):
 
 def containerd_config_path(ctx):
     return f"{ctx.paths['containerd_dir']}/config.toml"
+
+
+def containerd_check(ctx, executable):
+    """containerd reads the file as it would at start (TOML, the schema version's
+    migration) and prints the config it would run with; only config.toml, not the
+    registries' hosts.toml files."""
+    command = f'{executable} --config "$0" config dump >/dev/null'
+    return {containerd_config_path(ctx): f"sh -c '{command}'"}
 
 
 def containerd(ctx):
@@ -394,6 +404,11 @@ def router_bird(ctx):
     return argv, {path: (kubesalt_core.calico.bird_config(ctx.config, ctx.node_id), 0o640)}
 
 
+def router_bird_check(ctx, executable):
+    """BIRD parses the file and exits (``bird -p``)."""
+    return {router_bird_config_path(ctx): f"{executable} -p -c"}
+
+
 def router_bird_service(ctx, executable):
     """Check the config before every start; a reload is `birdc configure`, which keeps the
     running config when the new one does not parse."""
@@ -407,6 +422,12 @@ def router_bird_service(ctx, executable):
 
 def apiserver_proxy_config_path(ctx):
     return f"{ctx.paths['kubernetes_dir']}/apiserver-proxy.cfg"
+
+
+def apiserver_proxy_check(ctx, executable):
+    """HAProxy's check mode (``haproxy -c``): the file parses and the certificates it
+    names load."""
+    return {apiserver_proxy_config_path(ctx): f"{executable} -c -f"}
 
 
 def apiserver_proxy(ctx):

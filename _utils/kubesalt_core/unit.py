@@ -36,6 +36,7 @@ class Rendered:
     executable: str
     directories: tuple  # what the unit writes under ProtectSystem=strict: must exist
     credentials: tuple = ()  # certificate and kubeconfig files it reads when it starts
+    checks: dict = None  # path -> the component's check of that file (path appended)
 
 
 def _escape(word):
@@ -120,6 +121,7 @@ def render(config, node_id, name):
         executable=executable,
         directories=directories,
         credentials=credential_files(ctx, unit),
+        checks=unit.config_check(ctx, executable) if unit.config_check else {},
     )
 
 

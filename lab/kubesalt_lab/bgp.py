@@ -63,5 +63,28 @@ def sessions(lab):
 
 def kernel_routes(lab, node):
     """The BGP routes in ``node``'s kernel table: [prefix]."""
+    return sorted(kernel_paths(lab, node))
+
+
+def kernel_paths(lab, node):
+    """The BGP routes in ``node``'s kernel table: {prefix: [next hop, ...]} (several for a
+    route with one path over each of several nodes)."""
     out = containers.inside(lab, node, ["ip", "-4", "route", "show", "proto", "bird"]).stdout
-    return sorted(line.split()[0] for line in out.splitlines() if line.strip())
+    return parse_routes(out)
+
+
+def parse_routes(text):
+    """``ip route show`` output as {prefix: [next hop, ...]}: a multipath route is its
+    prefix line followed by indented ``nexthop via`` lines."""
+    routes = {}
+    prefix = None
+    for line in text.splitlines():
+        words = line.split()
+        if not words:
+            continue
+        if not line[0].isspace():
+            prefix = words[0]
+            routes[prefix] = []
+        if prefix is not None and "via" in words:
+            routes[prefix].append(words[words.index("via") + 1])
+    return routes

@@ -303,3 +303,24 @@ def test_the_conformance_suite_is_built_from_the_clusters_kubernetes(lab):
     listed = _output([tools.e2e, "--list-conformance-tests"], timeout=120)
     expected = 462 if k8s.startswith("v1.37.") else 1
     assert listed.count("testname:") >= expected, listed[-500:]
+
+
+def test_containerds_own_loader_checks_its_config_before_it_replaces_the_old(
+    cluster, programs, tmp_path
+):
+    """The check the containerd unit renders for config.toml (file.managed's check_cmd:
+    the new file's path appended), run with the built containerd: it accepts what kubesalt
+    writes and refuses a file that does not parse. Only config.toml is checked: the
+    registries' hosts.toml files (with registry mirrors) are not containerd configs."""
+    rendered = kubesalt_core.unit.render(cluster, "worker-1", "containerd")
+    ((path, command),) = rendered.checks.items()
+    assert path.endswith("/containerd/config.toml")
+    command = command.replace(rendered.executable, str(programs["containerd"]), 1)
+    good = tmp_path / "config.toml"
+    good.write_text(rendered.files[path][0])
+    bad = tmp_path / "bad.toml"
+    bad.write_text(rendered.files[path][0].replace("]", "", 1))
+    ran = subprocess.run(f"{command} {good}", shell=True, capture_output=True, text=True)
+    assert ran.returncode == 0, ran.stderr
+    ran = subprocess.run(f"{command} {bad}", shell=True, capture_output=True, text=True)
+    assert ran.returncode != 0 and "toml" in ran.stderr.lower(), ran.stderr

@@ -9,6 +9,7 @@ import http.server
 import ipaddress
 import json
 import os
+import shlex
 import shutil
 import signal
 import socket
@@ -24,8 +25,12 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 import kubesalt_core.apiserver_proxy
+import kubesalt_core.component_context
 import kubesalt_core.components
+import kubesalt_core.node_config
+import kubesalt_core.pki
 import kubesalt_core.ports
+from kubesalt_lab.pillar import lab_config
 
 HAPROXY = shutil.which("haproxy") or "/usr/sbin/haproxy"
 MASTERS = [("master-a", "127.0.0.2"), ("master-b", "127.0.0.3")]
@@ -298,6 +303,13 @@ def test_a_reload_keeps_the_connections_to_masters_that_stay(pki, proxy):
     assert {_ask(pki, proxy.port)["server"] for _ in range(8)} == {kept}
 
 
+def _worker_ctx():
+    config = lab_config()
+    return kubesalt_core.component_context.Context(
+        config, "worker-1", kubesalt_core.pki.Layout.of(config)
+    )
+
+
 def test_haproxys_own_check_rejects_a_config_it_could_not_run(tmp_path, pki):
     good = tmp_path / "good.cfg"
     good.write_text(
@@ -305,7 +317,8 @@ def test_haproxys_own_check_rejects_a_config_it_could_not_run(tmp_path, pki):
             _config(6443), MASTERS, str(pki / "kubernetes-ca.crt"), str(pki / "apiserver-proxy.crt")
         )
     )
-    check = [HAPROXY, *kubesalt_core.components.spec("kube-apiserver-proxy").config_check]
+    (command,) = kubesalt_core.node_config.apiserver_proxy_check(_worker_ctx(), HAPROXY).values()
+    check = shlex.split(command)
     assert subprocess.run([*check, str(good)], capture_output=True).returncode == 0
     bad = tmp_path / "bad.cfg"
     bad.write_text(good.read_text().replace(str(pki / "apiserver-proxy.crt"), "/nonexistent.crt"))

@@ -101,6 +101,59 @@ def test_a_config_change_reloads_bird_instead_of_restarting_it(applied):
         master.run_salt(lab, "router-1", "state.apply", timeout=300)
 
 
+def _fetch_from_router(lab, address):
+    """GET http://address/ from the router host (its own python3): the page, or None."""
+    script = (
+        "import sys, urllib.request\n"
+        "try:\n"
+        f"    print(urllib.request.urlopen('http://{address}/', timeout=3).read().decode())\n"
+        "except OSError as err:\n"
+        "    sys.exit(str(err))\n"
+    )
+    proc = containers.inside(lab, _node(lab, "router-1"), ["python3", "-c", script], check=False)
+    return proc.stdout.strip() if proc.returncode == 0 else None
+
+
+def test_an_announced_service_cluster_ip_is_reached_from_the_router_over_every_worker(applied):
+    lab = applied
+    service_range = "198.18.16.0/20"  # network:service_cidr of the lab's pillar
+    workloads.apply(
+        lab, workloads.http_server("announced", replicas=2), workloads.service("announced")
+    )
+    try:
+        pods = workloads.wait_ready(lab, "app=announced", 2)
+        cluster_ip = workloads.get(lab, "service", "announced")["spec"]["clusterIP"]
+        worker_ips = sorted(n.ip for n in lab.nodes if n.id in WORKERS)
+        # Not announced by default: the router has no route to it.
+        assert service_range not in bgp.kernel_paths(lab, _node(lab, "router-1"))
+        master.override_pillar(lab, {"network:bgp:advertise_service_cluster_ips": True})
+        ret = master.run_salt(lab, "master-1,router-1", "state.apply", list_target=True)
+        for node_id in ("master-1", "router-1"):
+            assert all(s["result"] for s in ret[node_id].values()), ret[node_id]
+        # Every worker's BIRD announces the range (confd's /staticroutes, from the
+        # BGPConfiguration); the router keeps one path over each.
+        paths = _wait(
+            "the service range over both workers in the router's kernel",
+            lambda: (
+                sorted(bgp.kernel_paths(lab, _node(lab, "router-1")).get(service_range, []))
+                == worker_ips
+            ),
+            timeout=60,
+        )
+        assert paths
+        served = {_fetch_from_router(lab, cluster_ip) for _ in range(12)}
+        assert served <= {p["name"] for p in pods} and served, served
+    finally:
+        master.override_pillar(lab, {})
+        master.run_salt(lab, "master-1,router-1", "state.apply", list_target=True)
+        workloads.delete(lab, "deployment/announced", "service/announced")
+    _wait(
+        "the service range withdrawn",
+        lambda: service_range not in bgp.kernel_paths(lab, _node(lab, "router-1")),
+        timeout=60,
+    )
+
+
 def test_status_shows_the_bgp_sessions(applied):
     tables = overview.status_tables(overview.status(applied))
     assert "bgp session" in tables and "node_worker_1" in tables

@@ -406,6 +406,20 @@ CASES = [
         "routers form one AS (set network:bgp:ebgp: true to peer across AS on purpose)",
     ),
     BadPillar(
+        "kube-proxy-ipvs-deprecated",
+        _set("kube_proxy:mode", "ipvs"),
+        "kubesalt:kube_proxy:mode: ipvs is deprecated since Kubernetes 1.35 (KEP-5495) and "
+        "versions:kubernetes is 1.37.0; nftables is its successor (kernel 5.13 or newer): "
+        "kube_proxy:mode: nftables",
+        level="warning",
+    ),
+    BadPillar(
+        "router-in-another-as-beside-a-warning",
+        _compose(_set("nodes:router-1:as_number", 65002), _drop_nodes("master-3")),
+        "kubesalt:nodes:router-1:as_number: 65002 is not the cluster AS 64512; workers and "
+        "routers form one AS (set network:bgp:ebgp: true to peer across AS on purpose)",
+    ),
+    BadPillar(
         "artifact-unknown-source",
         _set("artifacts:etcd", {"source": "git"}),
         "kubesalt:artifacts:etcd:source: 'git' is not one of: url, package, path",

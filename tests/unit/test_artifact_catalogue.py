@@ -29,6 +29,7 @@ def test_a_changed_binary_restarts_exactly_the_units_that_run_it():
         "calico-bird.service",
         "bird.service",
     )
+    assert kubesalt_core.components.units_of_binary(ka.binary("birdc")) == ()
     assert kubesalt_core.components.units_of_binary(ka.binary("etcd")) == ("etcd.service",)
     assert kubesalt_core.components.units_of_binary(ka.binary("kubectl")) == ()
 
@@ -46,7 +47,7 @@ def test_roles_get_their_binaries():
     assert {"kube-apiserver", "etcd", "calico-typha", "kubectl"} <= set(master)
     assert "kubelet" not in master
     assert {"kubelet", "kube-proxy", "containerd", "runc", "crictl", "bridge"} <= set(worker)
-    assert [b.name for b in ka.for_roles(["router"])] == ["bird"]
+    assert [b.name for b in ka.for_roles(["router"])] == ["bird", "birdc"]
 
 
 def test_members_come_from_the_catalogue_unless_pillar_says_otherwise():
@@ -87,3 +88,31 @@ def test_a_path_source_is_the_binary_or_the_directory_of_several():
     assert ka.executable(config, "crictl", "crictl") == "/usr/local/bin/crictl"
     assert ka.available(config, "kubernetes") and not ka.available(config, "crictl")
     assert not ka.available(config, "etcd")
+
+
+@pytest.mark.parametrize(
+    ("spec", "bird", "birdc"),
+    [
+        # a site's archive of BIRD's `make install`: both programs come from it
+        (SPEC, "/usr/local/bin/bird", "/usr/local/bin/birdc"),
+        # a directory on the host holding both
+        (
+            {"source": "path", "path": "/opt/bird/sbin"},
+            "/opt/bird/sbin/bird",
+            "/opt/bird/sbin/birdc",
+        ),
+        ({"source": "package", "package": "bird2"}, "/usr/sbin/bird", "/usr/sbin/birdc"),
+    ],
+    ids=["url", "path", "package"],
+)
+def test_birdc_comes_with_bird_from_every_source(spec, bird, birdc):
+    config = {"paths": {"bin_dir": "/usr/local/bin"}, "artifacts": {"bird": spec}}
+    assert (ka.executable(config, "bird", "bird"), ka.executable(config, "bird", "birdc")) == (
+        bird,
+        birdc,
+    )
+    if spec["source"] == "url":
+        assert [ka.member_of(ka.binary(n), spec, "2.0.12") for n in ("bird", "birdc")] == [
+            "sbin/bird",
+            "sbin/birdc",
+        ]

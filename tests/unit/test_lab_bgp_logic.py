@@ -20,3 +20,16 @@ def test_parse_protocols_keeps_bgp_sessions_and_their_state():
             "info": "Connect       Socket: Connection refused",
         },
     ]
+
+
+def test_kernel_routes_parse_with_one_path_per_node_of_a_multipath_route():
+    text = (
+        "198.18.16.0/20 proto bird metric 32 \n"
+        "\tnexthop via 198.18.0.21 dev eth0 weight 1 \n"
+        "\tnexthop via 198.18.0.22 dev eth0 weight 1 \n"
+        "198.19.1.0/26 via 198.18.0.21 dev eth0 proto bird metric 32 \n"
+    )
+    assert bgp.parse_routes(text) == {
+        "198.18.16.0/20": ["198.18.0.21", "198.18.0.22"],
+        "198.19.1.0/26": ["198.18.0.21"],
+    }

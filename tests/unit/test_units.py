@@ -184,6 +184,28 @@ def test_the_cni_plugin_logs_to_stderr_and_writes_no_log_file(config):
     assert calico.get("log_file_path", "") == ""
 
 
+# The Debian packages that ship what kube-proxy and felix exec in each mode: IPVS mode still
+# writes iptables rules beside its virtual servers, and felix's iptables dataplane (every
+# mode but nftables) runs iptables-save/-restore.
+MODE_PROGRAMS = {
+    "ipvs": {"iptables", "ipset", "ipvsadm", "conntrack"},
+    "nftables": {"nftables", "conntrack"},
+    "iptables": {"iptables", "ipset", "conntrack"},
+}
+
+
+@pytest.mark.parametrize("mode", sorted(MODE_PROGRAMS))
+def test_each_kube_proxy_mode_installs_the_programs_kube_proxy_and_felix_run(config, mode):
+    config = copy.deepcopy(config)
+    config["kube_proxy"]["mode"] = mode
+    packages = set(
+        kubesalt_core.node_config.MODE_PACKAGES[kubesalt_core.node_config.kube_proxy_mode(config)]
+    )
+    assert MODE_PROGRAMS[mode] <= packages
+    felix = kubesalt_core.node_config.calico_node_environment(_ctx(config, "worker-1"))
+    assert felix["FELIX_NFTABLESMODE"] == ("Enabled" if mode == "nftables" else "Disabled")
+
+
 # --- the unit file ------------------------------------------------------------------------------
 
 

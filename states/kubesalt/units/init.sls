@@ -2,8 +2,9 @@
     config files, the unit files, then each unit enabled and running, restarted when its
     config, unit or binary changes (and only then), or when a certificate it reads was
     re-issued after it started. A unit whose artifact pillar does not give is written and
-    left stopped; a unit the site turned off is stopped and removed. A config file its component can check (HAProxy's) replaces the running one only
-    once the component's own check accepts it. What is written is rendered by kubesalt_unit from
+    left stopped; a unit the site turned off is stopped and removed. A config file its component can check (HAProxy's, the router's BIRD's,
+    containerd's config.toml) replaces the running one only once the component's own check
+    accepts it. What is written is rendered by kubesalt_unit from
     _utils/kubesalt_core/unit.py. #}
 {%- set tplroot = tpldir.split("/")[0] %}
 {%- set units = salt["kubesalt_unit.rendered"]() %}
@@ -32,10 +33,11 @@ kubesalt-config-{{ path }}-managed:
     - group: root
     - mode: "{{ entry.file.mode }}"
     - makedirs: True
-{%- set checked = entry.units | selectattr("check") | list %}
+{%- set checked = [] %}
+{%- for unit in entry.units if path in unit.checks %}{% do checked.append(unit) %}{% endfor %}
 {%- if checked and checked[0].available %}
     # The check reads the certificates the config names, with the binary installed.
-    - check_cmd: {{ checked[0].check | json }}
+    - check_cmd: {{ checked[0].checks[path] | json }}
 {%- endif %}
     - require:
       - kubesalt: kubesalt-pillar-validated
