@@ -85,6 +85,12 @@ def ip_pools(config):
     ]
 
 
+def load_balancer_cidr(config):
+    """The pool Services of type LoadBalancer get their addresses from, or None."""
+    cidr = (config.get("network") or {}).get("load_balancer_cidr")
+    return str(cidr) if cidr else None
+
+
 # --- the Calico resources ------------------------------------------------------------------
 
 
@@ -96,6 +102,10 @@ def bgp_configuration(config):
     }
     if bgp_settings(config).get("advertise_service_cluster_ips"):
         spec["serviceClusterIPs"] = [{"cidr": str(config["network"]["service_cidr"])}]
+    if load_balancer_cidr(config):
+        # Every worker announces the range (confd's /staticroutes); kube-proxy on the worker
+        # a packet reaches takes it to a pod.
+        spec["serviceLoadBalancerIPs"] = [{"cidr": load_balancer_cidr(config)}]
     return {
         "apiVersion": CALICO_API,
         "kind": "BGPConfiguration",
@@ -121,6 +131,32 @@ def bgp_peers(config):
 
 
 def ip_pool_objects(config):
+    pools = [*_pod_pool_objects(config)]
+    lb = load_balancer_cidr(config)
+    if lb:
+        # What Calico's own validation asks of a LoadBalancer pool (kubesalt applies the CRD
+        # objects directly, past it): no encapsulation, every node, BGP export on, and a
+        # block no larger than the pool.
+        pools.append(
+            {
+                "apiVersion": CALICO_API,
+                "kind": "IPPool",
+                "metadata": {"name": "load-balancer"},
+                "spec": {
+                    "cidr": lb,
+                    "blockSize": max(DEFAULT_BLOCK_SIZE, ipaddress.ip_network(lb).prefixlen),
+                    "ipipMode": "Never",
+                    "vxlanMode": "Never",
+                    "natOutgoing": False,
+                    "nodeSelector": "all()",
+                    "allowedUses": ["LoadBalancer"],
+                },
+            }
+        )
+    return pools
+
+
+def _pod_pool_objects(config):
     return [
         {
             "apiVersion": CALICO_API,
@@ -240,6 +276,7 @@ def bird_config(config, router):
         "",
         "# From the nodes: pod blocks inside the IP pools"
         + (", service IPs" if settings.get("advertise_service_cluster_ips") else "")
+        + (", load balancer addresses" if load_balancer_cidr(config) else "")
         + "; never a default route.",
         "filter kubesalt_from_nodes {",
         "  if net = 0.0.0.0/0 then reject;",
@@ -247,6 +284,10 @@ def bird_config(config, router):
     ]
     if settings.get("advertise_service_cluster_ips"):
         lines.append(f"  if net ~ [ {service}{{{service_len},32}} ] then accept;")
+    lb = load_balancer_cidr(config)
+    if lb:
+        lb_len = ipaddress.ip_network(lb).prefixlen
+        lines.append(f"  if net ~ [ {lb}{{{lb_len},32}} ] then accept;")
     lines += [
         "  reject;",
         "}",

@@ -11,8 +11,12 @@ Two NGINX-based controllers are selectable with ``ingress:controller``:
     (no fixes since March 2026); it stays selectable for clusters that depend on its
     annotations, at the operator's own risk.
 
-Both run as a DaemonSet on the workers behind a NodePort Service (``ingress:http_node_port``,
-``ingress:https_node_port``), with their own ServiceAccount and RBAC, an IngressClass
+Both run as a DaemonSet on the workers behind a Service: of type LoadBalancer when
+``network:load_balancer_cidr`` gives addresses (``ingress:address`` picks one of them, else
+Calico's IPAM does; ``externalTrafficPolicy: Local``, so the workers announce it and the
+routers send only where a controller answers), else NodePort; its node ports are
+``ingress:http_node_port`` and ``ingress:https_node_port``. Each has its own
+ServiceAccount and RBAC, an IngressClass
 (``ingress:class_name``, the cluster default) and a ConfigMap. The image is
 ``ingress:image`` when given, else the controller's image at the pinned version
 (``versions:nginx_ingress`` / ``versions:ingress_nginx``).
@@ -69,6 +73,8 @@ def settings(config):
         "image": given.get("image") or spec["image"].format(version=version),
         "http_node_port": int(given.get("http_node_port") or 30080),
         "https_node_port": int(given.get("https_node_port") or 30443),
+        "address": str(given["address"]) if given.get("address") else None,
+        "load_balancer": bool((config.get("network") or {}).get("load_balancer_cidr")),
     }
 
 
@@ -178,27 +184,41 @@ def objects(config):
                 },
             },
         },
-        {
-            "apiVersion": "v1",
-            "kind": "Service",
-            "metadata": _meta(s),
-            "spec": {
-                "type": "NodePort",
-                "selector": selector,
-                "ports": [
-                    {
-                        "name": "http",
-                        "port": 80,
-                        "targetPort": "http",
-                        "nodePort": s["http_node_port"],
-                    },
-                    {
-                        "name": "https",
-                        "port": 443,
-                        "targetPort": "https",
-                        "nodePort": s["https_node_port"],
-                    },
-                ],
-            },
-        },
+        _service(s, selector),
     ]
+
+
+# Calico's kube-controllers gives a LoadBalancer Service the address this annotation names.
+CALICO_ADDRESS_ANNOTATION = "projectcalico.org/loadBalancerIPs"
+
+
+def _service(s, selector):
+    meta = _meta(s)
+    spec = {"type": "NodePort"}
+    if s["load_balancer"]:
+        spec = {"type": "LoadBalancer", "externalTrafficPolicy": "Local"}
+        if s["address"]:
+            meta["annotations"] = {CALICO_ADDRESS_ANNOTATION: f'["{s["address"]}"]'}
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": meta,
+        "spec": {
+            **spec,
+            "selector": selector,
+            "ports": [
+                {
+                    "name": "http",
+                    "port": 80,
+                    "targetPort": "http",
+                    "nodePort": s["http_node_port"],
+                },
+                {
+                    "name": "https",
+                    "port": 443,
+                    "targetPort": "https",
+                    "nodePort": s["https_node_port"],
+                },
+            ],
+        },
+    }

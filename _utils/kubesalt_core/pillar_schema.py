@@ -285,6 +285,7 @@ SCHEMA = {
                 }
             ),
             "ip_pools": check.ip_pools,
+            "load_balancer_cidr": check.optional(check.cidr),
         }
     ),
     "versions": check.mapping(dict.fromkeys(kubesalt_core.pillar.COMPONENTS, check.version)),
@@ -299,6 +300,7 @@ SCHEMA = {
             "image": check.optional(check.image),
             "http_node_port": check.node_port_number,
             "https_node_port": check.node_port_number,
+            "address": check.optional(check.ip),
         }
     ),
     "apiserver": check.mapping(
@@ -355,6 +357,7 @@ def validate(config):
     problems += _check_pki_against_nodes(parsed.get("pki") or {}, nodes)
     problems += _check_endpoint_in_sans(parsed.get("cluster") or {}, parsed.get("pki") or {}, nodes)
     problems += _check_kube_proxy_mode(parsed)
+    problems += _check_ingress(parsed.get("ingress") or {}, network)
     if not check.errors(problems):
         problems += [check.Problem(key, message) for key, message in _layout_problems(config)]
     return problems
@@ -426,7 +429,8 @@ def _check_pki_against_nodes(pki, nodes):
 def _check_network_layout(net):
     key = f"{kubesalt_core.pillar.PILLAR_KEY}:network"
     problems = []
-    ranges = [(name, net.get(name)) for name in ("node_cidr", "pod_cidr", "service_cidr")]
+    names = ("node_cidr", "pod_cidr", "service_cidr", "load_balancer_cidr")
+    ranges = [(name, net.get(name)) for name in names]
     ranges = [(name, cidr) for name, cidr in ranges if cidr is not None]
     for i, (name_a, a) in enumerate(ranges):
         for name_b, b in ranges[i + 1 :]:
@@ -435,7 +439,8 @@ def _check_network_layout(net):
                     check.Problem(
                         f"{key}:{name_b}",
                         f"{b} overlaps {name_a} {a}; "
-                        "expected node, pod and service ranges to be disjoint",
+                        "expected node, pod, service and load balancer ranges to be "
+                        "disjoint",
                     )
                 )
     service, dns = net.get("service_cidr"), net.get("cluster_dns_ip")
@@ -506,6 +511,39 @@ def _check_node_addresses(nodes, net):
                         "node address outside pod and service ranges",
                     )
                 )
+    return problems
+
+
+def _check_ingress(ingress, net):
+    key = f"{kubesalt_core.pillar.PILLAR_KEY}:ingress"
+    problems = []
+    http, https = ingress.get("http_node_port"), ingress.get("https_node_port")
+    if http is not None and http == https:
+        problems.append(
+            check.Problem(
+                f"{key}:https_node_port",
+                f"{https} is also http_node_port; expected two different NodePorts",
+            )
+        )
+    address, pool = ingress.get("address"), net.get("load_balancer_cidr")
+    if address is None:
+        return problems
+    if pool is None:
+        problems.append(
+            check.Problem(
+                f"{key}:address",
+                f"{address} needs network:load_balancer_cidr, the pool it comes from; "
+                "expected that set too, or no address",
+            )
+        )
+    elif address not in pool or address in (pool.network_address, pool.broadcast_address):
+        problems.append(
+            check.Problem(
+                f"{key}:address",
+                f"{address} is not a host address of network:load_balancer_cidr {pool}; "
+                "expected an address inside it",
+            )
+        )
     return problems
 
 

@@ -9,6 +9,8 @@ kubesalt:
     node_cidr: 198.18.0.0/24
     pod_cidr: 198.19.0.0/16
     service_cidr: 198.18.16.0/20
+    # Services of type LoadBalancer (the ingress): announced by the workers to the router.
+    load_balancer_cidr: 198.18.32.0/24
     cluster_dns_ip: 198.18.16.10
     # CoreDNS answers the cluster's names only: no resolver outside the lab is asked.
     dns_upstream: []

@@ -2,10 +2,14 @@
 Calico's confd with kubesalt's BIRD 2 templates and BIRD (calico-bird), announcing the
 blocks Calico's IPAM gave the node."""
 
+import ipaddress
+import time
+
 import pytest
 
-from kubesalt_lab import bgp, containers, master, overview, workloads
+from kubesalt_lab import bgp, containers, lifecycle, master, overview, workloads
 from kubesalt_lab.system import wait_until
+from tests.lab.conftest import quiet
 
 WORKERS = ("worker-1", "worker-2")
 
@@ -152,6 +156,67 @@ def test_an_announced_service_cluster_ip_is_reached_from_the_router_over_every_w
         lambda: service_range not in bgp.kernel_paths(lab, _node(lab, "router-1")),
         timeout=60,
     )
+
+
+def _load_balancer_address(lab, name):
+    ingress = workloads.get(lab, "service", name).get("status", {}).get("loadBalancer", {})
+    addresses = [i["ip"] for i in ingress.get("ingress", []) if i.get("ip")]
+    return addresses[0] if addresses else None
+
+
+def _paths_on_router(lab, prefix):
+    return sorted(bgp.kernel_paths(lab, _node(lab, "router-1")).get(prefix, []))
+
+
+def test_a_load_balancer_address_is_announced_and_rides_out_a_lost_worker(applied):
+    """A Service of type LoadBalancer gets an address from network:load_balancer_cidr
+    (Calico's IPAM, through kube-controllers); with externalTrafficPolicy Local each worker
+    that runs one of its pods announces it (confd), so the router sends only where a pod
+    answers. A worker's host powered off: its path is withdrawn within BGP's hold time and
+    every request after that succeeds; booted again, its path comes back by itself."""
+    lab = applied
+    pool = ipaddress.ip_network("198.18.32.0/24")  # network:load_balancer_cidr of the lab
+    worker_ip = {n.id: n.ip for n in lab.nodes if n.id in WORKERS}
+    service = workloads.service("balanced")
+    service["spec"].update({"type": "LoadBalancer", "externalTrafficPolicy": "Local"})
+    workloads.apply(lab, workloads.http_server("balanced", replicas=2), service)
+    try:
+        pods = workloads.wait_ready(lab, "app=balanced", 2)
+        address = _wait(
+            "an address from the pool", lambda: _load_balancer_address(lab, "balanced"), 60
+        )
+        assert ipaddress.ip_address(address) in pool, address
+        route = f"{address}/32"
+        _wait(
+            "the address over both workers in the router's kernel",
+            lambda: _paths_on_router(lab, route) == sorted(worker_ip.values()),
+            timeout=60,
+        )
+        served = {_fetch_from_router(lab, address) for _ in range(12)}
+        assert served == {p["name"] for p in pods}, served
+        lifecycle.stop_host(lab, "worker-2", quiet)
+        try:
+            stopped = time.monotonic()
+            _wait(
+                "worker-2's path withdrawn",
+                lambda: _paths_on_router(lab, route) == [worker_ip["worker-1"]],
+                timeout=30,
+            )
+            print({"withdrawn_after_seconds": round(time.monotonic() - stopped, 1)})
+            on_worker_1 = {p["name"] for p in pods if p["node"] == "worker-1"}
+            assert [_fetch_from_router(lab, address) for _ in range(12)] == [*on_worker_1] * 12
+        finally:
+            lifecycle.start_host(lab, "worker-2", quiet)
+        # Back by itself: the pod on worker-2 runs again and its path returns.
+        _wait(
+            "worker-2's path back",
+            lambda: _paths_on_router(lab, route) == sorted(worker_ip.values()),
+            timeout=240,
+        )
+        workloads.wait_ready(lab, "app=balanced", 2, timeout=120)
+    finally:
+        workloads.delete(lab, "deployment/balanced", "service/balanced")
+    _wait("the address withdrawn", lambda: _paths_on_router(lab, route) == [], timeout=60)
 
 
 def test_status_shows_the_bgp_sessions(applied):

@@ -60,7 +60,7 @@ _CIDR = "an IPv4 network in CIDR notation such as '198.18.0.0/24'"
 _IP = "an IPv4 address such as '198.18.0.10'"
 _VERSION = "a version string such as '1.37.0' (quote it in YAML)"
 _ROLES = "a list of roles from: master, worker, router"
-_DISJOINT = "expected node, pod and service ranges to be disjoint"
+_DISJOINT = "expected node, pod, service and load balancer ranges to be disjoint"
 _TOP_KEYS = (
     "apiserver, apiserver_proxy, artifacts, cluster, containerd, heal, images, ingress, "
     "kube_proxy, kubelet, "
@@ -91,8 +91,8 @@ CASES = [
         "unknown-network-key",
         _set("network:as_numbr", 64512),
         "kubesalt:network:as_numbr: unknown key; expected one of: as_number, bgp, "
-        "cluster_dns_ip, dns_upstream, ip_pools, node_cidr, pod_cidr, service_cidr "
-        "(did you mean 'as_number'?)",
+        "cluster_dns_ip, dns_upstream, ip_pools, load_balancer_cidr, node_cidr, pod_cidr, "
+        "service_cidr (did you mean 'as_number'?)",
     ),
     BadPillar(
         "unknown-node-key",
@@ -404,6 +404,42 @@ CASES = [
         _set("nodes:router-1:as_number", 65001),
         "kubesalt:nodes:router-1:as_number: 65001 is not the cluster AS 64512; workers and "
         "routers form one AS (set network:bgp:ebgp: true to peer across AS on purpose)",
+    ),
+    BadPillar(
+        "load-balancer-cidr-overlaps-pod-cidr",
+        _set("network:load_balancer_cidr", "198.19.4.0/24"),
+        f"kubesalt:network:load_balancer_cidr: 198.19.4.0/24 overlaps pod_cidr 198.19.0.0/16; "
+        f"{_DISJOINT}",
+    ),
+    BadPillar(
+        "load-balancer-cidr-overlaps-node-cidr",
+        _set("network:load_balancer_cidr", "198.18.0.128/25"),
+        f"kubesalt:network:load_balancer_cidr: 198.18.0.128/25 overlaps node_cidr "
+        f"198.18.0.0/24; {_DISJOINT}",
+    ),
+    BadPillar(
+        "load-balancer-cidr-malformed",
+        _set("network:load_balancer_cidr", "198.18.32.1/24"),
+        "kubesalt:network:load_balancer_cidr: '198.18.32.1/24' has host bits set; expected "
+        "the network address 198.18.32.0/24",
+    ),
+    BadPillar(
+        "ingress-address-outside-its-pool",
+        _set("ingress:address", "198.18.33.7"),
+        "kubesalt:ingress:address: 198.18.33.7 is not a host address of "
+        "network:load_balancer_cidr 198.18.32.0/24; expected an address inside it",
+    ),
+    BadPillar(
+        "ingress-address-without-a-pool",
+        _compose(_set("network:load_balancer_cidr", None), _set("ingress:address", "198.18.32.7")),
+        "kubesalt:ingress:address: 198.18.32.7 needs network:load_balancer_cidr, the pool it "
+        "comes from; expected that set too, or no address",
+    ),
+    BadPillar(
+        "ingress-node-ports-collide",
+        _compose(_set("ingress:http_node_port", 30080), _set("ingress:https_node_port", 30080)),
+        "kubesalt:ingress:https_node_port: 30080 is also http_node_port; expected two "
+        "different NodePorts",
     ),
     BadPillar(
         "kube-proxy-ipvs-deprecated",

@@ -30,10 +30,16 @@ def test_resources_for_the_lab(config):
         ("BGPConfiguration", "default"),
         ("BGPPeer", "router-router-1"),
         ("IPPool", "default-ipv4"),
+        ("IPPool", "load-balancer"),
     ]
     bgp = objects[0]["spec"]
     # The AS is always explicit: Calico's default would turn iBGP into eBGP on an AS change.
-    assert bgp == {"asNumber": 64512, "nodeToNodeMeshEnabled": False, "logSeverityScreen": "Info"}
+    assert bgp == {
+        "asNumber": 64512,
+        "nodeToNodeMeshEnabled": False,
+        "logSeverityScreen": "Info",
+        "serviceLoadBalancerIPs": [{"cidr": "198.18.32.0/24"}],
+    }
     assert objects[1]["spec"] == {
         "peerIP": "198.18.0.31",
         "asNumber": 64512,
@@ -46,7 +52,29 @@ def test_resources_for_the_lab(config):
         "198.19.0.0/16",
     )
     # No Kubernetes Node: applying one would create a node no kubelet runs.
-    assert [o["kind"] for o in objects] == ["BGPConfiguration", "BGPPeer", "IPPool"]
+    assert [o["kind"] for o in objects] == ["BGPConfiguration", "BGPPeer", "IPPool", "IPPool"]
+
+
+def test_a_load_balancer_pool_is_calicos_kind_and_announced_only_when_given(config):
+    lb = kc.ip_pool_objects(config)[-1]["spec"]
+    # What Calico's validation asks of a LoadBalancer pool (applied past it, as CRD objects).
+    assert lb == {
+        "cidr": "198.18.32.0/24",
+        "blockSize": 26,
+        "ipipMode": "Never",
+        "vxlanMode": "Never",
+        "natOutgoing": False,
+        "nodeSelector": "all()",
+        "allowedUses": ["LoadBalancer"],
+    }
+    assert "if net ~ [ 198.18.32.0/24{24,32} ] then accept;" in kc.bird_config(config, "router-1")
+    # A pool smaller than a block gets blocks its own size.
+    config["network"]["load_balancer_cidr"] = "198.18.32.0/28"
+    assert kc.ip_pool_objects(config)[-1]["spec"]["blockSize"] == 28
+    config["network"]["load_balancer_cidr"] = None
+    assert [p["metadata"]["name"] for p in kc.ip_pool_objects(config)] == ["default-ipv4"]
+    assert "serviceLoadBalancerIPs" not in kc.bgp_configuration(config)["spec"]
+    assert "198.18.32.0" not in kc.bird_config(config, "router-1")
 
 
 def test_service_ips_are_advertised_only_when_asked(config):
@@ -137,7 +165,7 @@ def test_resources_validate_against_calico_crd_schemas(config):
         if obj["apiVersion"] == kc.CALICO_API:
             _validate(obj, schemas)
             checked += 1
-    assert checked == 3
+    assert checked == 4
 
 
 def test_the_schema_check_catches_a_bad_resource(config):

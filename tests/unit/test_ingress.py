@@ -52,3 +52,26 @@ def test_every_object_validates_for_the_pinned_version(controller):
     assert objects[0]["kind"] == "Namespace"  # applied before what lives in it
     for obj in objects:
         kubernetes_validate.validate(obj, str(config["versions"]["kubernetes"]), strict=True)
+
+
+def test_with_a_load_balancer_pool_the_service_gets_an_announced_address():
+    config = lab_config()  # network:load_balancer_cidr 198.18.32.0/24
+    service = _by_kind(kubesalt_core.ingress.objects(config))["Service"]
+    # Only the workers running a controller announce it: the routers send nowhere else.
+    assert (service["spec"]["type"], service["spec"]["externalTrafficPolicy"]) == (
+        "LoadBalancer",
+        "Local",
+    )
+    assert "annotations" not in service["metadata"]  # Calico's IPAM picks the address
+    config["ingress"] = {**config["ingress"], "address": "198.18.32.10"}
+    assert kubesalt_core.pillar_schema.validate(config) == []
+    service = _by_kind(kubesalt_core.ingress.objects(config))["Service"]
+    assert service["metadata"]["annotations"] == {
+        "projectcalico.org/loadBalancerIPs": '["198.18.32.10"]'
+    }
+    kubernetes_validate.validate(service, str(config["versions"]["kubernetes"]), strict=True)
+    # Without a pool: a NodePort Service, as before.
+    config["network"]["load_balancer_cidr"] = None
+    config["ingress"]["address"] = None
+    service = _by_kind(kubesalt_core.ingress.objects(config))["Service"]
+    assert service["spec"]["type"] == "NodePort" and "externalTrafficPolicy" not in service["spec"]
