@@ -150,6 +150,10 @@ def ip_pool_objects(config):
                     "natOutgoing": False,
                     "nodeSelector": "all()",
                     "allowedUses": ["LoadBalancer"],
+                    # What Calico's API server would default: applied as a CRD object, a
+                    # pool without it crashes kube-controllers' LoadBalancer controller
+                    # (a nil dereference in Calico 3.31, seen in the lab).
+                    "assignmentMode": "Automatic",
                 },
             }
         )
@@ -169,6 +173,7 @@ def _pod_pool_objects(config):
                 "vxlanMode": "Never",
                 "natOutgoing": pool["nat_outgoing"],
                 "nodeSelector": "all()",
+                "assignmentMode": "Automatic",
             },
         }
         for pool in ip_pools(config)

@@ -238,12 +238,20 @@ def kernel_modules(config):
     return IPVS_MODULES if kube_proxy_mode(config) == "ipvs" else ()
 
 
+# A router spreads flows to an address several nodes announce (a service or load balancer
+# range) over all of them by addresses and ports; Linux's default hashes addresses only, so
+# every flow between two hosts would take one path.
+ROUTER_SYSCTLS = {"net.ipv4.fib_multipath_hash_policy": "1"}
+
+
 def kernel_files(ctx, routing_only=False):
     """The sysctl.d file pod routing needs, and for IPVS the modules-load.d file (not with
-    ``routing_only``: a router forwards and runs no kube-proxy)."""
+    ``routing_only``: a router forwards, spreads flows over equal paths, and runs no
+    kube-proxy)."""
+    wanted = {**SYSCTLS, **(ROUTER_SYSCTLS if routing_only else {})}
     sysctls = "\n".join(
         ["# Managed by kubesalt: routing for pods and services."]
-        + [f"{key} = {value}" for key, value in SYSCTLS.items()]
+        + [f"{key} = {value}" for key, value in wanted.items()]
     )
     files = {sysctl_path(ctx): (sysctls + "\n", 0o644)}
     if routing_only:

@@ -127,6 +127,8 @@ def test_a_router_forwards_by_its_own_sysctl_file(config):
     files = kubesalt_core.node_config.kernel_files(ctx, routing_only=True)
     assert list(files) == ["/etc/sysctl.d/90-kubesalt.conf"]
     assert "net.ipv4.ip_forward = 1" in files["/etc/sysctl.d/90-kubesalt.conf"][0]
+    # Flows to a range several workers announce are spread by ports too, not pinned to one.
+    assert "net.ipv4.fib_multipath_hash_policy = 1" in files["/etc/sysctl.d/90-kubesalt.conf"][0]
 
 
 # --- the CA host down ---------------------------------------------------------------------

@@ -66,6 +66,7 @@ def test_a_load_balancer_pool_is_calicos_kind_and_announced_only_when_given(conf
         "natOutgoing": False,
         "nodeSelector": "all()",
         "allowedUses": ["LoadBalancer"],
+        "assignmentMode": "Automatic",
     }
     assert "if net ~ [ 198.18.32.0/24{24,32} ] then accept;" in kc.bird_config(config, "router-1")
     # A pool smaller than a block gets blocks its own size.
