@@ -6,7 +6,9 @@ the time to Established in the lab.
   - render one router's bird.conf for 1,000 workers and parse it with `bird -p`;
   - in the lab (unless --no-lab): restart a worker's calico-bird and time until the
     router reports its session Established and its pod block is in the other worker's
-    kernel, --runs times.
+    kernel, --runs times; then, for a Service of type LoadBalancer (policy Local, a pod on
+    each worker), power a worker's host off (worker-2 and worker-1 in turn) and time until
+    the router stops using it, and after booting it again until its path is back.
 Prints a table and writes bench/results/bgp.json.
 
     .venv/bin/python bench/bgp.py [--runs N] [--no-lab]
@@ -15,6 +17,7 @@ Prints a table and writes bench/results/bgp.json.
 import argparse
 import copy
 import ipaddress
+import itertools
 import statistics
 import subprocess
 import tempfile
@@ -84,6 +87,63 @@ def lab_established(runs):
     return established, routed
 
 
+def _load_balancer_paths(lab, address):
+    router = lab.node("router-1")
+    return sorted(bgp.kernel_paths(lab, router).get(address, []))
+
+
+def _until(check, limit, what):
+    start = time.monotonic()
+    while not check():
+        if time.monotonic() - start > limit:
+            raise SystemExit(f"{what}: not within {limit} s")
+        time.sleep(0.1)
+    return time.monotonic() - start
+
+
+def lab_load_balancer(runs):
+    """Seconds until the router drops a powered-off worker's path to a LoadBalancer
+    address, and until the path is back once the host booted again."""
+    lab = config.load()
+    service = workloads.service("bench-lb")
+    service["spec"].update({"type": "LoadBalancer", "externalTrafficPolicy": "Local"})
+    workloads.apply(lab, workloads.http_server("bench-lb", replicas=2), service)
+    workloads.wait_ready(lab, "app=bench-lb", 2)
+    ips = {n.id: n.ip for n in lab.nodes if n.id in ("worker-1", "worker-2")}
+
+    def address():
+        status = workloads.get(lab, "service", "bench-lb").get("status", {})
+        found = [i.get("ip") for i in status.get("loadBalancer", {}).get("ingress", [])]
+        return found[0] if found else None
+
+    _until(lambda: address() is not None, 60, "an address for bench-lb")
+    ip = address()
+    both = sorted(ips.values())
+    _until(lambda: _load_balancer_paths(lab, ip) == both, 60, "both paths")
+    withdrawn, back = [], []
+    try:
+        for _, victim in zip(range(runs), itertools.cycle(("worker-2", "worker-1"))):
+            other = [v for k, v in ips.items() if k != victim]
+            lifecycle.stop_host(lab, victim, quiet)
+            try:
+                withdrawn.append(
+                    _until(lambda o=other: _load_balancer_paths(lab, ip) == o, 60, "withdrawal")
+                )
+            finally:
+                start = time.monotonic()
+                lifecycle.start_host(lab, victim, quiet)
+            _until(lambda: _load_balancer_paths(lab, ip) == both, 300, "the path back")
+            back.append(time.monotonic() - start)
+    finally:
+        workloads.delete(lab, "deployment/bench-lb", "service/bench-lb")
+    return withdrawn, back
+
+
+def _p95(values):
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(0.95 * (len(ordered) - 1)))]
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--runs", type=int, default=5)
@@ -133,6 +193,19 @@ def main(argv=None):
                 f"{statistics.median(established):.2f} s",
             ],
             ["lab: -> route in the other worker's kernel", f"{statistics.median(routed):.2f} s"],
+        ]
+        withdrawn, back = lab_load_balancer(args.runs)
+        results["lab_lb_path_withdrawn_seconds"] = [round(s, 2) for s in withdrawn]
+        results["lab_lb_path_back_seconds"] = [round(s, 2) for s in back]
+        rows += [
+            [
+                "lab: worker powered off -> router drops its LB path (p50 / p95)",
+                f"{statistics.median(withdrawn):.2f} s / {_p95(withdrawn):.2f} s",
+            ],
+            [
+                "lab: worker booted -> its LB path back (p50 / p95)",
+                f"{statistics.median(back):.2f} s / {_p95(back):.2f} s",
+            ],
         ]
     print(report.table(["step", "time"], rows))
     report.write_json(args.out, results)

@@ -52,10 +52,13 @@ def ready_nodes(lab):
 
 
 def blocks(lab):
-    """``{node: [cidr]}``: the IPAM blocks Calico confirmed for each node."""
+    """``{node: [cidr]}``: the IPAM blocks Calico confirmed for each node (not the blocks
+    of load balancer addresses, which Calico affines to a virtual node)."""
     found = {}
     for item in get(lab, "blockaffinities.crd.projectcalico.org")["items"]:
         spec = item["spec"]
+        if spec.get("type", "host") != "host":
+            continue
         if spec.get("state") == "confirmed" and spec.get("deleted") != "true":
             found.setdefault(spec["node"], []).append(spec["cidr"])
     return {node: sorted(cidrs) for node, cidrs in found.items()}

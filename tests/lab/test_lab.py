@@ -33,7 +33,8 @@ def test_hosts_have_their_pillar_address_and_no_way_out(lab_up):
     for node in lab.nodes:
         addrs = containers.inside(lab, node, ["ip", "-4", "-o", "addr", "show", "eth0"]).stdout
         assert f"inet {node.ip}/{lab.prefixlen}" in addrs
-        routes = containers.inside(lab, node, ["ip", "-4", "route"]).stdout.splitlines()
+        # One line per route (-o), a route with a path over each of several nodes included.
+        routes = containers.inside(lab, node, ["ip", "-o", "-4", "route"]).stdout.splitlines()
         routes = [line.strip() for line in routes if "proto bird" not in line]
         # Felix's route to each local pod: a pool address on the pod's own interface.
         pods = [r for r in routes if " dev cali" in r]
