@@ -144,6 +144,15 @@ def _p95(values):
     return ordered[min(len(ordered) - 1, round(0.95 * (len(ordered) - 1)))]
 
 
+def _lab_row(results, key, label, seconds):
+    """Book ``seconds`` under ``key`` in the JSON; the table's row: p50 and p95."""
+    results[key] = [round(s, 2) for s in seconds]
+    return [
+        f"lab: {label} (p50 / p95)",
+        f"{statistics.median(seconds):.2f} s / {_p95(seconds):.2f} s",
+    ]
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--runs", type=int, default=5)
@@ -185,28 +194,17 @@ def main(argv=None):
     ]
     if not args.no_lab:
         established, routed = lab_established(args.runs)
-        results["lab_established_seconds"] = [round(s, 2) for s in established]
-        results["lab_route_in_kernel_seconds"] = [round(s, 2) for s in routed]
-        rows += [
-            [
-                "lab: calico-bird start -> Established (median)",
-                f"{statistics.median(established):.2f} s",
-            ],
-            ["lab: -> route in the other worker's kernel", f"{statistics.median(routed):.2f} s"],
-        ]
         withdrawn, back = lab_load_balancer(args.runs)
-        results["lab_lb_path_withdrawn_seconds"] = [round(s, 2) for s in withdrawn]
-        results["lab_lb_path_back_seconds"] = [round(s, 2) for s in back]
         rows += [
-            [
-                "lab: worker powered off -> router drops its LB path (p50 / p95)",
-                f"{statistics.median(withdrawn):.2f} s / {_p95(withdrawn):.2f} s",
-            ],
-            [
-                "lab: worker booted -> its LB path back (p50 / p95)",
-                f"{statistics.median(back):.2f} s / {_p95(back):.2f} s",
-            ],
-        ]
+            _lab_row(results, "lab_established_seconds", "calico-bird start -> Established",
+                     established),
+            _lab_row(results, "lab_route_in_kernel_seconds",
+                     "-> route in the other worker's kernel", routed),
+            _lab_row(results, "lab_lb_path_withdrawn_seconds",
+                     "worker powered off -> router drops its LB path", withdrawn),
+            _lab_row(results, "lab_lb_path_back_seconds",
+                     "worker booted -> its LB path back", back),
+        ]  # fmt: skip
     print(report.table(["step", "time"], rows))
     report.write_json(args.out, results)
 

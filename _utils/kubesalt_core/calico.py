@@ -102,10 +102,11 @@ def bgp_configuration(config):
     }
     if bgp_settings(config).get("advertise_service_cluster_ips"):
         spec["serviceClusterIPs"] = [{"cidr": str(config["network"]["service_cidr"])}]
-    if load_balancer_cidr(config):
+    lb = load_balancer_cidr(config)
+    if lb:
         # Every worker announces the range (confd's /staticroutes); kube-proxy on the worker
         # a packet reaches takes it to a pod.
-        spec["serviceLoadBalancerIPs"] = [{"cidr": load_balancer_cidr(config)}]
+        spec["serviceLoadBalancerIPs"] = [{"cidr": lb}]
     return {
         "apiVersion": CALICO_API,
         "kind": "BGPConfiguration",
@@ -130,54 +131,39 @@ def bgp_peers(config):
     ]
 
 
+def _ip_pool(name, cidr, block_size, nat_outgoing, **extra):
+    """An IPPool as kubesalt applies it: no encapsulation (BGP routes it natively), every
+    node, and ``assignmentMode`` set, which Calico's API server would default: applied as a
+    CRD object, a pool without it crashes kube-controllers' LoadBalancer controller (a nil
+    dereference in Calico 3.31, seen in the lab)."""
+    return {
+        "apiVersion": CALICO_API,
+        "kind": "IPPool",
+        "metadata": {"name": name},
+        "spec": {
+            "cidr": cidr,
+            "blockSize": block_size,
+            "ipipMode": "Never",
+            "vxlanMode": "Never",
+            "natOutgoing": nat_outgoing,
+            "nodeSelector": "all()",
+            **extra,
+            "assignmentMode": "Automatic",
+        },
+    }
+
+
 def ip_pool_objects(config):
-    pools = [*_pod_pool_objects(config)]
+    pools = [
+        _ip_pool(p["name"], p["cidr"], p["block_size"], p["nat_outgoing"]) for p in ip_pools(config)
+    ]
     lb = load_balancer_cidr(config)
     if lb:
-        # What Calico's own validation asks of a LoadBalancer pool (kubesalt applies the CRD
-        # objects directly, past it): no encapsulation, every node, BGP export on, and a
-        # block no larger than the pool.
-        pools.append(
-            {
-                "apiVersion": CALICO_API,
-                "kind": "IPPool",
-                "metadata": {"name": "load-balancer"},
-                "spec": {
-                    "cidr": lb,
-                    "blockSize": max(DEFAULT_BLOCK_SIZE, ipaddress.ip_network(lb).prefixlen),
-                    "ipipMode": "Never",
-                    "vxlanMode": "Never",
-                    "natOutgoing": False,
-                    "nodeSelector": "all()",
-                    "allowedUses": ["LoadBalancer"],
-                    # What Calico's API server would default: applied as a CRD object, a
-                    # pool without it crashes kube-controllers' LoadBalancer controller
-                    # (a nil dereference in Calico 3.31, seen in the lab).
-                    "assignmentMode": "Automatic",
-                },
-            }
-        )
+        # Calico's validation of a LoadBalancer pool (kubesalt applies past it) also asks
+        # for a block no larger than the pool.
+        block = max(DEFAULT_BLOCK_SIZE, ipaddress.ip_network(lb).prefixlen)
+        pools.append(_ip_pool("load-balancer", lb, block, False, allowedUses=["LoadBalancer"]))
     return pools
-
-
-def _pod_pool_objects(config):
-    return [
-        {
-            "apiVersion": CALICO_API,
-            "kind": "IPPool",
-            "metadata": {"name": pool["name"]},
-            "spec": {
-                "cidr": pool["cidr"],
-                "blockSize": pool["block_size"],
-                "ipipMode": "Never",
-                "vxlanMode": "Never",
-                "natOutgoing": pool["nat_outgoing"],
-                "nodeSelector": "all()",
-                "assignmentMode": "Automatic",
-            },
-        }
-        for pool in ip_pools(config)
-    ]
 
 
 def resources(config):
@@ -258,6 +244,7 @@ def bird_config(config, router):
     local_as = router_as(config, node)
     service = str(config["network"]["service_cidr"])
     service_len = ipaddress.ip_network(service).prefixlen
+    lb = load_balancer_cidr(config)
     fast = settings.get("fast_timers")
     lines = [
         "# Managed by kubesalt: edits are replaced on the next state run.",
@@ -281,7 +268,7 @@ def bird_config(config, router):
         "",
         "# From the nodes: pod blocks inside the IP pools"
         + (", service IPs" if settings.get("advertise_service_cluster_ips") else "")
-        + (", load balancer addresses" if load_balancer_cidr(config) else "")
+        + (", load balancer addresses" if lb else "")
         + "; never a default route.",
         "filter kubesalt_from_nodes {",
         "  if net = 0.0.0.0/0 then reject;",
@@ -289,7 +276,6 @@ def bird_config(config, router):
     ]
     if settings.get("advertise_service_cluster_ips"):
         lines.append(f"  if net ~ [ {service}{{{service_len},32}} ] then accept;")
-    lb = load_balancer_cidr(config)
     if lb:
         lb_len = ipaddress.ip_network(lb).prefixlen
         lines.append(f"  if net ~ [ {lb}{{{lb_len},32}} ] then accept;")

@@ -22,6 +22,8 @@ ServiceAccount and RBAC, an IngressClass
 (``versions:nginx_ingress`` / ``versions:ingress_nginx``).
 """
 
+import kubesalt_core.calico
+
 CONTROLLERS = ("nginx", "ingress-nginx")
 _LABELS = {"app.kubernetes.io/managed-by": "kubesalt", "app.kubernetes.io/name": "ingress"}
 
@@ -74,7 +76,7 @@ def settings(config):
         "http_node_port": int(given.get("http_node_port") or 30080),
         "https_node_port": int(given.get("https_node_port") or 30443),
         "address": str(given["address"]) if given.get("address") else None,
-        "load_balancer": bool((config.get("network") or {}).get("load_balancer_cidr")),
+        "load_balancer": bool(kubesalt_core.calico.load_balancer_cidr(config)),
     }
 
 

@@ -16,7 +16,7 @@ Kubernetes objects, ``kubernetes-validate``.
 No Salt dunders and no I/O here.
 """
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import kubesalt_core.artifact
 import kubesalt_core.component_context
@@ -36,7 +36,7 @@ class Rendered:
     executable: str
     directories: tuple  # what the unit writes under ProtectSystem=strict: must exist
     credentials: tuple = ()  # certificate and kubeconfig files it reads when it starts
-    checks: dict = None  # path -> the component's check of that file (path appended)
+    checks: dict = field(default_factory=dict)  # path -> its check (the path appended)
 
 
 def _escape(word):

@@ -25,11 +25,9 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 import kubesalt_core.apiserver_proxy
-import kubesalt_core.component_context
 import kubesalt_core.components
-import kubesalt_core.node_config
-import kubesalt_core.pki
 import kubesalt_core.ports
+import kubesalt_core.unit
 from kubesalt_lab.pillar import lab_config
 
 HAPROXY = shutil.which("haproxy") or "/usr/sbin/haproxy"
@@ -303,13 +301,6 @@ def test_a_reload_keeps_the_connections_to_masters_that_stay(pki, proxy):
     assert {_ask(pki, proxy.port)["server"] for _ in range(8)} == {kept}
 
 
-def _worker_ctx():
-    config = lab_config()
-    return kubesalt_core.component_context.Context(
-        config, "worker-1", kubesalt_core.pki.Layout.of(config)
-    )
-
-
 def test_haproxys_own_check_rejects_a_config_it_could_not_run(tmp_path, pki):
     good = tmp_path / "good.cfg"
     good.write_text(
@@ -317,8 +308,10 @@ def test_haproxys_own_check_rejects_a_config_it_could_not_run(tmp_path, pki):
             _config(6443), MASTERS, str(pki / "kubernetes-ca.crt"), str(pki / "apiserver-proxy.crt")
         )
     )
-    (command,) = kubesalt_core.node_config.apiserver_proxy_check(_worker_ctx(), HAPROXY).values()
-    check = shlex.split(command)
+    # The check the worker's proxy unit renders for its config, with this machine's HAProxy.
+    rendered = kubesalt_core.unit.render(lab_config(), "worker-1", "kube-apiserver-proxy")
+    (command,) = rendered.checks.values()
+    check = [HAPROXY, *shlex.split(command)[1:]]
     assert subprocess.run([*check, str(good)], capture_output=True).returncode == 0
     bad = tmp_path / "bad.cfg"
     bad.write_text(good.read_text().replace(str(pki / "apiserver-proxy.crt"), "/nonexistent.crt"))

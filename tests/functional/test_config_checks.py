@@ -1,11 +1,9 @@
 """A config file a component's own program rejects never replaces the one in place: Salt's
 file.managed, through its loader in-process, with the check each unit renders for its
-config (``Rendered.checks``), run by the machine's real BIRD (and, where the lab built it,
-containerd)."""
+config (``Rendered.checks``), run by the machine's real BIRD (the built tier runs containerd's)."""
 
 import shutil
 
-import kubesalt_core.node_config
 import kubesalt_core.pillar
 import kubesalt_core.unit
 from kubesalt_lab.pillar import lab_config
