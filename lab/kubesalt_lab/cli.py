@@ -67,11 +67,11 @@ def _parser():
         "prepare",
         help="build, and make the hosts' rootfs and the conformance suite, ahead of time",
         description="Everything `up` and `conformance` take from the cache, made now: "
-        "every component built (as `build`), the hosts' Debian rootfs, e2e.test and "
-        "ginkgo, the programs of the suite's images and their Debian base layer. Nothing "
-        "starts. From nothing cached this is the long part of a first `make lab` (tens of "
-        "minutes on 2 cores); `make test` runs it in the background while its first tiers "
-        "run.",
+        "every component built (as `build`), the hosts' Debian rootfs, NGINX's Ingress "
+        "Controller from its source archive (when it is here) and its image's Debian layer, "
+        "e2e.test and ginkgo, the programs of the suite's images and their Debian base "
+        "layer. Nothing starts. From nothing cached this is the long part of a first "
+        "`make lab` (tens of minutes on 2 cores); `make test` runs it before its tests.",
     )
     sub.add_parser(
         "up",

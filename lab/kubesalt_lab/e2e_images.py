@@ -36,15 +36,13 @@ conformance tests do not run them.
     made = e2e_images.for_suite(refs, programs, kubernetes_dir, base, pause_reference)
 """
 
-import gzip
-import hashlib
 import io
 import re
 import shutil
 import tarfile
 from pathlib import Path
 
-from kubesalt_lab import busybox, images, rootfs
+from kubesalt_lab import busybox, debian_layer, images, rootfs
 from kubesalt_lab.config import LabError
 
 BASE_PACKAGES = (
@@ -59,24 +57,6 @@ BASE_PACKAGES = (
     "nginx-light",
 )
 BASE_RECIPE = "\n".join([rootfs.SUITE, *BASE_PACKAGES, "sh=busybox", "v2"])
-# Left out of the base layer: what a container gets from its runtime (/dev, /proc, ...)
-# and what no test reads (documentation, apt's lists and caches, logs).
-BASE_SKIPPED = (
-    "dev/",
-    "proc/",
-    "sys/",
-    "run/",
-    "tmp/",
-    "var/cache/apt/",
-    "var/lib/apt/lists/",
-    "var/log/",
-    "usr/share/doc/",
-    "usr/share/man/",
-    "usr/share/info/",
-    "usr/share/locale/",
-)
-# Entries of the tree that the layer keeps as empty directories (runtimes mount over them).
-BASE_EMPTY = ("dev", "proc", "sys", "run", "tmp", "var/log")
 
 # The suite's ImageIDs the lab makes (manifest.go's names).
 MADE = (
@@ -146,110 +126,31 @@ def base_dir(cache_dir):
     return Path(cache_dir) / "e2e-base"
 
 
-def _recipe_id(busybox_binary):
-    digest = hashlib.sha256(BASE_RECIPE.encode())
-    digest.update(Path(busybox_binary).read_bytes())
-    return digest.hexdigest()[:16]
-
-
-def _skipped(relative):
-    return any((relative + "/").startswith(prefix) for prefix in BASE_SKIPPED) and (
-        relative not in BASE_EMPTY
-    )
-
-
-def _normalized(info):
-    # The same tree always gives the same layer: no times, no owner names.
-    info.mtime = 0
-    info.uname = info.gname = ""
-    return info
-
-
-def write_layer(tree, out):
-    """Tar ``tree`` (sorted, normalized, without BASE_SKIPPED) gzipped into ``out``;
-    returns the layer's diff id (the sha256 of the uncompressed tar)."""
-    tree = Path(tree)
-    digest = hashlib.sha256()
-
-    class _Hashing(io.RawIOBase):
-        def __init__(self, sink):
-            self.sink = sink
-
-        def writable(self):
-            return True
-
-        def write(self, data):
-            digest.update(data)
-            self.sink.write(data)
-            return len(data)
-
-    def keep(info):
-        relative = info.name
-        if relative != "." and _skipped(relative):
-            return None
-        if info.isdev():
-            return None
-        return _normalized(info)
-
-    with (
-        open(out, "wb") as raw,
-        gzip.GzipFile(filename="", fileobj=raw, mode="wb", mtime=0, compresslevel=6) as gz,
-    ):
-        sink = _Hashing(gz)
-        with tarfile.open(fileobj=sink, mode="w|", format=tarfile.PAX_FORMAT) as tar:
-            for entry in sorted(p.name for p in tree.iterdir()):
-                tar.add(tree / entry, arcname=entry, recursive=True, filter=keep)
-    return "sha256:" + digest.hexdigest()
-
-
-def _finish_tree(tree, busybox_binary):
+def _finish_tree(busybox_binary):
     """What the images need of the base besides its packages: the suite's BusyBox as
-    ``sh`` (see the module's docstring), no host name, empty runtime directories."""
-    shutil.copyfile(busybox_binary, tree / "usr" / "bin" / "busybox")
-    (tree / "usr" / "bin" / "busybox").chmod(0o755)
-    sh = tree / "usr" / "bin" / "sh"
-    sh.unlink(missing_ok=True)
-    sh.symlink_to("busybox")
-    (tree / "etc" / "hostname").unlink(missing_ok=True)
-    for empty in BASE_EMPTY:
-        target = tree / empty
-        if target.is_dir() and not target.is_symlink():
-            for child in target.iterdir():
-                if child.is_dir() and not child.is_symlink():
-                    shutil.rmtree(child)
-                else:
-                    child.unlink()
+    ``sh`` (see the module's docstring)."""
+
+    def finish(tree):
+        shutil.copyfile(busybox_binary, tree / "usr" / "bin" / "busybox")
+        (tree / "usr" / "bin" / "busybox").chmod(0o755)
+        sh = tree / "usr" / "bin" / "sh"
+        sh.unlink(missing_ok=True)
+        sh.symlink_to("busybox")
+
+    return finish
 
 
 def base_layer(cache_dir, busybox_binary, progress):
     """The shared Debian layer, made once (debootstrap, then tar): an ``images.Layer``."""
-    root = base_dir(cache_dir)
-    recipe = _recipe_id(busybox_binary)
-    tree, tree_stamp = root / "tree", root / "tree.recipe"
-    stamp, layer_file, diff_file = root / "recipe", root / "layer.tar.gz", root / "diff-id"
-    if _current(stamp, recipe) and layer_file.is_file():
-        return images.Layer(layer_file.read_bytes(), diff_file.read_text().strip())
-    root.mkdir(parents=True, exist_ok=True)
-    stamp.unlink(missing_ok=True)
-    if not _current(tree_stamp, recipe):
-        shutil.rmtree(tree, ignore_errors=True)
-        progress(f"e2e base: debootstrap {rootfs.SUITE} with {', '.join(BASE_PACKAGES)} (once)")
-        rootfs.debootstrap(tree, rootfs.debian_mirror(), progress, BASE_PACKAGES, "e2e base")
-        _finish_tree(tree, busybox_binary)
-        tree_stamp.write_text(recipe + "\n")
-    partial = layer_file.with_name(layer_file.name + ".partial")
-    diff_id = write_layer(tree, partial)
-    partial.replace(layer_file)
-    diff_file.write_text(diff_id + "\n")
-    stamp.write_text(recipe + "\n")
-    shutil.rmtree(tree)
-    tree_stamp.unlink()
-    progress(f"e2e base: layer {layer_file.stat().st_size >> 20} MiB")
-    return images.Layer(layer_file.read_bytes(), diff_id)
-
-
-def _current(stamp, recipe):
-    return stamp.is_file() and stamp.read_text().strip() == recipe
+    recipe = debian_layer.recipe_id(BASE_RECIPE, Path(busybox_binary).read_bytes())
+    return debian_layer.cached(
+        base_dir(cache_dir),
+        recipe,
+        BASE_PACKAGES,
+        _finish_tree(busybox_binary),
+        "e2e base",
+        progress,
+    )
 
 
 # --- the images ------------------------------------------------------------------------------

@@ -75,6 +75,7 @@ class Image:
     base: tuple = ()
     workdir: str = ""
     directories: dict = field(default_factory=dict)  # {empty directory: mode}, top layer
+    owners: dict = field(default_factory=dict)  # {path: (uid, gid)} of its entries; else root
 
     @property
     def reference(self):
@@ -107,6 +108,7 @@ def layer(image, cache=None):
     with tarfile.open(fileobj=raw, mode="w", format=tarfile.PAX_FORMAT) as tar:
         directories = set()
         modes = {path.strip("/"): mode for path, mode in image.directories.items()}
+        owners = {path.strip("/"): owner for path, owner in image.owners.items()}
         entries = sorted({*image.files, *image.links, *image.directories})
         for path in entries:
             parts = path.strip("/").split("/")
@@ -118,6 +120,7 @@ def layer(image, cache=None):
                     directories.add(directory)
                     info = tarfile.TarInfo(directory)
                     info.type, info.mode = tarfile.DIRTYPE, modes.get(directory, 0o755)
+                    info.uid, info.gid = owners.get(directory, (0, 0))
                     tar.addfile(info)
             if path in image.directories:
                 continue
@@ -130,6 +133,7 @@ def layer(image, cache=None):
             data, mode = image.files[path]
             info = tarfile.TarInfo(name)
             info.size, info.mode = len(data), mode
+            info.uid, info.gid = owners.get(name, (0, 0))
             tar.addfile(info, io.BytesIO(data))
     uncompressed = raw.getvalue()
     diff_id = _sha(uncompressed)

@@ -13,6 +13,7 @@ from kubesalt_lab import (
     converge,
     e2e_images,
     images,
+    ingress_controller,
     master,
     net,
     pillar,
@@ -65,20 +66,43 @@ def prepare(lab, progress):
         progress(f"rootfs: left as it is ({', '.join(running)} run from it)")
     else:
         rootfs.ensure(lab.rootfs, progress)
+    built = build_ingress(lab, progress)
+    if built:
+        ingress_controller.base_layer(lab.cache_dir, progress)
     tools = conformance.build_tools(lab, progress, pinned_versions(lab))
     e2e_images.base_layer(lab.cache_dir, tools.programs["busybox"], progress)
     progress(f"prepare: everything in the cache ({time.monotonic() - started:.1f}s)")
     return rows
 
 
-def publish_images(lab, components, progress):
-    """Make the cluster's images from the lab's builds and push them to the lab's registry
-    (started here); returns the pillar settings that point containerd at it."""
+def build_ingress(lab, progress):
+    """The ingress controller's packed build (``build.Built``) when the lab makes its image
+    (pillar runs NGINX's controller from its default image) and its source archive is
+    here; else None, after saying why."""
+    given = lab.cluster.get("ingress") or {}
+    if (given.get("controller") or "nginx") != "nginx" or given.get("image"):
+        progress("ingress: pillar names its own controller image; the lab makes none")
+        return None
+    version = str(pinned_versions(lab)[ingress_controller.NAME])
+    archive = ingress_controller.find_archive(lab.cache_dir, version)
+    if archive is None:
+        progress(ingress_controller.missing_message(lab.cache_dir, version))
+        return None
+    return ingress_controller.build_controller(lab.cache_dir, version, archive, progress)
+
+
+def publish_images(lab, components, progress, ingress=None):
+    """Make the cluster's images from the lab's builds (and the ingress controller's, when
+    ``ingress`` is its build) and push them to the lab's registry (started here); returns
+    the pillar settings that point containerd at it."""
     registry.start(lab)
     base = registry.url(lab)
     made = images.for_lab(
         lab.cache_dir, master.lab_pillar(lab).versions(), components, lab.run_dir / "images"
     )
+    if ingress:
+        layer = ingress_controller.base_layer(lab.cache_dir, progress)
+        made.append(ingress_controller.image(ingress.path, ingress.version, layer))
     for image in made:
         digest, pushed = registry.push(base, image, layer_cache=lab.layer_cache)
         progress(
@@ -141,6 +165,7 @@ def up(lab, progress):
         )
     # The components first: a version that cannot be built stops `up` before any host.
     components, _rows = build_components(lab, progress)
+    ingress = build_ingress(lab, progress)
     built = rootfs.ensure(lab.rootfs, progress)
     progress(f"network: bridge {net.BRIDGE} {lab.bridge_ip}/{lab.prefixlen}")
     net.ensure_bridge(lab)
@@ -149,7 +174,7 @@ def up(lab, progress):
     progress(f"network: {len(lab.nodes)} namespaces, one per node")
     artifacts.start_server(lab)
     progress(f"artifacts: served from {artifacts.server_url(lab)}")
-    mirrors = publish_images(lab, components, progress)
+    mirrors = publish_images(lab, components, progress, ingress)
     files = [b for found in components.values() for b in found]
     master.lab_pillar(lab).write(
         built={**pillar.built_settings(files, artifacts.server_url(lab)), **mirrors}

@@ -31,6 +31,8 @@ PACKAGES = (
     "ipset",
     "conntrack",
     "procps",
+    # Apache's ab: bench/ingress.py's load generator, run on the router host.
+    "apache2-utils",
 )
 # Debian enables these at install; kubesalt's states decide when they run, not the package.
 PACKAGE_UNITS_DISABLED = (

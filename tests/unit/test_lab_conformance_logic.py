@@ -9,7 +9,7 @@ import tarfile
 
 import pytest
 
-from kubesalt_lab import build, busybox, conformance, e2e_images, images, recipes
+from kubesalt_lab import build, busybox, conformance, debian_layer, e2e_images, images, recipes
 from kubesalt_lab.config import LabError, Node
 
 MANIFEST = """
@@ -261,9 +261,9 @@ def test_the_debian_layer_is_reproducible_and_leaves_out_what_runtimes_provide(t
     (tree / "tmp").mkdir()
     (tree / "tmp" / "leftover").write_text("x")
     (tree / "usr" / "bin" / "sh").symlink_to("bash")
-    first = e2e_images.write_layer(tree, tmp_path / "one.tar.gz")
+    first = debian_layer.write_layer(tree, tmp_path / "one.tar.gz")
     (tree / "etc" / "passwd").touch()  # a newer mtime: the layer must not change
-    second = e2e_images.write_layer(tree, tmp_path / "two.tar.gz")
+    second = debian_layer.write_layer(tree, tmp_path / "two.tar.gz")
     assert first == second
     assert (tmp_path / "one.tar.gz").read_bytes() == (tmp_path / "two.tar.gz").read_bytes()
     with tarfile.open(tmp_path / "one.tar.gz") as tar:
