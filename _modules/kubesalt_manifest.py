@@ -28,6 +28,7 @@ import yaml
 from salt.exceptions import CommandExecutionError, SaltInvocationError
 
 import kubesalt_core.artifact
+import kubesalt_core.ingress
 import kubesalt_core.manifest
 import kubesalt_core.pki
 
@@ -219,6 +220,52 @@ def apply(stream=None):
     return proc.stdout.splitlines()
 
 
+def missing_secrets():
+    """
+    The Secrets pillar names for the cluster objects (``ingress:default_tls_secret``) that
+    do not exist or are not TLS Secrets: a message for each, naming the pillar key; ``[]``
+    when every one is there (or none is named). Asks the apiserver.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt master-1 kubesalt_manifest.missing_secrets
+    """
+    config = _config()
+    wanted = kubesalt_core.ingress.referenced_secrets(config)
+    if not wanted:
+        return []
+    command = _kubectl_command(config)
+    if command is None:
+        raise CommandExecutionError(
+            "kubectl is not available: pillar does not give artifacts:kubernetes"
+        )
+    problems = []
+    for key, namespace, name in wanted:
+        proc = _run([*command, "get", "secret", name, "-n", namespace, "-o", "json"], None, 30)
+        if proc.returncode == 0:
+            secret = json.loads(proc.stdout)
+        elif "notfound" in proc.stderr.replace(" ", "").lower():
+            secret = None
+        else:
+            raise CommandExecutionError(
+                f"kubectl get secret {namespace}/{name} failed: {proc.stderr.strip()[-500:]}"
+            )
+        problems += kubesalt_core.ingress.secret_problems(secret, key, namespace, name)
+    return problems
+
+
+def _refuse_missing_secrets(source):
+    if source != "kubesalt_manifest.manifests":
+        return
+    problems = missing_secrets()
+    if problems:
+        raise CommandExecutionError(
+            "cluster objects not applied, nothing was changed: " + "; ".join(problems)
+        )
+
+
 def _stream(source, part):
     return __salt__[source](part=part)
 
@@ -250,6 +297,7 @@ def plan(source="kubesalt_manifest.manifests", wait=APISERVER_WAIT, what="cluste
             "comment": f"would apply {what} (server-side) once kubectl and the apiserver are "
             "up: this run installs or starts them, so there is nothing to diff against yet",
         }
+    _refuse_missing_secrets(source)
     namespaces = _stream(source, "namespaces")
     new_namespaces = diff(wait=wait, stream=namespaces) if namespaces else ""
     if new_namespaces:
@@ -278,6 +326,8 @@ def converge(source="kubesalt_manifest.manifests", wait=APISERVER_WAIT, what="cl
     """
     namespaces = _stream(source, "namespaces")
     new_namespaces = diff(wait=wait, stream=namespaces) if namespaces else ""
+    # After the diff, which waits for the apiserver; before anything is applied.
+    _refuse_missing_secrets(source)
     applied_lines = apply(stream=namespaces) if new_namespaces else []
     rest = _stream(source, "rest")
     difference = diff(wait=wait, stream=rest)

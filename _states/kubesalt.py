@@ -3,7 +3,9 @@ kubesalt: states that guard a highstate.
 
 ``kubesalt.validated`` runs first in every kubesalt highstate (``order: 1`` and
 ``failhard: True`` in ``states/kubesalt/validate.sls``): when the pillar is invalid it
-fails, lists every problem, and the run stops before anything changes.
+fails, lists every problem, and the run stops before anything changes. On the master that
+applies the cluster objects, once its apiserver answers, it also checks what only the
+cluster knows: the Secrets pillar names (``ingress:default_tls_secret``) exist.
 
 .. code-block:: yaml
 
@@ -13,6 +15,9 @@ fails, lists every problem, and the run stops before anything changes.
         - failhard: True
 """
 
+from salt.exceptions import CommandExecutionError
+
+import kubesalt_core.ingress
 import kubesalt_core.loader
 
 
@@ -45,10 +50,35 @@ def validated(name="kubesalt", defaults=None):
             "here and nothing was changed:\n- " + "\n- ".join(report["errors"])
         )
         return ret
+    missing = _missing_secrets()
+    if missing:
+        ret["result"] = False
+        ret["comment"] = (
+            f"pillar 'kubesalt' names {len(missing)} Secrets the cluster does not have; the "
+            "run stops here and nothing was changed:\n- " + "\n- ".join(missing)
+        )
+        return ret
     ret["comment"] = "pillar 'kubesalt' is valid"
     if report["warnings"]:
         ret["comment"] += f" ({len(report['warnings'])} warnings)"
     return ret
+
+
+def _missing_secrets():
+    """The Secrets pillar names that the cluster lacks, asked on the applying master once
+    its apiserver answers (on a first run there is none yet: the apply step asks then)."""
+    if "kubesalt_manifest.applies_here" not in __salt__:
+        return []
+    if not __salt__["kubesalt_manifest.applies_here"]():
+        return []
+    if not kubesalt_core.ingress.referenced_secrets(__salt__["kubesalt.config"]()):
+        return []
+    if not __salt__["kubesalt_manifest.ready"]():
+        return []
+    try:
+        return __salt__["kubesalt_manifest.missing_secrets"]()
+    except CommandExecutionError:
+        return []  # the apply step asks again and says what failed
 
 
 def unassigned(name):

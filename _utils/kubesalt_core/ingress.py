@@ -5,7 +5,10 @@ Two NGINX-based controllers are selectable with ``ingress:controller``:
 ``nginx`` (default)
     NGINX's own Ingress Controller (``nginx.org/ingress-controller``), maintained. Its
     custom resources are turned off (``-enable-custom-resources=false``), so plain
-    Ingress objects are all it needs.
+    Ingress objects are all it needs; telemetry reporting is off; it writes the Service's
+    address into each Ingress's status; ``ingress:default_tls_secret`` (``namespace/name``
+    of a ``kubernetes.io/tls`` Secret) is its default server's certificate, else that
+    server refuses TLS handshakes for unknown names.
 ``ingress-nginx``
     The Kubernetes project's ingress-nginx (``k8s.io/ingress-nginx``). Upstream retired it
     (no fixes since March 2026); it stays selectable for clusters that depend on its
@@ -16,13 +19,18 @@ Both run as a DaemonSet on the workers behind a Service: of type LoadBalancer wh
 Calico's IPAM does; ``externalTrafficPolicy: Local``, so the workers announce it and the
 routers send only where a controller answers), else NodePort; its node ports are
 ``ingress:http_node_port`` and ``ingress:https_node_port``. Each has its own
-ServiceAccount and RBAC, an IngressClass
-(``ingress:class_name``, the cluster default) and a ConfigMap. The image is
-``ingress:image`` when given, else the controller's image at the pinned version
-(``versions:nginx_ingress`` / ``versions:ingress_nginx``).
+ServiceAccount and RBAC, an IngressClass (``ingress:class_name``, the cluster default) and
+a ConfigMap whose data is ``ingress:config`` (the controller's own keys, e.g.
+``main-snippets``). The image is ``ingress:image`` when given, else the controller's image
+at the pinned version (``versions:nginx_ingress`` / ``versions:ingress_nginx``).
+
+The controller runs as user 101 with every capability dropped: the pod's
+``net.ipv4.ip_unprivileged_port_start`` sysctl (a safe, namespaced one) lets it bind
+ports 80 and 443, so no file capability in the image is needed.
 """
 
 import kubesalt_core.calico
+import kubesalt_core.pillar
 
 CONTROLLERS = ("nginx", "ingress-nginx")
 _LABELS = {"app.kubernetes.io/managed-by": "kubesalt", "app.kubernetes.io/name": "ingress"}
@@ -36,8 +44,19 @@ _SPECS = {
             f"-nginx-configmaps=$(POD_NAMESPACE)/{s['configmap']}",
             f"-ingress-class={s['class_name']}",
             "-enable-custom-resources=false",
+            "-enable-telemetry-reporting=false",
+            # nginx -t before every reload; a config nginx rejects is rolled back.
+            "-enable-config-safety",
+            "-report-ingress-status",
+            f"-external-service={s['name']}",
+            f"-leader-election-lock-name={s['name']}-leader",
             "-health-status",
             "-ready-status",
+            *(
+                [f"-default-server-tls-secret={s['default_tls_secret']}"]
+                if s["default_tls_secret"]
+                else []
+            ),
         ],
         "ready_path": "/nginx-ready",
         "ready_port": 8081,
@@ -53,6 +72,11 @@ _SPECS = {
             "--controller-class=k8s.io/ingress-nginx",
             f"--election-id={s['name']}-leader",
             f"--publish-service=$(POD_NAMESPACE)/{s['name']}",
+            *(
+                [f"--default-ssl-certificate={s['default_tls_secret']}"]
+                if s["default_tls_secret"]
+                else []
+            ),
         ],
         "ready_path": "/healthz",
         "ready_port": 10254,
@@ -77,7 +101,45 @@ def settings(config):
         "https_node_port": int(given.get("https_node_port") or 30443),
         "address": str(given["address"]) if given.get("address") else None,
         "load_balancer": bool(kubesalt_core.calico.load_balancer_cidr(config)),
+        "config": {str(k): str(v) for k, v in (given.get("config") or {}).items()},
+        "default_tls_secret": given.get("default_tls_secret") or None,
     }
+
+
+DEFAULT_TLS_SECRET_KEY = "ingress:default_tls_secret"
+
+
+def referenced_secrets(config):
+    """The Secrets the ingress needs to exist before it is applied:
+    ``[(pillar key, namespace, name)]``."""
+    chosen = settings(config)["default_tls_secret"]
+    if not chosen:
+        return []
+    namespace, _, name = chosen.partition("/")
+    return [(DEFAULT_TLS_SECRET_KEY, namespace, name)]
+
+
+TLS_SECRET_TYPE = "kubernetes.io/tls"
+
+
+def secret_problems(secret, key, namespace, name):
+    """What is wrong with the Secret ``secret`` (its JSON as the apiserver gives it; None
+    when it does not exist) that pillar ``key`` names: ``[]`` when it is a TLS Secret with
+    a certificate and a key."""
+    where = f"{kubesalt_core.pillar.PILLAR_KEY}:{key}"
+    if secret is None:
+        return [
+            f"{where}: Secret {namespace}/{name} does not exist; expected a {TLS_SECRET_TYPE} "
+            f"Secret (kubectl create secret tls {name} -n {namespace} --cert=... --key=...), "
+            "or no value"
+        ]
+    data = secret.get("data") or {}
+    if secret.get("type") != TLS_SECRET_TYPE or not data.get("tls.crt") or not data.get("tls.key"):
+        return [
+            f"{where}: Secret {namespace}/{name} is of type {secret.get('type')!r}; expected "
+            f"a {TLS_SECRET_TYPE} Secret with tls.crt and tls.key"
+        ]
+    return []
 
 
 def _meta(s, name=None, namespaced=True):
@@ -87,20 +149,27 @@ def _meta(s, name=None, namespaced=True):
     return meta
 
 
-def _rules():
+def _rules(controller):
     def rule(groups, resources, verbs):
         return {"apiGroups": groups, "resources": resources, "verbs": verbs}
 
     read = ["get", "list", "watch"]
-    return [
+    rules = [
         rule([""], ["services", "endpoints", "pods", "secrets", "configmaps", "namespaces"], read),
         rule([""], ["nodes"], ["list", "watch", "get"]),
-        rule([""], ["events"], ["create", "patch"]),
+        rule([""], ["events"], ["create", "patch", "list"]),
         rule(["discovery.k8s.io"], ["endpointslices"], read),
         rule(["networking.k8s.io"], ["ingresses", "ingressclasses"], read),
         rule(["networking.k8s.io"], ["ingresses/status"], ["update"]),
         rule(["coordination.k8s.io"], ["leases"], ["get", "list", "watch", "create", "update"]),
     ]
+    if controller == "nginx":
+        # It labels its own pod with nginx's version and looks up its owner (upstream's RBAC).
+        rules += [
+            rule([""], ["pods"], ["update"]),
+            rule(["apps"], ["replicasets", "daemonsets", "statefulsets"], ["get"]),
+        ]
+    return rules
 
 
 def _field_env(name, path):
@@ -133,10 +202,15 @@ def objects(config):
         },
         "securityContext": {
             "allowPrivilegeEscalation": False,
-            "capabilities": {"drop": ["ALL"], "add": ["NET_BIND_SERVICE"]},
+            "capabilities": {"drop": ["ALL"]},
             "runAsUser": 101,
             "runAsNonRoot": True,
         },
+    }
+    pod_security = {
+        "seccompProfile": {"type": "RuntimeDefault"},
+        # Ports 80 and 443 without CAP_NET_BIND_SERVICE (a namespaced, safe sysctl).
+        "sysctls": [{"name": "net.ipv4.ip_unprivileged_port_start", "value": "0"}],
     }
     return [
         {"apiVersion": "v1", "kind": "Namespace", "metadata": _meta(s, s["namespace"], False)},
@@ -145,7 +219,7 @@ def objects(config):
             "apiVersion": "rbac.authorization.k8s.io/v1",
             "kind": "ClusterRole",
             "metadata": _meta(s, f"kubesalt:{s['name']}", False),
-            "rules": _rules(),
+            "rules": _rules(s["controller"]),
         },
         {
             "apiVersion": "rbac.authorization.k8s.io/v1",
@@ -160,7 +234,12 @@ def objects(config):
                 {"kind": "ServiceAccount", "name": s["name"], "namespace": s["namespace"]}
             ],
         },
-        {"apiVersion": "v1", "kind": "ConfigMap", "metadata": _meta(s, s["configmap"]), "data": {}},
+        {
+            "apiVersion": "v1",
+            "kind": "ConfigMap",
+            "metadata": _meta(s, s["configmap"]),
+            "data": dict(s["config"]),
+        },
         {
             "apiVersion": "networking.k8s.io/v1",
             "kind": "IngressClass",
@@ -180,6 +259,7 @@ def objects(config):
                     "metadata": {"labels": {**_LABELS, **selector}},
                     "spec": {
                         "serviceAccountName": s["name"],
+                        "securityContext": pod_security,
                         "containers": [container],
                         "terminationGracePeriodSeconds": 30,
                     },

@@ -266,6 +266,30 @@ def registry_mirrors(value, key):
     return value, problems
 
 
+def namespaced_name(value, key):
+    """``namespace/name`` of an object: a DNS label, then a DNS subdomain name."""
+    expected = "namespace/name (a DNS label, '/', a lowercase DNS name)"
+    namespace, slash, name = value.partition("/") if isinstance(value, str) else ("", "", "")
+    if not (slash and _DNS_LABEL_RE.match(namespace) and is_dns_name(name)):
+        return None, [Problem(key, f"{value!r} is not {expected}")]
+    return value, []
+
+
+def string_map(value, key):
+    """A mapping of strings to strings (a ConfigMap's data); numbers and booleans are
+    written as YAML gives them, so they must be quoted; null: {}."""
+    if value is None:
+        return {}, []
+    if not isinstance(value, dict):
+        return None, [Problem(key, f"expected a mapping of strings, got {kind_of(value)}")]
+    problems = [
+        Problem(f"{key}:{name}", f"expected a string (quote it), got {kind_of(item)}")
+        for name, item in value.items()
+        if not isinstance(name, str) or not isinstance(item, str)
+    ]
+    return value, problems
+
+
 def optional(check):
     def optional(value, key):
         return (None, []) if value is None else check(value, key)

@@ -301,6 +301,8 @@ SCHEMA = {
             "http_node_port": check.node_port_number,
             "https_node_port": check.node_port_number,
             "address": check.optional(check.ip),
+            "config": check.string_map,
+            "default_tls_secret": check.optional(check.namespaced_name),
         }
     ),
     "apiserver": check.mapping(

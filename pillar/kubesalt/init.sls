@@ -27,6 +27,12 @@ kubesalt:
     # The conntrack table size is the machine's (net.netfilter.nf_conntrack_max is
     # read-only outside the first network namespace): the lab's nodes leave it alone.
     conntrack_max_per_core: 0
+  ingress:
+    # The lab's image runs Debian 12's nginx, whose stream module is a dynamic one
+    # (libnginx-mod-stream): the controller's main template has a stream{} block and
+    # loads no stream module itself.
+    config:
+      main-snippets: "load_module modules/ngx_stream_module.so;"
   containerd:
     # Root on this machine lacks CAP_SYS_RESOURCE (`grep CapEff /proc/self/status`: bit 24
     # clear), so no process may lower its oom_score_adj; runc fails a pod sandbox that asks

@@ -33,6 +33,7 @@ MODULE_ORDER = (
     "test_lab_network_policy.py",
     "test_lab_conformance.py",
     "test_lab_bgp.py",
+    "test_lab_ingress.py",
     "test_lab_units_heal.py",
     "test_lab_lost_master.py",
     "test_lab_etcd.py",
@@ -92,6 +93,15 @@ def lab_up(lab):
     """The lab brought up (or found up) for one test module: ``(lab, what up reported)``."""
     result = lifecycle.up(lab, quiet)
     return lab, result
+
+
+@pytest.fixture(scope="module")
+def applied(first_apply, lab_up):
+    """The lab after the module's first apply, which must have failed nowhere."""
+    lab, _ = lab_up
+    for node_id, summary in first_apply.items():
+        assert (summary["failed"], summary["errors"]) == (0, []), node_id
+    return lab
 
 
 @pytest.fixture(scope="module")

@@ -6,45 +6,16 @@ endpoints``), routed through the router.
 """
 
 import base64
-import datetime
 import json
 
 import pytest
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 
-from kubesalt_lab import conformance, containers, e2e_images, master, workloads
+from kubesalt_lab import conformance, containers, e2e_images, master, self_signed, workloads
 
 NAMESPACE = "webhook-demo"
 SERVICE = "deny-configmaps"
 # What agnhost's /configmaps handler refuses (test/images/agnhost/webhook/configmap.go).
 DISALLOWED = ("webhook-e2e-test", "webhook-disallow")
-
-
-def _serving_pair(dns_name):
-    """A self-signed serving certificate for ``dns_name`` and its key, PEM."""
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, dns_name)])
-    now = datetime.datetime.now(datetime.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(now + datetime.timedelta(days=1))
-        .add_extension(x509.SubjectAlternativeName([x509.DNSName(dns_name)]), critical=False)
-        .sign(key, hashes.SHA256())
-    )
-    key_pem = key.private_bytes(
-        serialization.Encoding.PEM,
-        serialization.PrivateFormat.PKCS8,
-        serialization.NoEncryption(),
-    )
-    return cert.public_bytes(serialization.Encoding.PEM), key_pem
 
 
 def _b64(data):
@@ -59,7 +30,7 @@ def webhook(lab_up, first_apply):
     tools = conformance.build_tools(lab, lambda _m: None, master.lab_pillar(lab).versions())
     conformance.publish_images(lab, tools, lambda _m: None)
     agnhost = e2e_images.manifest(tools.kubernetes_dir)["Agnhost"]
-    cert, key = _serving_pair(f"{SERVICE}.{NAMESPACE}.svc")
+    cert, key = self_signed.pair(f"{SERVICE}.{NAMESPACE}.svc")
     labels = {"app": SERVICE}
     workloads.apply(lab, {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NAMESPACE}})
     workloads.apply(

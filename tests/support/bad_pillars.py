@@ -442,6 +442,17 @@ CASES = [
         "different NodePorts",
     ),
     BadPillar(
+        "ingress-tls-secret-not-namespaced",
+        _set("ingress:default_tls_secret", "default-server"),
+        "kubesalt:ingress:default_tls_secret: 'default-server' is not namespace/name (a DNS "
+        "label, '/', a lowercase DNS name)",
+    ),
+    BadPillar(
+        "ingress-config-value-not-a-string",
+        _set("ingress:config", {"worker-processes": 2}),
+        "kubesalt:ingress:config:worker-processes: expected a string (quote it), got int",
+    ),
+    BadPillar(
         "kube-proxy-ipvs-deprecated",
         _set("kube_proxy:mode", "ipvs"),
         "kubesalt:kube_proxy:mode: ipvs is deprecated since Kubernetes 1.35 (KEP-5495) and "

@@ -19,10 +19,58 @@ def test_default_is_nginx_maintained_controller():
     objects = _by_kind(kubesalt_core.ingress.objects(config))
     assert objects["IngressClass"]["spec"]["controller"] == "nginx.org/ingress-controller"
     (container,) = objects["DaemonSet"]["spec"]["template"]["spec"]["containers"]
-    assert container["image"] == "nginx/nginx-ingress:5.2.1"
+    assert container["image"] == "nginx/nginx-ingress:5.5.4"
     assert "-enable-custom-resources=false" in container["args"]
+    assert "-enable-telemetry-reporting=false" in container["args"]
+    assert "-external-service=kubesalt-ingress" in container["args"]
+    assert not any(a.startswith("-default-server-tls-secret") for a in container["args"])
     ports = {p["name"]: p["nodePort"] for p in objects["Service"]["spec"]["ports"]}
     assert ports == {"http": 30080, "https": 30443}
+
+
+def test_the_controller_binds_low_ports_without_any_capability():
+    objects = _by_kind(kubesalt_core.ingress.objects(lab_config()))
+    pod = objects["DaemonSet"]["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    assert container["securityContext"]["capabilities"] == {"drop": ["ALL"]}
+    assert container["securityContext"]["runAsUser"] == 101
+    assert {"name": "net.ipv4.ip_unprivileged_port_start", "value": "0"} in pod["securityContext"][
+        "sysctls"
+    ]
+
+
+def test_pillar_config_is_the_configmap_and_a_default_tls_secret_is_passed_on():
+    config = lab_config()
+    config["ingress"] = {
+        **config["ingress"],
+        "config": {"main-snippets": "load_module modules/ngx_stream_module.so;"},
+        "default_tls_secret": "kubesalt-ingress/default-server",
+    }
+    assert kubesalt_core.pillar_schema.validate(config) == []
+    objects = _by_kind(kubesalt_core.ingress.objects(config))
+    assert objects["ConfigMap"]["data"] == {
+        "main-snippets": "load_module modules/ngx_stream_module.so;"
+    }
+    (container,) = objects["DaemonSet"]["spec"]["template"]["spec"]["containers"]
+    assert "-default-server-tls-secret=kubesalt-ingress/default-server" in container["args"]
+    assert kubesalt_core.ingress.referenced_secrets(config) == [
+        ("ingress:default_tls_secret", "kubesalt-ingress", "default-server")
+    ]
+    config["ingress"]["controller"] = "ingress-nginx"
+    (container,) = _by_kind(kubesalt_core.ingress.objects(config))["DaemonSet"]["spec"]["template"][
+        "spec"
+    ]["containers"]
+    assert "--default-ssl-certificate=kubesalt-ingress/default-server" in container["args"]
+
+
+def test_a_missing_or_wrong_tls_secret_is_named_with_its_pillar_key():
+    problems = kubesalt_core.ingress.secret_problems
+    tls = {"type": "kubernetes.io/tls", "data": {"tls.crt": "Y2VydA==", "tls.key": "a2V5"}}
+    assert problems(tls, "ingress:default_tls_secret", "ns", "cert") == []
+    (missing,) = problems(None, "ingress:default_tls_secret", "ns", "cert")
+    assert missing.startswith("kubesalt:ingress:default_tls_secret: Secret ns/cert does not exist")
+    (opaque,) = problems({"type": "Opaque", "data": {"a": "Yg=="}}, "ingress:x", "ns", "cert")
+    assert "'Opaque'" in opaque and "kubernetes.io/tls" in opaque
 
 
 def test_ingress_nginx_stays_selectable_with_its_own_pin():
@@ -37,10 +85,10 @@ def test_ingress_nginx_stays_selectable_with_its_own_pin():
 
 def test_an_image_from_pillar_wins():
     config = lab_config()
-    config["ingress"] = {**config["ingress"], "image": "mirror.example/nginx-ingress:5.2.1"}
+    config["ingress"] = {**config["ingress"], "image": "mirror.example/nginx-ingress:5.5.4"}
     objects = _by_kind(kubesalt_core.ingress.objects(config))
     (container,) = objects["DaemonSet"]["spec"]["template"]["spec"]["containers"]
-    assert container["image"] == "mirror.example/nginx-ingress:5.2.1"
+    assert container["image"] == "mirror.example/nginx-ingress:5.5.4"
 
 
 @pytest.mark.parametrize("controller", kubesalt_core.ingress.CONTROLLERS)
