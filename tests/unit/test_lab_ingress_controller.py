@@ -7,7 +7,7 @@ import tarfile
 
 import pytest
 
-from kubesalt_lab import build, images, ingress_controller
+from kubesalt_lab import build, config, images, ingress_controller, lifecycle
 from kubesalt_lab.config import LabError
 
 
@@ -102,3 +102,14 @@ def test_only_entries_inside_the_archives_folder_are_unpacked(name, kind, link, 
     member = tarfile.TarInfo(name)
     member.type, member.linkname = kind, link
     assert ingress_controller._inside(member, "kubernetes-ingress-5.5.4") is inside
+
+
+def test_without_the_archive_up_goes_on_and_says_where_to_put_it(tmp_path, monkeypatch):
+    monkeypatch.delenv(ingress_controller.ARCHIVE_ENV, raising=False)
+    monkeypatch.setattr(ingress_controller, "SHARED_DATA", tmp_path / "nowhere")
+    lab = config.load(cache_dir=tmp_path / "cache", run_dir=tmp_path / "run")
+    said = []
+    assert lifecycle.build_ingress(lab, said.append) is None
+    (message,) = said
+    assert f"put it at {tmp_path}/cache/sources/kubernetes-ingress-5.5.4.tar.gz" in message
+    assert "the rest of the cluster comes up" in message
