@@ -11,6 +11,7 @@ kubesalt-lab start N   boot a stopped node N again from its disk
 kubesalt-lab pillar K=V  replace pillar values for every node (a copy; the repo is untouched)
 kubesalt-lab kubeconfig  print an admin kubeconfig usable from this machine
 kubesalt-lab conformance run Kubernetes' conformance suite against the lab
+kubesalt-lab kube-bench  run the CIS benchmark (kube-bench) on a master and a worker
 kubesalt-lab down      stop and remove everything the lab made
 """
 
@@ -23,7 +24,17 @@ from pathlib import Path
 import yaml
 
 import kubesalt_core.pillar
-from kubesalt_lab import config, containers, converge, lifecycle, master, overview, recipes, report
+from kubesalt_lab import (
+    config,
+    containers,
+    converge,
+    kube_bench,
+    lifecycle,
+    master,
+    overview,
+    recipes,
+    report,
+)
 from kubesalt_lab import conformance as conformance_lib
 from kubesalt_lab.config import LabError
 
@@ -194,6 +205,15 @@ def _parser():
         help="where the reports go (default: <cache>/conformance/reports/<UTC time>)",
     )
     sub.add_parser(
+        "kube-bench",
+        help="run the CIS Kubernetes benchmark (kube-bench) on a master and a worker",
+        description="Build kube-bench from its Go module (cached), put it with its checks "
+        "where every host sees it, and run it with --benchmark cis-1.12 inside the first "
+        "master (targets master, etcd, controlplane, policies) and the first worker "
+        "(node). Prints the totals per node kind and every failed check. Exits 2 without a "
+        "lab.",
+    )
+    sub.add_parser(
         "down",
         help="stop and remove everything the lab made",
         description="Stop every host and the salt-master, remove namespaces, "
@@ -215,6 +235,17 @@ def parse_settings(items):
         except yaml.YAMLError as err:
             raise LabError(f"{item!r}: the value is not YAML: {err}") from None
     return settings
+
+
+def _kube_bench(lab):
+    if not all(containers.nspawn_pid(lab, node) for node in lab.nodes):
+        raise LabError("the lab is not up (kubesalt-lab up, then apply)")
+    reports = kube_bench.run_all(lab, _progress)
+    rows = [[kind, r.node, r.passed, r.failed, r.warned, r.info] for kind, r in reports.items()]
+    print(report.table(["kind", "node", "pass", "fail", "warn", "info"], rows))
+    for kind, found in reports.items():
+        for number, text in found.checks.get("FAIL", []):
+            print(f"{kind} FAIL {number} {text}")
 
 
 def _conformance(lab, args):
@@ -299,6 +330,8 @@ def main(argv=None):
             sys.stdout.write(conformance_lib.kubeconfig(lab))
         elif args.command == "conformance":
             return _conformance(lab, args)
+        elif args.command == "kube-bench":
+            _kube_bench(lab)
         elif args.command == "down":
             lifecycle.down(lab, _progress)
     except LabError as err:

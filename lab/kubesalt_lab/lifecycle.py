@@ -14,6 +14,7 @@ from kubesalt_lab import (
     e2e_images,
     images,
     ingress_controller,
+    kube_bench,
     master,
     net,
     pillar,
@@ -55,8 +56,9 @@ def build_components(lab, progress, names=None):
 
 def prepare(lab, progress):
     """Make ahead what `up` and `conformance` take from the cache: every component built,
-    the hosts' rootfs (unless hosts run from the one there), the conformance suite, the
-    programs of its images and their shared base layer. Nothing starts and nothing outside
+    the hosts' rootfs (unless hosts run from the one there), the ingress controller and its
+    image's layer, kube-bench, the conformance suite, the programs of its images and their
+    shared base layer. Nothing starts and nothing outside
     the cache changes. Returns the build's table rows."""
     check_prerequisites(lab)
     started = time.monotonic()
@@ -69,6 +71,7 @@ def prepare(lab, progress):
     built = build_ingress(lab, progress)
     if built:
         ingress_controller.base_layer(lab.cache_dir, progress)
+    kube_bench.built(lab, progress)
     tools = conformance.build_tools(lab, progress, pinned_versions(lab))
     e2e_images.base_layer(lab.cache_dir, tools.programs["busybox"], progress)
     progress(f"prepare: everything in the cache ({time.monotonic() - started:.1f}s)")

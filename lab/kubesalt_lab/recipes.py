@@ -386,6 +386,39 @@ KUBERNETES_TEST = Recipe(
 )
 
 
+# kube-bench, the runner of the CIS Kubernetes benchmark, at a pinned version: the module
+# proxy serves v0.15.6 but refuses its version list, so `go install ...@v0.15.6` fails while
+# this wrapper-module build works. Its checks (cfg/) come from the same module: the main
+# config and the one benchmark its config maps Kubernetes 1.34+ to.
+KUBE_BENCH_VERSION = "0.15.6"
+KUBE_BENCH_BENCHMARK = "cis-1.12"
+_KUBE_BENCH = "github.com/aquasecurity/kube-bench"
+_KUBE_BENCH_CHECKS = ("config", "master", "node", "etcd", "controlplane", "policies")
+KUBE_BENCH = Recipe(
+    name="kube_bench",
+    modules=(_KUBE_BENCH,),
+    programs=(Program("kube-bench", _KUBE_BENCH),),
+    releases=(
+        Release(
+            "kube_bench",
+            "kube-bench_{version}_linux_amd64.tar.gz",
+            members={
+                "kube-bench": "kube-bench",
+                "cfg/config.yaml": "source:cfg/config.yaml",
+                **{
+                    f"cfg/{KUBE_BENCH_BENCHMARK}/{name}.yaml": (
+                        f"source:cfg/{KUBE_BENCH_BENCHMARK}/{name}.yaml"
+                    )
+                    for name in _KUBE_BENCH_CHECKS
+                },
+            },
+        ),
+    ),
+    stamps=lambda r: _x([(f"{_KUBE_BENCH}/cmd.KubeBenchVersion", f"v{r.version}")]),
+    notes="kube-bench at an exact version (the proxy lists none)",
+)
+
+
 def version_key(version):
     """Sort key for dotted versions ("1.37.10" after "1.37.9")."""
     return tuple(int(part) if part.isdigit() else 0 for part in re.split(r"[.-]", version))

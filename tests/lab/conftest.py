@@ -34,6 +34,7 @@ MODULE_ORDER = (
     "test_lab_conformance.py",
     "test_lab_bgp.py",
     "test_lab_ingress.py",
+    "test_lab_kube_bench.py",
     "test_lab_units_heal.py",
     "test_lab_lost_master.py",
     "test_lab_etcd.py",
