@@ -182,17 +182,17 @@ def _read_json(path):
 # --- one component -------------------------------------------------------------------------
 
 
-def cached(cache_dir, recipe, version, key):
-    """The Built files of a finished build of ``key``, or None."""
-    record = _read_json(output_dir(cache_dir, recipe.name, version) / "build.json")
+def cached(cache_dir, name, version, key):
+    """The Built files of a finished build of component ``name`` with ``key``, or None."""
+    record = _read_json(output_dir(cache_dir, name, version) / "build.json")
     if record.get("key") != key:
         return None
     found = []
     for entry in record.get("files", []):
-        path = output_dir(cache_dir, recipe.name, version) / entry["file"]
+        path = output_dir(cache_dir, name, version) / entry["file"]
         if not path.is_file():
             return None
-        found.append(Built(recipe.name, version, entry["artifact"], path, entry["sha256"]))
+        found.append(Built(name, version, entry["artifact"], path, entry["sha256"]))
     return found
 
 
@@ -322,7 +322,7 @@ def build_component(go, cache_dir, recipe, version, progress):
     version = str(version).lstrip("v")
     resolved, go_mods, infos = resolve(go, cache_dir, recipe, version)
     key = recipes.build_key(recipe, resolved, recipe.go)
-    found = cached(cache_dir, recipe, version, key)
+    found = cached(cache_dir, recipe.name, version, key)
     if found:
         progress(f"build {recipe.name} {version}: cached ({len(found)} files)")
         return found

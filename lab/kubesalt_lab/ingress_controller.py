@@ -124,18 +124,6 @@ def _key(source, version):
     }
 
 
-def _cached(out, key):
-    try:
-        record = json.loads((out / "build.json").read_text())
-    except (OSError, ValueError):
-        return None
-    entry = (record.get("files") or [{}])[0]
-    path = out / entry.get("file", "")
-    if record.get("key") != key or not path.is_file():
-        return None
-    return build.Built(NAME, record["version"], NAME, path, entry["sha256"])
-
-
 def _unpack(archive, source, workdir):
     shutil.rmtree(workdir, ignore_errors=True)
     workdir.mkdir(parents=True)
@@ -185,10 +173,10 @@ def build_controller(cache_dir, version, archive, progress):
         )
     key = _key(source, version)
     out = build.output_dir(cache_dir, NAME, version)
-    found = _cached(out, key)
+    found = build.cached(cache_dir, NAME, version, key)
     if found:
         progress(f"build {NAME} {version}: cached")
-        return found
+        return found[0]
     started = time.monotonic()
     progress(f"build {NAME} {version}: from {archive.name}, dependencies from the module proxy")
     go = toolchain.ensure(cache_dir, progress)
