@@ -14,12 +14,23 @@ What lives here
     file_roots. The masters' service-account public keys are registered here too, so that
     every master can verify the tokens of the others.
 
+The keys Secrets are encrypted with
+    The apiservers of every master must hold the same keys, so one host makes them: this
+    one, in ``encryption-keys.json`` under ``paths:ca_dir`` (0600). A master asks for them
+    with a public key it made for that one request (X25519); the answer is sealed to it
+    (``kubesalt_core.encryption``), so Salt's job cache and event bus, which carry every
+    answer, hold only ciphertext, and only a node that is a master in this host's pillar,
+    by its authenticated minion id, gets an answer at all. :func:`encryption_key_stage`,
+    :func:`encryption_key_promote` and :func:`encryption_key_retire` are the steps of a
+    rotation (``kubesalt.orch.encryption_key_rotate`` runs them in order).
+
 What it publishes
-    The public part of its answer (the CA certificates and the registered service-account
-    public keys, :func:`public`) goes to the Salt mine whenever it changes, so that a node
-    with nothing to ask for reads it there instead of publishing to the CA host on every
-    run. The master stores it under the CA host's authenticated id: no other minion can
-    write it.
+    The public part of its answer (the CA certificates, the registered service-account
+    public keys, and the names of the encryption keys in the order the apiservers use
+    them, :func:`public`) goes to the Salt mine whenever it changes, so that a node with
+    nothing to ask for reads it there instead of publishing to the CA host on every run.
+    The master stores it under the CA host's authenticated id: no other minion can write
+    it.
 
 CLI Example:
 
@@ -27,11 +38,13 @@ CLI Example:
 
     salt master-1 kubesalt_ca.ca_missing
     salt master-1 kubesalt_ca.rotate_ca etcd-ca
+    salt master-1 kubesalt_ca.encryption_keys
 """
 
 import contextlib
 import datetime
 import fcntl
+import json
 import logging
 import os
 
@@ -40,6 +53,7 @@ from cryptography.hazmat.primitives import serialization
 from salt.exceptions import CommandExecutionError, SaltException, SaltInvocationError
 
 import kubesalt_core.certificates
+import kubesalt_core.encryption
 import kubesalt_core.errors
 import kubesalt_core.files
 import kubesalt_core.pem
@@ -204,9 +218,19 @@ def _answer(requester, request):
         )
     wanted = request.get("certificates") or {}
     sa_key = request.get("service_account_key")
-    if not isinstance(wanted, dict) or not (sa_key is None or isinstance(sa_key, str)):
+    sealing_key = request.get("encryption_key")
+    if not isinstance(wanted, dict) or not all(
+        v is None or isinstance(v, str) for v in (sa_key, sealing_key)
+    ):
         raise kubesalt_core.errors.SigningRefused(
-            "request must be {certificates: {name: CSR PEM}, service_account_key: PEM}"
+            "request must be {certificates: {name: CSR PEM}, service_account_key: PEM, "
+            "encryption_key: base64 X25519 public key}"
+        )
+    if sealing_key and not kubesalt_core.pki.holds_service_account_key(
+        config["nodes"][requester].get("roles") or []
+    ):
+        raise kubesalt_core.errors.SigningRefused(
+            f"{requester!r} is not a master; only masters hold the encryption keys"
         )
     csrs = {}
     for name, pem in wanted.items():
@@ -225,21 +249,65 @@ def _answer(requester, request):
         )
     if sa_key:
         _register(config, layout, requester, sa_key)
+    sealed = None
+    if sealing_key:
+        keys = _load_encryption_keys(layout, create=True)
+        sealed = kubesalt_core.encryption.seal({"keys": keys}, sealing_key)
     answer = _public(config, layout, cas)
     _keep_mine_current(answer)
     answer["certificates"] = {
         name: kubesalt_core.certificates.cert_pem(c).decode() for name, c in issued.items()
     }
+    if sealed is not None:
+        answer["encryption"] = sealed
     return answer
 
 
+def _key_name():
+    return "key-" + _now().strftime("%Y%m%dT%H%M%S%fZ")
+
+
+def _read_encryption_keys(layout):
+    try:
+        with open(layout.encryption_keys, encoding="utf-8") as handle:
+            return json.load(handle)["keys"]
+    except FileNotFoundError:
+        return None
+    except (ValueError, KeyError, TypeError) as err:
+        raise CommandExecutionError(
+            f"{layout.encryption_keys} is not a kubesalt key set ({err}); kubesalt will not "
+            "replace it: the Secrets in etcd may need it"
+        ) from err
+
+
+def _write_encryption_keys(layout, keys):
+    kubesalt_core.files.write_atomically(
+        layout.encryption_keys, json.dumps({"keys": keys}, indent=1) + "\n", 0o600
+    )
+
+
+def _load_encryption_keys(layout, create):
+    """The key set (made, with one writing key, when there is none and ``create``)."""
+    keys = _read_encryption_keys(layout)
+    if keys is None and create:
+        with _ca_lock(layout):
+            keys = _read_encryption_keys(layout)
+            if keys is None:
+                keys = kubesalt_core.encryption.first_set(_key_name())
+                _write_encryption_keys(layout, keys)
+                log.info("kubesalt_ca: made the encryption key %s", keys[0]["name"])
+    return keys
+
+
 def _public(config, layout, cas):
+    keys = _read_encryption_keys(layout) or []
     return {
         "cas": {
             name: kubesalt_core.certificates.cert_pem(cert).decode()
             for name, (cert, _) in cas.items()
         },
         "service_account_keys": _registry(config, layout),
+        "encryption_keys": kubesalt_core.encryption.names(keys),
     }
 
 
@@ -356,3 +424,117 @@ def rotate_ca(ca):
     if not moved:
         raise CommandExecutionError(f"CA {ca} does not exist in {layout.ca_dir}")
     return moved
+
+
+def _changed_keys(change):
+    """Apply ``change`` (key set -> (new set, result)) under the CA lock; the mine follows."""
+    config = _config()
+    _require_ca_host(config)
+    layout = kubesalt_core.pki.Layout.of(config)
+    with _ca_lock(layout):
+        keys = _read_encryption_keys(layout)
+        if keys is None:
+            raise CommandExecutionError(
+                f"there is no encryption key set in {layout.encryption_keys} yet: a highstate "
+                "of the masters makes it"
+            )
+        changed, result = change(keys)
+        if changed != keys:
+            _write_encryption_keys(layout, changed)
+    cas = _ensure_cas(config, layout, create=False)[0]
+    _keep_mine_current(_public(config, layout, cas))
+    return changed, result
+
+
+def encryption_keys():
+    """
+    The keys Secrets are encrypted with, in the order the apiservers use them: name and
+    state (``write``, ``staged``, ``old``); never the keys themselves.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt master-1 kubesalt_ca.encryption_keys
+    """
+    config = _config()
+    _require_ca_host(config)
+    keys = _read_encryption_keys(kubesalt_core.pki.Layout.of(config)) or []
+    return [
+        {"name": k["name"], "state": k["state"]} for k in kubesalt_core.encryption.ordered(keys)
+    ]
+
+
+def encryption_key_stage(key=None):
+    """
+    Step 1 of a rotation: add a new key that every apiserver reads with, and none writes
+    with yet. A key staged before (a rotation stopped half-way) is kept instead.
+
+    key
+        The new key, base64 of 32 random bytes (``head -c 32 /dev/urandom | base64``);
+        default: made here from the operating system's random source.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt master-1 kubesalt_ca.encryption_key_stage
+    """
+    if key is not None:
+        problem = kubesalt_core.encryption.key_problem(key)
+        if problem:
+            raise SaltInvocationError(f"Invalid value for key: {problem}")
+    entry = kubesalt_core.encryption.new_key(_key_name(), key)
+    _, staged = _changed_keys(lambda keys: kubesalt_core.encryption.stage(keys, entry))
+    return {"staged": staged["name"], "new": staged["name"] == entry["name"]}
+
+
+def encryption_key_promote():
+    """
+    Step 2 of a rotation: the staged key writes, the key that wrote turns old (read only).
+    Run it once every apiserver holds the staged key.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt master-1 kubesalt_ca.encryption_key_promote
+    """
+    _, promoted = _changed_keys(kubesalt_core.encryption.promote)
+    return {"promoted": promoted}
+
+
+def encryption_key_retire(stored=None):
+    """
+    Last step of a rotation: drop the old keys. Refused while a Secret in etcd is still
+    encrypted with one of them (``kubesalt_encryption.rewrite_secrets`` rewrites them all).
+
+    stored
+        What the Secrets in etcd are stored with, ``{"aescbc:<key>": count, "plain":
+        count}``; default: read from this host's etcd member (``kubesalt_encryption.stored``).
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt master-1 kubesalt_ca.encryption_key_retire
+    """
+    if stored is None:
+        stored = __salt__["kubesalt_encryption.stored"]()
+
+    def retire(keys):
+        old = {k["name"] for k in keys if k["state"] == "old"}
+        still = sorted(
+            f"{count} Secret(s) with {what}"
+            for what, count in stored.items()
+            if what.partition(":")[2] in old and count
+        )
+        if still:
+            raise CommandExecutionError(
+                f"not retiring {', '.join(sorted(old))}: {', '.join(still)} (run "
+                "kubesalt_encryption.rewrite_secrets on a master first)"
+            )
+        return kubesalt_core.encryption.retire(keys)
+
+    _, removed = _changed_keys(retire)
+    return {"retired": removed}

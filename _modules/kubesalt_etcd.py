@@ -28,7 +28,6 @@ CLI Example:
 
 import contextlib
 import logging
-import ssl
 import time
 
 from salt.exceptions import CommandExecutionError, SaltInvocationError
@@ -72,14 +71,9 @@ def _gateway(endpoints=None, cert=None, key=None, cacert=None, timeout=REQUEST_T
     if not endpoints:
         raise SaltInvocationError("endpoints: no etcd client URL given and no master in pillar")
     try:
-        context = ssl.create_default_context(cafile=cacert)
-        context.load_cert_chain(cert, key)
-    except (OSError, ssl.SSLError) as err:
-        raise CommandExecutionError(
-            f"cannot load the etcd client TLS files (cert={cert}, key={key}, cacert={cacert}): "
-            f"{err}; kubesalt_pki issues them on masters"
-        ) from None
-    return kubesalt_core.etcd_client.Gateway(endpoints, context, timeout)
+        return kubesalt_core.etcd_client.tls_gateway(endpoints, cert, key, cacert, timeout)
+    except ValueError as err:
+        raise CommandExecutionError(str(err)) from None
 
 
 def _connection(kwargs):

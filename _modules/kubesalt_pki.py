@@ -285,6 +285,27 @@ def _from_mine(config, me):
     return answer
 
 
+def ca_answer(request=None, mine=False):
+    """
+    The CA host's answer to ``request`` (see ``kubesalt_ca.sign``): ``{"cas", "certificates",
+    "service_account_keys", "encryption_keys", ...}``. With ``mine``, its public part as the
+    CA host last sent it to the Salt mine when there is one (nothing is published then).
+    None when the CA host does not answer.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt master-2 kubesalt_pki.ca_answer mine=True
+    """
+    config = _config()
+    if mine and not request:
+        published = _from_mine(config, __opts__["id"])
+        if published is not None:
+            return published
+    return _ask_ca(config, request or {}, silent_ok=True)
+
+
 def plan():
     """
     What :func:`issue` would do on this node, and why; nothing is written and no CA is

@@ -61,6 +61,8 @@ def _as_dict(config, rendered):
         "reload": unit.reload,
         "uses_pki": bool(unit.certs or unit.kubeconfig),
         "credentials": list(rendered.credentials),
+        # It reads the encryption config kubesalt_encryption writes (the apiserver).
+        "reads_encryption_config": unit.encryption_config,
         "binaries": [
             b.name
             for b in kubesalt_core.artifact.CATALOGUE

@@ -87,6 +87,9 @@ class Component:
     # the file's path appended to the command (file.managed's check_cmd). A file it rejects
     # never replaces the running one.
     config_check: object = None
+    # It reads the encryption config kubesalt_encryption writes: that state comes first
+    # (the apiserver then reloads the file by itself when it changes).
+    encryption_config: bool = False
 
     @property
     def unit_name(self):
@@ -127,6 +130,7 @@ COMPONENTS = (
         "Kubernetes API server",
         "https://kubernetes.io/docs/reference/command-line-tools-reference/kube-apiserver/",
         command=control_plane_config.apiserver,
+        encryption_config=True,
         health=probes.apiserver_probe,
         after=("network-online.target", "etcd.service"),
         wants=("network-online.target", "etcd.service"),
@@ -151,7 +155,7 @@ COMPONENTS = (
         command=control_plane_config.scheduler,
         health=probes.local_tls_probe(10259, "readyz"),
         after=("network-online.target", "kube-apiserver.service"),
-        ports=("10259/tcp health and metrics (TLS)",),
+        ports=("10259/tcp health and metrics (TLS, 127.0.0.1)",),
         certs=("kube-scheduler",),
         kubeconfig="scheduler",
         hardening=SERVER_HARDENING,
@@ -167,7 +171,7 @@ COMPONENTS = (
         command=control_plane_config.controller_manager,
         health=probes.local_tls_probe(10257),
         after=("network-online.target", "kube-apiserver.service"),
-        ports=("10257/tcp health and metrics (TLS)",),
+        ports=("10257/tcp health and metrics (TLS, 127.0.0.1)",),
         certs=("kube-controller-manager",),
         kubeconfig="controller-manager",
         hardening=SERVER_HARDENING,

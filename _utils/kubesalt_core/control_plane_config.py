@@ -5,10 +5,12 @@ binary, {path: (text, mode)})``; :mod:`kubesalt_core.components` names them per 
 No Salt dunders and no I/O here.
 """
 
+import kubesalt_core.admission
 import kubesalt_core.component_context
 import kubesalt_core.etcd
 import kubesalt_core.pillar
 import kubesalt_core.ports
+import kubesalt_core.tls_policy
 
 AUDIT_POLICY = {
     "apiVersion": "audit.k8s.io/v1",
@@ -31,10 +33,21 @@ AUDIT_POLICY = {
 }
 
 
+def encryption_config_path(config):
+    """The apiservers' EncryptionConfiguration: written by ``kubesalt_encryption`` from the
+    key set the CA host seals to each master, never from pillar."""
+    return f"{config['paths']['kubernetes_dir']}/encryption-config.yaml"
+
+
+def admission_config_path(ctx):
+    return f"{ctx.paths['kubernetes_dir']}/admission-config.yaml"
+
+
 def apiserver(ctx):
     pki, paths = ctx.layout, ctx.paths
     domain = ctx.config["cluster"]["domain"]
     audit_policy = f"{paths['kubernetes_dir']}/audit-policy.yaml"
+    admission = kubesalt_core.admission.configuration(ctx.config)
     flags = [
         ("advertise-address", ctx.ip),
         ("bind-address", ctx.ip),
@@ -73,19 +86,37 @@ def apiserver(ctx):
             str(ctx.config["apiserver"]["service_routing"] == "endpoints").lower(),
         ),
         ("authorization-mode", "Node,RBAC"),
-        ("enable-admission-plugins", "NodeRestriction"),
         ("anonymous-auth", "false"),
         ("allow-privileged", "true"),
         ("profiling", "false"),
+        # Tokens live as long as they say (1 h for projected ones), not a year.
+        ("service-account-extend-token-expiration", "false"),
+        ("service-account-lookup", "true"),
+        ("encryption-provider-config", encryption_config_path(ctx.config)),
+        # A rewritten file (a key rotation step) is read again within a minute, without a
+        # restart; kubesalt_encryption.loaded tells when (the apiserver's config hash).
+        ("encryption-provider-config-automatic-reload", "true"),
         ("audit-policy-file", audit_policy),
         ("audit-log-path", f"{paths['log_dir']}/audit.log"),
         ("audit-log-maxage", 30),
         ("audit-log-maxbackup", 10),
         ("audit-log-maxsize", 100),
+        *kubesalt_core.tls_policy.kubernetes_flags(ctx.config),
     ]
-    return kubesalt_core.component_context.flags(flags), {
-        audit_policy: (kubesalt_core.component_context.yaml_text(AUDIT_POLICY), 0o644)
-    }
+    enabled = kubesalt_core.admission.enabled(ctx.config)
+    if enabled:
+        flags.append(("enable-admission-plugins", ",".join(enabled)))
+    disabled = kubesalt_core.admission.disabled(ctx.config)
+    if disabled:
+        flags.append(("disable-admission-plugins", ",".join(disabled)))
+    files = {audit_policy: (kubesalt_core.component_context.yaml_text(AUDIT_POLICY), 0o600)}
+    if admission is not None:
+        flags.append(("admission-control-config-file", admission_config_path(ctx)))
+        files[admission_config_path(ctx)] = (
+            kubesalt_core.component_context.yaml_text(admission),
+            0o600,
+        )
+    return kubesalt_core.component_context.flags(flags), files
 
 
 def component_auth(ctx, kubeconfig):
@@ -94,9 +125,11 @@ def component_auth(ctx, kubeconfig):
         ("kubeconfig", path),
         ("authentication-kubeconfig", path),
         ("authorization-kubeconfig", path),
-        ("bind-address", ctx.ip),
+        # Health and metrics on the loopback only: nothing off the host asks them.
+        ("bind-address", "127.0.0.1"),
         ("leader-elect", "true"),
         ("profiling", "false"),
+        *kubesalt_core.tls_policy.kubernetes_flags(ctx.config),
     ]
 
 
@@ -159,7 +192,7 @@ def typha(ctx):
     return [], {
         typha_env_path(ctx): (
             kubesalt_core.component_context.env_file(typha_environment(ctx)),
-            0o644,
+            0o600,
         )
     }
 
@@ -168,7 +201,7 @@ def etcd_settings(ctx):
     return kubesalt_core.etcd.node_settings(ctx.config, ctx.node_id, ctx.layout)
 
 
-def etcd_environment(settings):
+def etcd_environment(config, settings):
     """etcd's configuration as the ETCD_* variables it reads (see ``etcd --help``). The first
     start's cluster settings (state, member list, token) are in a second file, written when
     this member founded or joined the cluster (``kubesalt_etcd.member_present``)."""
@@ -191,6 +224,7 @@ def etcd_environment(settings):
         "ETCD_STRICT_RECONFIG_CHECK": "true",
         "ETCD_LOGGER": "zap",
         "ETCD_LOG_OUTPUTS": "stderr",
+        **kubesalt_core.tls_policy.etcd_environment(config, config["versions"]["etcd"]),
     }
 
 
@@ -198,8 +232,8 @@ def etcd(ctx):
     settings = etcd_settings(ctx)
     return [], {
         settings["env_file"]: (
-            kubesalt_core.component_context.env_file(etcd_environment(settings)),
-            0o644,
+            kubesalt_core.component_context.env_file(etcd_environment(ctx.config, settings)),
+            0o600,
         )
     }
 

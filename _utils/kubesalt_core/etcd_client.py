@@ -3,9 +3,11 @@ certificates): no client library, only urllib. The decisions about what the answ
 live in :mod:`kubesalt_core.etcd`; this module only talks.
 """
 
+import base64
 import contextlib
 import json
 import logging
+import ssl
 import time
 import urllib.error
 import urllib.request
@@ -60,6 +62,20 @@ class Gateway:
             raise EtcdError(err.code, _error_message(err), path) from None
         except (urllib.error.URLError, OSError) as err:
             raise Unreachable(f"{endpoint}: {getattr(err, 'reason', err)}") from None
+
+
+def tls_gateway(endpoints, cert, key, cacert, timeout=REQUEST_TIMEOUT):
+    """A :class:`Gateway` that presents ``cert``/``key`` and trusts ``cacert``; ValueError
+    when the files do not load."""
+    try:
+        context = ssl.create_default_context(cafile=cacert)
+        context.load_cert_chain(cert, key)
+    except (OSError, ssl.SSLError) as err:
+        raise ValueError(
+            f"cannot load the etcd client TLS files (cert={cert}, key={key}, cacert={cacert}): "
+            f"{err}; kubesalt_pki issues them on masters"
+        ) from None
+    return Gateway(endpoints, context, timeout)
 
 
 def _error_message(err):
@@ -270,3 +286,33 @@ def cluster_lock(gateway, name, holder, timeout, ttl=120):
             )
         except GaveUp as err:
             log.warning("kubesalt etcd: %s; the lease expires by itself after %s s", err, ttl)
+
+
+def prefix_end(prefix):
+    """The range end that covers every key starting with ``prefix`` (bytes)."""
+    end = bytearray(prefix)
+    while end:
+        if end[-1] < 0xFF:
+            end[-1] += 1
+            return bytes(end)
+        end.pop()
+    return b"\0"
+
+
+def values(gateway, prefix, page=500):
+    """Every ``(key, value)`` (bytes) under ``prefix`` (bytes), read ``page`` keys at a time
+    at one revision."""
+    end = base64.b64encode(prefix_end(prefix)).decode()
+    start, revision = prefix, 0
+    while True:
+        body = {"key": base64.b64encode(start).decode(), "range_end": end, "limit": page}
+        if revision:
+            body["revision"] = revision
+        answer = gateway.post("/v3/kv/range", body)
+        revision = revision or int(answer.get("header", {}).get("revision", 0))
+        kvs = answer.get("kvs") or []
+        for kv in kvs:
+            yield base64.b64decode(kv["key"]), base64.b64decode(kv.get("value", ""))
+        if not answer.get("more") or not kvs:
+            return
+        start = base64.b64decode(kvs[-1]["key"]) + b"\0"

@@ -16,12 +16,25 @@ import kubesalt_core.confd
 import kubesalt_core.images
 import kubesalt_core.pillar
 import kubesalt_core.ports
+import kubesalt_core.tls_policy
 
 IPVS_MODULES = ("ip_vs", "ip_vs_rr", "ip_vs_wrr", "ip_vs_sh", "nf_conntrack")
 
 
 # Calico routes pods' traffic (no bridge): forwarding is all the kernel must allow.
 SYSCTLS = {"net.ipv4.ip_forward": "1"}
+
+
+# What a kubelet with protectKernelDefaults requires of the kernel (it refuses to start
+# otherwise): Kubernetes' own values (component-helpers/node/util/sysctl).
+KUBELET_SYSCTLS = {
+    "vm.overcommit_memory": "1",
+    "vm.panic_on_oom": "0",
+    "kernel.panic": "10",
+    "kernel.panic_on_oops": "1",
+    "kernel.keys.root_maxkeys": "1000000",
+    "kernel.keys.root_maxbytes": "25000000",
+}
 
 
 # The host packages kube-proxy's mode and felix use (Debian's names).
@@ -149,6 +162,7 @@ def kubelet_configuration(ctx):
     (rotateCertificates, serverTLSBootstrap) is off.
     """
     pki = ctx.layout
+    kubelet = ctx.config["kubelet"]
     return {
         "apiVersion": "kubelet.config.k8s.io/v1beta1",
         "kind": "KubeletConfiguration",
@@ -174,7 +188,11 @@ def kubelet_configuration(ctx):
         "failSwapOn": True,
         # Upstream's default (true): a cgroup v1 host is refused unless pillar says
         # kubelet:fail_cgroup_v1: false.
-        "failCgroupV1": bool(ctx.config.get("kubelet", {}).get("fail_cgroup_v1", True)),
+        "failCgroupV1": bool(kubelet["fail_cgroup_v1"]),
+        "seccompDefault": bool(kubelet["seccomp_default"]),
+        "podPidsLimit": int(kubelet["pod_pids_limit"]),
+        "protectKernelDefaults": bool(kubelet["protect_kernel_defaults"]),
+        **kubesalt_core.tls_policy.kubelet_settings(ctx.config),
     }
 
 
@@ -191,7 +209,7 @@ def kubelet(ctx):
         ("node-ip", ctx.ip),
     ]
     return kubesalt_core.component_context.flags(flags), {
-        path: (kubesalt_core.component_context.yaml_text(kubelet_configuration(ctx)), 0o644)
+        path: (kubesalt_core.component_context.yaml_text(kubelet_configuration(ctx)), 0o600)
     }
 
 
@@ -249,6 +267,8 @@ def kernel_files(ctx, routing_only=False):
     ``routing_only``: a router forwards, spreads flows over equal paths, and runs no
     kube-proxy)."""
     wanted = {**SYSCTLS, **(ROUTER_SYSCTLS if routing_only else {})}
+    if not routing_only and ctx.config["kubelet"]["protect_kernel_defaults"]:
+        wanted.update(KUBELET_SYSCTLS)
     sysctls = "\n".join(
         ["# Managed by kubesalt: routing for pods and services."]
         + [f"{key} = {value}" for key, value in wanted.items()]
@@ -266,7 +286,7 @@ def kernel_files(ctx, routing_only=False):
 def kube_proxy(ctx):
     path = kube_proxy_config_path(ctx)
     files = {
-        path: (kubesalt_core.component_context.yaml_text(kube_proxy_configuration(ctx)), 0o644)
+        path: (kubesalt_core.component_context.yaml_text(kube_proxy_configuration(ctx)), 0o600)
     }
     return kubesalt_core.component_context.flags([("config", path)]), files
 
@@ -318,7 +338,7 @@ def calico_env(ctx):
     return {
         calico_env_path(ctx): (
             kubesalt_core.component_context.env_file(calico_node_environment(ctx)),
-            0o644,
+            0o600,
         )
     }
 
@@ -355,7 +375,7 @@ def cni_configuration(ctx):
 
 def calico_node(ctx):
     """calico-node's startup: the node's BGP address and IPAM, then the CNI config."""
-    cni = (json.dumps(cni_configuration(ctx), indent=2, sort_keys=True) + "\n", 0o644)
+    cni = (json.dumps(cni_configuration(ctx), indent=2, sort_keys=True) + "\n", 0o600)
     return ["-startup"], {**calico_env(ctx), cni_config_path(ctx): cni}
 
 

@@ -11,6 +11,7 @@ import re
 import kubesalt_core.apiserver_proxy
 import kubesalt_core.calico
 import kubesalt_core.pillar
+import kubesalt_core.pillar_security
 from kubesalt_core import pillar_checks as check
 
 _ARTIFACT_FIELDS = {
@@ -305,9 +306,7 @@ SCHEMA = {
             "default_tls_secret": check.optional(check.namespaced_name),
         }
     ),
-    "apiserver": check.mapping(
-        {"service_routing": check.choice(kubesalt_core.pillar.APISERVER_SERVICE_ROUTING)}
-    ),
+    **kubesalt_core.pillar_security.SCHEMA,
     "apiserver_proxy": check.mapping(
         {
             "enabled": check.optional(check.boolean),
@@ -315,7 +314,6 @@ SCHEMA = {
             "drain": check.minion_ids,
         }
     ),
-    "kubelet": check.mapping({"fail_cgroup_v1": check.boolean}),
     "kube_proxy": check.mapping(
         {
             "mode": check.choice(kubesalt_core.pillar.KUBE_PROXY_MODES),

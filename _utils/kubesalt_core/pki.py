@@ -290,6 +290,11 @@ class Layout:
     def registry_dir(self):
         return f"{self.ca_dir}/service-accounts"
 
+    @property
+    def encryption_keys(self):
+        """The key set Secrets are encrypted with (CA host only, 0600)."""
+        return f"{self.ca_dir}/encryption-keys.json"
+
     def kubeconfig(self, name):
         return f"{self.kubernetes_dir}/{name}.conf"
 

@@ -16,7 +16,7 @@ import kubesalt_core.ports
 class Probe:
     """An HTTP(S) request whose 200 answer means healthy. ``ca`` verifies the server; without
     it the server's self-signed serving certificate is accepted (the scheduler's and the
-    controller-manager's: they are asked on the node's own address)."""
+    controller-manager's: they are asked on the loopback)."""
 
     url: str
     ca: str | None = None
@@ -57,7 +57,8 @@ def apiserver_proxy_probe(ctx):
 
 
 def local_tls_probe(port, path="healthz"):
-    return lambda ctx: Probe(f"https://{ctx.ip}:{port}/{path}")
+    # They serve on the loopback only (--bind-address=127.0.0.1).
+    return lambda _ctx: Probe(f"https://127.0.0.1:{port}/{path}")
 
 
 def typha_probe(_ctx):

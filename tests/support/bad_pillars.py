@@ -3,36 +3,9 @@ problem kubesalt must report. The unit tier checks the messages; the functional 
 highstate on each one and checks that nothing changed.
 """
 
-import copy
-from dataclasses import dataclass
-
-from kubesalt_lab.pillar import lab_pillar
-
-
-@dataclass(frozen=True)
-class BadPillar:
-    id: str
-    mutate: object  # callable(pillar dict) -> None, or -> a replacement value
-    expected: str  # the exact problem text: "<key>: <message>"
-    level: str = "error"
-
-    def pillar(self):
-        pillar = copy.deepcopy(lab_pillar())
-        replaced = self.mutate(pillar)
-        return pillar if replaced is None else replaced
-
-
-def _set(path, value):
-    """A mutation that sets ``a:b:c`` to ``value``."""
-
-    def mutate(pillar):
-        *parents, last = path.split(":")
-        target = pillar
-        for part in parents:
-            target = target.setdefault(part, {})
-        target[last] = value
-
-    return mutate
+from tests.support.bad_pillar_case import BadPillar
+from tests.support.bad_pillar_case import set_key as _set
+from tests.support.bad_pillars_security import SECURITY_CASES
 
 
 def _drop_nodes(*ids):
@@ -64,7 +37,7 @@ _DISJOINT = "expected node, pod, service and load balancer ranges to be disjoint
 _TOP_KEYS = (
     "apiserver, apiserver_proxy, artifacts, cluster, containerd, heal, images, ingress, "
     "kube_proxy, kubelet, "
-    "network, nodes, paths, pki, versions"
+    "network, nodes, paths, pki, tls, versions"
 )
 _NODE_NAME = (
     "is not a valid Kubernetes node name; expected lowercase letters, digits, '-' and '.' "
@@ -594,4 +567,5 @@ CASES = [
         _set("paths", {"pki_dir": "etc/kubernetes/pki"}),
         "kubesalt:paths:pki_dir: 'etc/kubernetes/pki' is not an absolute path",
     ),
+    *SECURITY_CASES,
 ]

@@ -72,7 +72,7 @@ kubesalt-etcd-unit-managed:
     - contents: {{ unit.unit_text | json }}
     - user: root
     - group: root
-    - mode: "0644"
+    - mode: "0600"
     - makedirs: True
     - require:
       - kubesalt: kubesalt-pillar-validated

@@ -2,7 +2,7 @@
     The kubesalt_pki module docstring explains who signs what, and why a node cannot obtain
     another node's identity. #}
 {%- set tplroot = tpldir.split("/")[0] %}
-{%- from tplroot ~ "/map.jinja" import kubesalt with context %}
+{%- from tplroot ~ "/map.jinja" import kubesalt, node with context %}
 
 include:
   - {{ tplroot }}.validate
@@ -37,3 +37,12 @@ kubesalt-pki-kubeconfig-{{ name }}-managed:
     - require:
       - kubesalt_pki: kubesalt-pki-certificates-present
 {%- endfor %}
+{%- if "master" in node.get("roles", []) %}
+
+{#- The apiservers' keys for Secrets at rest, sealed to this master by the CA host. #}
+kubesalt-encryption-config-current:
+  kubesalt_encryption.config_current:
+    - name: {{ kubesalt.paths.kubernetes_dir }}/encryption-config.yaml
+    - require:
+      - kubesalt_pki: kubesalt-pki-certificates-present
+{%- endif %}

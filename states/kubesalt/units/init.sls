@@ -72,7 +72,7 @@ kubesalt-unit-{{ unit.name }}-managed:
     - contents: {{ unit.unit_text | json }}
     - user: root
     - group: root
-    - mode: "0644"
+    - mode: "0600"
     - makedirs: True
     - require:
       - kubesalt: kubesalt-pillar-validated
@@ -103,6 +103,9 @@ kubesalt-unit-{{ unit.name }}-running:
       - module: kubesalt-units-daemon-reloaded
 {%- if unit.uses_pki %}
       - kubesalt_pki: kubesalt-pki-certificates-present
+{%- endif %}
+{%- if unit.reads_encryption_config %}
+      - kubesalt_encryption: kubesalt-encryption-config-current
 {%- endif %}
 {%- for binary in unit.binaries %}
       - kubesalt_artifact: kubesalt-artifact-{{ binary }}-installed
