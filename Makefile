@@ -80,6 +80,7 @@ bench: setup
 	$(VENV)/bin/python bench/lab_highstate.py
 	$(VENV)/bin/python bench/bgp.py
 	$(VENV)/bin/python bench/ingress.py
+	$(VENV)/bin/python bench/hardening.py
 	$(VENV)/bin/python bench/heal.py
 	$(VENV)/bin/python bench/workers.py
 	$(VENV)/bin/python bench/failover.py

@@ -15,6 +15,7 @@ The connection arguments (``endpoints``, ``cert``, ``key``, ``cacert``) are thos
 import datetime
 import errno
 import os
+import pwd
 import time
 
 from salt.exceptions import CommandExecutionError, SaltInvocationError
@@ -296,3 +297,118 @@ def _wait_for_other_join(conn, timeout):
                 "learner with kubesalt_etcd.member_absent"
             )
         time.sleep(1)
+
+
+# --- what etcd owns: its user, its data, its copies of its TLS files -----------------------
+
+
+def _owner(path):
+    try:
+        found = os.stat(path)
+    except FileNotFoundError:
+        return None
+    return found.st_uid, found.st_gid, found.st_mode & 0o7777
+
+
+def _ids(user):
+    try:
+        entry = pwd.getpwnam(user)
+    except KeyError:
+        return None
+    return entry.pw_uid, entry.pw_gid
+
+
+def _read(path):
+    try:
+        with open(path, "rb") as handle:
+            return handle.read()
+    except FileNotFoundError:
+        return None
+
+
+def owned_plan():
+    """
+    What :func:`owned` would change: etcd's system user, its data directory (0700, owned
+    by it, everything in it too) and its copies of its certificates and keys (0600, the
+    same bytes as the originals in the PKI directory). ``{}``: nothing.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt master-1 kubesalt_etcd_member.owned_plan
+    """
+    settings = __salt__["kubesalt_etcd.settings"]()
+    user, ids = settings["user"], _ids(settings["user"])
+    changes = {}
+    if ids is None:
+        changes["user"] = f"{user} created (system user, no login)"
+    want = None if ids is None else (*ids, 0o700)
+    for directory in (settings["data_dir"], settings["tls_dir"]):
+        held = _owner(directory)
+        if held is None or held != want:
+            changes.setdefault("directories", []).append(directory)
+    # etcd must pass through the (root's) config directory to its copies.
+    parent = _owner(settings["config_dir"])
+    if parent is not None and parent[2] & 0o011 != 0o011:
+        changes["traversable"] = settings["config_dir"]
+    copies = []
+    for copy, original in sorted(settings["tls_copies"].items()):
+        wanted = None if ids is None else (*ids, 0o600)
+        if _owner(copy) != wanted or _read(copy) != _read(original):
+            copies.append(copy)
+    if copies:
+        changes["tls copies"] = copies
+    return changes
+
+
+def owned():
+    """
+    Make etcd's system user (when missing), give it its data directory (recursively) and
+    write its copies of its certificates and keys from the originals: see
+    :func:`owned_plan`. Returns the changes made. etcd reads its TLS files again for every
+    new connection, so a renewed certificate needs no restart.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt master-1 kubesalt_etcd_member.owned
+    """
+    settings = __salt__["kubesalt_etcd.settings"]()
+    changes = owned_plan()
+    if not changes:
+        return {}
+    user = settings["user"]
+    if _ids(user) is None:
+        if not __salt__["group.info"](user):
+            __salt__["group.add"](user, system=True)
+        created = __salt__["user.add"](
+            user,
+            gid=user,
+            system=True,
+            home=settings["data_dir"],
+            createhome=False,
+            shell="/usr/sbin/nologin",
+        )
+        if not created or _ids(user) is None:
+            raise CommandExecutionError(f"could not create the system user {user!r}")
+    uid, gid = _ids(user)
+    if "traversable" in changes:
+        os.chmod(settings["config_dir"], 0o755)
+    for directory in changes.get("directories", []):
+        os.makedirs(directory, mode=0o700, exist_ok=True)
+        os.chmod(directory, 0o700)
+        for root, dirs, files in os.walk(directory):
+            for name in (root, *(os.path.join(root, n) for n in dirs + files)):
+                os.lchown(name, uid, gid)
+    for copy in changes.get("tls copies", []):
+        original = settings["tls_copies"][copy]
+        data = _read(original)
+        if data is None:
+            raise CommandExecutionError(
+                f"{original} is missing: kubesalt_pki issues it first; nothing was copied"
+            )
+        kubesalt_core.files.write_atomically(copy, data, 0o600)
+        os.chown(copy, uid, gid)
+    return changes

@@ -303,11 +303,14 @@ def _started_at(unit):
     return float(stamp[1:])
 
 
-def stale_credentials(name):
+def stale_credentials(name, paths=None):
     """
     The certificate and kubeconfig files of unit ``name`` written after the unit started
     (re-issued by kubesalt while it ran): the unit still holds the old ones. Empty when the
     unit is not active.
+
+    paths
+        Other files to look at instead (etcd's unit and environment files).
 
     CLI Example:
 
@@ -322,7 +325,7 @@ def stale_credentials(name):
     except KeyError as err:
         raise SaltInvocationError(str(err.args[0])) from None
     modified = {}
-    for path in rendered.credentials:
+    for path in paths or rendered.credentials:
         try:
             modified[path] = os.stat(path).st_mtime
         except FileNotFoundError:

@@ -211,3 +211,58 @@ def healthy(name, timeout=120, **kwargs):
             ret["comment"] = f"etcd is not healthy after {timeout} s: {problem}"
             return ret
         time.sleep(1)
+
+
+def owned(name):
+    """
+    etcd's system user exists and owns its data directory ``name`` and its copies of its
+    certificates and keys (``kubesalt_etcd_member.owned_plan`` says what would change).
+
+    name
+        The data directory (``paths:etcd_data_dir``), for the output.
+    """
+    ret = _ret(name)
+    try:
+        changes = __salt__["kubesalt_etcd_member.owned_plan"]()
+        if changes and __opts__["test"]:
+            ret["result"] = None
+            ret["comment"] = "would give etcd its user, data and TLS copies"
+        elif changes:
+            changes = __salt__["kubesalt_etcd_member.owned"]()
+            ret["comment"] = "etcd's user, data and TLS copies set"
+        else:
+            ret["comment"] = "etcd owns its data and its TLS copies"
+    except (CommandExecutionError, SaltInvocationError) as err:
+        return _failed(ret, err)
+    ret["changes"] = changes
+    return ret
+
+
+def running_current(name, files, service="etcd", timeout=180, **kwargs):
+    """
+    etcd started after ``files`` (its unit and environment files) were last written; when
+    not (a restart an earlier run could not make while quorum did not allow it), restarted
+    the safe way (``kubesalt_etcd.restart_safely``).
+
+    name
+        This member's name.
+    """
+    ret = _ret(name)
+    try:
+        stale = __salt__["kubesalt_unit.stale_credentials"](service, paths=files)
+        if not stale:
+            ret["comment"] = f"{service} runs with its current unit and config"
+            return ret
+        if __opts__["test"]:
+            ret["result"] = None
+            ret["changes"] = {"restarted": service, "newer than its start": stale}
+            ret["comment"] = f"would restart {service}, one master at a time"
+            return ret
+        __salt__["kubesalt_etcd.restart_safely"](
+            name, service=service, timeout=timeout, **_conn(kwargs)
+        )
+    except (CommandExecutionError, SaltInvocationError) as err:
+        return _failed(ret, err)
+    ret["changes"] = {"restarted": service, "newer than its start": stale}
+    ret["comment"] = f"restarted {service}: it ran with older files"
+    return ret

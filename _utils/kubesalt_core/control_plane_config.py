@@ -245,4 +245,14 @@ def etcd_environment_files(ctx):
 
 
 def etcd_service(ctx, _executable):
-    return [f"ReadWritePaths={etcd_settings(ctx)['data_dir']}"]
+    """etcd runs as its own user; what root's tools made in its data directory (a member
+    moved aside and made again, a data directory from before etcd had a user) is given to
+    it before every start (``+``: that one command runs as root)."""
+    settings = etcd_settings(ctx)
+    user, data = settings["user"], settings["data_dir"]
+    return [
+        f"User={user}",
+        f"Group={user}",
+        f"ExecStartPre=+/bin/chown -R {user}:{user} {data}",
+        f"ReadWritePaths={data}",
+    ]

@@ -278,6 +278,10 @@ def binary_path(config):
     return kubesalt_core.artifact.executable(config, "etcd", "etcd")
 
 
+# The system user etcd runs as (CIS 1.1.12: its data directory belongs to etcd:etcd).
+USER = "etcd"
+
+
 def node_settings(config, node_id, layout):
     """Everything the etcd SLS and its templates need for master ``node_id``.
 
@@ -286,8 +290,20 @@ def node_settings(config, node_id, layout):
     """
     paths = config["paths"]
     ip = config["nodes"][node_id]["ip"]
+    tls = f"{paths['etcd_config_dir']}/pki"
     return {
         "name": node_id,
+        # etcd runs as this user and owns its data; it reads copies of its certificates and
+        # keys under ``tls_dir`` (the originals stay root's in the node's PKI directory).
+        "user": USER,
+        "tls_dir": tls,
+        "tls_copies": {
+            f"{tls}/server.crt": layout.cert("etcd-server"),
+            f"{tls}/server.key": layout.key("etcd-server"),
+            f"{tls}/peer.crt": layout.cert("etcd-peer"),
+            f"{tls}/peer.key": layout.key("etcd-peer"),
+            f"{tls}/ca.crt": layout.trusted_ca("etcd-ca"),
+        },
         "ip": ip,
         "peer_urls": [peer_url(ip)],
         "client_urls": [client_url(ip)],
@@ -300,11 +316,11 @@ def node_settings(config, node_id, layout):
         "cluster_env_file": f"{paths['etcd_config_dir']}/cluster.env",
         "unit_file": f"{paths['systemd_dir']}/etcd.service",
         "binary": binary_path(config),
-        "cert": layout.cert("etcd-server"),
-        "key": layout.key("etcd-server"),
-        "peer_cert": layout.cert("etcd-peer"),
-        "peer_key": layout.key("etcd-peer"),
-        "ca": layout.trusted_ca("etcd-ca"),
+        "cert": f"{tls}/server.crt",
+        "key": f"{tls}/server.key",
+        "peer_cert": f"{tls}/peer.crt",
+        "peer_key": f"{tls}/peer.key",
+        "ca": f"{tls}/ca.crt",
     }
 
 

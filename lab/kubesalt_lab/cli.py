@@ -241,11 +241,17 @@ def _kube_bench(lab):
     if not all(containers.nspawn_pid(lab, node) for node in lab.nodes):
         raise LabError("the lab is not up (kubesalt-lab up, then apply)")
     reports = kube_bench.run_all(lab, _progress)
-    rows = [[kind, r.node, r.passed, r.failed, r.warned, r.info] for kind, r in reports.items()]
+    rows = [
+        [kind, r.node, r.passed, r.failed, r.warned, r.info]
+        for kind, found in reports.items()
+        for r in found
+    ]
     print(report.table(["kind", "node", "pass", "fail", "warn", "info"], rows))
     for kind, found in reports.items():
-        for number, text in found.checks.get("FAIL", []):
-            print(f"{kind} FAIL {number} {text}")
+        for r in found:
+            for number, text in r.checks.get("FAIL", []):
+                why = kube_bench.KNOWN_FAILS[kind].get(number, "NOT ON THE KNOWN LIST")
+                print(f"{r.node} FAIL {number} {text} ({why})")
 
 
 def _conformance(lab, args):

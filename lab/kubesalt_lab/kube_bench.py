@@ -4,9 +4,12 @@ Built from its Go module at a pinned version (``recipes.KUBE_BENCH``), its progr
 checks are put where every host sees them (``/opt/kubesalt-lab/kube-bench``, bound read-only
 from the lab's run directory) and run inside a master (targets master, etcd, controlplane,
 policies) and a worker (node) with ``--benchmark cis-1.12``: kube-bench's own config maps
-Kubernetes only up to 1.34, and without a benchmark it falls back to an old one.
+Kubernetes only up to 1.34, and without a benchmark it falls back to an old one. Its
+benchmark's ``config.yaml`` gets kubesalt's paths (:func:`config_overlay`): which unit,
+config and kubeconfig each component has, where etcd's data is; kube-bench otherwise looks
+for kubeadm's static pod manifests.
 
-    summary = kube_bench.run_all(lab, progress)   # {"master": Report, "worker": Report}
+    summary = kube_bench.run_all(lab, progress)   # {"master": [Report], "worker": [Report]}
 """
 
 import json
@@ -15,8 +18,14 @@ import tarfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import yaml
+
+import kubesalt_core.control_plane_config
+import kubesalt_core.pillar
+import kubesalt_core.pki
 from kubesalt_lab import build, containers, recipes, toolchain
 from kubesalt_lab.config import LabError
+from kubesalt_lab.pillar import lab_config
 
 INSIDE = Path("/opt/kubesalt-lab/kube-bench")  # as the hosts see it
 TARGETS = {
@@ -24,27 +33,73 @@ TARGETS = {
     "worker": ("node",),
 }
 
-# What kube-bench v0.15.6 (cis-1.12) fails on the lab today, each with why: the lab tests
-# refuse any other FAIL, so a regression shows; hardening removes entries as it fixes them.
+# What kube-bench v0.15.6 (cis-1.12) fails on the lab, each with why: the lab tests refuse
+# any other FAIL, so a regression shows. README ("CIS benchmark") says the same.
 KNOWN_FAILS = {
-    "master": {
-        **dict.fromkeys(
-            ("1.1.1", "1.1.2", "1.1.3", "1.1.4", "1.1.5", "1.1.6", "1.1.7"),
-            "looks for kubeadm's static pod manifests: not told yet where kubesalt's units "
-            "and files are",
-        ),
-        "1.1.11": "etcd's data directory is 0755",
-        "1.1.12": "etcd's data directory belongs to root: etcd runs as root",
-        "1.2.30": "--service-account-extend-token-expiration is left at its default (true)",
-        "1.3.7": "the controller-manager serves on the node's address",
-        "1.4.2": "the scheduler serves on the node's address",
-    },
+    "master": {},
     "worker": {
-        "4.1.1": "kubelet.service is 0644",
-        "4.1.9": "the kubelet's config file is 0644",
-        "4.2.10": "kubesalt renews the kubelet's certificates itself (rotateCertificates off)",
+        "4.2.10": "kubesalt issues and renews the kubelet's certificates itself, from its own "
+        "CA host (rotateCertificates off: the kubelet's own rotation would replace them "
+        "through the CSR API)",
     },
 }
+
+
+def config_overlay(config):
+    """kube-bench's benchmark config (merged over its own ``cfg/config.yaml``) for a cluster
+    kubesalt runs: each component's systemd unit stands where kubeadm's pod manifest would
+    (the flags are in its ExecStart), with its config file and kubeconfig."""
+    paths = config["paths"]
+    layout = kubesalt_core.pki.Layout.of(config)
+
+    def unit(name):
+        return f"{paths['systemd_dir']}/{name}.service"
+
+    def files(conf, **more):
+        found = {"confs": [conf], "defaultconf": conf}
+        for key, value in more.items():
+            found[key], found[f"default{key}"] = [value], value
+        return found
+
+    etcd = {
+        **files(unit("etcd")),
+        "datadirs": [paths["etcd_data_dir"]],
+        "defaultdatadir": paths["etcd_data_dir"],
+    }
+    kubelet_config = f"{paths['kubelet_dir']}/config.yaml"
+    return {
+        "master": {
+            "apiserver": files(unit("kube-apiserver")),
+            "scheduler": files(unit("kube-scheduler"), kubeconfig=layout.kubeconfig("scheduler")),
+            "controllermanager": files(
+                unit("kube-controller-manager"),
+                kubeconfig=layout.kubeconfig("controller-manager"),
+            ),
+            "etcd": etcd,
+        },
+        "etcd": {"etcd": etcd},
+        "node": {
+            "kubelet": {
+                **files(
+                    kubelet_config,
+                    kubeconfig=layout.kubeconfig("kubelet"),
+                    svc=unit("kubelet"),
+                    cafile=layout.trusted_ca("kubernetes-ca"),
+                ),
+            },
+            "proxy": files(
+                f"{paths['kube_proxy_dir']}/config.yaml",
+                kubeconfig=layout.kubeconfig("kube-proxy"),
+                svc=unit("kube-proxy"),
+            ),
+        },
+    }
+
+
+def _lab_config():
+    config = lab_config()
+    config["paths"] = kubesalt_core.pillar.resolve_paths(config["paths"])
+    return config
 
 
 @dataclass(frozen=True)
@@ -107,6 +162,8 @@ def install(lab, progress):
                 path.parent.mkdir(parents=True, exist_ok=True)
                 path.write_bytes(tar.extractfile(member).read())
                 path.chmod(0o755 if member.name == "kube-bench" else 0o644)
+    overlay = target / "cfg" / recipes.KUBE_BENCH_BENCHMARK / "config.yaml"
+    overlay.write_text(yaml.safe_dump(config_overlay(_lab_config()), sort_keys=True))
     return target
 
 
@@ -121,11 +178,11 @@ def run(lab, node, targets):
 
 
 def run_all(lab, progress):
-    """kube-bench on the first master and the first worker: ``{kind: Report}``."""
+    """kube-bench on every master and every worker: ``{kind: [Report, ...]}``."""
     install(lab, progress)
     reports = {}
     for kind, targets in TARGETS.items():
-        node = next(n for n in lab.ordered_nodes() if kind in n.roles)
-        progress(f"kube-bench: {node.id} ({', '.join(targets)})")
-        reports[kind] = run(lab, node, targets)
+        for node in (n for n in lab.ordered_nodes() if kind in n.roles):
+            progress(f"kube-bench: {node.id} ({', '.join(targets)})")
+            reports.setdefault(kind, []).append(run(lab, node, targets))
     return reports

@@ -35,6 +35,7 @@ MODULE_ORDER = (
     "test_lab_bgp.py",
     "test_lab_ingress.py",
     "test_lab_kube_bench.py",
+    "test_lab_hardening.py",
     "test_lab_units_heal.py",
     "test_lab_lost_master.py",
     "test_lab_etcd.py",

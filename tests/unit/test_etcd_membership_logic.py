@@ -155,7 +155,11 @@ def test_node_settings_from_the_lab_pillar():
     assert settings["binary"] == "/usr/local/bin/etcd"
     config["artifacts"]["etcd"] = {"source": "package", "package": "etcd-server"}
     assert ke.binary_path(config) == "/usr/bin/etcd"
-    assert settings["cert"].endswith("/pki/etcd-server.crt")
+    # etcd (its own user) reads its copies; each names the root-owned original it is of.
+    assert settings["cert"] == "/etc/etcd/pki/server.crt"
+    assert settings["tls_copies"][settings["cert"]].endswith("/pki/etcd-server.crt")
+    assert settings["tls_copies"][settings["peer_key"]].endswith("/pki/etcd-peer.key")
+    assert settings["user"] == "etcd"
     assert settings["token"] == "kubesalt-lab"
 
 

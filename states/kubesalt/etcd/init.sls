@@ -43,15 +43,15 @@ kubesalt-etcd-installed:
     - name: {{ etcd.binary }}
 {%- endif %}
 
+{#- etcd runs as its own system user, which owns its data directory; it reads its own
+    copies of its certificates and keys (the originals stay root's under the PKI directory)
+    and reads them again for every new connection, so a renewal needs no restart. #}
 kubesalt-etcd-data-dir-managed:
-  file.directory:
+  kubesalt_etcd.owned:
     - name: {{ etcd.data_dir }}
-    - user: root
-    - group: root
-    - mode: "0700"
-    - makedirs: True
     - require:
       - kubesalt: kubesalt-pillar-validated
+      - kubesalt_pki: kubesalt-pki-certificates-present
 
 kubesalt-etcd-config-managed:
   file.managed:
@@ -96,7 +96,7 @@ kubesalt-etcd-member-present:
     - token: {{ etcd.token }}
     - require:
       - kubesalt-etcd-installed
-      - file: kubesalt-etcd-data-dir-managed
+      - kubesalt_etcd: kubesalt-etcd-data-dir-managed
       - file: kubesalt-etcd-config-managed
       - module: kubesalt-etcd-daemon-reloaded
       - kubesalt_pki: kubesalt-pki-certificates-present
@@ -106,6 +106,14 @@ kubesalt-etcd-member-present:
       - kubesalt-etcd-installed
       - file: kubesalt-etcd-config-managed
       - file: kubesalt-etcd-unit-managed
+
+{#- A restart a run could not make (quorum did not allow it then) is made by a later one. #}
+kubesalt-etcd-running-current:
+  kubesalt_etcd.running_current:
+    - name: {{ etcd.name }}
+    - files: {{ [unit.unit_path, etcd.env_file] | json }}
+    - require:
+      - kubesalt_etcd: kubesalt-etcd-member-present
 
 kubesalt-etcd-enabled:
   service.enabled:
