@@ -64,8 +64,10 @@ def test_member_state_gets_the_live_decision_inputs(loaders, tmp_path):
     assert args["peer_urls"] == ["https://198.18.0.11:2380"]
     assert sorted(args["founders"]) == ["master-1", "master-2", "master-3"]
     assert args["data_dir"] == f"{tmp_path}/var/lib/etcd"
-    _, data_dir = _args(shown["kubesalt-etcd-data-dir-managed"])
-    assert data_dir["mode"] == "0700"
+    fun, data_dir = _args(shown["kubesalt-etcd-data-dir-managed"])
+    # etcd's user, its data dir and its TLS copies: one state, told the data dir.
+    assert fun == "kubesalt_etcd.owned"
+    assert data_dir["name"] == f"{tmp_path}/var/lib/etcd"
 
 
 def test_no_artifact_fails_with_the_key_named(loaders, tmp_path):

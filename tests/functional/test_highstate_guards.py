@@ -79,6 +79,7 @@ def test_good_pillar_dry_run_apply_and_rerun(loaders, tmp_path):
     assert dry[VALIDATE_ID].result is True
     predicted = {s.id for s in dry if s.changes}
     assert predicted == {
+        "kubesalt-encryption-config-current",
         "kubesalt-node-config-dir-managed",
         "kubesalt-node-identity-file-managed",
         "kubesalt-pki-cas-present",
@@ -104,6 +105,15 @@ def test_good_pillar_dry_run_apply_and_rerun(loaders, tmp_path):
         "roles": ["master"],
     }
     assert oct(node_file.stat().st_mode & 0o777) == "0o644"
+    # The apiservers' keys, made on this master (the CA host): only their names are shown.
+    encryption = root / "etc" / "kubernetes" / "encryption-config.yaml"
+    assert oct(encryption.stat().st_mode & 0o777) == "0o600"
+    (key,) = yaml.safe_load(encryption.read_text())["resources"][0]["providers"][0]["aescbc"][
+        "keys"
+    ]
+    shown = applied["kubesalt-encryption-config-current"].changes["encryption config"]
+    assert shown == {"provider": "aescbc", "keys": [key["name"]]}
+    assert key["secret"] not in str(applied.raw)
 
     again = loaders.modules.state.apply(exclude=HOST_EXCLUDE, pillar=pillar)
     assert not _stopped(again)
