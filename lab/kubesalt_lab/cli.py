@@ -247,11 +247,14 @@ def _kube_bench(lab):
         for r in found
     ]
     print(report.table(["kind", "node", "pass", "fail", "warn", "info"], rows))
+    unknown = 0
     for kind, found in reports.items():
         for r in found:
             for number, text in r.checks.get("FAIL", []):
-                why = kube_bench.KNOWN_FAILS[kind].get(number, "NOT ON THE KNOWN LIST")
-                print(f"{r.node} FAIL {number} {text} ({why})")
+                why = kube_bench.KNOWN_FAILS[kind].get(number)
+                unknown += why is None
+                print(f"{r.node} FAIL {number} {text} ({why or 'NOT ON THE KNOWN LIST'})")
+    return 1 if unknown else 0
 
 
 def _conformance(lab, args):
@@ -337,7 +340,7 @@ def main(argv=None):
         elif args.command == "conformance":
             return _conformance(lab, args)
         elif args.command == "kube-bench":
-            _kube_bench(lab)
+            return _kube_bench(lab)
         elif args.command == "down":
             lifecycle.down(lab, _progress)
     except LabError as err:

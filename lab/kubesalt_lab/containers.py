@@ -213,10 +213,18 @@ def runs_containers(node):
     return "worker" in node.roles
 
 
-# The kubelet's kernel defaults (it sets them unless they already have these values). They
-# are machine-wide, and the lab's nodes share this machine's kernel: each node that runs
-# pods gets its own copy of the three files instead, so no lab node changes the machine.
-KUBELET_KERNEL_TUNABLES = ("kernel/panic", "kernel/panic_on_oops", "vm/overcommit_memory")
+# The kernel settings a kubelet protects (kubesalt writes them to sysctl.d and applies
+# them; the kubelet refuses to start when they differ). They are machine-wide, and the
+# lab's nodes share this machine's kernel: each node that runs pods gets its own copy of
+# these files instead, so no lab node changes the machine.
+KUBELET_KERNEL_TUNABLES = (
+    "kernel/panic",
+    "kernel/panic_on_oops",
+    "vm/overcommit_memory",
+    "vm/panic_on_oom",
+    "kernel/keys/root_maxkeys",
+    "kernel/keys/root_maxbytes",
+)
 _NODE_TUNABLES = "/run/kubesalt-lab/sysctl"
 
 

@@ -20,11 +20,6 @@ kubesalt:
     # This machine's kernel mounts cgroup v1 (`stat -fc %T /sys/fs/cgroup` says tmpfs):
     # the kubelet runs there only when told to (KEP-5573).
     fail_cgroup_v1: false
-    # The lab's nodes share the machine's kernel and cannot set its panic and overcommit
-    # settings (/proc/sys is read-only in their containers; `sysctl vm.overcommit_memory
-    # kernel.panic kernel.panic_on_oops` on the machine: 0, 1, 0, not the 1, 10, 1 the
-    # kubelet asks for): the kubelet leaves them alone here.
-    protect_kernel_defaults: false
   kube_proxy:
     # No IPVS in this machine's kernel (`zcat /proc/config.gz`: CONFIG_IP_VS is not set);
     # nf_tables is built in.

@@ -209,3 +209,16 @@ def test_etcd_runs_as_its_own_user_and_owns_its_data(applied):
             ["sh", "-c", "ps -o user= -C etcd; stat -c %U:%G:%a /var/lib/etcd /etc/etcd/pki"],
         ).stdout.split()
         assert seen == ["etcd", "etcd:etcd:700", "etcd:etcd:700"], (node, seen)
+
+
+def test_the_kubelet_protects_the_kernel_settings_kubesalt_gave_its_node(applied):
+    lab = applied
+    script = (
+        "systemctl is-active kubelet; grep protectKernelDefaults /var/lib/kubelet/config.yaml; "
+        "cat /proc/sys/kernel/panic /proc/sys/kernel/panic_on_oops /proc/sys/vm/overcommit_memory; "
+        "mountpoint -q /proc/sys/kernel/panic && echo private"
+    )
+    seen = containers.inside(lab, lab.node("worker-1"), ["sh", "-c", script]).stdout.split("\n")
+    # Set by kubesalt's sysctl.d file on the node's own copies (the lab's machine keeps its
+    # values), and checked by the kubelet, which runs.
+    assert seen[:6] == ["active", "protectKernelDefaults: true", "10", "1", "1", "private"], seen

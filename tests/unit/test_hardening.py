@@ -206,13 +206,25 @@ def test_kubelet_settings_and_the_sysctls_protect_kernel_defaults_needs(config):
     assert document["seccompDefault"] is True
     assert document["podPidsLimit"] == 4096
     assert document["readOnlyPort"] == 0
-    # The lab's machine: off, and no sysctl of the kubelet's is written.
-    assert document["protectKernelDefaults"] is False
-    (sysctls, _), *_ = kubesalt_core.node_config.kernel_files(ctx).values()
-    assert "kernel.panic" not in sysctls
-    config["kubelet"]["protect_kernel_defaults"] = True
-    document = kubesalt_core.node_config.kubelet_configuration(ctx)
     (sysctls, _), *_ = kubesalt_core.node_config.kernel_files(ctx).values()
     assert document["protectKernelDefaults"] is True
     for key, value in kubesalt_core.node_config.KUBELET_SYSCTLS.items():
         assert f"{key} = {value}" in sysctls
+    # Off: the kubelet leaves the kernel alone, and kubesalt writes none of them.
+    config["kubelet"]["protect_kernel_defaults"] = False
+    document = kubesalt_core.node_config.kubelet_configuration(ctx)
+    (sysctls, _), *_ = kubesalt_core.node_config.kernel_files(ctx).values()
+    assert document["protectKernelDefaults"] is False
+    assert "kernel.panic" not in sysctls
+
+
+def test_an_apiserver_loaded_the_config_only_when_its_metric_carries_the_files_hash():
+    metrics = (
+        "# TYPE apiserver_encryption_config_controller_last_config_info gauge\n"
+        'apiserver_encryption_config_controller_last_config_info{apiserver_id_hash="sha256:ab",'
+        'hash="sha256:0123"} 1\n'
+        'apiserver_other_info{hash="sha256:4567"} 1\n'
+    )
+    assert enc.loaded_hash_in(metrics, "sha256:0123")
+    assert not enc.loaded_hash_in(metrics, "sha256:4567")
+    assert not enc.loaded_hash_in("", "sha256:0123")

@@ -3,7 +3,9 @@
 import json
 
 import pytest
+import yaml
 
+import kubesalt_core.unit
 from kubesalt_lab import kube_bench, recipes
 from kubesalt_lab.config import LabError
 
@@ -65,3 +67,30 @@ def test_the_recipe_ships_the_checks_of_the_one_benchmark_it_runs():
         assert members[path] == f"source:{path}"
     stamps = recipes.ldflags(recipes.KUBE_BENCH, recipes.Resolved("0.15.6", "v0.15.6", "", ""))
     assert "github.com/aquasecurity/kube-bench/cmd.KubeBenchVersion=v0.15.6" in stamps
+
+
+def test_the_overlay_names_the_files_kubesalt_writes():
+    """kube-bench's config for the lab names the unit, config and kubeconfig files kubesalt
+    renders for each component, so its mode and flag checks read kubesalt's files."""
+    config = kube_bench._lab_config()
+    overlay = kube_bench.config_overlay(config)
+    master = {
+        name: kubesalt_core.unit.render(config, "master-1", name)
+        for name in ("kube-apiserver", "kube-scheduler", "kube-controller-manager", "etcd")
+    }
+    assert overlay["master"]["apiserver"]["confs"] == [master["kube-apiserver"].unit_path]
+    assert overlay["master"]["scheduler"]["kubeconfig"] == [
+        master["kube-scheduler"].credentials[-1]
+    ]
+    assert overlay["master"]["controllermanager"]["defaultconf"] == (
+        master["kube-controller-manager"].unit_path
+    )
+    assert overlay["etcd"]["etcd"]["confs"] == [master["etcd"].unit_path]
+    assert overlay["etcd"]["etcd"]["datadirs"] == [config["paths"]["etcd_data_dir"]]
+    kubelet = kubesalt_core.unit.render(config, "worker-1", "kubelet")
+    node = overlay["node"]["kubelet"]
+    assert node["svc"] == [kubelet.unit_path]
+    assert node["confs"] == [p for p in kubelet.files if p.endswith("config.yaml")]
+    assert node["kubeconfig"] == [kubelet.credentials[-1]]
+    client_ca = yaml.safe_load(kubelet.files[node["confs"][0]][0])["authentication"]["x509"]
+    assert node["cafile"] == [client_ca["clientCAFile"]]
