@@ -20,6 +20,7 @@ FIRST_RUN_CHANGES = {
         "kubesalt-pki-kubeconfig-calico-typha-managed",
         "kubesalt-pki-kubeconfig-controller-manager-managed",
         "kubesalt-pki-kubeconfig-scheduler-managed",
+        "kubesalt-encryption-config-current",
     ],
     "worker": [
         *NODE_STATES,

@@ -13,6 +13,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
 import kubesalt_core.certificates
+import kubesalt_core.encryption
 import kubesalt_core.pki
 from kubesalt_lab.pillar import lab_config
 from tests.conftest import REPO
@@ -144,7 +145,7 @@ def test_a_run_with_nothing_due_reads_the_mine_and_publishes_nothing(
     converged, salt_cli, salt_master, node_roots
 ):
     entry = _mine_entry(salt_cli)
-    assert set(entry) == {"cas", "service_account_keys"}
+    assert set(entry) == {"cas", "service_account_keys", "encryption_keys"}
     ca_dir = _ca_dir(node_roots, CA_HOST)
     assert entry["cas"] == {ca: (ca_dir / f"{ca}.crt").read_text() for ca in kubesalt_core.pki.CAS}
     assert list(entry["service_account_keys"]) == [CA_HOST]
@@ -302,7 +303,12 @@ def test_a_job_from_the_master_names_no_requester(converged, salt_cli):
 def test_only_sign_is_open_to_peers(converged, salt_minions):
     cli = salt_minions["worker-1"].salt_call_cli(timeout=60)
     allowed = cli.run("publish.publish", CA_HOST, "kubesalt_ca.sign", "{}")
-    assert set(allowed.data[CA_HOST]) == {"cas", "certificates", "service_account_keys"}
+    assert set(allowed.data[CA_HOST]) == {
+        "cas",
+        "certificates",
+        "service_account_keys",
+        "encryption_keys",
+    }
     for fun in ("kubesalt_ca.ca_init", "kubesalt_ca.rotate_ca", "cmd.run"):
         ret = cli.run("publish.publish", CA_HOST, fun, "etcd-ca")
         assert ret.data == {}, (fun, ret.data)
@@ -358,3 +364,20 @@ def _snapshot(root):
         for p in _files(root)
         if "etc/kubernetes" in str(p) or "etc/kubesalt/ca" in str(p)
     }
+
+
+def test_only_a_master_gets_the_encryption_keys_and_only_sealed(converged, salt_minions):
+    """A worker asking the CA host for the apiservers' keys is refused; a master gets them
+    sealed to the key it sent, so what Salt carries back holds no key in the clear."""
+    _, public = kubesalt_core.encryption.request_key()
+    worker = salt_minions["worker-1"].salt_call_cli(timeout=60)
+    refused = worker.run("publish.publish", CA_HOST, "kubesalt_ca.sign", {"encryption_key": public})
+    assert refused.data[CA_HOST] == {
+        "error": "'worker-1' is not a master; only masters hold the encryption keys"
+    }
+    private, public = kubesalt_core.encryption.request_key()
+    master = salt_minions[CA_HOST].salt_call_cli(timeout=60)
+    answer = master.run("kubesalt_pki.ca_answer", {"encryption_key": public}).data
+    keys = kubesalt_core.encryption.unseal(answer["encryption"], private)["keys"]
+    assert [k["name"] for k in keys] == answer["encryption_keys"]
+    assert all(k["secret"] not in json.dumps(answer) for k in keys)

@@ -21,6 +21,7 @@ from kubesalt_lab.system import wait_until
 
 BROKEN_DROP_IN = "/run/systemd/system/containerd.service.d/zz-kubesalt-test-broken.conf"
 ETCD_CERT = "/etc/kubernetes/pki/etcd-server.crt"
+ETCD_CERT_COPY = "/etc/etcd/pki/server.crt"  # etcd's own, which it reads
 
 
 def _all_at_once(**episodes):
@@ -207,9 +208,10 @@ def impatient_policy(healing):
 
 def _missing_certificate(lab, node_id):
     since = time.time()
-    # etcd cannot start without its serving certificate: a restart cannot help; the
-    # component's state (kubesalt.etcd, which includes kubesalt.pki) issues a new one.
-    heal.give_up(lab, node_id, "etcd.service", before_kill=f"rm {ETCD_CERT}")
+    # etcd cannot start without its serving certificate (it reads its own copy): a restart
+    # cannot help; the component's state (kubesalt.etcd, which includes kubesalt.pki)
+    # issues a new one and gives etcd its copy.
+    heal.give_up(lab, node_id, "etcd.service", before_kill=f"rm {ETCD_CERT} {ETCD_CERT_COPY}")
     return heal.wait_repair_recorded(lab, node_id, "etcd.service", since, timeout=120)
 
 
@@ -278,7 +280,7 @@ def test_a_missing_certificate_is_renewed_by_the_reapply(impatient_policy, secon
     episode = second_failures["certificate"]
     assert [(r["action"], r["held"]) for r in episode] == [("restart", False), ("reapply", True)]
     assert episode[-1]["detail"].startswith("state.apply kubesalt.etcd: ")
-    assert heal.sh(lab, "master-3", f"test -s {ETCD_CERT}").returncode == 0
+    assert heal.sh(lab, "master-3", f"test -s {ETCD_CERT} -a -s {ETCD_CERT_COPY}").returncode == 0
     members = heal.salt(lab, "master-1", "kubesalt_etcd.status")
     assert [m["healthy"] for m in members] == [True, True, True], members
 
