@@ -265,6 +265,10 @@ def prepare_runtime(lab, node):
             f"  mount --bind {copy} /proc/sys/{tunable}",
             "fi",
         ]
+    # What a real boot does with the node's sysctl.d files (a host booted again from its
+    # disk has kubesalt's): its boot-time run came before its copies were there. Settings
+    # that stay the machine's own are refused, and that is fine.
+    script += ["systemctl restart systemd-sysctl.service || true"]
     inside(lab, node, ["sh", "-c", "\n".join(script)])
 
 
