@@ -23,6 +23,7 @@ from salt.exceptions import CommandExecutionError, SaltInvocationError
 import kubesalt_core.etcd
 import kubesalt_core.etcd_member
 import kubesalt_core.files
+import kubesalt_core.pem
 
 CONNECTION = ("endpoints", "cert", "key", "cacert")
 
@@ -318,14 +319,6 @@ def _ids(user):
     return entry.pw_uid, entry.pw_gid
 
 
-def _read(path):
-    try:
-        with open(path, "rb") as handle:
-            return handle.read()
-    except FileNotFoundError:
-        return None
-
-
 def owned_plan():
     """
     What :func:`owned` would change: etcd's system user, its data directory (0700, owned
@@ -355,7 +348,9 @@ def owned_plan():
     copies = []
     for copy, original in sorted(settings["tls_copies"].items()):
         wanted = None if ids is None else (*ids, 0o600)
-        if _owner(copy) != wanted or _read(copy) != _read(original):
+        if _owner(copy) != wanted or kubesalt_core.pem.read(copy) != kubesalt_core.pem.read(
+            original
+        ):
             copies.append(copy)
     if copies:
         changes["tls copies"] = copies
@@ -404,7 +399,7 @@ def owned():
                 os.lchown(name, uid, gid)
     for copy in changes.get("tls copies", []):
         original = settings["tls_copies"][copy]
-        data = _read(original)
+        data = kubesalt_core.pem.read(original)
         if data is None:
             raise CommandExecutionError(
                 f"{original} is missing: kubesalt_pki issues it first; nothing was copied"

@@ -10,7 +10,7 @@ import contextlib
 import time
 from pathlib import Path
 
-from kubesalt_lab import config, lifecycle
+from kubesalt_lab import config, containers, converge, lifecycle
 from kubesalt_lab.config import REPO
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -56,4 +56,25 @@ def fresh_lab(keep=False, progress=quiet):
             lifecycle.down(lab, progress)
 
 
-__all__ = ["REPO", "RESULTS", "arguments", "fresh_lab", "percentile", "quiet", "say"]
+def converged_lab():
+    """The lab as it is, brought up and converged first when a host is not running."""
+    lab = config.load()
+    if not all(containers.nspawn_pid(lab, node) for node in lab.nodes):
+        say("lab: up and converge")
+        lifecycle.up(lab, quiet)
+        applied = converge.apply(lab, quiet)
+        if any(summary["failed"] for summary in applied.values()):
+            raise SystemExit(f"the lab did not converge: {applied}")
+    return lab
+
+
+__all__ = [
+    "REPO",
+    "RESULTS",
+    "arguments",
+    "converged_lab",
+    "fresh_lab",
+    "percentile",
+    "quiet",
+    "say",
+]

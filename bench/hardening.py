@@ -18,9 +18,9 @@ Prints a table and writes bench/results/hardening.json.
 
 import json
 
-from common import arguments, percentile, quiet, say
+from common import arguments, converged_lab, percentile, quiet, say
 
-from kubesalt_lab import config, containers, converge, kube_bench, lifecycle, master, report
+from kubesalt_lab import containers, kube_bench, master, report
 
 NAMESPACE = "kubesalt-bench-secrets"
 
@@ -50,17 +50,6 @@ for i in range(count):
     read.append(call("GET", f"{base}/{tag}-{i}"))
 print(json.dumps({"create_ms": created, "read_ms": read}))
 """
-
-
-def _converged_lab():
-    lab = config.load()
-    if not all(containers.nspawn_pid(lab, node) for node in lab.nodes):
-        say("lab: up and converge")
-        lifecycle.up(lab, quiet)
-        applied = converge.apply(lab, quiet)
-        if any(summary["failed"] for summary in applied.values()):
-            raise SystemExit(f"the lab did not converge: {applied}")
-    return lab
 
 
 def _masters(lab):
@@ -110,7 +99,7 @@ def main(argv=None):
     args = parser.parse_args(argv)
     if args.secrets < 1:
         parser.error("--secrets must be at least 1")
-    lab = _converged_lab()
+    lab = converged_lab()
 
     say("kube-bench on every master and worker")
     reports = kube_bench.run_all(lab, quiet)

@@ -23,13 +23,11 @@ import re
 import statistics
 import time
 
-from common import arguments, percentile, quiet, say
+from common import arguments, converged_lab, percentile, quiet, say
 
 from kubesalt_lab import (
     bgp,
-    config,
     containers,
-    converge,
     ingress_traffic,
     lifecycle,
     report,
@@ -158,17 +156,6 @@ def lost_worker(lab, address, runs):
     return withdrawn, sent, failed
 
 
-def _converged_lab():
-    lab = config.load()
-    if not all(containers.nspawn_pid(lab, node) for node in lab.nodes):
-        say("lab: up and converge")
-        lifecycle.up(lab, quiet)
-        applied = converge.apply(lab, quiet)
-        if any(summary["failed"] for summary in applied.values()):
-            raise SystemExit(f"the lab did not converge: {applied}")
-    return lab
-
-
 def main(argv=None):
     parser = arguments(__doc__, "ingress")
     parser.add_argument("--runs", type=int, default=5)
@@ -179,7 +166,7 @@ def main(argv=None):
     if args.runs < 1 or args.requests < 1 or args.concurrency < 1 or args.seconds < 1:
         parser.error("--runs, --requests, --concurrency and --seconds must be at least 1")
 
-    lab = _converged_lab()
+    lab = converged_lab()
     workloads.wait_ready(lab, ingress_traffic.SELECTOR, 2, NAMESPACE, timeout=300)
     address = ingress_traffic.address(lab)
     if address is None:
