@@ -183,12 +183,12 @@ def stored():
 
 
 def _kubectl(config):
-    if not kubesalt_core.artifact.available(config, "kubernetes"):
+    command = kubesalt_core.pki.admin_kubectl(config)
+    if command is None:
         raise CommandExecutionError(
             "kubectl is not available: pillar gives no artifacts:kubernetes"
         )
-    kubectl = kubesalt_core.artifact.executable(config, "kubernetes", "kubectl")
-    return [kubectl, "--kubeconfig", kubesalt_core.pki.Layout.of(config).kubeconfig("admin")]
+    return command
 
 
 def rewrite_secrets(timeout=REWRITE_TIMEOUT):

@@ -82,10 +82,7 @@ def manifests(part="all"):
 
 def _kubectl_command(config):
     """``[kubectl, --kubeconfig, admin.conf]``, or None when this node has no kubectl."""
-    if not kubesalt_core.artifact.available(config, "kubernetes"):
-        return None
-    kubectl = kubesalt_core.artifact.executable(config, "kubernetes", "kubectl")
-    return [kubectl, "--kubeconfig", kubesalt_core.pki.Layout.of(config).kubeconfig("admin")]
+    return kubesalt_core.pki.admin_kubectl(config)
 
 
 def _run(argv, stdin, timeout=120):

@@ -39,6 +39,7 @@ PILLAR_DIR = REPO / "pillar"
 HOST_EXCLUDE = ",".join(
     [
         "kubesalt.etcd",
+        "kubesalt.etcd.snapshots",
         "kubesalt.artifacts",
         "kubesalt.units",
         "kubesalt.units.kernel",

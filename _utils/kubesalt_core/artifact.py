@@ -40,6 +40,8 @@ CATALOGUE = (
     # etcd-v<version>-linux-amd64.tar.gz
     Binary("etcd", "etcd", "etcd-v{version}-linux-amd64/etcd", "bin_dir", ("master",)),
     Binary("etcdctl", "etcd", "etcd-v{version}-linux-amd64/etcdctl", "bin_dir", ("master",)),
+    # Reads and checks snapshots (etcd 3.5 and newer; older etcdctl does it itself).
+    Binary("etcdutl", "etcd", "etcd-v{version}-linux-amd64/etcdutl", "bin_dir", ("master",)),
     # containerd-<version>-linux-amd64.tar.gz
     Binary("containerd", "containerd", "bin/containerd", "bin_dir", ("worker",)),
     Binary("containerd-shim-runc-v2", "containerd", "bin/containerd-shim-runc-v2", "bin_dir",

@@ -96,6 +96,10 @@ def apiserver(ctx):
         # A rewritten file (a key rotation step) is read again within a minute, without a
         # restart; kubesalt_encryption.loaded tells when (the apiserver's config hash).
         ("encryption-provider-config-automatic-reload", "true"),
+        # On stop, end the open watches first (within 5 s): otherwise the HTTP server waits
+        # for them until its 60 s deadline, and every restart (an upgrade, a renewal, a
+        # repair) takes a minute.
+        ("shutdown-watch-termination-grace-period", "5s"),
         ("audit-policy-file", audit_policy),
         ("audit-log-path", f"{paths['log_dir']}/audit.log"),
         ("audit-log-maxage", 30),

@@ -64,6 +64,7 @@ PATH_KEYS = (
     "ca_dir",
     "etcd_config_dir",
     "etcd_data_dir",
+    "etcd_snapshot_dir",
     "systemd_dir",
     "bin_dir",
     "cni_bin_dir",

@@ -11,6 +11,7 @@ import re
 import kubesalt_core.apiserver_proxy
 import kubesalt_core.calico
 import kubesalt_core.pillar
+import kubesalt_core.pillar_day2
 import kubesalt_core.pillar_security
 from kubesalt_core import pillar_checks as check
 
@@ -307,6 +308,7 @@ SCHEMA = {
         }
     ),
     **kubesalt_core.pillar_security.SCHEMA,
+    **kubesalt_core.pillar_day2.SCHEMA,
     "apiserver_proxy": check.mapping(
         {
             "enabled": check.optional(check.boolean),
@@ -356,7 +358,7 @@ def validate(config):
     problems += _check_role_counts(nodes)
     problems += _check_pki_against_nodes(parsed.get("pki") or {}, nodes)
     problems += _check_endpoint_in_sans(parsed.get("cluster") or {}, parsed.get("pki") or {}, nodes)
-    problems += _check_kube_proxy_mode(parsed)
+    problems += kubesalt_core.pillar_day2.problems(parsed)
     problems += _check_ingress(parsed.get("ingress") or {}, network)
     if not check.errors(problems):
         problems += [check.Problem(key, message) for key, message in _layout_problems(config)]
@@ -545,29 +547,6 @@ def _check_ingress(ingress, net):
             )
         )
     return problems
-
-
-# Kubernetes deprecated kube-proxy's IPVS mode in 1.35 (KEP-5495); nftables replaces it.
-IPVS_DEPRECATED_SINCE = (1, 35)
-
-
-def _check_kube_proxy_mode(parsed):
-    mode = (parsed.get("kube_proxy") or {}).get("mode")
-    version = (parsed.get("versions") or {}).get("kubernetes")
-    if mode != "ipvs" or not version:
-        return []
-    minor = tuple(int(part) for part in str(version).lstrip("v").split(".")[:2])
-    if minor < IPVS_DEPRECATED_SINCE:
-        return []
-    return [
-        check.Problem(
-            f"{kubesalt_core.pillar.PILLAR_KEY}:kube_proxy:mode",
-            f"ipvs is deprecated since Kubernetes 1.35 (KEP-5495) and versions:kubernetes is "
-            f"{version}; nftables is its successor (kernel 5.13 or newer): "
-            "kube_proxy:mode: nftables",
-            check.WARNING,
-        )
-    ]
 
 
 def _check_role_counts(nodes):

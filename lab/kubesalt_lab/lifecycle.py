@@ -55,14 +55,18 @@ def build_components(lab, progress, names=None):
 
 
 def prepare(lab, progress):
-    """Make ahead what `up` and `conformance` take from the cache: every component built,
-    the hosts' rootfs (unless hosts run from the one there), the ingress controller and its
-    image's layer, kube-bench, the conformance suite, the programs of its images and their
-    shared base layer. Nothing starts and nothing outside
-    the cache changes. Returns the build's table rows."""
+    """Make ahead what `up` and `conformance` take from the cache: every component built
+    (and the previous minor Kubernetes, which the upgrade starts from), the hosts' rootfs
+    (unless hosts run from the one there), the ingress controller and its image's layer,
+    kube-bench, the conformance suite, the programs of its images and their shared base
+    layer. Nothing starts and nothing outside the cache changes. Returns the build's table
+    rows."""
     check_prerequisites(lab)
     started = time.monotonic()
     _components, rows = build_components(lab, progress)
+    # The Kubernetes the upgrade test and bench start from.
+    previous = {**pinned_versions(lab), "kubernetes": pillar.KUBERNETES_PREVIOUS_MINOR}
+    build.build_all(lab.cache_dir, previous, progress, names=["kubernetes"])
     running = [n.id for n in lab.nodes if containers.nspawn_pid(lab, n)]
     if running:
         progress(f"rootfs: left as it is ({', '.join(running)} run from it)")

@@ -229,10 +229,11 @@ def ping(lab, nodes):
     return {n.id: ret.get(n.id) is True for n in nodes}
 
 
-def orchestrate(lab, sls, pillar=None, timeout=600):
+def orchestrate(lab, sls, pillar=None, timeout=600, test=False):
     """`salt-run state.orchestrate <sls>` on the lab master; returns (ok, {state id: result}).
 
-    ``ok`` is True only when every orchestration step succeeded.
+    ``ok`` is True only when every orchestration step succeeded. ``test`` runs it with
+    ``test=True``.
     """
     argv = [
         *cli(lab, "salt-run"),
@@ -242,6 +243,8 @@ def orchestrate(lab, sls, pillar=None, timeout=600):
     ]
     if pillar is not None:
         argv.append(f"pillar={json.dumps(pillar)}")
+    if test:
+        argv.append("test=True")
     proc = run(argv, check=False, timeout=timeout)
     try:
         data = json.loads(proc.stdout or "{}").get("data", {})
@@ -254,8 +257,10 @@ def orchestrate(lab, sls, pillar=None, timeout=600):
         for state in states.values():
             steps[state["__id__"]] = {
                 "result": state["result"],
+                "name": state.get("name", ""),
                 "comment": state["comment"],
                 "changes": state.get("changes", {}),  # what each targeted minion returned
+                "seconds": round(state.get("duration", 0) / 1000, 1),
             }
     ok = proc.returncode == 0 and bool(steps) and all(s["result"] for s in steps.values())
     return ok, steps

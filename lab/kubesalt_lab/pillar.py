@@ -146,3 +146,7 @@ ETCD_FROM_DEBIAN = {
     "artifacts:etcd": {"source": "package", "package": "etcd-server"},
 }
 ETCD_ALONE_SLS = "kubesalt.etcd"
+
+# The Kubernetes the upgrade starts from: the newest patch of the minor before the pinned
+# one that the module proxy serves (the lab builds it like the pinned one).
+KUBERNETES_PREVIOUS_MINOR = "1.36.3"

@@ -1,4 +1,5 @@
-{#- Runs first in every kubesalt highstate; stops the run when pillar is invalid. #}
+{#- Runs first in every kubesalt highstate; stops the run when pillar is invalid, or when
+    it would change this node's Kubernetes version (that is kubesalt.orch.upgrade's work). #}
 {%- set tplroot = tpldir.split("/")[0] %}
 {%- import_yaml tplroot ~ "/defaults.yaml" as defaults %}
 
@@ -8,3 +9,10 @@ kubesalt-pillar-validated:
     - defaults: {{ defaults | json }}
     - order: 1
     - failhard: True
+
+kubesalt-kubernetes-version-held:
+  kubesalt_upgrade.version_held:
+    - order: 2
+    - failhard: True
+    - require:
+      - kubesalt: kubesalt-pillar-validated

@@ -21,10 +21,12 @@ from tests.conftest import REPO
 LAB_CLI = [str(REPO / ".venv" / "bin" / "kubesalt-lab")]
 
 
-# The first module starts from fresh hosts (its own down and up); every module after it
-# works on the lab as the one before left it, until `test_lab_down.py` takes it down; the
-# etcd upgrade starts from fresh hosts again (etcd cannot go back a minor version).
+# The Kubernetes upgrade starts from fresh hosts on the previous minor version, and the
+# next module from fresh hosts on the pinned one (its own down and up); every module after
+# it works on the lab as the one before left it, until `test_lab_down.py` takes it down;
+# the etcd upgrade starts from fresh hosts again (etcd cannot go back a minor version).
 MODULE_ORDER = (
+    "test_lab_upgrade.py",
     "test_lab_units.py",
     "test_lab.py",
     "test_lab_control_plane.py",

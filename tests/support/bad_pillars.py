@@ -3,8 +3,10 @@ problem kubesalt must report. The unit tier checks the messages; the functional 
 highstate on each one and checks that nothing changed.
 """
 
+from kubesalt_lab.pillar import lab_config
 from tests.support.bad_pillar_case import BadPillar
 from tests.support.bad_pillar_case import set_key as _set
+from tests.support.bad_pillars_day2 import DAY2_CASES
 from tests.support.bad_pillars_security import SECURITY_CASES
 
 
@@ -31,13 +33,14 @@ def _add_node(minion_id, roles, ip):
 _AS = "an AS number, an integer from 1 to 4294967294 (64512-65534 for a private AS)"
 _CIDR = "an IPv4 network in CIDR notation such as '198.18.0.0/24'"
 _IP = "an IPv4 address such as '198.18.0.10'"
+_PINNED_KUBERNETES = lab_config()["versions"]["kubernetes"]
 _VERSION = "a version string such as '1.37.0' (quote it in YAML)"
 _ROLES = "a list of roles from: master, worker, router"
 _DISJOINT = "expected node, pod, service and load balancer ranges to be disjoint"
 _TOP_KEYS = (
-    "apiserver, apiserver_proxy, artifacts, cluster, containerd, heal, images, ingress, "
+    "apiserver, apiserver_proxy, artifacts, cluster, containerd, etcd, heal, images, ingress, "
     "kube_proxy, kubelet, "
-    "network, nodes, paths, pki, tls, versions"
+    "network, nodes, paths, pki, tls, upgrade, versions"
 )
 _NODE_NAME = (
     "is not a valid Kubernetes node name; expected lowercase letters, digits, '-' and '.' "
@@ -429,8 +432,8 @@ CASES = [
         "kube-proxy-ipvs-deprecated",
         _set("kube_proxy:mode", "ipvs"),
         "kubesalt:kube_proxy:mode: ipvs is deprecated since Kubernetes 1.35 (KEP-5495) and "
-        "versions:kubernetes is 1.37.0; nftables is its successor (kernel 5.13 or newer): "
-        "kube_proxy:mode: nftables",
+        f"versions:kubernetes is {_PINNED_KUBERNETES}; nftables is its successor (kernel 5.13 "
+        "or newer): kube_proxy:mode: nftables",
         level="warning",
     ),
     BadPillar(
@@ -568,4 +571,5 @@ CASES = [
         "kubesalt:paths:pki_dir: 'etc/kubernetes/pki' is not an absolute path",
     ),
     *SECURITY_CASES,
+    *DAY2_CASES,
 ]

@@ -96,9 +96,11 @@ def test_a_raw_etcd_value_tells_the_key_that_wrote_it():
 
 def test_the_sealed_answer_opens_only_with_the_requesting_key():
     private, public = enc.request_key()
-    sealed = enc.seal({"keys": enc.first_set("k1")}, public)
-    assert "k1" not in str(sealed)
-    assert enc.unseal(sealed, private)["keys"][0]["name"] == "k1"
+    keys = enc.first_set("first-key")
+    sealed = enc.seal({"keys": keys}, public)
+    # Neither the name nor the secret shows ('-' is not in base64's alphabet).
+    assert "first-key" not in str(sealed) and keys[0]["secret"] not in str(sealed)
+    assert enc.unseal(sealed, private)["keys"][0]["name"] == "first-key"
     other, _ = enc.request_key()
     with pytest.raises(InvalidTag):
         enc.unseal(sealed, other)

@@ -36,6 +36,10 @@ kubesalt-etcd-installed:
 kubesalt-etcd-etcdctl-installed:
   kubesalt_artifact.installed:
     - name: etcdctl
+
+kubesalt-etcd-etcdutl-installed:
+  kubesalt_artifact.installed:
+    - name: etcdutl
 {%- else %}
 
 kubesalt-etcd-installed:

@@ -5,9 +5,14 @@
     left stopped; a unit the site turned off is stopped and removed. A config file its component can check (HAProxy's, the router's BIRD's,
     containerd's config.toml) replaces the running one only once the component's own check
     accepts it. What is written is rendered by kubesalt_unit from
-    _utils/kubesalt_core/unit.py. #}
+    _utils/kubesalt_core/unit.py. A step of the upgrade orchestration names the units it
+    may touch (kubesalt_upgrade.scope); only those are managed then. #}
 {%- set tplroot = tpldir.split("/")[0] %}
 {%- set units = salt["kubesalt_unit.rendered"]() %}
+{%- set scope = salt["kubesalt_upgrade.scope"]() %}
+{%- if scope is not none %}
+{%-   set units = units | selectattr("name", "in", scope) | list %}
+{%- endif %}
 {%- set files = {} %}
 {%- for unit in units %}
 {%- for path, file in unit.files.items() %}
@@ -142,7 +147,7 @@ kubesalt-unit-{{ unit.name }}-not-started:
 {%- endif %}
 {%- endfor %}
 
-{%- for unit in salt["kubesalt_unit.unwanted"]() if salt["file.file_exists"](unit.unit_path) %}
+{%- for unit in salt["kubesalt_unit.unwanted"]() if scope is none and salt["file.file_exists"](unit.unit_path) %}
 
 kubesalt-unit-{{ unit.name }}-turned-off:
   service.dead:
