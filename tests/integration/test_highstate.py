@@ -100,8 +100,12 @@ def test_bad_pillar_fails_with_its_message_and_changes_nothing(
     args = ["state.apply", f"pillar={bad}"] + (["test=True"] if test_mode else [])
     ret = salt_cli.run(*args, minion_tgt="router-1")
     assert ret.returncode != 0
-    (only,) = _states(ret)
-    assert only["id"] == VALIDATE_ID
+    # Nothing but validate.sls: its validation, and the version guard after it, which
+    # failhard kept from running.
+    states = {s["id"]: s for s in _states(ret)}
+    assert set(states) <= {VALIDATE_ID, "kubesalt-kubernetes-version-held"}
+    assert all(s["changes"] == {} for s in states.values())
+    only = states[VALIDATE_ID]
     assert only["result"] is False
     assert "kubesalt:network:as_number: 0 is out of range" in only["comment"]
     assert only["changes"] == {}

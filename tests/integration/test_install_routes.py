@@ -160,7 +160,10 @@ def test_pip_install_registers_the_modules(clean_venv, source_copy, salt_call_co
         for kind, paths in json.loads(dirs.stdout).items()
         if kind in ("beacons", "runners")
     }
-    assert found == {"beacons": ["kubesalt_journal.py"], "runners": ["kubesalt_schedule.py"]}
+    assert found == {
+        "beacons": ["kubesalt_journal.py"],
+        "runners": ["kubesalt_schedule.py", "kubesalt_upgrade.py"],
+    }
 
 
 def test_interpreter_is_the_project_venv():
