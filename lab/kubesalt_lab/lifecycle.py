@@ -56,7 +56,7 @@ def build_components(lab, progress, names=None):
 
 def prepare(lab, progress):
     """Make ahead what `up` and `conformance` take from the cache: every component built
-    (and the previous minor Kubernetes, which the upgrade starts from), the hosts' rootfs
+    (and the previous minors of Kubernetes and etcd, for the upgrades), the hosts' rootfs
     (unless hosts run from the one there), the ingress controller and its image's layer,
     kube-bench, the conformance suite, the programs of its images and their shared base
     layer. Nothing starts and nothing outside the cache changes. Returns the build's table
@@ -64,9 +64,13 @@ def prepare(lab, progress):
     check_prerequisites(lab)
     started = time.monotonic()
     _components, rows = build_components(lab, progress)
-    # The Kubernetes the upgrade test and bench start from.
-    previous = {**pinned_versions(lab), "kubernetes": pillar.KUBERNETES_PREVIOUS_MINOR}
-    build.build_all(lab.cache_dir, previous, progress, names=["kubernetes"])
+    # The Kubernetes and the etcd the upgrade tests start from or pass through.
+    previous = {
+        **pinned_versions(lab),
+        "kubernetes": pillar.KUBERNETES_PREVIOUS_MINOR,
+        "etcd": pillar.ETCD_PREVIOUS_MINOR,
+    }
+    build.build_all(lab.cache_dir, previous, progress, names=["kubernetes", "etcd"])
     running = [n.id for n in lab.nodes if containers.nspawn_pid(lab, n)]
     if running:
         progress(f"rootfs: left as it is ({', '.join(running)} run from it)")

@@ -147,6 +147,9 @@ ETCD_FROM_DEBIAN = {
 }
 ETCD_ALONE_SLS = "kubesalt.etcd"
 
+# The etcd minor before the pinned one, which the etcd upgrade test passes through.
+ETCD_PREVIOUS_MINOR = "3.6.5"
+
 # The Kubernetes the upgrade starts from: the newest patch of the minor before the pinned
 # one that the module proxy serves (the lab builds it like the pinned one).
 KUBERNETES_PREVIOUS_MINOR = "1.36.3"

