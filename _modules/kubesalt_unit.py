@@ -31,6 +31,7 @@ import kubesalt_core.artifact
 import kubesalt_core.component_context
 import kubesalt_core.components
 import kubesalt_core.node_config
+import kubesalt_core.pillar
 import kubesalt_core.pki
 import kubesalt_core.unit
 
@@ -331,3 +332,40 @@ def stale_credentials(name, paths=None):
         except FileNotFoundError:
             continue
     return kubesalt_core.unit.stale_credentials(_started_at(rendered.unit.unit_name), modified)
+
+
+def retire(roles="worker"):
+    """
+    Stop and disable every unit of ``roles`` (comma-separated) installed on this host, for a
+    node that leaves the cluster (``kubesalt.orch.remove_worker``: its kubelet must not
+    register the Node again). Its files stay. Returns ``{unit: "stopped"}`` for each unit
+    found.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt worker-3 kubesalt_unit.retire worker
+    """
+    wanted = [r.strip() for r in str(roles).split(",") if r.strip()]
+    unknown = [r for r in wanted if r not in kubesalt_core.pillar.ROLES]
+    if not wanted or unknown:
+        raise SaltInvocationError(
+            f"Invalid value for roles: {roles!r}. Valid: {', '.join(kubesalt_core.pillar.ROLES)}"
+        )
+    stopped = {}
+    for component in kubesalt_core.components.for_roles(wanted):
+        unit = component.unit_name
+        shown = subprocess.run(
+            ["systemctl", "show", "-p", "LoadState", "--value", unit],
+            capture_output=True, text=True, check=False,
+        )  # fmt: skip
+        if shown.stdout.strip() in ("", "not-found"):
+            continue
+        proc = subprocess.run(
+            ["systemctl", "disable", "--now", unit], capture_output=True, text=True, check=False
+        )
+        if proc.returncode != 0:
+            raise CommandExecutionError(f"systemctl disable --now {unit}: {proc.stderr.strip()}")
+        stopped[unit] = "stopped"
+    return stopped

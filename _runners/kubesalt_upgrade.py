@@ -1,5 +1,6 @@
 """
-kubesalt_upgrade: what ``kubesalt.orch.upgrade`` will do, asked of the cluster.
+kubesalt_upgrade: what ``kubesalt.orch.upgrade`` will do, asked of the cluster (and
+whether ``kubesalt.orch.remove_worker`` may remove a node: :func:`removal_refused`).
 
 :func:`plan` runs when the orchestration is rendered (also with ``test=True``): it asks
 every node in pillar for the Kubernetes version its binaries report, asks a master for
@@ -20,6 +21,7 @@ import logging
 import salt.client
 from salt.exceptions import SaltInvocationError
 
+import kubesalt_core.node_removal
 import kubesalt_core.pillar
 import kubesalt_core.upgrade
 
@@ -81,7 +83,7 @@ def _plan(client, master):
     )
     versions = {n: v for n, v in answers.items() if isinstance(v, dict)}
     try:
-        cluster = _one(client, master, "kubesalt_upgrade.cluster_nodes")
+        cluster = _one(client, master, "kubesalt_node.cluster_nodes")
         etcd = _one(client, master, "kubesalt_etcd.health")
     except RuntimeError as err:
         return _refused([str(err)], target)
@@ -124,3 +126,17 @@ def _refused(problems, target=None):
         "roles": {},
         "settings": {},
     }
+
+
+def removal_refused(target=None, nodes=None):
+    """
+    Why ``kubesalt.orch.remove_worker`` refuses to remove ``target`` (a message), or None.
+    ``nodes`` is pillar ``kubesalt:nodes`` as the orchestration renders it.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt-run kubesalt_upgrade.removal_refused target=worker-3 nodes='{}'
+    """
+    return kubesalt_core.node_removal.refusal(nodes or {}, target)

@@ -12,7 +12,11 @@ from kubesalt_lab import workloads
 from kubesalt_lab.config import LabError
 
 ASK_INTERVAL = 0.2
-PRESTOP_SECONDS = 5
+# Longer than kube-proxy takes to drop an endpoint on a busy machine (up to 7 s seen while
+# the whole suite ran): the pod serves until no client is sent to it any more.
+PRESTOP_SECONDS = 10
+# Failures less than this many seconds apart belong to one burst.
+BURST_GAP = 3
 
 
 def budget(name, selector, min_available, namespace="default"):
@@ -84,8 +88,9 @@ def start(lab, name, replicas=2, namespace="default"):
 
 
 def answers(lab, name, namespace="default"):
-    """``{node: {"ok": n, "fail": n, "restarts": n, "failed_at": [epoch seconds]}}`` from
-    the askers' logs (a restarted container's earlier log counted too)."""
+    """``{node: {"ok": n, "fail": n, "restarts": n, "failed_at": [epoch seconds],
+    "longest_burst_seconds": s}}`` from the askers' logs (a restarted container's earlier
+    log counted too)."""
     counted = {}
     for pod in workloads.get(lab, "pods", "-n", namespace, "-l", f"app={name}-askers")["items"]:
         node = pod["spec"]["nodeName"]
@@ -104,10 +109,23 @@ def answers(lab, name, namespace="default"):
             "fail": len(failed),
             "restarts": restarts,
             "failed_at": failed,
+            "longest_burst_seconds": longest_burst(failed),
         }
     if not counted:
         raise LabError(f"no askers of {name} found")
     return counted
+
+
+def longest_burst(failed_at, gap=BURST_GAP):
+    """How long the longest run of failures lasted (seconds from its first failure to its
+    last), failures less than ``gap`` seconds apart counting as one run; 0 for none."""
+    longest, start, last = 0, None, None
+    for moment in sorted(failed_at):
+        if last is None or moment - last >= gap:
+            start = moment
+        last = moment
+        longest = max(longest, last - start)
+    return longest
 
 
 def stop(lab, name, namespace="default"):

@@ -23,7 +23,8 @@ LAB_CLI = [str(REPO / ".venv" / "bin" / "kubesalt-lab")]
 
 # The Kubernetes upgrade starts from fresh hosts on the previous minor version, and the
 # next module from fresh hosts on the pinned one (its own down and up); every module after
-# it works on the lab as the one before left it, until `test_lab_down.py` takes it down;
+# it works on the lab as the one before left it (the removal of a worker last), until
+# `test_lab_down.py` takes it down;
 # the etcd upgrade starts from fresh hosts again (etcd cannot go back a minor version).
 MODULE_ORDER = (
     "test_lab_upgrade.py",
@@ -41,6 +42,7 @@ MODULE_ORDER = (
     "test_lab_units_heal.py",
     "test_lab_lost_master.py",
     "test_lab_etcd.py",
+    "test_lab_remove_worker.py",
     "test_lab_down.py",
     "test_lab_etcd_upgrade.py",
 )

@@ -15,6 +15,7 @@ import kubesalt_core.pillar_schema
 import kubesalt_core.unit
 import kubesalt_core.upgrade as up
 from kubesalt_lab.pillar import lab_config
+from kubesalt_lab.steady_traffic import longest_burst
 from tests.conftest import STATES_DIR
 
 MASTER = {
@@ -307,7 +308,7 @@ def test_the_orchestration_steps_follow_the_plan_in_a_chain():
         for a in states["kubesalt-orch-upgrade-worker-1-drained"]["salt.function"]
         for kv in a.items()
     )
-    assert drain["name"] == "kubesalt_upgrade.drain" and drain["tgt"] == "master-1"
+    assert drain["name"] == "kubesalt_node.drain" and drain["tgt"] == "master-1"
     assert drain["arg"] == ["worker-1"] and drain["timeout"] == 420
 
 
@@ -323,3 +324,10 @@ def test_an_apiserver_ends_its_watches_when_it_stops():
     config["paths"] = kubesalt_core.pillar.resolve_paths(config["paths"])
     rendered = kubesalt_core.unit.render(config, "master-1", "kube-apiserver")
     assert "--shutdown-watch-termination-grace-period=5s" in rendered.unit_text
+
+
+def test_failures_close_together_make_one_burst():
+    assert longest_burst([]) == 0
+    assert longest_burst([100]) == 0
+    assert longest_burst([615, 617, 620, 622, 616, 619]) == 7
+    assert longest_burst([100, 101, 200, 204]) == 1  # 200 and 204 are 4 s apart

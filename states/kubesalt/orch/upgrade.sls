@@ -90,7 +90,7 @@ kubesalt-orch-upgrade-etcd-snapshot:
 
 {{ id }}-ready:
   salt.function:
-    - name: kubesalt_upgrade.apiserver_upgraded
+    - name: kubesalt_node.apiserver_ready
     - tgt: {{ master }}
     - timeout: {{ ready_timeout }}
 {{- chain(id ~ "-ready") }}
@@ -101,7 +101,7 @@ kubesalt-orch-upgrade-etcd-snapshot:
 {%- for master in plan.masters %}
 {%-   set worker = "worker" in plan.roles[master] %}
 {%-   if worker %}
-{{- on_api("kubesalt-orch-upgrade-" ~ master ~ "-drained", "kubesalt_upgrade.drain", master, drain_timeout) }}
+{{- on_api("kubesalt-orch-upgrade-" ~ master ~ "-drained", "kubesalt_node.drain", master, drain_timeout) }}
 {%-   endif %}
 {%-   set id = "kubesalt-orch-upgrade-" ~ master ~ "-control-plane" %}
 
@@ -113,8 +113,8 @@ kubesalt-orch-upgrade-etcd-snapshot:
 {{- authorized() }}
 {{- chain(id) }}
 {%-   if worker %}
-{{- on_api("kubesalt-orch-upgrade-" ~ master ~ "-ready", "kubesalt_upgrade.node_upgraded", master, ready_timeout) }}
-{{- on_api("kubesalt-orch-upgrade-" ~ master ~ "-uncordoned", "kubesalt_upgrade.uncordon", master, 120) }}
+{{- on_api("kubesalt-orch-upgrade-" ~ master ~ "-ready", "kubesalt_node.ready", master, ready_timeout) }}
+{{- on_api("kubesalt-orch-upgrade-" ~ master ~ "-uncordoned", "kubesalt_node.uncordon", master, 120) }}
 {%-   endif %}
 {%- endfor %}
 
@@ -122,7 +122,7 @@ kubesalt-orch-upgrade-etcd-snapshot:
 {%- for batch in plan.batches %}
 {%-   set number = loop.index %}
 {%-   for worker in batch %}
-{{- on_api("kubesalt-orch-upgrade-" ~ worker ~ "-drained", "kubesalt_upgrade.drain", worker, drain_timeout) }}
+{{- on_api("kubesalt-orch-upgrade-" ~ worker ~ "-drained", "kubesalt_node.drain", worker, drain_timeout) }}
 {%-   endfor %}
 {%-   set id = "kubesalt-orch-upgrade-batch-" ~ number %}
 
@@ -135,13 +135,13 @@ kubesalt-orch-upgrade-etcd-snapshot:
 {{- authorized() }}
 {{- chain(id) }}
 {%-   for worker in batch %}
-{{- on_api("kubesalt-orch-upgrade-" ~ worker ~ "-ready", "kubesalt_upgrade.node_upgraded", worker, ready_timeout) }}
-{{- on_api("kubesalt-orch-upgrade-" ~ worker ~ "-uncordoned", "kubesalt_upgrade.uncordon", worker, 120) }}
+{{- on_api("kubesalt-orch-upgrade-" ~ worker ~ "-ready", "kubesalt_node.ready", worker, ready_timeout) }}
+{{- on_api("kubesalt-orch-upgrade-" ~ worker ~ "-uncordoned", "kubesalt_node.uncordon", worker, 120) }}
 {%-   endfor %}
 {%- endfor %}
 
 {#- Nodes a stopped run left upgraded but cordoned. #}
 {%- for node in plan.uncordon %}
-{{- on_api("kubesalt-orch-upgrade-" ~ node ~ "-uncordoned", "kubesalt_upgrade.uncordon", node, 120) }}
+{{- on_api("kubesalt-orch-upgrade-" ~ node ~ "-uncordoned", "kubesalt_node.uncordon", node, 120) }}
 {%- endfor %}
 {%- endif %}

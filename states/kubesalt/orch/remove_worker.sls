@@ -1,0 +1,88 @@
+{#- Remove a worker: take it out of pillar kubesalt:nodes first, then
+      salt-run state.orchestrate kubesalt.orch.remove_worker pillar='{"target": "worker-3"}'
+    Refused before any change for a node with the master role (kubesalt.orch.remove_master)
+    or one still in pillar with its roles. On the first master: the worker is drained
+    through the Eviction API (PodDisruptionBudgets honoured; a drain that does not finish
+    stops the run and uncordons it), then tainted NoExecute until the pods a drain leaves
+    (DaemonSets') are gone; on the worker, every worker unit is stopped and disabled (its
+    kubelet must not register the Node again; its minion must answer); then the Node is
+    deleted and its Calico IP blocks and block affinities released; last, the routers'
+    highstate renders BIRD without it, so its BGP session ends. Each step stops the run
+    when it fails; run it again to go on. #}
+{%- from "kubesalt/orch/params.jinja" import masters, nodes, target, state_queue with context %}
+{%- set api = masters | first if masters else none %}
+{%- set refusal = salt["saltutil.runner"]("kubesalt_upgrade.removal_refused", target=target, nodes=nodes) %}
+{%- set routers = [] %}
+{%- for id, node in nodes | dictsort if "router" in node.get("roles", []) %}{% do routers.append(id) %}{% endfor %}
+{%- if refusal or not api %}
+
+kubesalt-orch-remove-worker-refused:
+  test.fail_without_changes:
+    - name: >-
+        {{ refusal or "pillar kubesalt:nodes has no master" }}; nothing was changed
+{%- else %}
+
+kubesalt-orch-remove-worker-drained:
+  salt.function:
+    - name: kubesalt_node.drain
+    - tgt: {{ api }}
+    - arg:
+      - {{ target }}
+    - timeout: 900
+    - failhard: True
+
+kubesalt-orch-remove-worker-evacuated:
+  salt.function:
+    - name: kubesalt_node.evacuate
+    - tgt: {{ api }}
+    - arg:
+      - {{ target }}
+    - timeout: 900
+    - failhard: True
+    - require:
+      - salt: kubesalt-orch-remove-worker-drained
+
+kubesalt-orch-remove-worker-units-retired:
+  salt.function:
+    - name: kubesalt_unit.retire
+    - tgt: {{ target }}
+    - arg:
+      - worker
+    - failhard: True
+    - require:
+      - salt: kubesalt-orch-remove-worker-evacuated
+
+kubesalt-orch-remove-worker-node-deleted:
+  salt.function:
+    - name: kubesalt_node.delete
+    - tgt: {{ api }}
+    - arg:
+      - {{ target }}
+    - failhard: True
+    - require:
+      - salt: kubesalt-orch-remove-worker-units-retired
+
+kubesalt-orch-remove-worker-ipam-released:
+  salt.function:
+    - name: kubesalt_node.release_ipam
+    - tgt: {{ api }}
+    - arg:
+      - {{ target }}
+    - timeout: 300
+    - failhard: True
+    - require:
+      - salt: kubesalt-orch-remove-worker-node-deleted
+{%- if routers %}
+
+{#- The routers' BIRD, rendered from pillar without the worker: its session ends. #}
+kubesalt-orch-remove-worker-routers-updated:
+  salt.state:
+    - queue: {{ state_queue }}
+    - tgt: {{ routers | join(",") }}
+    - tgt_type: list
+    - highstate: True
+    - failhard: True
+    - require:
+      - salt: kubesalt-orch-remove-worker-ipam-released
+{%- endif %}
+{%- endif %}

@@ -1,0 +1,105 @@
+"""A worker leaving: when its removal is refused, what of Calico's IPAM it holds, and the
+orchestration's steps."""
+
+import json
+
+import jinja2
+import yaml
+
+import kubesalt_core.node_removal as rm
+from tests.conftest import STATES_DIR
+
+NODES = {
+    "master-1": {"roles": ["master"]},
+    "worker-1": {"roles": ["worker"]},
+    "router-1": {"roles": ["router"]},
+}
+
+
+def test_a_master_or_a_worker_still_in_pillar_is_refused():
+    assert "has the master role" in rm.refusal(NODES, "master-1")
+    assert "kubesalt.orch.remove_master" in rm.refusal(NODES, "master-1")
+    message = rm.refusal(NODES, "worker-1")
+    assert "still in pillar with roles worker" in message and "take it out" in message
+    assert "expected the minion id of the worker to remove" in rm.refusal(NODES, "")
+    assert rm.refusal(NODES, "worker-2") is None
+
+
+def _affinity(name, node, cidr):
+    return {"metadata": {"name": name}, "spec": {"node": node, "cidr": cidr, "state": "confirmed"}}
+
+
+def _block(cidr, node, used):
+    allocations = [0] * used + [None] * (64 - used)
+    return {
+        "metadata": {"name": rm.block_name(cidr)},
+        "spec": {"cidr": cidr, "affinity": f"host:{node}", "allocations": allocations},
+    }
+
+
+def test_the_blocks_of_a_node_and_which_can_go():
+    affinities = [
+        _affinity("worker-2-198-18-17-0-26", "worker-2", "198.18.17.0/26"),
+        _affinity("worker-2-198-18-17-64-26", "worker-2", "198.18.17.64/26"),
+        _affinity("worker-1-198-18-16-0-26", "worker-1", "198.18.16.0/26"),
+    ]
+    blocks = [
+        _block("198.18.17.0/26", "worker-2", 0),
+        _block("198.18.17.64/26", "worker-2", 2),
+        _block("198.18.16.0/26", "worker-1", 5),
+    ]
+    found = rm.ipam_of("worker-2", affinities, blocks)
+    assert found == [
+        {"cidr": "198.18.17.0/26", "affinity": "worker-2-198-18-17-0-26",
+         "block": "198-18-17-0-26", "used": 0},
+        {"cidr": "198.18.17.64/26", "affinity": "worker-2-198-18-17-64-26",
+         "block": "198-18-17-64-26", "used": 2},
+    ]  # fmt: skip
+    plan = rm.release_plan(found)
+    assert plan == {
+        "cidrs": ["198.18.17.0/26"],
+        "blocks": ["198-18-17-0-26"],
+        "affinities": ["worker-2-198-18-17-0-26"],
+        "busy": {"198.18.17.64/26": 2},
+    }
+    assert rm.ipam_of("worker-3", affinities, blocks) == []
+
+
+def _render(nodes, target, refusal):
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(str(STATES_DIR)), extensions=["jinja2.ext.do"]
+    )
+    env.filters["json"] = json.dumps
+    pillar = {"kubesalt:nodes": nodes, "target": target}
+    salt = {
+        "pillar.get": lambda key, default=None: pillar.get(key, default),
+        "saltutil.runner": lambda name, **kwargs: refusal,
+    }
+    text = env.get_template("kubesalt/orch/remove_worker.sls").render(salt=salt)
+    return yaml.safe_load(text)
+
+
+def test_the_orchestration_refuses_with_the_reason_and_changes_nothing():
+    states = _render(NODES, "worker-1", rm.refusal(NODES, "worker-1"))
+    (only,) = states.values()
+    (step,) = only["test.fail_without_changes"]
+    assert "still in pillar with roles worker" in step["name"]
+    assert step["name"].endswith("nothing was changed")
+
+
+def test_the_orchestration_drains_evacuates_retires_deletes_releases_then_the_routers():
+    states = _render(NODES, "worker-2", None)
+    assert list(states) == [
+        "kubesalt-orch-remove-worker-drained",
+        "kubesalt-orch-remove-worker-evacuated",
+        "kubesalt-orch-remove-worker-units-retired",
+        "kubesalt-orch-remove-worker-node-deleted",
+        "kubesalt-orch-remove-worker-ipam-released",
+        "kubesalt-orch-remove-worker-routers-updated",
+    ]
+    steps = {sid: dict(kv for a in next(iter(s.values())) for kv in a.items())
+             for sid, s in states.items()}  # fmt: skip
+    assert steps["kubesalt-orch-remove-worker-drained"]["tgt"] == "master-1"
+    assert steps["kubesalt-orch-remove-worker-units-retired"]["tgt"] == "worker-2"
+    assert steps["kubesalt-orch-remove-worker-routers-updated"]["tgt"] == "router-1"
+    assert all(s["failhard"] is True for s in steps.values())
