@@ -85,6 +85,7 @@ bench: setup
 	$(VENV)/bin/python bench/workers.py
 	$(VENV)/bin/python bench/failover.py
 	$(VENV)/bin/python bench/upgrade.py
+	$(VENV)/bin/python bench/etcd_restore.py
 
 # Every [Conformance] spec against the lab (brought up and applied when not running); the
 # result table goes to bench/results/conformance.json.

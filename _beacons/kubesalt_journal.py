@@ -133,7 +133,7 @@ def beacon(config):
     notes = {unit: kubesalt_core.systemd.systemd_messages(unit) for unit in failed}
     events = []
     for event in kubesalt_core.heal.failure_events(entries, states, managed, notes):
-        if store.in_flight(event["unit"]):
+        if store.in_flight(event["unit"]) or store.paused(event["unit"]):
             continue
         events.append({"tag": "failed", **event})
     # Saved after the events are built and before Salt sends them: a crash in between

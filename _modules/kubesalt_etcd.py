@@ -522,7 +522,8 @@ def live_cluster(**kwargs):
     """
     The live cluster as the endpoints see it right now: ``{"leader": bool, "members": [...],
     "answering": [...]}``. ``leader`` is True when any endpoint reports a leader; this, and
-    never cached or mine data, decides whether a new cluster may be bootstrapped.
+    never cached or mine data, decides whether a new cluster may be bootstrapped. Without
+    a leader, ``members`` is what an answering member holds (empty when none answers).
 
     CLI Example:
 
@@ -544,6 +545,11 @@ def live_cluster(**kwargs):
     found = []
     if has_leader:
         found = _once(lambda: kubesalt_core.etcd_client.members(gateway), "listing members")
+    elif answering:
+        # Without a leader a member still answers its member list from its own state: it
+        # tells a founder still waiting for its peers from a survivor of a lost quorum.
+        with contextlib.suppress(kubesalt_core.errors.EtcdError, kubesalt_core.errors.Unreachable):
+            found = kubesalt_core.etcd_client.members(gateway)
     return {
         "leader": has_leader,
         "answering": answering,

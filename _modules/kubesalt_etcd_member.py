@@ -37,26 +37,60 @@ def _urls(value):
 
 
 def _has_data(data_dir):
+    """etcd would start from ``data_dir``: its write-ahead log holds a file. (An etcd that
+    failed to bootstrap leaves ``member/snap/db`` behind, and no log.)"""
+    if not data_dir:
+        return False
+    try:
+        return any(n.endswith(".wal") for n in os.listdir(os.path.join(data_dir, "member", "wal")))
+    except (FileNotFoundError, NotADirectoryError):
+        return False
+
+
+def _holds_member(data_dir):
     return bool(data_dir) and os.path.isdir(os.path.join(data_dir, "member"))
 
 
-def _planned(name, peer_urls, client_urls, data_dir, founders, service, conn):
+def _settled(env_file, name, peer_urls, token):
+    """True when ``env_file`` already names only this member (or is not ours to judge)."""
+    if not env_file:
+        return True
+    wanted = kubesalt_core.etcd.settled_env(name, _urls(peer_urls)[0], token)
+    try:
+        with open(env_file) as stream:
+            return stream.read() == wanted
+    except FileNotFoundError:
+        return False
+
+
+def _planned(name, peer_urls, client_urls, data_dir, founders, service, conn, settled=True):
     live = __salt__["kubesalt_etcd.live_cluster"](**conn)
     local_answers = __salt__["kubesalt_etcd.answers"](_urls(client_urls)[0], **conn)
     try:
         return kubesalt_core.etcd_member.join_plan(
             live, local_answers, _has_data(data_dir), name, _urls(peer_urls),
-            founders or {}, service,
+            founders or {}, service, settled,
         )  # fmt: skip
     except ValueError as err:
         raise SaltInvocationError(str(err)) from None
 
 
-def join_plan(name, peer_urls, client_urls, data_dir, founders=None, service="etcd", **kwargs):
+def join_plan(
+    name,
+    peer_urls,
+    client_urls,
+    data_dir,
+    founders=None,
+    service="etcd",
+    env_file=None,
+    token="kubesalt",
+    **kwargs,
+):
     """
     What :func:`join` would do for member ``name`` on this host, and nothing else:
     ``{"changes": {key: what}, "comment": ...}`` (no changes: it is a voting member and
-    answers, or it waits for its peers).
+    answers, or it waits for its peers). With ``env_file`` (and the cluster ``token``),
+    also whether that file must come to name only this member.
 
     CLI Example:
 
@@ -65,7 +99,10 @@ def join_plan(name, peer_urls, client_urls, data_dir, founders=None, service="et
         salt master-4 kubesalt_etcd_member.join_plan master-4 https://198.18.0.14:2380 \\
             https://198.18.0.14:2379 /var/lib/etcd
     """
-    plan = _planned(name, peer_urls, client_urls, data_dir, founders, service, _conn(kwargs))
+    settled = _settled(env_file, name, peer_urls, token)
+    plan = _planned(
+        name, peer_urls, client_urls, data_dir, founders, service, _conn(kwargs), settled
+    )
     comment = "would " + "; then ".join(plan.changes.values()) if plan.changes else plan.comment
     return {"changes": plan.changes, "comment": comment}
 
@@ -84,9 +121,10 @@ def join(
 ):
     """
     Take member ``name`` on this host into the cluster (see ``kubesalt_etcd.member_present``):
-    found it, join as a learner and promote, or start a member that is only down.
-    Returns ``{"changes", "comment", "started"}``; on a failure half-way the error says what
-    was done before it.
+    found it, join as a learner and promote, or start a member that is only down. Once it
+    answers from its data dir, ``env_file`` names only this member
+    (``kubesalt_core.etcd.settled_env``). Returns ``{"changes", "comment", "started"}``; on
+    a failure half-way the error says what was done before it.
 
     CLI Example:
 
@@ -98,11 +136,15 @@ def join(
     conn = _conn(kwargs)
     timeout = float(timeout)
     peer_urls, client_url = _urls(peer_urls), _urls(client_urls)[0]
-    plan = _planned(name, peer_urls, client_urls, data_dir, founders, service, conn)
+    settled = _settled(env_file, name, peer_urls, token)
+    plan = _planned(name, peer_urls, client_urls, data_dir, founders, service, conn, settled)
     done = {"changes": {}, "comment": plan.comment, "started": False}
     try:
         _carry_out(plan, done, name, peer_urls, client_url, data_dir, env_file, token,
                    service, timeout, conn, founders)  # fmt: skip
+        if done["started"] and _has_data(data_dir):
+            # etcd read the bootstrap list on this start; from now on its data dir rules.
+            _write_settled(env_file, name, peer_urls, token)
     except (CommandExecutionError, SaltInvocationError) as err:
         before = ", ".join(done["changes"]) or "nothing"
         raise CommandExecutionError(f"{err} (done before this: {before})") from None
@@ -139,6 +181,9 @@ def _carry_out(plan, done, name, peer_urls, client_url, data_dir, env_file, toke
             _write_env(env_file, "existing", added["initial_cluster"], token)
         elif action == "write_env":
             _write_env(env_file, "existing", plan.initial, token)
+        elif action == "settle":
+            _write_settled(env_file, name, peer_urls, token)
+            changes["bootstrap"] = step.says
         elif action == "start":
             if _start(service, client_url, timeout, conn):
                 changes["started"] = service
@@ -175,7 +220,7 @@ def _leave_planned(name, data_dir, service, conn):
     service_runs = local and bool(__salt__["service.status"](service))
     try:
         return kubesalt_core.etcd_member.leave_plan(
-            name, check, local, _has_data(data_dir), service_runs, service
+            name, check, local, _holds_member(data_dir), service_runs, service
         )
     except ValueError as err:
         raise CommandExecutionError(str(err)) from None
@@ -208,7 +253,7 @@ def leave(name, data_dir=None, env_file=None, service="etcd", timeout=60, **kwar
                 __salt__["service.stop"](service)
                 __salt__["service.disable"](service)
                 changes["stopped"] = service
-                if _has_data(data_dir):
+                if _holds_member(data_dir):
                     changes["data_dir"] = f"moved aside to {move_aside(data_dir)}"
                 if env_file and os.path.exists(env_file):
                     os.unlink(env_file)
@@ -251,6 +296,11 @@ def move_aside(data_dir):
 
 def _write_env(env_file, state, initial, token):
     text = kubesalt_core.etcd.cluster_env(state, initial, token)
+    kubesalt_core.files.write_atomically(env_file, text, 0o644)
+
+
+def _write_settled(env_file, name, peer_urls, token):
+    text = kubesalt_core.etcd.settled_env(name, peer_urls[0], token)
     kubesalt_core.files.write_atomically(env_file, text, 0o644)
 
 

@@ -30,6 +30,7 @@ CLI Example:
     salt '*' kubesalt_heal.history
     salt master-1 kubesalt_heal.status
     salt master-1 kubesalt_heal.reset etcd.service
+    salt master-1 kubesalt_heal.pause kube-apiserver.service "kubesalt.orch.etcd_restore"
 """
 
 import datetime
@@ -169,6 +170,16 @@ def _escalate(unit, decision, store, trigger):
     return fired
 
 
+def _paused_during(store, unit, seconds):
+    """Sleep ``seconds``, or less when ``unit`` is paused meanwhile (then True)."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if store.paused(unit):
+            return True
+        time.sleep(min(POLL_SECONDS * 2, max(deadline - time.monotonic(), 0)))
+    return False
+
+
 def _repair_loop(unit, policy, store, trigger):
     steps = []
 
@@ -185,10 +196,18 @@ def _repair_loop(unit, policy, store, trigger):
         )
         return done("nothing to do")
     while True:
+        paused = store.paused(unit)
+        if paused:
+            # Paused while this repair waited: whoever paused it keeps the unit as it is.
+            detail = f"paused by {paused['by']}"
+            steps.append(detail)
+            store.record(kubesalt_core.heal.Attempt(unit, time.time(), "none", False, detail))
+            return done("paused: left alone")
         decision = kubesalt_core.heal.decide(unit, store.history(), time.time(), policy)
         if decision.action == "wait":
             steps.append(f"wait {decision.wait_seconds:.0f}s: {decision.reason}")
-            time.sleep(decision.wait_seconds)
+            if _paused_during(store, unit, decision.wait_seconds):
+                continue
             seen, _, _ = _observe(unit, policy.hold_seconds, settle_seconds=0)
             if seen == "held":
                 store.record(
@@ -234,7 +253,8 @@ def repair(unit, invocation_id=None, result=None):
     Runs until the unit holds, the loop escalates, or the unit turns out not to need it
     (see the module docstring); returns ``{"unit", "outcome", "steps"}``. ``outcome`` is one
     of: repaired, nothing to do, in flight (another repair of the unit runs), recovered by
-    itself, escalated, escalated earlier, stopped by someone else: left alone.
+    itself, escalated, escalated earlier, stopped by someone else: left alone, paused: left
+    alone (see :func:`pause`).
 
     unit
         The systemd unit, e.g. ``containerd.service``; it must be one of this node's roles.
@@ -258,6 +278,60 @@ def repair(unit, invocation_id=None, result=None):
         return {"unit": unit, "outcome": "in flight", "steps": []}
     except kubesalt_core.errors.SystemdError as err:
         raise CommandExecutionError(f"repair of {unit} stopped: {err}") from err
+
+
+def pause(unit, by, seconds=3600, wait=180):
+    """
+    Leave ``unit`` alone for ``seconds``: no repair of it and no event from the beacon, for
+    an orchestration that keeps it stopped on purpose (``by`` says which, and why). Ends
+    with :func:`resume` or by itself. A repair of it already running stops at its next
+    step: this waits up to ``wait`` seconds for that, and fails if it is still running.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt master-1 kubesalt_heal.pause kube-apiserver.service "kubesalt.orch.etcd_restore"
+    """
+    managed, _, store = _context()
+    unit = _check_managed(unit, managed, store)
+    if not by:
+        raise SaltInvocationError("Invalid value for by: expected who pauses the repairs")
+    store.pause(unit, str(by), float(seconds))
+    deadline = time.monotonic() + float(wait)
+    while store.in_flight(unit):
+        if time.monotonic() > deadline:
+            raise CommandExecutionError(
+                f"{unit} is paused, but the repair running since before the pause (pid "
+                f"{store.in_flight(unit)}) has not stopped after {wait} s"
+            )
+        time.sleep(POLL_SECONDS)
+    return store.paused(unit)
+
+
+def resume(unit):
+    """
+    Repair ``unit`` again when it fails (ends :func:`pause`). Whoever paused it has dealt
+    with it, so its budget and backoff start over, as after :func:`reset`. True when it
+    was paused.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt master-1 kubesalt_heal.resume kube-apiserver.service
+    """
+    managed, _, store = _context()
+    unit = _check_managed(unit, managed, store)
+    paused = store.paused(unit)
+    if not store.resume(unit):
+        return False
+    by = paused["by"] if paused else "a pause that had expired"
+    store.record(
+        kubesalt_core.heal.Attempt(unit, time.time(), kubesalt_core.heal.RESET, False,
+                                   f"resumed after {by}")
+    )  # fmt: skip
+    return True
 
 
 def _as_dict(attempt):

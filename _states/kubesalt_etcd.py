@@ -94,8 +94,9 @@ def member_present(
     try:
         if __opts__["test"]:
             plan = __salt__["kubesalt_etcd_member.join_plan"](
-                name, founders=founders, service=service, **where, **conn
-            )
+                name, founders=founders, service=service, env_file=env_file, token=token,
+                **where, **conn,
+            )  # fmt: skip
             ret.update(plan, result=None if plan["changes"] else True)
             return ret
         done = __salt__["kubesalt_etcd_member.join"](

@@ -230,6 +230,24 @@ def cluster_env(state, initial, token):
     )
 
 
+def settled_env(name, peer_url, token):
+    """The member-list file once the member runs from its data dir (etcd ignores it then).
+
+    It names only the member itself, as ``existing``: should etcd ever start with an empty
+    data dir (a lost disk, a wiped directory), it finds no peer to ask for the cluster and
+    exits, instead of rejoining under its old identity with an empty log (which breaks
+    raft's promise that an acknowledged write survives) or founding a cluster of its own.
+    ``kubesalt_etcd.member_present`` then decides what to do, from the live cluster.
+    """
+    return (
+        "# Written by kubesalt (kubesalt_etcd.member_present): this member runs from its data\n"
+        "# dir. Without one, etcd finds no peer here and exits; the next highstate decides.\n"
+        "ETCD_INITIAL_CLUSTER_STATE=existing\n"
+        f"ETCD_INITIAL_CLUSTER={name}={peer_url}\n"
+        f"ETCD_INITIAL_CLUSTER_TOKEN={token}\n"
+    )
+
+
 def lock_request(key, holder, lease_id):
     """A transaction that takes ``key`` for ``holder`` only if nobody holds it."""
     return {

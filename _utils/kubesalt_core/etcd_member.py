@@ -17,12 +17,17 @@ Steps (``Step.action``):
 ``start``      start etcd (or restart it when it runs but does not answer)
 ``promote``    wait until it is in sync, then promote it to a voting member
 ``ready``      wait until it answers (a voting member that was only down)
+``settle``     write the member list that names only this member (see
+               ``kubesalt_core.etcd.settled_env``); a run that starts etcd does it too,
+               once the member answers from its data dir
 ``hand_over``, ``retire``: see :func:`leave_plan`.
 """
 
 from dataclasses import dataclass
 
 import kubesalt_core.etcd
+
+RESTORE = "kubesalt.orch.etcd_restore"
 
 
 @dataclass(frozen=True)
@@ -51,24 +56,32 @@ def _start(service, how=""):
     return Step("start", "started", f"start {service}{how}")
 
 
+def _settle():
+    return Step("settle", "bootstrap", "name only this member in its member-list file")
+
+
 def _promote(name):
     return Step("promote", "promoted", f"promote {name} once in sync")
 
 
-def join_plan(live, local_answers, has_data, name, peer_urls, founders, service="etcd"):
+def join_plan(
+    live, local_answers, has_data, name, peer_urls, founders, service="etcd", settled=True
+):
     """The plan of ``member_present`` for member ``name`` at ``peer_urls``.
 
     ``live`` is what ``kubesalt_etcd.live_cluster`` answers (``leader``, ``members`` as
     dicts, ``answering``); ``local_answers``: this member answers at its client URL;
     ``has_data``: its data dir holds a member directory; ``founders``: ``{name: peer
-    URL}`` of every master. Raises ValueError when it must not go on (with the reason).
+    URL}`` of every master; ``settled``: its member-list file already names only itself.
+    Raises ValueError when it must not go on (with the reason).
     """
     if not live["leader"]:
         return _without_leader(live, local_answers, has_data, name, founders, service)
     current = [kubesalt_core.etcd.member_from_dict(m) for m in live["members"]]
     step, member = kubesalt_core.etcd.join_step(current, name, peer_urls)
     if step == "present" and member.started and local_answers:
-        return Plan((), f"{name} is a voting member and answers", member=member)
+        steps = () if settled or not has_data else (_settle(),)
+        return Plan(steps, f"{name} is a voting member and answers", member=member)
     if step == "present" and member.started and not has_data:
         # It ran before but its data is gone (a rebuilt host): etcd would panic on a raft
         # log the leader remembers, so the old entry goes and the member joins afresh.
@@ -111,6 +124,17 @@ def _without_leader(live, local_answers, has_data, name, founders, service):
         )
     if has_data:
         return Plan((_start(service, " from its data dir"),), f"{name} started from its data dir")
+    known = [kubesalt_core.etcd.member_from_dict(m) for m in live["members"]]
+    if any(m.started and m.name == name for m in known):
+        # A survivor still counts this member, which ran before and lost its data: the
+        # quorum is lost. Founding afresh would give the cluster a second, empty history.
+        answering = ", ".join(live["answering"])
+        raise ValueError(
+            f"no etcd member reports a leader, {name}'s data dir is empty and the members "
+            f"that answer ({answering}) still count {name} as a member that ran: etcd has "
+            f"lost its quorum. Start the members that are only down; if their data is gone "
+            f"for good, restore from a snapshot with {RESTORE}. Nothing was changed"
+        )
     if name not in founders:
         raise ValueError(
             f"no etcd member reports a leader and {name} is not among the founders "

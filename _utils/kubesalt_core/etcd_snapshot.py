@@ -34,6 +34,13 @@ def taken_at(name):
     return datetime.strptime(found.group("taken"), "%Y%m%dT%H%M%SZ").replace(tzinfo=UTC)
 
 
+def member_in(name):
+    """The member a snapshot named ``name`` was taken from (the master that took and keeps
+    it), or None for another file."""
+    found = _NAME.match(name or "")
+    return found.group("member") if found else None
+
+
 def sha256_line(digest, name):
     """The ``.sha256`` file's content: what ``sha256sum`` prints and ``sha256sum -c`` reads."""
     return f"{digest}  {name}\n"

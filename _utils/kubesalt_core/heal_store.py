@@ -7,12 +7,17 @@
   drops it when the process ends, however it ends;
 - ``<unit>.inflight``: the PID of that repair, for the beacon, which stays quiet about a
   unit while kubesalt itself is restarting it;
+- ``<unit>.paused``: ``{"by", "until"}`` while an orchestration keeps the unit stopped on
+  purpose (an etcd restore keeps the apiserver down): no repair and no event for it until
+  then, or until it is resumed;
 - ``journal.cursor``: where the journal beacon stopped reading.
 """
 
 import contextlib
 import fcntl
+import json
 import os
+import time
 
 import kubesalt_core.files
 import kubesalt_core.heal
@@ -98,6 +103,33 @@ class Store:
         except PermissionError:
             pass
         return pid
+
+    # --- units kept stopped on purpose ----------------------------------------------------
+
+    def pause(self, unit, by, seconds):
+        """No repair of ``unit`` for ``seconds`` (``by`` says who asked, and why)."""
+        self._ensure()
+        record = json.dumps({"by": by, "until": time.time() + float(seconds)})
+        kubesalt_core.files.write_atomically(self._path(f"{unit}.paused"), record, 0o600)
+
+    def resume(self, unit):
+        """True when ``unit`` was paused."""
+        try:
+            os.unlink(self._path(f"{unit}.paused"))
+        except FileNotFoundError:
+            return False
+        return True
+
+    def paused(self, unit):
+        """``{"by", "until"}`` while ``unit`` is paused, else None (an expired pause too)."""
+        try:
+            with open(self._path(f"{unit}.paused"), encoding="utf-8") as handle:
+                record = json.load(handle)
+        except (FileNotFoundError, ValueError):
+            return None
+        if not isinstance(record, dict) or float(record.get("until", 0)) <= time.time():
+            return None
+        return record
 
     # --- the beacon's place in the journal -------------------------------------------------
 

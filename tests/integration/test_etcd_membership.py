@@ -209,6 +209,12 @@ def test_a_fourth_and_fifth_join_one_at_a_time_and_every_key_survives(ops, clust
     assert sorted(members) == ["etcd-0", "etcd-1", "etcd-2", "etcd-3", "etcd-4"]
     assert not any(m["is_learner"] for m in members.values())
     _assert_keys(cluster, keys)
+    # A member that runs from its data comes to name only itself in its member-list file
+    # (started by hand here, it had none), once; then nothing is left to do.
+    settled = ops.present(fifth)
+    assert settled["result"] is True and list(settled["changes"]) == ["bootstrap"]
+    env = (cluster.workdir / "etcd-4.env").read_text()
+    assert f"ETCD_INITIAL_CLUSTER=etcd-4={fifth.peer_url}\n" in env
     again = ops.present(fifth)
     assert again["result"] is True and again["changes"] == {}
 

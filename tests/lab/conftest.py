@@ -42,6 +42,7 @@ MODULE_ORDER = (
     "test_lab_units_heal.py",
     "test_lab_lost_master.py",
     "test_lab_etcd.py",
+    "test_lab_etcd_restore.py",
     "test_lab_remove_worker.py",
     "test_lab_down.py",
     "test_lab_etcd_upgrade.py",

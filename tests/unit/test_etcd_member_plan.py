@@ -3,6 +3,7 @@ test=True and then carry out, from the facts alone."""
 
 import pytest
 
+from kubesalt_core.etcd import settled_env
 from kubesalt_core.etcd_member import join_plan, leave_plan
 
 PEER = {"m1": "https://198.18.0.11:2380", "m2": "https://198.18.0.12:2380",
@@ -92,6 +93,21 @@ def test_without_a_leader_a_founder_founds_and_others_are_refused():
         join_plan(_live(leader=False), False, False, "m4", ["https://198.18.0.14:2380"], PEER)
 
 
+def test_without_a_leader_a_founder_still_waited_for_founds():
+    # The first founder answers, waiting for its peers: it lists m3 as never started.
+    waiting = _live(_entry("m1", PEER["m1"]), _entry("", PEER["m3"]), leader=False)
+    assert _actions(_plan(waiting)) == ["found", "start"]
+
+
+def test_without_a_leader_a_member_whose_data_is_gone_is_refused_when_a_survivor_counts_it():
+    # Quorum lost: m1 survives and lists m3 as a member that ran; m3's data is gone.
+    survivor = _live(_entry("m1", PEER["m1"]), _entry("m3", PEER["m3"]), leader=False)
+    with pytest.raises(ValueError, match=r"lost its quorum.*kubesalt\.orch\.etcd_restore"):
+        _plan(survivor)
+    # With its data it only starts (a member that was just down).
+    assert _actions(_plan(survivor, data=True)) == ["start"]
+
+
 def test_without_a_leader_a_member_with_data_starts_or_waits_for_its_peers():
     assert _actions(_plan(_live(leader=False), data=True)) == ["start"]
     waiting = _plan(_live(leader=False), answers=True, data=True)
@@ -123,3 +139,20 @@ def test_a_member_already_gone_needs_nothing_unless_its_host_still_runs_etcd():
     assert gone.steps == () and gone.comment == "m3 is not a member"
     here = leave_plan("m3", _check(member=False), local=True, has_data=False, service_runs=True)
     assert [s.action for s in here.steps] == ["retire"]
+
+
+def test_a_member_that_runs_from_its_data_comes_to_name_only_itself_in_its_member_list():
+    three = _live(*TWO, _entry("m3", PEER["m3"]))
+    plan = join_plan(three, True, True, "m3", [PEER["m3"]], PEER, settled=False)
+    assert _actions(plan) == ["settle"]
+    assert list(plan.changes) == ["bootstrap"]
+    # Settled already, or without data to run from: nothing to write.
+    assert _plan(three, answers=True, data=True).steps == ()
+    assert join_plan(three, True, False, "m3", [PEER["m3"]], PEER, settled=False).steps == ()
+
+
+def test_the_settled_member_list_names_only_the_member_as_existing():
+    text = settled_env("m3", PEER["m3"], "kubesalt-lab")
+    assert "ETCD_INITIAL_CLUSTER_STATE=existing\n" in text
+    assert f"ETCD_INITIAL_CLUSTER=m3={PEER['m3']}\n" in text
+    assert "ETCD_INITIAL_CLUSTER_TOKEN=kubesalt-lab\n" in text

@@ -143,6 +143,19 @@ def test_a_dead_repairs_marker_is_not_in_flight(tmp_path):
     assert heal_store.Store(tmp_path).in_flight("etcd.service") is None
 
 
+def test_a_pause_lasts_until_resumed_or_expired(tmp_path):
+    store = heal_store.Store(tmp_path)
+    assert store.paused("kube-apiserver.service") is None
+    store.pause("kube-apiserver.service", "kubesalt.orch.etcd_restore", 60)
+    assert store.paused("kube-apiserver.service")["by"] == "kubesalt.orch.etcd_restore"
+    assert store.paused("etcd.service") is None  # another unit is not paused
+    assert store.resume("kube-apiserver.service") is True
+    assert store.paused("kube-apiserver.service") is None
+    assert store.resume("kube-apiserver.service") is False
+    store.pause("etcd.service", "a restore that stopped half-way", -1)
+    assert store.paused("etcd.service") is None  # expired: repairs go on by themselves
+
+
 def test_scheduled_runs_go_masters_first():
     roles = {
         "router-1": ["router"],
