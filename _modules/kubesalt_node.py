@@ -327,6 +327,45 @@ def evacuate(node, timeout=None):
         time.sleep(POLL_SECONDS)
 
 
+def fence(node, timeout=None):
+    """
+    Empty ``node``, whose host is down for good, of its pods without its kubelet: refused
+    while its Node is Ready; otherwise it is cordoned and gets the taint
+    ``node.kubernetes.io/out-of-service=nodeshutdown:NoExecute`` (Kubernetes'
+    non-graceful node shutdown: the pods are evicted, then force-deleted by the pod
+    garbage collector, and their controllers make them again elsewhere), and this waits
+    until no pod is left on it. Raises naming the pods still there at ``timeout``.
+
+    timeout
+        Seconds; default pillar ``upgrade:drain_timeout``.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt master-1 kubesalt_node.fence worker-3
+    """
+    _valid_node(node)
+    seconds = _seconds(timeout or _upgrade_setting("drain_timeout"), "timeout")
+    if not _exists(node):
+        return {"node": node, "left": [], "absent": True}
+    if _summary(_node_object(node))["ready"]:
+        raise CommandExecutionError(
+            f"{node} is Ready: its kubelet runs, so it is not down; drain it instead"
+        )
+    _checked(_kubectl("cordon", node), f"cordon {node}")
+    taint = kubesalt_core.node_removal.OUT_OF_SERVICE_TAINT
+    _checked(_kubectl("taint", "nodes", node, taint, "--overwrite"), f"taint {node}")
+    deadline = time.monotonic() + seconds
+    while left := _pods_on(node):
+        if time.monotonic() > deadline:
+            raise CommandExecutionError(
+                f"{len(left)} pods are still on {node} after {seconds} s: {', '.join(left)}"
+            )
+        time.sleep(POLL_SECONDS)
+    return {"node": node, "left": []}
+
+
 def delete(node):
     """
     Delete Node ``node`` (its pods are then deleted by the cluster). Returns True when it

@@ -1,6 +1,5 @@
 """
-kubesalt_upgrade: what ``kubesalt.orch.upgrade`` will do, asked of the cluster (and
-whether ``kubesalt.orch.remove_worker`` may remove a node: :func:`removal_refused`).
+kubesalt_upgrade: what ``kubesalt.orch.upgrade`` will do, asked of the cluster.
 
 :func:`plan` runs when the orchestration is rendered (also with ``test=True``): it asks
 every node in pillar for the Kubernetes version its binaries report, asks a master for
@@ -21,7 +20,6 @@ import logging
 import salt.client
 from salt.exceptions import SaltInvocationError
 
-import kubesalt_core.node_removal
 import kubesalt_core.pillar
 import kubesalt_core.upgrade
 
@@ -49,9 +47,9 @@ def _one(client, minion, function, **kwarg):
 def plan(master):
     """
     The upgrade to pillar's ``versions:kubernetes``, as the orchestration will run it:
-    ``{target, problems, steps, apiservers, masters, batches, uncordon, roles}``. Any
-    problem (a pre-flight or skew finding, an invalid pillar) means the orchestration
-    changes nothing.
+    ``{target, problems, steps, apiservers, masters, batches, uncordon, empty, roles}``.
+    Any problem (a pre-flight or skew finding, an invalid pillar) means the orchestration
+    changes nothing; ``empty``: every node runs the target already.
 
     master
         The master to ask (kubectl with the admin kubeconfig, etcd's health).
@@ -109,6 +107,7 @@ def _plan(client, master):
         "masters": decided.masters,
         "batches": decided.batches,
         "uncordon": decided.uncordon,
+        "empty": decided.empty,
         "roles": roles,
         "settings": config["upgrade"],
     }
@@ -123,20 +122,7 @@ def _refused(problems, target=None):
         "masters": [],
         "batches": [],
         "uncordon": [],
+        "empty": False,
         "roles": {},
         "settings": {},
     }
-
-
-def removal_refused(target=None, nodes=None):
-    """
-    Why ``kubesalt.orch.remove_worker`` refuses to remove ``target`` (a message), or None.
-    ``nodes`` is pillar ``kubesalt:nodes`` as the orchestration renders it.
-
-    CLI Example:
-
-    .. code-block:: bash
-
-        salt-run kubesalt_upgrade.removal_refused target=worker-3 nodes='{}'
-    """
-    return kubesalt_core.node_removal.refusal(nodes or {}, target)

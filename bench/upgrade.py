@@ -44,6 +44,7 @@ def main(argv=None):
             raise SystemExit(f"the lab did not converge: {applied}")
         steady_traffic.start(lab, "steady")
         lifecycle.set_pillar(lab, {}, quiet)
+        planned = master.run_runner(lab, "kubesalt_upgrade.plan", "master=master-1")
         say(f"{ORCH} to {target}")
         started = time.monotonic()
         ok, steps = master.orchestrate(lab, ORCH, timeout=3600)
@@ -59,12 +60,10 @@ def main(argv=None):
         if node.startswith("batch-") or node in ("plan", "etcd-snapshot"):
             continue
         per_node[node] = round(per_node.get(node, 0) + found["seconds"], 1)
-    for step, found in steps.items():
-        if step.startswith("kubesalt-orch-upgrade-batch-"):
-            for node in per_node:  # the batch's highstate counts for each worker in it
-                minions = found["changes"].get("ret", found["changes"])
-                if isinstance(minions, dict) and node in minions:
-                    per_node[node] = round(per_node[node] + found["seconds"], 1)
+    for number, batch in enumerate(planned["batches"], 1):
+        seconds = steps[f"kubesalt-orch-upgrade-batch-{number}"]["seconds"]
+        for node in batch:  # the batch's highstate counts for each worker in it
+            per_node[node] = round(per_node.get(node, 0) + seconds, 1)
     snapshot = steps["kubesalt-orch-upgrade-etcd-snapshot"]["changes"].get("ret", {})
     record = next(iter(snapshot.values()), {}) if isinstance(snapshot, dict) else {}
     asked = sum(c["ok"] + c["fail"] for c in counted.values())

@@ -3,13 +3,19 @@
 ``kubesalt.orch.remove_worker`` removes a worker that pillar no longer lists: drained,
 emptied of the pods a drain leaves (a NoExecute taint), its kubelet stopped, its Node
 deleted, its Calico blocks and block affinities released, and the routers' BIRD
-rendered without it.
+rendered without it. A worker whose host is down for good (its minion does not answer,
+its Node is NotReady) is removed only when forced: its pods are deleted without its
+kubelet (:data:`OUT_OF_SERVICE_TAINT`), and nothing is stopped on it.
 
 No Salt dunders and no I/O here.
 """
 
 # The taint that empties a leaving node of the pods a drain leaves (DaemonSets').
 EVACUATE_TAINT = "kubesalt.io/removed=true:NoExecute"
+# Kubernetes' own mark of a node that is down for good (non-graceful node shutdown): its
+# pods are deleted without their kubelet (the taint evicts them, and the pod garbage
+# collector force-deletes the terminating pods of a NotReady node so marked).
+OUT_OF_SERVICE_TAINT = "node.kubernetes.io/out-of-service=nodeshutdown:NoExecute"
 
 ORCHESTRATION = "kubesalt.orch.remove_worker"
 
@@ -36,6 +42,29 @@ def refusal(nodes, target):
             f"{target} is still in pillar with roles {', '.join(roles)}: take it out of "
             "kubesalt:nodes first (otherwise a highstate would join it again), then run "
             f"{ORCHESTRATION} again"
+        )
+    return None
+
+
+def dead_refusal(target, node_ready, force):
+    """Why a worker whose minion does not answer may not be removed (a message), or None.
+
+    node_ready
+        its Node's Ready condition (None: there is no Node).
+    """
+    if node_ready:
+        return (
+            f"{target}'s minion does not answer but its Node is Ready (its kubelet runs): "
+            "start its salt-minion and run again, so that its units are stopped too"
+        )
+    if not force:
+        return (
+            f"{target}'s minion does not answer and its Node is "
+            f"{'gone' if node_ready is None else 'NotReady'}. If its host is down for good, "
+            "run again with pillar force: true: its pods are deleted without its kubelet "
+            "(the Node gets the node.kubernetes.io/out-of-service taint) and nothing on it "
+            "can be stopped; should the host come back, its kubelet would register the Node "
+            f"again, so retire its units first (salt {target} kubesalt_unit.retire worker)"
         )
     return None
 

@@ -60,7 +60,7 @@ def lab_pillar(lab):
     return pillar.LabPillar(_overlay_dir(lab))
 
 
-def override_pillar(lab, settings):
+def override_pillar(lab, settings, skip=()):
     """Replace values of the repo's ``kubesalt`` pillar on every node, for a test or a try.
 
     settings
@@ -68,16 +68,18 @@ def override_pillar(lab, settings):
         each value replaces what is there (a mapping is not merged). ``{}`` restores the
         repo's pillar (with the lab's built artifacts).
 
-    Refreshes every minion's pillar; returns {minion: refreshed}. The repo is not touched.
+    Refreshes every minion's pillar but those in ``skip`` (hosts that are down); returns
+    {minion: refreshed}. The repo is not touched.
     """
     lab_pillar(lab).write(overrides=settings)
-    return refresh_pillar(lab)
+    return refresh_pillar(lab, skip)
 
 
-def refresh_pillar(lab):
-    ids = ",".join(n.id for n in lab.nodes)
+def refresh_pillar(lab, skip=()):
+    nodes = [n for n in lab.nodes if n.id not in skip]
+    ids = ",".join(n.id for n in nodes)
     ret = run_salt(lab, ids, "saltutil.refresh_pillar", "wait=True", timeout=60, list_target=True)
-    return {n.id: ret.get(n.id) is True for n in lab.nodes}
+    return {n.id: ret.get(n.id) is True for n in nodes}
 
 
 def write_config(lab):
@@ -217,6 +219,15 @@ def run_salt(lab, target, fun, *args, timeout=300, job_timeout=None, list_target
         return json.loads(proc.stdout or "{}")
     except json.JSONDecodeError:
         return {"_error": (proc.stdout + proc.stderr).strip()[-2000:]}
+
+
+def run_runner(lab, fun, *args, timeout=300):
+    """Run `salt-run <fun> <args>` on the lab master; returns what the runner returned."""
+    proc = run([*cli(lab, "salt-run"), "--out=json", fun, *args], check=False, timeout=timeout)
+    try:
+        return json.loads(proc.stdout or "null")
+    except json.JSONDecodeError:
+        raise LabError(f"salt-run {fun}: {(proc.stdout + proc.stderr).strip()[-2000:]}") from None
 
 
 def ping(lab, nodes):

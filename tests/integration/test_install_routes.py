@@ -143,8 +143,10 @@ def test_pip_install_registers_the_modules(clean_venv, source_copy, salt_call_co
     assert _salt_call(python, salt_call_config, "kubesalt.roles") == ["master", "worker"]
     assert _salt_call(python, salt_call_config, "sys.list_functions", "kubesalt_heal") == [
         "kubesalt_heal.history",
+        "kubesalt_heal.pause",
         "kubesalt_heal.repair",
         "kubesalt_heal.reset",
+        "kubesalt_heal.resume",
         "kubesalt_heal.status",
     ]
     # The beacon (minions) and the runner (master) come through the same entry point.
@@ -162,7 +164,12 @@ def test_pip_install_registers_the_modules(clean_venv, source_copy, salt_call_co
     }
     assert found == {
         "beacons": ["kubesalt_journal.py"],
-        "runners": ["kubesalt_schedule.py", "kubesalt_upgrade.py"],
+        "runners": [
+            "kubesalt_etcd_restore.py",
+            "kubesalt_node.py",
+            "kubesalt_schedule.py",
+            "kubesalt_upgrade.py",
+        ],
     }
 
 

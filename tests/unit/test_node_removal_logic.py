@@ -65,7 +65,7 @@ def test_the_blocks_of_a_node_and_which_can_go():
     assert rm.ipam_of("worker-3", affinities, blocks) == []
 
 
-def _render(nodes, target, refusal):
+def _render(nodes, target, refusal, dead=False):
     env = jinja2.Environment(
         loader=jinja2.FileSystemLoader(str(STATES_DIR)), extensions=["jinja2.ext.do"]
     )
@@ -73,7 +73,7 @@ def _render(nodes, target, refusal):
     pillar = {"kubesalt:nodes": nodes, "target": target}
     salt = {
         "pillar.get": lambda key, default=None: pillar.get(key, default),
-        "saltutil.runner": lambda name, **kwargs: refusal,
+        "saltutil.runner": lambda name, **kwargs: {"refusal": refusal, "dead": dead},
     }
     text = env.get_template("kubesalt/orch/remove_worker.sls").render(salt=salt)
     return yaml.safe_load(text)
@@ -103,3 +103,31 @@ def test_the_orchestration_drains_evacuates_retires_deletes_releases_then_the_ro
     assert steps["kubesalt-orch-remove-worker-units-retired"]["tgt"] == "worker-2"
     assert steps["kubesalt-orch-remove-worker-routers-updated"]["tgt"] == "router-1"
     assert all(s["failhard"] is True for s in steps.values())
+
+
+def test_a_worker_whose_minion_does_not_answer_is_removed_only_when_down_and_forced():
+    ready = rm.dead_refusal("worker-2", True, force=True)
+    assert "its Node is Ready (its kubelet runs): start its salt-minion" in ready
+    unforced = rm.dead_refusal("worker-2", False, force=False)
+    assert "its Node is NotReady" in unforced and "pillar force: true" in unforced
+    assert "salt worker-2 kubesalt_unit.retire worker" in unforced
+    assert "its Node is gone" in rm.dead_refusal("worker-2", None, force=False)
+    assert rm.dead_refusal("worker-2", False, force=True) is None
+    assert rm.dead_refusal("worker-2", None, force=True) is None
+
+
+def test_a_dead_worker_is_fenced_instead_of_drained_evacuated_and_retired():
+    states = _render(NODES, "worker-2", None, dead=True)
+    assert list(states) == [
+        "kubesalt-orch-remove-worker-fenced",
+        "kubesalt-orch-remove-worker-node-deleted",
+        "kubesalt-orch-remove-worker-ipam-released",
+        "kubesalt-orch-remove-worker-routers-updated",
+    ]
+    steps = {sid: dict(kv for a in next(iter(s.values())) for kv in a.items())
+             for sid, s in states.items()}  # fmt: skip
+    assert steps["kubesalt-orch-remove-worker-fenced"]["name"] == "kubesalt_node.fence"
+    assert steps["kubesalt-orch-remove-worker-fenced"]["tgt"] == "master-1"
+    assert steps["kubesalt-orch-remove-worker-node-deleted"]["require"] == [
+        {"salt": "kubesalt-orch-remove-worker-fenced"}
+    ]

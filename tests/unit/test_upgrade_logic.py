@@ -232,6 +232,7 @@ def _plan(**fields):
         "masters": [],
         "batches": [],
         "uncordon": [],
+        "empty": False,
         "roles": {
             "master-1": ["master"],
             "master-2": ["master"],
@@ -257,6 +258,13 @@ def test_the_orchestration_refuses_what_the_plan_refuses():
     assert list(states) == ["kubesalt-orch-upgrade-refused"]
     (step,) = states["kubesalt-orch-upgrade-refused"]["test.fail_without_changes"]
     assert "nothing was changed: worker-1: Node is not Ready" in step["name"]
+
+
+def test_the_orchestration_has_nothing_to_do_when_every_node_runs_the_target():
+    states, _calls = _render(_plan(empty=True), NODES)
+    assert list(states) == ["kubesalt-orch-upgrade-nothing-to-do"]
+    (step,) = states["kubesalt-orch-upgrade-nothing-to-do"]["test.succeed_without_changes"]
+    assert step["name"] == "every node runs Kubernetes 1.37.2; nothing to do"
 
 
 def test_the_orchestration_steps_follow_the_plan_in_a_chain():

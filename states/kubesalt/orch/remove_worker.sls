@@ -8,18 +8,34 @@
     kubelet must not register the Node again; its minion must answer); then the Node is
     deleted and its Calico IP blocks and block affinities released; last, the routers'
     highstate renders BIRD without it, so its BGP session ends. Each step stops the run
-    when it fails; run it again to go on. #}
+    when it fails; run it again to go on.
+    A worker whose minion does not answer is refused unless its Node is NotReady and
+    pillar says force: true (its host is down for good): then its pods are deleted without
+    its kubelet (kubesalt_node.fence, the node.kubernetes.io/out-of-service taint) instead
+    of the drain, the evacuation and the retirement; the rest is the same. #}
 {%- from "kubesalt/orch/params.jinja" import masters, nodes, target, state_queue with context %}
 {%- set api = masters | first if masters else none %}
-{%- set refusal = salt["saltutil.runner"]("kubesalt_upgrade.removal_refused", target=target, nodes=nodes) %}
+{%- set decided = salt["saltutil.runner"]("kubesalt_node.removal_plan", target=target, nodes=nodes,
+                                          master=api, force=salt["pillar.get"]("force", False))
+                  if api else {"refusal": "pillar kubesalt:nodes has no master", "dead": False} %}
 {%- set routers = [] %}
 {%- for id, node in nodes | dictsort if "router" in node.get("roles", []) %}{% do routers.append(id) %}{% endfor %}
-{%- if refusal or not api %}
+{%- if decided.refusal %}
 
 kubesalt-orch-remove-worker-refused:
   test.fail_without_changes:
     - name: >-
-        {{ refusal or "pillar kubesalt:nodes has no master" }}; nothing was changed
+        {{ decided.refusal }}; nothing was changed
+{%- elif decided.dead %}
+
+kubesalt-orch-remove-worker-fenced:
+  salt.function:
+    - name: kubesalt_node.fence
+    - tgt: {{ api }}
+    - arg:
+      - {{ target }}
+    - timeout: 900
+    - failhard: True
 {%- else %}
 
 kubesalt-orch-remove-worker-drained:
@@ -52,6 +68,9 @@ kubesalt-orch-remove-worker-units-retired:
     - require:
       - salt: kubesalt-orch-remove-worker-evacuated
 
+{%- endif %}
+{%- if not decided.refusal %}
+
 kubesalt-orch-remove-worker-node-deleted:
   salt.function:
     - name: kubesalt_node.delete
@@ -60,7 +79,7 @@ kubesalt-orch-remove-worker-node-deleted:
       - {{ target }}
     - failhard: True
     - require:
-      - salt: kubesalt-orch-remove-worker-units-retired
+      - salt: kubesalt-orch-remove-worker-{{ "fenced" if decided.dead else "units-retired" }}
 
 kubesalt-orch-remove-worker-ipam-released:
   salt.function:

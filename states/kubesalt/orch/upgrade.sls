@@ -58,6 +58,11 @@ kubesalt-orch-upgrade-refused:
     - name: >-
         the upgrade{{ " to " ~ plan.target if plan.target else "" }} is refused and nothing
         was changed: {{ plan.problems | join("; ") }}
+{%- elif plan.empty %}
+
+kubesalt-orch-upgrade-nothing-to-do:
+  test.succeed_without_changes:
+    - name: every node runs Kubernetes {{ plan.target }}; nothing to do
 {%- else %}
 
 kubesalt-orch-upgrade-plan:
