@@ -334,6 +334,28 @@ def resume(unit):
     return True
 
 
+def paused():
+    """
+    The units of this node whose repairs are paused (:func:`pause`), each with who paused
+    it and until when; ``{}`` when none is. The master's scheduled highstate leaves such a
+    node alone (``kubesalt_schedule.highstate``): it would start what is kept stopped.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt '*' kubesalt_heal.paused
+    """
+    managed, _, store = _context()
+    out = {}
+    for unit in sorted(managed):
+        record = store.paused(unit)
+        if record:
+            until = datetime.datetime.fromtimestamp(float(record["until"]), datetime.UTC)
+            out[unit] = {"by": record["by"], "until": until.isoformat(timespec="seconds")}
+    return out
+
+
 def _as_dict(attempt):
     when = datetime.datetime.fromtimestamp(attempt.at, datetime.UTC)
     return {

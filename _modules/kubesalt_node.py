@@ -297,6 +297,15 @@ def _pods_on(node):
     return sorted(f"{p['metadata']['namespace']}/{p['metadata']['name']}" for p in found["items"])
 
 
+def _taint_and_wait(node, taint, seconds):
+    """Put ``taint`` on ``node``; the pods still on it once none is left or at the deadline."""
+    _checked(_kubectl("taint", "nodes", node, taint, "--overwrite"), f"taint {node}")
+    deadline = time.monotonic() + seconds
+    while (left := _pods_on(node)) and time.monotonic() <= deadline:
+        time.sleep(POLL_SECONDS)
+    return left
+
+
 def evacuate(node, timeout=None):
     """
     Empty ``node`` of the pods a drain leaves (DaemonSets'): it gets the taint
@@ -317,14 +326,8 @@ def evacuate(node, timeout=None):
     seconds = _seconds(timeout or _upgrade_setting("drain_timeout"), "timeout")
     if not _exists(node):
         return {"node": node, "left": [], "absent": True}
-    taint = kubesalt_core.node_removal.EVACUATE_TAINT
-    _checked(_kubectl("taint", "nodes", node, taint, "--overwrite"), f"taint {node}")
-    deadline = time.monotonic() + seconds
-    while True:
-        left = _pods_on(node)
-        if not left or time.monotonic() > deadline:
-            return {"node": node, "left": left}
-        time.sleep(POLL_SECONDS)
+    left = _taint_and_wait(node, kubesalt_core.node_removal.EVACUATE_TAINT, seconds)
+    return {"node": node, "left": left}
 
 
 def fence(node, timeout=None):
@@ -354,15 +357,11 @@ def fence(node, timeout=None):
             f"{node} is Ready: its kubelet runs, so it is not down; drain it instead"
         )
     _checked(_kubectl("cordon", node), f"cordon {node}")
-    taint = kubesalt_core.node_removal.OUT_OF_SERVICE_TAINT
-    _checked(_kubectl("taint", "nodes", node, taint, "--overwrite"), f"taint {node}")
-    deadline = time.monotonic() + seconds
-    while left := _pods_on(node):
-        if time.monotonic() > deadline:
-            raise CommandExecutionError(
-                f"{len(left)} pods are still on {node} after {seconds} s: {', '.join(left)}"
-            )
-        time.sleep(POLL_SECONDS)
+    left = _taint_and_wait(node, kubesalt_core.node_removal.OUT_OF_SERVICE_TAINT, seconds)
+    if left:
+        raise CommandExecutionError(
+            f"{len(left)} pods are still on {node} after {seconds} s: {', '.join(left)}"
+        )
     return {"node": node, "left": []}
 
 

@@ -4,7 +4,10 @@ kubesalt_schedule: the master's scheduled highstate, and the drift report of wha
 ``conf/master.d/kubesalt.conf`` schedules :func:`highstate` (with a splay and at most one
 run at a time). A run applies the highstate in the order a cluster needs it (masters, then
 workers, then routers, then minions without a kubesalt role), asking each minion's roles
-from pillar through ``kubesalt.roles``. What every run changed, or failed, is appended to
+from pillar through ``kubesalt.roles``. A minion on which an orchestration paused the
+repairs of a unit (``kubesalt_heal.pause``: ``kubesalt.orch.etcd_restore`` keeps the
+apiservers stopped) is skipped, since its highstate would start that unit; the record says
+why. What every run changed, failed or skipped is appended to
 ``<cachedir>/kubesalt/drift.jsonl`` on the master; on a converged cluster a run changes
 nothing, so any change it made is drift someone or something caused.
 
@@ -72,6 +75,19 @@ def summarize(ret):
     return {"changed": changed, "failed": failed}
 
 
+def held(answers):
+    """``{minion: kubesalt_heal.paused answer}`` -> ``{minion: why it is left alone}``, for the
+    minions with a paused unit (an answer that is not a mapping holds nothing)."""
+    out = {}
+    for minion, paused in sorted(answers.items()):
+        if isinstance(paused, dict) and paused:
+            out[minion] = "; ".join(
+                f"{unit} paused by {pause.get('by')} until {pause.get('until')}"
+                for unit, pause in sorted(paused.items())
+            )
+    return out
+
+
 def highstate(timeout=900):
     """
     Apply the highstate to every minion in waves (see the module docstring), record what
@@ -91,6 +107,13 @@ def highstate(timeout=900):
     roles = client.cmd("*", "kubesalt.roles", timeout=30)
     minions = {}
     for wave in waves(roles):
+        paused = held(client.cmd(wave, "kubesalt_heal.paused", tgt_type="list", timeout=30))
+        for minion, why in paused.items():
+            log.warning("kubesalt_schedule: %s skipped: %s", minion, why)
+            minions[minion] = {"skipped": why}
+        wave = [minion for minion in wave if minion not in paused]
+        if not wave:
+            continue
         ret = client.cmd(
             wave,
             "state.apply",
@@ -136,7 +159,7 @@ def drift(runs=5, show_all=False):
         entry = {"started": record["started"], "seconds": record["seconds"]}
         quiet = []
         for minion, summary in sorted(record["minions"].items()):
-            if show_all or summary.get("changed") or summary.get("failed") or summary.get("error"):
+            if show_all or any(summary.get(k) for k in ("changed", "failed", "error", "skipped")):
                 entry[minion] = summary
             else:
                 quiet.append(minion)

@@ -19,19 +19,10 @@ import time
 from common import arguments, fresh_lab, quiet, say
 
 from kubesalt_lab import converge, etcd_loss, master, report, steady_traffic, workloads
-from kubesalt_lab.config import LabError
 
 ORCH = "kubesalt.orch.etcd_restore"
 NAMESPACE = "restore-bench"
 LOST = ("master-2", "master-3")
-
-
-def _serves(lab):
-    try:
-        workloads.kubectl(lab, "get", "--raw", "/readyz", timeout=15)
-        return True
-    except LabError:
-        return False
 
 
 def main(argv=None):
@@ -61,7 +52,7 @@ def main(argv=None):
         orchestration = time.monotonic() - started
         if not ok:
             raise SystemExit(f"the restore failed: {master.failed_steps(steps)}")
-        while not _serves(lab):
+        while not etcd_loss.api_serves(lab):
             time.sleep(0.5)
         serving = time.monotonic() - lost_at
         kept = len(etcd_loss.names(lab, NAMESPACE, "before-"))

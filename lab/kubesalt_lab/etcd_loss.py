@@ -2,6 +2,7 @@
 lab test of ``kubesalt.orch.etcd_restore`` and its benchmark share these."""
 
 from kubesalt_lab import containers, workloads
+from kubesalt_lab.config import LabError
 
 CHUNK = 200
 
@@ -43,3 +44,12 @@ def etcd_state(lab, node):
     shown = containers.inside(lab, lab.node(node), ["systemctl", "is-active", "etcd"],
                               check=False)  # fmt: skip
     return shown.stdout.strip()
+
+
+def api_serves(lab):
+    """Whether an apiserver answers ``/readyz`` (within 15 s)."""
+    try:
+        workloads.kubectl(lab, "get", "--raw", "/readyz", timeout=15)
+        return True
+    except LabError:
+        return False

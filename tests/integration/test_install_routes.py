@@ -144,6 +144,7 @@ def test_pip_install_registers_the_modules(clean_venv, source_copy, salt_call_co
     assert _salt_call(python, salt_call_config, "sys.list_functions", "kubesalt_heal") == [
         "kubesalt_heal.history",
         "kubesalt_heal.pause",
+        "kubesalt_heal.paused",
         "kubesalt_heal.repair",
         "kubesalt_heal.reset",
         "kubesalt_heal.resume",

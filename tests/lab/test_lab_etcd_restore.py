@@ -15,7 +15,6 @@ import time
 import pytest
 
 from kubesalt_lab import containers, converge, etcd_loss, master, steady_traffic, workloads
-from kubesalt_lab.config import LabError
 from kubesalt_lab.system import wait_until
 from tests.lab.conftest import quiet
 
@@ -68,14 +67,6 @@ def _repairs_since(lab, node, since):
     ]  # fmt: skip
 
 
-def _serves(lab):
-    try:
-        workloads.kubectl(lab, "get", "--raw", "/readyz", timeout=15)
-        return True
-    except LabError:
-        return False
-
-
 @pytest.fixture(scope="module")
 def prepared(cluster):
     """The workload running, ConfigMaps before a snapshot and after it: the snapshot's
@@ -88,7 +79,7 @@ def prepared(cluster):
     assert isinstance(record, dict) and record["sha256"], record
     etcd_loss.write(lab, NAMESPACE, "after", AFTER)
     yield {"lab": lab, "snapshot": record, "members": _member_ids(lab), "pods": _running(lab)}
-    if _serves(lab):
+    if etcd_loss.api_serves(lab):
         steady_traffic.stop(lab, "restored")
         workloads.kubectl(lab, "delete", "namespace", NAMESPACE, "--wait=false", check=False)
 
@@ -156,7 +147,7 @@ def test_two_masters_losing_their_etcd_data_are_restored_from_the_snapshot(prepa
     with concurrent.futures.ThreadPoolExecutor(len(LOST)) as pool:  # both disks at once
         list(pool.map(lambda node: etcd_loss.destroy_member_data(lab, node), LOST))
     lost_at = time.monotonic()
-    wait_until(lambda: not _serves(lab), 60, interval=1, what="the apiservers failing")
+    wait_until(lambda: not etcd_loss.api_serves(lab), 60, interval=1, what="the apiservers failing")
 
     # etcd started on a master whose data is gone (a reboot, an apiserver's start) finds
     # no peer in its member list and exits: it does not rejoin under its old identity.

@@ -199,6 +199,21 @@ def test_a_runs_summary_names_what_changed_and_failed():
     assert schedule.summarize("no answer") == {"error": "no answer"}
 
 
+def test_a_scheduled_run_leaves_alone_a_minion_with_a_paused_unit():
+    pause = {"by": "kubesalt.orch.etcd_restore", "until": "2026-12-05T22:00:00+00:00"}
+    answers = {
+        "master-2": {"kube-apiserver.service": pause, "etcd.service": pause},
+        "master-1": {},
+        "master-3": "Minion did not return. [No response]",
+    }
+    assert schedule.held(answers) == {
+        "master-2": "etcd.service paused by kubesalt.orch.etcd_restore until "
+        "2026-12-05T22:00:00+00:00; kube-apiserver.service paused by "
+        "kubesalt.orch.etcd_restore until 2026-12-05T22:00:00+00:00"
+    }
+    assert schedule.held({}) == {}
+
+
 def test_the_beacons_default_heal_dir_is_the_formulas():
     defaults = yaml.safe_load((STATES_DIR / "kubesalt" / "defaults.yaml").read_text())
     assert defaults["paths"]["heal_dir"] == heal_store.DEFAULT_HEAL_DIR
