@@ -297,6 +297,14 @@ def _pods_on(node):
     return sorted(f"{p['metadata']['namespace']}/{p['metadata']['name']}" for p in found["items"])
 
 
+def _leaving(node, timeout):
+    """The seconds a leaving ``node`` is given (default pillar ``upgrade:drain_timeout``), or
+    None when it has no Node any more."""
+    _valid_node(node)
+    seconds = _seconds(timeout or _upgrade_setting("drain_timeout"), "timeout")
+    return seconds if _exists(node) else None
+
+
 def _taint_and_wait(node, taint, seconds):
     """Put ``taint`` on ``node``; the pods still on it once none is left or at the deadline."""
     _checked(_kubectl("taint", "nodes", node, taint, "--overwrite"), f"taint {node}")
@@ -322,9 +330,8 @@ def evacuate(node, timeout=None):
 
         salt master-1 kubesalt_node.evacuate worker-3
     """
-    _valid_node(node)
-    seconds = _seconds(timeout or _upgrade_setting("drain_timeout"), "timeout")
-    if not _exists(node):
+    seconds = _leaving(node, timeout)
+    if seconds is None:
         return {"node": node, "left": [], "absent": True}
     left = _taint_and_wait(node, kubesalt_core.node_removal.EVACUATE_TAINT, seconds)
     return {"node": node, "left": left}
@@ -348,9 +355,8 @@ def fence(node, timeout=None):
 
         salt master-1 kubesalt_node.fence worker-3
     """
-    _valid_node(node)
-    seconds = _seconds(timeout or _upgrade_setting("drain_timeout"), "timeout")
-    if not _exists(node):
+    seconds = _leaving(node, timeout)
+    if seconds is None:
         return {"node": node, "left": [], "absent": True}
     if _summary(_node_object(node))["ready"]:
         raise CommandExecutionError(

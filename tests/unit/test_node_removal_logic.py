@@ -87,6 +87,12 @@ def test_the_orchestration_refuses_with_the_reason_and_changes_nothing():
     assert step["name"].endswith("nothing was changed")
 
 
+def _steps(states):
+    """A rendered orchestration -> {state id: its arguments as one mapping}."""
+    return {sid: dict(kv for a in next(iter(s.values())) for kv in a.items())
+            for sid, s in states.items()}  # fmt: skip
+
+
 def test_the_orchestration_drains_evacuates_retires_deletes_releases_then_the_routers():
     states = _render(NODES, "worker-2", None)
     assert list(states) == [
@@ -97,8 +103,7 @@ def test_the_orchestration_drains_evacuates_retires_deletes_releases_then_the_ro
         "kubesalt-orch-remove-worker-ipam-released",
         "kubesalt-orch-remove-worker-routers-updated",
     ]
-    steps = {sid: dict(kv for a in next(iter(s.values())) for kv in a.items())
-             for sid, s in states.items()}  # fmt: skip
+    steps = _steps(states)
     assert steps["kubesalt-orch-remove-worker-drained"]["tgt"] == "master-1"
     assert steps["kubesalt-orch-remove-worker-units-retired"]["tgt"] == "worker-2"
     assert steps["kubesalt-orch-remove-worker-routers-updated"]["tgt"] == "router-1"
@@ -124,8 +129,7 @@ def test_a_dead_worker_is_fenced_instead_of_drained_evacuated_and_retired():
         "kubesalt-orch-remove-worker-ipam-released",
         "kubesalt-orch-remove-worker-routers-updated",
     ]
-    steps = {sid: dict(kv for a in next(iter(s.values())) for kv in a.items())
-             for sid, s in states.items()}  # fmt: skip
+    steps = _steps(states)
     assert steps["kubesalt-orch-remove-worker-fenced"]["name"] == "kubesalt_node.fence"
     assert steps["kubesalt-orch-remove-worker-fenced"]["tgt"] == "master-1"
     assert steps["kubesalt-orch-remove-worker-node-deleted"]["require"] == [
